@@ -1,0 +1,1 @@
+"""From a file to Japanese chunks: loaders, normalisation and chunking, with no model and no database."""

@@ -1,0 +1,120 @@
+"""Japanese text normalisation: NFKC, control characters, and lines a PDF broke mid-sentence."""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A line that ends like this ends a sentence (or a heading written with a colon), so the line break
+# after it is meant. Closing brackets and quotes may follow the mark. Checked after NFKC, which turns
+# full-width ！？：； into ASCII.
+_SENTENCE_END = re.compile(r"[。.!?:;…][」』）)】〕〉》\"'’”\]]*$")
+# A line that starts like this begins a new item, so the line before it is not continued.
+_BLOCK_START = re.compile(
+    r"""^(?:
+        [・•●○◆◇■□▪▶►※*\-+>#|]          # bullets, quotes, markdown headings and tables
+      | \d{1,3}[.)、]                      # 1. 2) 3、
+      | [(（]\d{1,3}[)）]                   # (1)
+      | 第[0-9一二三四五六七八九十百]+[章節条項編部]  # 第3章
+    )""",
+    re.VERBOSE,
+)
+# Lines of these kinds are complete on their own: markdown headings, table rows, chapter headings.
+_STANDALONE_LINE = re.compile(r"^(?:#{1,6}\s|\||第[0-9一二三四五六七八九十百]+[章節編部](?:\s|$))")
+# Everything in Cc and Cf except tab and newline is dropped: NUL, form feeds, zero-width spaces,
+# byte-order marks and bidi controls carry no text and confuse the tokenizer.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+# An indented line starts a new paragraph, as Japanese writing marks one with a full-width space.
+_INDENTED_LINE = re.compile(r"\n[ \t]+(?=\S)")
+
+
+def _is_ascii_word_char(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+def _joiner(prev: str, nxt: str) -> str:
+    """What goes between two pieces of one sentence: a space only between two Latin words."""
+    if _is_ascii_word_char(prev[-1]) and _is_ascii_word_char(nxt[0]):
+        return " "
+    return ""
+
+
+def continues(prev: str, nxt: str) -> bool:
+    """Whether line ``nxt`` continues the sentence that line ``prev`` left open.
+
+    Both are lines of normalised text, or ``nxt`` is the start of the next page.
+    """
+    prev = prev.rstrip()
+    if not prev or not nxt.strip():
+        return False
+    if _SENTENCE_END.search(prev) or _STANDALONE_LINE.match(prev.lstrip()):
+        return False
+    return not _BLOCK_START.match(nxt)
+
+
+def _unwrap(paragraph: str) -> str:
+    lines = paragraph.split("\n")
+    out = [lines[0].rstrip()]
+    for line in lines[1:]:
+        if continues(out[-1], line):
+            piece = line.strip()
+            out[-1] = out[-1] + _joiner(out[-1], piece) + piece
+        else:
+            out.append(line.rstrip())
+    cleaned = (_SPACES.sub(" ", line).strip() for line in out)
+    return "\n".join(line for line in cleaned if line)
+
+
+def normalize_text(text: str) -> str:
+    """Normalise one page of Japanese text for indexing and display.
+
+    NFKC (full-width ASCII to half-width, half-width katakana to full-width), no control or
+    zero-width characters, ``\\n`` line ends, lines broken mid-sentence re-joined without a space
+    between Japanese characters, runs of spaces collapsed, and paragraphs (blank lines, or an
+    indented line) kept as one blank line. Normalising twice changes nothing.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = _INDENTED_LINE.sub("\n\n", text)
+    paragraphs = _BLANK_LINES.split(text)
+    unwrapped = (_unwrap(p) for p in paragraphs)
+    return "\n\n".join(p for p in unwrapped if p)
+
+
+@dataclass(frozen=True)
+class PagedText:
+    """A document's normalised text and where each page starts in it."""
+
+    text: str
+    page_starts: tuple[int, ...]
+    page_numbers: tuple[int | None, ...]
+
+    def page_at(self, offset: int) -> int | None:
+        """The number of the page that holds character ``offset``."""
+        index = bisect.bisect_right(self.page_starts, offset) - 1
+        return self.page_numbers[max(index, 0)] if self.page_numbers else None
+
+
+def join_pages(pages: Sequence[tuple[int | None, str]]) -> PagedText:
+    """Normalise pages and join them into one text, continuing a sentence that runs over a page break."""
+    text = ""
+    starts: list[int] = []
+    numbers: list[int | None] = []
+    for number, raw in pages:
+        page = normalize_text(raw)
+        if not page:
+            continue
+        if text:
+            last_line = text.rsplit("\n", 1)[-1]
+            text += _joiner(text, page) if continues(last_line, page) else "\n\n"
+        starts.append(len(text))
+        numbers.append(number)
+        text += page
+    return PagedText(text, tuple(starts), tuple(numbers))

@@ -1,0 +1,184 @@
+"""The command line: ``python -m pipelines ingest|search|documents|delete``, thin over the pipeline objects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from ingest.errors import IngestError
+from pipelines.embedder import Embedder, Progress
+from pipelines.errors import RagError
+from pipelines.indexing import FileReport, Indexer
+from pipelines.retrieval import Searcher
+from pipelines.settings import Settings
+from pipelines.store import ChromaStore
+
+STATUS_LABELS = {
+    "added": "追加",
+    "replaced": "置換",
+    "unchanged": "変更なし",
+    "duplicate": "重複",
+    "failed": "失敗",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", dest="embedding_model", help="埋め込みモデル（名前かディレクトリ） [RAG_EMBEDDING_MODEL]")
+    common.add_argument("--data-dir", type=Path, help="データディレクトリ [RAG_DATA_DIR]")
+    common.add_argument("--collection", help="Chroma のコレクション名 [RAG_COLLECTION]")
+    common.add_argument("--device", help="cpu、cuda など（既定は自動） [RAG_DEVICE]")
+    common.add_argument("--json", action="store_true", help="結果を JSON で出力する")
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description="日本語文書の取り込みと検索")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ingest = commands.add_parser("ingest", parents=[common], help="ファイルやフォルダを取り込む")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--chunk-tokens", type=int, help="チャンクの最大トークン数 [RAG_CHUNK_TOKENS]")
+    ingest.add_argument("--chunk-overlap", type=int, help="チャンクの重なり（トークン） [RAG_CHUNK_OVERLAP]")
+    ingest.add_argument("--batch-size", type=int, help="埋め込みのバッチサイズ [RAG_BATCH_SIZE]")
+    search = commands.add_parser("search", parents=[common], help="質問に近い箇所を探す")
+    search.add_argument("question")
+    search.add_argument("-k", "--top-k", type=int, dest="top_k", help="表示する件数 [RAG_TOP_K]")
+    commands.add_parser("documents", parents=[common], help="取り込んだ文書の一覧")
+    delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
+    delete.add_argument("name", help="文書名（documents に表示される名前）")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = ("embedding_model", "data_dir", "collection", "device", "chunk_tokens", "chunk_overlap", "batch_size", "top_k")
+    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
+
+
+def _embedder(settings: Settings) -> Embedder:
+    return Embedder(settings.embedding_model, device=settings.device, batch_size=settings.batch_size)
+
+
+def _store(settings: Settings) -> ChromaStore:
+    return ChromaStore.persistent(settings.data_dir, settings.collection)
+
+
+def _progress_bars(stream: TextIO) -> Any:
+    from tqdm import tqdm
+
+    def for_file(source: str) -> Progress:
+        bar = tqdm(desc=source, unit="chunk", file=stream, leave=False, dynamic_ncols=True)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+
+        return update
+
+    return for_file
+
+
+def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    embedder = _embedder(settings)
+    embedder.load()  # before the store is touched: a model that cannot load writes nothing
+    indexer = Indexer(embedder, _store(settings), settings.chunk_tokens, settings.chunk_overlap)
+    started = time.perf_counter()
+    reports = indexer.ingest_paths(args.paths, progress=_progress_bars(err))
+    elapsed = time.perf_counter() - started
+    stats = embedder.stats
+    if args.json:
+        summary = {
+            "files": [asdict(r) for r in reports],
+            "embedded_texts": stats.texts,
+            "embedded_tokens": stats.tokens,
+            "embedding_seconds": round(stats.seconds, 3),
+            "seconds": round(elapsed, 3),
+        }
+        json.dump(summary, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        _print_reports(reports, out)
+        counts = Counter(r.status for r in reports)
+        totals = "、".join(f"{STATUS_LABELS[s]} {counts[s]}" for s in STATUS_LABELS if counts[s])
+        out.write(f"合計: {totals or 'ファイルなし'}\n")
+        if stats.texts:
+            out.write(
+                f"埋め込み: {stats.texts} チャンク、{stats.tokens:,} トークン、{stats.seconds:.1f} 秒"
+                f"（{stats.tokens_per_second:,.0f} トークン/秒）、全体 {elapsed:.1f} 秒\n"
+            )
+    if not reports:
+        err.write("取り込めるファイルが見つかりませんでした（対応形式: PDF、.txt、.md）。\n")
+        return 1
+    return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
+    for report in reports:
+        label = STATUS_LABELS[report.status]
+        detail = f"{report.chunks} チャンク" if report.status in ("added", "replaced", "unchanged") else report.message
+        out.write(f"{label}\t{report.source}\t{detail}\n")
+
+
+def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    store = _store(settings)
+    if store.count() == 0:
+        err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
+    embedder = _embedder(settings)
+    hits = Searcher(embedder, store).search(args.question, settings.top_k)
+    if args.json:
+        json.dump([hit.to_dict() for hit in hits], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return 0
+    if not hits and store.count():
+        out.write("該当する箇所は見つかりませんでした。\n")
+    for hit in hits:
+        page = f"p.{hit.page}" if hit.page else "-"
+        out.write(f"{hit.rank}. 類似度 {hit.score:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n")
+        out.write("   " + hit.text.replace("\n", "\n   ") + "\n\n")
+    return 0
+
+
+def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    documents = _store(settings).documents()
+    if args.json:
+        json.dump([asdict(d) for d in documents], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif not documents:
+        out.write("文書はまだありません。\n")
+    for document in [] if args.json else documents:
+        pages = f"{document.pages} ページ" if document.pages else "ページなし"
+        out.write(f"{document.source}\t{pages}\t{document.chunks} チャンク\t{document.added_at}\n")
+    return 0
+
+
+def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    store = _store(settings)
+    indexer = Indexer(_embedder(settings), store, settings.chunk_tokens, settings.chunk_overlap)
+    document = indexer.delete(args.name)
+    if args.json:
+        json.dump(asdict(document), out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        out.write(f"削除しました: {document.source}（{document.chunks} チャンク）\n")
+    return 0
+
+
+COMMANDS = {"ingest": _ingest, "search": _search, "documents": _documents, "delete": _delete}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 some files failed, 2 refused with a message)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        return COMMANDS[args.command](args, settings, out, err)
+    except (RagError, IngestError) as error:
+        err.write(f"エラー: {error}\n")
+        return 2

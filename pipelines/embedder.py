@@ -1,0 +1,225 @@
+"""The embedder: a sentence-transformers model (GLuCoSE by default), loaded once, tokenized as it was trained."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.errors import ModelLoadError, TokenizerMismatchError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each embedding batch."""
+
+# Texts whose token ids are checked against sentencepiece when a LUKE model loads: full-width and
+# half-width forms, a character outside the vocabulary, and strings that look like special tokens.
+TOKENIZER_CHECK_TEXTS = (
+    "東京は日本の首都です。",
+    "ＡＢＣ全角とｶﾀｶﾅ半角、１２３と123。",
+    "𠮷野家の牛丼を食べた！本当に？",
+    "文中の[MASK]や<s>や</s>や<mask>や<ent>はただの文字です。",
+    "改行\nと\tタブ",
+)
+# The sentence whose embedding identifies a model in the store's metadata.
+FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
+
+
+@dataclass
+class EmbeddingStats:
+    """What the embedder has done since it was created: texts, their tokens, and seconds spent."""
+
+    texts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _how_to_fix(name: str) -> str:
+    folder = "models/" + name.rstrip("/").rsplit("/", 1)[-1]
+    return (
+        "ネットワークにつながらない環境では、つながる環境で "
+        f"`hf download {name} --local-dir {folder}` のようにモデルを取得して持ち込み、"
+        f"RAG_EMBEDDING_MODEL={folder}（または --model {folder}）でそのディレクトリを指定してください。"
+    )
+
+
+class Embedder:
+    """Turns texts into normalised embeddings with a sentence-transformers model.
+
+    The model is loaded on first use (or by ``load()``), from a hub name or a local directory, through
+    the same code path either way. A LUKE model (GLuCoSE) is checked at load time to be fed exactly the
+    token ids it was trained on.
+    """
+
+    def __init__(self, model_name: str, *, device: str = "", batch_size: int = 16) -> None:
+        self.model_name = model_name
+        self.device = device or None
+        self.batch_size = batch_size
+        self.stats = EmbeddingStats()
+        self._model: SentenceTransformer | None = None
+        # Tokenizer arguments for every call: with them, "<s>" in a document is three characters,
+        # not a control token, as the sentencepiece model reads it.
+        self._text_kwargs: dict[str, Any] = {}
+
+    # Loading ---------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded model; loads it on first access."""
+        if self._model is None:
+            self.load()
+        assert self._model is not None
+        return self._model
+
+    def load(self) -> None:
+        """Load the model now; a failure raises ``ModelLoadError`` naming the model, the cause and the fix."""
+        if self._model is not None:
+            return
+        started = time.perf_counter()
+        model = self._open(self.model_name)
+        if getattr(model[0], "auto_model", None) is None or model.tokenizer is None:
+            raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
+        if getattr(model[0].auto_model.config, "model_type", None) == "luke":
+            self._text_kwargs = {"split_special_tokens": True}
+            self._check_luke_tokenizer(model)
+        self._model = model
+        logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _open(self, name: str) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        path = Path(name).expanduser()
+        if path.is_dir():
+            target, local_only = str(path), True
+        elif _looks_like_path(name):
+            raise ModelLoadError(
+                f"埋め込みモデルのディレクトリ「{name}」が見つかりません。パスを確かめてください。" + _how_to_fix("pkshatech/GLuCoSE-base-ja")
+            )
+        else:
+            target, local_only = name, False
+        try:
+            if not local_only:
+                try:  # a copy in the Hugging Face cache loads without asking the network
+                    return SentenceTransformer(target, device=self.device, local_files_only=True)
+                except OSError:
+                    logger.info("%s is not in the local cache; downloading it", name)
+            return SentenceTransformer(target, device=self.device, local_files_only=local_only)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + _how_to_fix(name)) from error
+
+    def _check_luke_tokenizer(self, model: SentenceTransformer) -> None:
+        """Compare the ids the model will be fed with the fairseq ids it was trained on.
+
+        For a text ``t`` and its sentencepiece model ``sp``: ``[0] + [i + 1 if i else 3 for i in
+        sp.encode(t)] + [2]``. transformers 5 silently shifts every id by one; this refuses to run then.
+        """
+        import sentencepiece as spm
+
+        vocab_file = Path(getattr(model.tokenizer, "vocab_file", "") or "")
+        if vocab_file.name != "sentencepiece.bpe.model" or not vocab_file.is_file():
+            raise TokenizerMismatchError(
+                f"「{self.model_name}」のトークナイザ（{type(model.tokenizer).__name__}）から sentencepiece のモデルが"
+                "見つからず、学習時と同じトークン ID になるか確かめられません。requirements.txt の版"
+                "（transformers==4.57.6）を入れてください。"
+            )
+        sp = spm.SentencePieceProcessor(model_file=str(vocab_file))
+        for text in TOKENIZER_CHECK_TEXTS:
+            expected = [0] + [i + 1 if i else 3 for i in sp.encode(text)] + [2]
+            features = model.preprocess([text], processing_kwargs={"text": self._text_kwargs})
+            fed = features["input_ids"][0].tolist()
+            if fed != expected:
+                import transformers
+
+                raise TokenizerMismatchError(
+                    f"「{self.model_name}」のトークナイザが学習時と違うトークン ID を出します"
+                    f"（{text!r}: 期待 {expected[:8]}…, 実際 {fed[:8]}…）。transformers {transformers.__version__} では"
+                    "検索結果が黙って悪くなるため、requirements.txt の版（transformers==4.57.6）を入れてください。"
+                )
+
+    # Facts about the model ---------------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        """Length of the embedding vectors."""
+        dimension = self.model.get_embedding_dimension()
+        assert dimension is not None
+        return dimension
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens the model reads in one text, special tokens included."""
+        return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model would read for ``text``, special tokens included, before any truncation."""
+        encoded = self.model.tokenizer(text, truncation=False, verbose=False, **self._text_kwargs)
+        return len(encoded["input_ids"])
+
+    def fingerprint(self) -> list[float]:
+        """The embedding of a fixed sentence: tells this model's vectors from another model's."""
+        return [float(x) for x in self._encode([FINGERPRINT_TEXT])[0]]
+
+    # Embedding ---------------------------------------------------------------------------------
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=max(len(texts), 1),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+            processing_kwargs={"text": self._text_kwargs},
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Embed passages in batches of similar length; returns unit vectors in the order given.
+
+        ``token_counts`` (each text's ``count_tokens``, when the caller has them) sort the batches
+        and feed the statistics without tokenizing twice.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        counts = list(token_counts) if token_counts is not None else [self.count_tokens(t) for t in texts]
+        # Sorting by length keeps padding, which costs as much as real tokens, near zero.
+        order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        done = 0
+        for begin in range(0, len(order), self.batch_size):
+            batch = order[begin : begin + self.batch_size]
+            started = time.perf_counter()
+            vectors[batch] = self._encode([texts[i] for i in batch])
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.texts += len(batch)
+            self.stats.tokens += sum(min(counts[i], self.max_tokens) for i in batch)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(texts))
+        return vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed a question; a question longer than the model reads is cut at its limit."""
+        return self._encode([text])[0]

@@ -1,0 +1,41 @@
+"""Errors of the pipelines, each with a message a person can act on.
+
+    RagError                    anything the pipelines refuse to do, with the reason and the fix
+    ├── SettingsError           a setting (environment variable or flag) has an invalid value
+    ├── ModelLoadError          the embedding model cannot be loaded (no network, wrong name, bad files)
+    │   └── TokenizerMismatchError  the tokenizer would not give the ids the model was trained with
+    ├── ModelMismatchError      the store was built with another embedding model
+    ├── StoreError              Chroma cannot be opened, read or written
+    └── DocumentNotFoundError   no stored document has the given name
+
+Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
+the indexer reports them per file and carries on with the others.
+"""
+
+
+class RagError(Exception):
+    """Base of the pipelines' errors; ``str(error)`` is meant for the user."""
+
+
+class SettingsError(RagError):
+    """A setting has a value the product cannot use."""
+
+
+class ModelLoadError(RagError):
+    """The embedding model could not be loaded."""
+
+
+class TokenizerMismatchError(ModelLoadError):
+    """The installed tokenizer produces different token ids from the ones the model was trained on."""
+
+
+class ModelMismatchError(RagError):
+    """Vectors from one embedding model were about to be mixed with another model's."""
+
+
+class StoreError(RagError):
+    """The vector store could not be used."""
+
+
+class DocumentNotFoundError(RagError):
+    """No stored document has this name."""

@@ -1,0 +1,189 @@
+"""Indexing: files to chunks to vectors in the store, incrementally, one report per file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ingest.chunking import Chunk, chunk_text
+from ingest.errors import EmptyDocumentError, IngestError
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, load_bytes, load_file
+from ingest.normalize import join_pages
+from pipelines.embedder import Embedder, Progress
+from pipelines.errors import SettingsError
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument
+
+# Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
+CHUNKER_REVISION = 1
+
+Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
+
+
+def text_hash(text: str) -> str:
+    """Digest of a chunk's text, to find a stored vector for the same text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What ingesting one file did."""
+
+    source: str
+    status: Status
+    chunks: int = 0
+    tokens: int = 0
+    message: str = ""
+
+
+FileProgress = Callable[[str], Progress | None]
+"""Given a file's name, returns the progress callback for its embedding batches (or None)."""
+
+
+def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Files to ingest with the names they are stored under.
+
+    A file given directly keeps its own name; files found in a folder are named by their path inside
+    that folder (``sub/報告書.pdf``), and only supported types are taken from folders.
+    """
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path)
+                hidden = any(part.startswith(".") for part in relative.parts)
+                if child.is_file() and not hidden and child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    found.append((child, relative.as_posix()))
+        else:
+            found.append((path, path.name))
+    return found
+
+
+class Indexer:
+    """Chunks, embeds and stores documents; unchanged files cost no embedding."""
+
+    def __init__(self, embedder: Embedder, store: ChromaStore, chunk_tokens: int, chunk_overlap: int) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+        self._bound = False
+
+    @property
+    def chunking(self) -> str:
+        """A tag for how documents are cut, part of every chunk's version."""
+        return f"c{CHUNKER_REVISION}-t{self.chunk_tokens}-o{self.chunk_overlap}"
+
+    def _bind(self) -> None:
+        if self._bound:
+            return
+        limit = self.embedder.max_tokens
+        if self.chunk_tokens > limit:
+            raise SettingsError(
+                f"RAG_CHUNK_TOKENS（{self.chunk_tokens}）がモデル「{self.embedder.model_name}」の読める長さ"
+                f"（{limit} トークン）を超えています。{limit} 以下にしてください。"
+            )
+        self.store.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
+        self._bound = True
+
+    def ingest_file(self, loaded: LoadedFile, progress: Progress | None = None) -> FileReport:
+        """Index one loaded file: added, replaced, unchanged or a duplicate of another stored file."""
+        self._bind()
+        version = f"{loaded.content_hash[:32]}-{self.chunking}"
+        existing = self.store.document(loaded.source)
+        if existing is not None and existing.version == version:
+            return FileReport(loaded.source, "unchanged", existing.chunks, existing.tokens)
+        twin = self.store.document_with_version(version)
+        if twin is not None:
+            return FileReport(loaded.source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
+
+        paged = join_pages(loaded.pages)
+        if not paged.text:
+            raise EmptyDocumentError(f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。")
+        chunks = chunk_text(paged, self.embedder.count_tokens, self.chunk_tokens, self.chunk_overlap)
+        vectors = self._vectors(chunks, progress)
+        records = [
+            ChunkRecord(
+                id=f"{version}-{chunk.index:05d}",
+                text=chunk.text,
+                embedding=vector,
+                metadata={
+                    "source": loaded.source,
+                    "version": version,
+                    "content_hash": loaded.content_hash,
+                    "chunk_index": chunk.index,
+                    "page": chunk.page or 0,
+                    "page_end": chunk.page_end or 0,
+                    "char_start": chunk.start,
+                    "char_end": chunk.end,
+                    "tokens": chunk.tokens,
+                    "text_hash": text_hash(chunk.text),
+                    "embedding_model": self.embedder.model_name,
+                },
+            )
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        document = StoredDocument(
+            source=loaded.source,
+            version=version,
+            content_hash=loaded.content_hash,
+            pages=sum(1 for number, _ in loaded.pages if number is not None),
+            chunks=len(chunks),
+            tokens=sum(c.tokens for c in chunks),
+            added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            embedding_model=self.embedder.model_name,
+        )
+        with self.store.writing():
+            self.store.begin(loaded.source, version)
+            self.store.add_chunks(records)
+            self.store.commit(document)
+        status: Status = "added" if existing is None else "replaced"
+        return FileReport(loaded.source, status, document.chunks, document.tokens)
+
+    def _vectors(self, chunks: Sequence[Chunk], progress: Progress | None) -> list[np.ndarray]:
+        """A vector per chunk, embedding each distinct text once and reusing vectors already stored."""
+        hashes = [text_hash(c.text) for c in chunks]
+        known = self.store.vectors_for(hashes)
+        missing: dict[str, Chunk] = {}
+        for digest, chunk in zip(hashes, chunks, strict=True):
+            if digest not in known:
+                missing.setdefault(digest, chunk)
+        if missing:
+            todo = list(missing.values())
+            fresh = self.embedder.embed_documents([c.text for c in todo], [c.tokens for c in todo], progress)
+            known.update(zip(missing, fresh, strict=True))
+        elif progress is not None:
+            progress(len(chunks), len(chunks))
+        return [known[digest] for digest in hashes]
+
+    def ingest_bytes(self, name: str, data: bytes, progress: Progress | None = None) -> FileReport:
+        """Index an uploaded file; a file that cannot be read is reported as failed, with the reason."""
+        try:
+            return self.ingest_file(load_bytes(name, data), progress)
+        except IngestError as error:
+            return FileReport(name, "failed", message=str(error))
+
+    def ingest_paths(self, paths: Sequence[Path], progress: FileProgress | None = None) -> list[FileReport]:
+        """Index files and folders; one bad file is reported and the others go on."""
+        reports = []
+        for path, source in collect_paths(paths):
+            try:
+                loaded = load_file(path, source)
+                reports.append(self.ingest_file(loaded, progress(source) if progress else None))
+            except IngestError as error:
+                reports.append(FileReport(source, "failed", message=str(error)))
+            except OSError as error:
+                reason = f"{source}: ファイルを読めません（{error.strerror or error}）。"
+                reports.append(FileReport(source, "failed", message=reason))
+        return reports
+
+    def delete(self, source: str) -> StoredDocument:
+        """Remove a stored document and all its chunks."""
+        with self.store.writing():
+            return self.store.delete(source)
+

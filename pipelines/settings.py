@@ -1,0 +1,70 @@
+"""Settings: read once, when asked, from ``RAG_*`` environment variables, with overrides from flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import SettingsError
+
+DEFAULT_MODEL = "pkshatech/GLuCoSE-base-ja"
+ENV_PREFIX = "RAG_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the product; field ``x`` is read from ``RAG_X``."""
+
+    embedding_model: str = DEFAULT_MODEL
+    data_dir: Path = Path("data")
+    collection: str = "documents"
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
+    batch_size: int = 16
+    device: str = ""
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens < 16:
+            raise SettingsError(f"RAG_CHUNK_TOKENS は 16 以上にしてください（現在 {self.chunk_tokens}）。")
+        if not 0 <= self.chunk_overlap <= self.chunk_tokens // 2:
+            raise SettingsError(
+                f"RAG_CHUNK_OVERLAP は 0 以上、RAG_CHUNK_TOKENS の半分（{self.chunk_tokens // 2}）以下にしてください"
+                f"（現在 {self.chunk_overlap}）。"
+            )
+        for name in ("batch_size", "top_k"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
+        if not self.embedding_model.strip():
+            raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``environ`` (``os.environ`` by default); overrides that are not None win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            override = overrides.get(field.name)
+            raw = override if override is not None else environ.get(ENV_PREFIX + field.name.upper())
+            if raw is None or (raw == "" and field.type != "str"):
+                continue  # unset, or set to nothing: the default
+            values[field.name] = _convert(field.name, field.type, raw)
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+def _convert(name: str, kind: Any, raw: Any) -> Any:
+    if kind == "int":
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
+    if kind == "Path":
+        return Path(raw).expanduser()
+    return str(raw)

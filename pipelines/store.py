@@ -1,0 +1,340 @@
+"""The Chroma store: chunk vectors in cosine space, and a registry that switches document versions atomically.
+
+Two collections live side by side. ``<name>`` holds one record per chunk (vector, text, metadata).
+``<name>-registry`` holds one record per document: the version (content hash and chunking) that is
+live. A chunk is visible only when its version is its document's live version, so replacing a
+document is: write the new chunks (invisible), switch the registry record in one upsert (the commit),
+then delete the old chunks. A run that dies at any point leaves either the old or the new version
+visible, never both and never neither; the registry remembers what to clean, and the next write does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreError
+
+# Registry records need a vector because Chroma stores nothing without one; this one is never searched.
+_PLACEHOLDER = [1.0]
+# Two loads of the same model give the fingerprint sentence a cosine of 1 up to rounding (or
+# reduced precision); two different models are far below this.
+_SAME_MODEL_COSINE = 0.98
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as the registry knows it."""
+
+    source: str
+    version: str
+    content_hash: str
+    pages: int
+    chunks: int
+    tokens: int
+    added_at: str
+    embedding_model: str
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk ready to store: its id, text, unit vector and metadata."""
+
+    id: str
+    text: str
+    embedding: np.ndarray
+    metadata: dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage found for a question, with its cosine similarity to the question."""
+
+    rank: int
+    score: float
+    text: str
+    source: str
+    page: int | None
+    page_end: int | None
+    chunk_index: int
+    char_start: int
+    char_end: int
+    content_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _page(value: Any) -> int | None:
+    return int(value) or None if value is not None else None
+
+
+class ChromaStore:
+    """Chunks and their registry in one Chroma client (embedded ``PersistentClient`` or a server)."""
+
+    def __init__(self, client: Any, collection: str = "documents", lock_path: Path | None = None) -> None:
+        self.client = client
+        self.name = collection
+        self.lock_path = lock_path
+        self._chunks: Any = None
+        self._registry: Any = None
+
+    @classmethod
+    def persistent(cls, data_dir: Path, collection: str = "documents") -> ChromaStore:
+        """A store in ``data_dir`` on this machine, with a lock file that serialises writing processes."""
+        import chromadb
+
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(
+                path=str(data_dir / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False)
+            )
+        except (OSError, ValueError, RuntimeError) as error:
+            raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
+        return cls(client, collection, lock_path=data_dir / "write.lock")
+
+    # Collections -------------------------------------------------------------------------------
+
+    def _collection(self, suffix: str, create: bool, metadata: dict[str, Any] | None = None) -> Any:
+        name = self.name + suffix
+        try:
+            if create:
+                return self.client.get_or_create_collection(
+                    name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=metadata
+                )
+            return self.client.get_collection(name, embedding_function=None)
+        except Exception as error:  # noqa: BLE001 - Chroma raises its own and built-in types for "absent"
+            if not create and "does not exist" in str(error):
+                return None
+            raise StoreError(f"Chroma のコレクション「{name}」を開けません（{error}）。") from error
+
+    def _chunk_collection(self) -> Any:
+        if self._chunks is None:
+            self._chunks = self._collection("", create=False)
+        return self._chunks
+
+    def _registry_collection(self) -> Any:
+        if self._registry is None:
+            self._registry = self._collection("-registry", create=False)
+        return self._registry
+
+    def bind_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
+        """Make sure the store holds vectors of this model only; an empty store is bound to it.
+
+        A store built with another model is refused: its vectors and this model's cannot be compared.
+        The same model under another name (a local copy of a hub model) is recognised by its
+        fingerprint, the embedding of a fixed sentence.
+        """
+        metadata = {
+            "embedding_model": model_name,
+            "embedding_dimension": dimension,
+            "embedding_fingerprint": json.dumps([round(x, 6) for x in fingerprint]),
+        }
+        chunks = self._collection("", create=True, metadata=metadata)
+        bound = chunks.metadata or {}
+        if bound.get("embedding_model") is None:
+            chunks.modify(metadata=metadata)
+        elif not _same_model(bound, model_name, dimension, fingerprint):
+            raise ModelMismatchError(
+                f"このストア（コレクション「{self.name}」）は埋め込みモデル「{bound['embedding_model']}」"
+                f"（{bound.get('embedding_dimension')} 次元）で作られていて、「{model_name}」のベクトルとは混ぜられません。"
+                f"RAG_EMBEDDING_MODEL={bound['embedding_model']} で使うか、別の RAG_DATA_DIR か RAG_COLLECTION を指定してください。"
+            )
+        self._chunks = chunks
+        self._registry = self._collection("-registry", create=True)
+
+    def check_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
+        """Refuse to search this store with another model's vectors (an empty store is fine)."""
+        chunks = self._chunk_collection()
+        bound = (chunks.metadata or {}) if chunks is not None else {}
+        if bound.get("embedding_model") is not None and not _same_model(bound, model_name, dimension, fingerprint):
+            raise ModelMismatchError(
+                f"このストアは埋め込みモデル「{bound['embedding_model']}」で作られています。"
+                f"「{model_name}」では検索できません。RAG_EMBEDDING_MODEL={bound['embedding_model']} を指定してください。"
+            )
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model the store's vectors come from, or None for an empty store."""
+        chunks = self._chunk_collection()
+        return None if chunks is None else (chunks.metadata or {}).get("embedding_model")
+
+    # Writing -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's write lock (one writing process at a time) and finish interrupted work first."""
+        if self.lock_path is None:
+            self.recover()
+            yield
+            return
+        with self.lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self.recover()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def recover(self) -> None:
+        """Delete the chunks of versions that an interrupted write left behind."""
+        registry = self._registry_collection()
+        if registry is None:
+            return
+        found = registry.get(where={"$or": [{"pending": {"$ne": ""}}, {"stale": {"$ne": ""}}]}, include=["metadatas"])
+        for source, meta in zip(found["ids"], found["metadatas"], strict=True):
+            for version in {meta["pending"], meta["stale"]} - {"", meta["version"]}:
+                self._chunk_collection().delete(where={"$and": [{"source": source}, {"version": version}]})
+            if meta["version"]:
+                registry.update(ids=[source], metadatas=[{**meta, "pending": "", "stale": ""}])
+            else:
+                registry.delete(ids=[source])
+
+    def begin(self, source: str, version: str) -> None:
+        """Record that chunks of ``version`` are about to be written for ``source``."""
+        registry = self._registry_collection()
+        current = registry.get(ids=[source], include=["metadatas"])
+        if current["ids"]:
+            registry.update(ids=[source], metadatas=[{**current["metadatas"][0], "pending": version}])
+        else:
+            empty = {"version": "", "content_hash": "", "pages": 0, "chunks": 0, "tokens": 0, "added_at": ""}
+            empty |= {"embedding_model": "", "pending": version, "stale": ""}
+            registry.add(ids=[source], embeddings=[_PLACEHOLDER], metadatas=[empty])
+
+    def add_chunks(self, records: Sequence[ChunkRecord]) -> None:
+        """Write chunks (not yet visible: they belong to a version that is not committed)."""
+        chunks = self._chunk_collection()
+        step = self.client.get_max_batch_size()
+        for begin in range(0, len(records), step):
+            batch = records[begin : begin + step]
+            chunks.upsert(
+                ids=[r.id for r in batch],
+                embeddings=np.stack([r.embedding for r in batch]),
+                documents=[r.text for r in batch],
+                metadatas=[r.metadata for r in batch],
+            )
+
+    def commit(self, document: StoredDocument) -> None:
+        """Make ``document.version`` the visible version of its source, in one write, then drop the old one."""
+        registry = self._registry_collection()
+        current = registry.get(ids=[document.source], include=["metadatas"])
+        old = current["metadatas"][0]["version"] if current["ids"] else ""
+        stale = old if old != document.version else ""
+        meta = {**asdict(document), "pending": "", "stale": stale}
+        del meta["source"]
+        registry.upsert(ids=[document.source], embeddings=[_PLACEHOLDER], metadatas=[meta])
+        self.recover()
+
+    def delete(self, source: str) -> StoredDocument:
+        """Remove a document: hidden in one write, then its chunks deleted."""
+        document = self.document(source)
+        if document is None:
+            raise DocumentNotFoundError(f"「{source}」という文書はありません。`documents` で名前を確かめてください。")
+        registry = self._registry_collection()
+        meta = {**asdict(document), "version": "", "pending": "", "stale": document.version}
+        del meta["source"]
+        registry.update(ids=[source], metadatas=[meta])
+        self.recover()
+        return document
+
+    # Reading -------------------------------------------------------------------------------------
+
+    def _documents(self, **query: Any) -> list[StoredDocument]:
+        registry = self._registry_collection()
+        if registry is None:
+            return []
+        found = registry.get(include=["metadatas"], **query)
+        documents = []
+        for source, meta in zip(found["ids"], found["metadatas"], strict=True):
+            if meta["version"]:
+                fields = {k: meta[k] for k in StoredDocument.__dataclass_fields__ if k != "source"}
+                documents.append(StoredDocument(source=source, **fields))
+        return documents
+
+    def document(self, source: str) -> StoredDocument | None:
+        """The stored document with this name, if any."""
+        found = self._documents(ids=[source])
+        return found[0] if found else None
+
+    def document_with_version(self, version: str) -> StoredDocument | None:
+        """A stored document whose live version is ``version`` (same content, same chunking)."""
+        found = self._documents(where={"version": version})
+        return found[0] if found else None
+
+    def documents(self) -> list[StoredDocument]:
+        """Every stored document, by name."""
+        return sorted(self._documents(), key=lambda d: d.source)
+
+    def vectors_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks whose text has one of these digests: the same text is never embedded twice."""
+        chunks = self._chunk_collection()
+        found: dict[str, np.ndarray] = {}
+        if chunks is None:
+            return found
+        wanted = sorted(set(text_hashes))
+        for begin in range(0, len(wanted), 256):
+            batch = wanted[begin : begin + 256]
+            rows = chunks.get(where={"text_hash": {"$in": batch}}, include=["embeddings", "metadatas"])
+            for meta, vector in zip(rows["metadatas"], rows["embeddings"], strict=True):
+                found[str(meta["text_hash"])] = np.asarray(vector, dtype=np.float32)
+        return found
+
+    def count(self) -> int:
+        """Number of chunk records, including any not yet committed."""
+        chunks = self._chunk_collection()
+        return 0 if chunks is None else int(chunks.count())
+
+    def query(self, embedding: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` visible chunks nearest to a unit vector, best first, scored by cosine similarity."""
+        chunks = self._chunk_collection()
+        total = self.count()
+        if chunks is None or total == 0 or k < 1:
+            return []
+        wanted = min(k + 8, total)
+        while True:
+            found = chunks.query(
+                query_embeddings=[embedding], n_results=wanted, include=["documents", "metadatas", "distances"]
+            )
+            rows = list(zip(found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True))
+            live = {d.source: d.version for d in self._documents(ids=sorted({m["source"] for _, m, _ in rows}))}
+            visible = [row for row in rows if live.get(row[1]["source"]) == row[1]["version"]]
+            if len(visible) >= k or wanted >= total:
+                break
+            wanted = min(wanted * 4, total)
+        return [
+            Hit(
+                rank=rank,
+                # Chroma's cosine distance is 1 - cosine similarity.
+                score=1.0 - float(distance),
+                text=text,
+                source=meta["source"],
+                page=_page(meta.get("page")),
+                page_end=_page(meta.get("page_end")),
+                chunk_index=int(meta["chunk_index"]),
+                char_start=int(meta["char_start"]),
+                char_end=int(meta["char_end"]),
+                content_hash=str(meta["content_hash"]),
+            )
+            for rank, (text, meta, distance) in enumerate(visible[:k], 1)
+        ]
+
+
+def _same_model(bound: dict[str, Any], model_name: str, dimension: int, fingerprint: Sequence[float]) -> bool:
+    if int(bound.get("embedding_dimension", dimension)) != dimension:
+        return False
+    if bound.get("embedding_model") == model_name:
+        return True
+    stored = json.loads(bound.get("embedding_fingerprint", "[]"))
+    if len(stored) != len(fingerprint):
+        return False
+    dot = sum(a * b for a, b in zip(stored, fingerprint, strict=True))
+    norm = math.sqrt(sum(a * a for a in stored) * sum(b * b for b in fingerprint)) or 1.0
+    return dot / norm >= _SAME_MODEL_COSINE

@@ -1,0 +1,49 @@
+"""Shared fixtures: the offline GLuCoSE-shaped model, a loaded embedder, and a Chroma store in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.embedder import Embedder
+from pipelines.indexing import Indexer
+from pipelines.store import ChromaStore
+from tests.offline_model import build_offline_model
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's settings or reaches the network."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RAG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with GLuCoSE-base-ja's files and classes, built offline once per test run."""
+    return build_offline_model(tmp_path_factory.mktemp("models") / "tiny-glucose")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_dir: Path) -> Embedder:
+    """The offline model loaded through the product's loading code; shared because loading costs seconds."""
+    loaded = Embedder(str(model_dir), batch_size=4)
+    loaded.load()
+    return loaded
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ChromaStore:
+    return ChromaStore.persistent(tmp_path / "data")
+
+
+@pytest.fixture
+def indexer(embedder: Embedder, store: ChromaStore) -> Indexer:
+    return Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)

@@ -1,0 +1,44 @@
+"""Test documents made on the spot: Japanese PDFs drawn with reportlab's built-in CID font."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+
+def make_pdf(pages: Sequence[Sequence[str]], password: str | None = None) -> bytes:
+    """A PDF whose page ``i`` shows the lines ``pages[i]`` in HeiseiKakuGo-W5; pypdf reads the text back."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiKakuGo-W5"))
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer)
+    for lines in pages:
+        pdf.setFont("HeiseiKakuGo-W5", 11)
+        for number, line in enumerate(lines):
+            pdf.drawString(56, 780 - 16 * number, line)
+        pdf.showPage()
+    pdf.save()
+    if password is None:
+        return buffer.getvalue()
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(buffer.getvalue())))
+    writer.encrypt(user_password=password, owner_password="owner-" + password, algorithm="AES-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def make_blank_pdf(pages: int = 1) -> bytes:
+    """A PDF with pages and no text layer, like a scan."""
+    import pypdf
+
+    writer = pypdf.PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -1,0 +1,91 @@
+"""Japanese normalisation: NFKC, control characters, line joining, paragraphs, pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.normalize import join_pages, normalize_text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # full-width ASCII becomes half-width, half-width katakana becomes full-width
+        ("ＡＢＣ１２３", "ABC123"),
+        ("ｶﾀｶﾅとﾊﾟﾋﾟﾌﾟ", "カタカナとパピプ"),
+        ("全角スペース　の後", "全角スペース の後"),
+        ("㈱と①と㍻", "(株)と1と平成"),
+        # NUL bytes, zero-width spaces, BOMs and other controls disappear
+        ("東\x00京\x00都", "東京都"),
+        ("\ufeff先頭のBOM", "先頭のBOM"),
+        ("ゼロ\u200b幅", "ゼロ幅"),
+        # line ends: Windows, old Mac, Unicode separators
+        ("一行目。\r\n二行目。", "一行目。\n二行目。"),
+        ("一行目。\r二行目。", "一行目。\n二行目。"),
+        ("一段落目。\u2029二段落目。", "一段落目。\n\n二段落目。"),
+        # a sentence broken mid-line is joined with no space between Japanese characters
+        ("東京は日本の首都であり、政治と経済の中心\n地です。", "東京は日本の首都であり、政治と経済の中心地です。"),
+        ("これは\n途中で\n改行された文です。", "これは途中で改行された文です。"),
+        ("行末に空白   \nがあっても", "行末に空白があっても"),
+        # Latin words broken across lines keep one space; Latin next to Japanese gets none
+        ("This is an English\nsentence.", "This is an English sentence."),
+        ("バージョンは\nPython 3.11 です。", "バージョンはPython 3.11 です。"),
+        # a line that ends a sentence keeps its line break
+        ("一文目です。\n二文目です。", "一文目です。\n二文目です。"),
+        ("本当ですか？\nはい！", "本当ですか?\nはい!"),
+        ("「こんにちは。」\n次の行", "「こんにちは。」\n次の行"),
+        ("以下のとおり：\n項目", "以下のとおり:\n項目"),
+        # list items, headings, tables and indented paragraphs are not glued to their neighbours
+        ("買うもの\n・りんご\n・みかん", "買うもの\n・りんご\n・みかん"),
+        ("手順\n1. 開く\n2. 閉じる", "手順\n1. 開く\n2. 閉じる"),
+        ("# 見出し\n本文です。", "# 見出し\n本文です。"),
+        ("第3章 概要\n本章では", "第3章 概要\n本章では"),
+        ("| 列1 | 列2 |\n| --- | --- |", "| 列1 | 列2 |\n| --- | --- |"),
+        ("前の段落の終わり\n　字下げした新しい段落", "前の段落の終わり\n\n字下げした新しい段落"),
+        # paragraphs survive as one blank line, however many there were
+        ("段落一。\n\n\n\n段落二。", "段落一。\n\n段落二。"),
+        ("段落一。\n  \n\t\n段落二。", "段落一。\n\n段落二。"),
+        ("途中で切れた\n\n段落", "途中で切れた\n\n段落"),
+        # runs of spaces collapse, ends are trimmed
+        ("  前後の空白  と　　連続 ", "前後の空白 と 連続"),
+        ("", ""),
+        ("\x00\n\n \u3000", ""),
+    ],
+)
+def test_normalize_text(raw: str, expected: str) -> None:
+    assert normalize_text(raw) == expected
+
+
+def test_normalize_is_idempotent() -> None:
+    raw = "ＡＢＣの\r\n文書は、途中で\n改行されています。\n\n・項目\n　字下げ"
+    once = normalize_text(raw)
+    assert normalize_text(once) == once
+
+
+def test_normalize_huge_input_is_linear_enough() -> None:
+    raw = "長い文書の一行で、句点がないまま続きます\n" * 20_000
+    text = normalize_text(raw)
+    assert "\n" not in text
+    assert len(text) == len("長い文書の一行で、句点がないまま続きます") * 20_000
+
+
+def test_join_pages_continues_a_sentence_over_a_page_break() -> None:
+    paged = join_pages([(1, "一ページ目の文は次のページに\n"), (2, "続きます。\n新しい文。"), (3, "三ページ目。")])
+    assert paged.text == "一ページ目の文は次のページに続きます。\n新しい文。\n\n三ページ目。"
+    assert paged.page_at(0) == 1
+    assert paged.page_at(paged.text.index("続きます")) == 2
+    assert paged.page_at(paged.text.index("新しい文")) == 2
+    assert paged.page_at(paged.text.index("三ページ目")) == 3
+
+
+def test_join_pages_skips_empty_pages_and_keeps_numbers() -> None:
+    paged = join_pages([(1, "表紙。"), (2, "  \n"), (3, "本文。")])
+    assert paged.text == "表紙。\n\n本文。"
+    assert paged.page_at(paged.text.index("本文")) == 3
+    assert paged.page_numbers == (1, 3)
+
+
+def test_join_pages_of_text_without_pages() -> None:
+    paged = join_pages([(None, "テキストファイル。")])
+    assert paged.text == "テキストファイル。"
+    assert paged.page_at(3) is None
