@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +15,7 @@ TokenCounter = Callable[[str], int]
 # A sentence ends after 。！？!? (several in a row count as one end), with the closing brackets and
 # quotes that follow; at a line break; or at a full stop followed by white space. NFKC has already
 # turned ！？ into !?, but both forms are matched so the splitter also works on raw text.
-_SENTENCE_END = re.compile(
-    r"""(?:[。!?！？]+[」』）)】〕〉》"'’”\]］]*[ \t]*|\.(?=[ \t\n]|$)[ \t]*)\n*|\n+"""
-)
+_SENTENCE_END = re.compile(r"""(?:[。!?！？]+[」』）)】〕〉》"'’”\]］]*[ \t]*|\.(?=[ \t\n]|$)[ \t]*)\n*|\n+""")
 # Inside an over-long sentence, the next best places to cut: after a comma or a space.
 _CLAUSE_END = re.compile(r"[、,，;；:：][ \t]*| +")
 
@@ -52,7 +51,7 @@ def _split_long(text: str, start: int, end: int, budget: int, count: TokenCounte
     pieces: list[tuple[int, int]] = []
     cuts = [m.end() + start for m in _CLAUSE_END.finditer(text, start, end) if m.end() + start < end]
     bounds = [start, *sorted(set(cuts)), end]
-    clauses = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    clauses = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
     for a, b in clauses:
         while count(text[a:b]) > budget:
             # The longest prefix that fits, by binary search over its length in characters.

@@ -1,10 +1,10 @@
 """Errors raised while turning a file into text.
 
-    IngestError                 a file cannot become text; the message names the file and what to do
-    ├── UnsupportedFileError    the extension is not one the loaders read
-    ├── EmptyDocumentError      the file holds no text (empty, blank, or a PDF without a text layer)
-    ├── EncodingError           a text file in an encoding that cannot be detected
-    └── PdfError                a PDF that cannot be read (broken, truncated, or password-protected)
+IngestError                 a file cannot become text; the message names the file and what to do
+├── UnsupportedFileError    the extension is not one the loaders read
+├── EmptyDocumentError      the file holds no text (empty, blank, or a PDF without a text layer)
+├── EncodingError           a text file in an encoding that cannot be detected
+└── PdfError                a PDF that cannot be read (broken, truncated, or password-protected)
 """
 
 

@@ -160,7 +160,9 @@ def _loader_for(name: str) -> Loader:
     loader = _LOADERS.get(suffix)
     if loader is None:
         supported = "、".join(SUPPORTED_SUFFIXES)
-        raise UnsupportedFileError(f"{name}: この形式（{suffix or '拡張子なし'}）には対応していません。対応形式: {supported}")
+        raise UnsupportedFileError(
+            f"{name}: この形式（{suffix or '拡張子なし'}）には対応していません。対応形式: {supported}"
+        )
     return loader
 
 

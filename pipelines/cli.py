@@ -31,7 +31,9 @@ STATUS_LABELS = {
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", dest="embedding_model", help="埋め込みモデル（名前かディレクトリ） [RAG_EMBEDDING_MODEL]")
+    common.add_argument(
+        "--model", dest="embedding_model", help="埋め込みモデル（名前かディレクトリ） [RAG_EMBEDDING_MODEL]"
+    )
     common.add_argument("--data-dir", type=Path, help="データディレクトリ [RAG_DATA_DIR]")
     common.add_argument("--collection", help="Chroma のコレクション名 [RAG_COLLECTION]")
     common.add_argument("--device", help="cpu、cuda など（既定は自動） [RAG_DEVICE]")
@@ -54,7 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("embedding_model", "data_dir", "collection", "device", "chunk_tokens", "chunk_overlap", "batch_size", "top_k")
+    names = (
+        "embedding_model",
+        "data_dir",
+        "collection",
+        "device",
+        "chunk_tokens",
+        "chunk_overlap",
+        "batch_size",
+        "top_k",
+    )
     return Settings.from_env(**{name: getattr(args, name, None) for name in names})
 
 
@@ -103,7 +114,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         out.write("\n")
     else:
         _print_reports(reports, out)
-        counts = Counter(r.status for r in reports)
+        counts: Counter[str] = Counter(r.status for r in reports)
         totals = "、".join(f"{STATUS_LABELS[s]} {counts[s]}" for s in STATUS_LABELS if counts[s])
         out.write(f"合計: {totals or 'ファイルなし'}\n")
         if stats.texts:

@@ -94,9 +94,10 @@ class Embedder:
             return
         started = time.perf_counter()
         model = self._open(self.model_name)
-        if getattr(model[0], "auto_model", None) is None or model.tokenizer is None:
+        backbone = getattr(model[0], "auto_model", None)
+        if backbone is None or model.tokenizer is None:
             raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
-        if getattr(model[0].auto_model.config, "model_type", None) == "luke":
+        if getattr(backbone.config, "model_type", None) == "luke":
             self._text_kwargs = {"split_special_tokens": True}
             self._check_luke_tokenizer(model)
         self._model = model
@@ -110,7 +111,8 @@ class Embedder:
             target, local_only = str(path), True
         elif _looks_like_path(name):
             raise ModelLoadError(
-                f"埋め込みモデルのディレクトリ「{name}」が見つかりません。パスを確かめてください。" + _how_to_fix("pkshatech/GLuCoSE-base-ja")
+                f"埋め込みモデルのディレクトリ「{name}」が見つかりません。パスを確かめてください。"
+                + _how_to_fix("pkshatech/GLuCoSE-base-ja")
             )
         else:
             target, local_only = name, False
@@ -123,7 +125,9 @@ class Embedder:
             return SentenceTransformer(target, device=self.device, local_files_only=local_only)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelLoadError(f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + _how_to_fix(name)) from error
+            raise ModelLoadError(
+                f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + _how_to_fix(name)
+            ) from error
 
     def _check_luke_tokenizer(self, model: SentenceTransformer) -> None:
         """Compare the ids the model will be fed with the fairseq ids it was trained on.

@@ -104,7 +104,9 @@ class Indexer:
 
         paged = join_pages(loaded.pages)
         if not paged.text:
-            raise EmptyDocumentError(f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。")
+            raise EmptyDocumentError(
+                f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。"
+            )
         chunks = chunk_text(paged, self.embedder.count_tokens, self.chunk_tokens, self.chunk_overlap)
         vectors = self._vectors(chunks, progress)
         records = [
@@ -186,4 +188,3 @@ class Indexer:
         """Remove a stored document and all its chunks."""
         with self.store.writing():
             return self.store.delete(source)
-

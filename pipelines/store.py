@@ -104,6 +104,8 @@ class ChromaStore:
     # Collections -------------------------------------------------------------------------------
 
     def _collection(self, suffix: str, create: bool, metadata: dict[str, Any] | None = None) -> Any:
+        from chromadb.errors import ChromaError, NotFoundError
+
         name = self.name + suffix
         try:
             if create:
@@ -111,9 +113,9 @@ class ChromaStore:
                     name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=metadata
                 )
             return self.client.get_collection(name, embedding_function=None)
-        except Exception as error:  # noqa: BLE001 - Chroma raises its own and built-in types for "absent"
-            if not create and "does not exist" in str(error):
-                return None
+        except NotFoundError:
+            return None
+        except (ChromaError, ValueError) as error:
             raise StoreError(f"Chroma のコレクション「{name}」を開けません（{error}）。") from error
 
     def _chunk_collection(self) -> Any:
@@ -142,23 +144,28 @@ class ChromaStore:
         bound = chunks.metadata or {}
         if bound.get("embedding_model") is None:
             chunks.modify(metadata=metadata)
-        elif not _same_model(bound, model_name, dimension, fingerprint):
-            raise ModelMismatchError(
-                f"このストア（コレクション「{self.name}」）は埋め込みモデル「{bound['embedding_model']}」"
-                f"（{bound.get('embedding_dimension')} 次元）で作られていて、「{model_name}」のベクトルとは混ぜられません。"
-                f"RAG_EMBEDDING_MODEL={bound['embedding_model']} で使うか、別の RAG_DATA_DIR か RAG_COLLECTION を指定してください。"
-            )
+        self._require_same_model(bound, model_name, dimension, fingerprint)
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
 
     def check_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Refuse to search this store with another model's vectors (an empty store is fine)."""
         chunks = self._chunk_collection()
-        bound = (chunks.metadata or {}) if chunks is not None else {}
-        if bound.get("embedding_model") is not None and not _same_model(bound, model_name, dimension, fingerprint):
+        self._require_same_model(
+            (chunks.metadata or {}) if chunks is not None else {}, model_name, dimension, fingerprint
+        )
+
+    def _require_same_model(
+        self, bound: dict[str, Any], model_name: str, dimension: int, fingerprint: Sequence[float]
+    ) -> None:
+        stored = bound.get("embedding_model")
+        if stored is not None and not _same_model(bound, model_name, dimension, fingerprint):
             raise ModelMismatchError(
-                f"このストアは埋め込みモデル「{bound['embedding_model']}」で作られています。"
-                f"「{model_name}」では検索できません。RAG_EMBEDDING_MODEL={bound['embedding_model']} を指定してください。"
+                f"このストア（コレクション「{self.name}」）は埋め込みモデル「{stored}」"
+                f"（{bound.get('embedding_dimension')} 次元）で作られていて、"
+                f"「{model_name}」のベクトルとは比べられません。"
+                f"RAG_EMBEDDING_MODEL={stored} を指定するか、"
+                "別の RAG_DATA_DIR か RAG_COLLECTION を使ってください。"
             )
 
     @property
@@ -189,7 +196,8 @@ class ChromaStore:
         registry = self._registry_collection()
         if registry is None:
             return
-        found = registry.get(where={"$or": [{"pending": {"$ne": ""}}, {"stale": {"$ne": ""}}]}, include=["metadatas"])
+        unfinished = {"$or": [{"pending": {"$ne": ""}}, {"stale": {"$ne": ""}}]}
+        found = registry.get(where=unfinished, include=["metadatas"])
         for source, meta in zip(found["ids"], found["metadatas"], strict=True):
             for version in {meta["pending"], meta["stale"]} - {"", meta["version"]}:
                 self._chunk_collection().delete(where={"$and": [{"source": source}, {"version": version}]})

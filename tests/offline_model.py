@@ -93,7 +93,9 @@ def build_offline_model(
             **SPECIAL_TOKENS,
         },
     )
-    _write_json(directory / "special_tokens_map.json", {**SPECIAL_TOKENS, "additional_special_tokens": ["<ent>", "<ent2>"]})
+    _write_json(
+        directory / "special_tokens_map.json", {**SPECIAL_TOKENS, "additional_special_tokens": ["<ent>", "<ent2>"]}
+    )
 
     config = LukeConfig(
         vocab_size=mask_id + 3,

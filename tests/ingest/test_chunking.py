@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest.chunking import chunk_text, split_sentences
@@ -73,11 +75,14 @@ def test_chunks_cover_the_text_in_order_without_overlap() -> None:
     chunks = chunk_text(plain(text), chars_plus_specials, max_tokens=30)
     assert "".join(text[c.start : c.end] for c in chunks).replace("\n", "") == text.replace("\n", "")
     assert all(text[c.start : c.end] == c.text for c in chunks)
-    assert all(a.end <= b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(chunks))
 
 
 def normalize_sample() -> str:
-    return "吾輩は猫である。名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。\n\n何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"
+    return (
+        "吾輩は猫である。名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。\n\n"
+        "何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"
+    )
 
 
 def test_a_sentence_longer_than_the_budget_is_cut_at_commas_then_characters() -> None:

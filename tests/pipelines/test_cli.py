@@ -1,0 +1,136 @@
+"""The command line, driven in-process and once as a real ``python -m pipelines`` process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from tests.documents import make_pdf
+
+REPO = Path(__file__).resolve().parents[2]
+TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
+FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
+INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def docs(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "48")
+    monkeypatch.setenv("RAG_CHUNK_OVERLAP", "8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "東京.txt").write_bytes(TOKYO.encode("cp932"))
+    (folder / "富士山.pdf").write_bytes(make_pdf([[INTRO], [FUJI]]))
+    return folder
+
+
+def test_ingest_reports_each_file_and_the_speed(docs: Path) -> None:
+    status, out, err = run("ingest", str(docs))
+    assert status == 0, err
+    assert "追加\t富士山.pdf\t" in out
+    assert "追加\t東京.txt\t1 チャンク" in out
+    assert "合計: 追加 2" in out
+    assert "トークン/秒" in out
+    status, out, _ = run("ingest", str(docs))
+    assert "変更なし\t東京.txt" in out
+    assert "合計: 変更なし 2" in out
+    assert "埋め込み" not in out
+
+
+def test_ingest_json_and_failures(docs: Path) -> None:
+    (docs / "壊れた.pdf").write_bytes(b"%PDF-1.4 garbage")
+    status, out, _ = run("ingest", str(docs), "--json")
+    assert status == 1  # some file failed
+    report = json.loads(out)
+    statuses = {f["source"]: f["status"] for f in report["files"]}
+    assert statuses == {"壊れた.pdf": "failed", "富士山.pdf": "added", "東京.txt": "added"}
+    assert report["embedded_texts"] == 3
+    assert report["embedded_tokens"] > 0
+
+
+def test_search_human_and_json(docs: Path) -> None:
+    run("ingest", str(docs))
+    status, out, _ = run("search", FUJI, "-k", "2")
+    assert status == 0
+    assert out.startswith("1. 類似度 ")
+    assert "富士山.pdf  p.2" in out
+    status, out, _ = run("search", "ＦＵＪＩ？" + FUJI, "--json", "-k", "5")
+    hits = json.loads(out)
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert {"rank", "score", "source", "page", "text", "chunk_index"} <= set(hits[0])
+    best = next(h for h in hits if h["text"] == FUJI)
+    assert (best["source"], best["page"]) == ("富士山.pdf", 2)
+    assert all(-1.0 <= h["score"] <= 1.0 for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h["score"])
+
+
+def test_documents_and_delete(docs: Path) -> None:
+    status, out, _ = run("documents")
+    assert (status, out) == (0, "文書はまだありません。\n")
+    run("ingest", str(docs))
+    status, out, _ = run("documents", "--json")
+    listed = json.loads(out)
+    assert [(d["source"], d["pages"], d["chunks"]) for d in listed] == [("富士山.pdf", 2, 2), ("東京.txt", 0, 1)]
+    status, out, _ = run("delete", "東京.txt")
+    assert (status, out) == (0, "削除しました: 東京.txt（1 チャンク）\n")
+    status, _, err = run("delete", "東京.txt")
+    assert status == 2
+    assert "「東京.txt」という文書はありません" in err
+    status, out, _ = run("documents")
+    assert out.startswith("富士山.pdf\t2 ページ\t2 チャンク\t")
+
+
+def test_search_before_any_ingest_says_what_to_do(docs: Path) -> None:
+    status, out, err = run("search", "質問")
+    assert status == 0
+    assert "まだ文書がありません" in err
+    assert out == ""
+
+
+def test_model_that_cannot_be_had_writes_nothing(docs: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "new-data"
+    status, out, err = run("ingest", str(docs), "--model", "pkshatech/GLuCoSE-base-ja", "--data-dir", str(data_dir))
+    assert status == 2
+    assert out == ""
+    assert "pkshatech/GLuCoSE-base-ja" in err
+    assert "RAG_EMBEDDING_MODEL=" in err
+    assert not data_dir.exists()
+
+
+def test_invalid_setting_is_explained(docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "たくさん")
+    status, _, err = run("ingest", str(docs))
+    assert status == 2
+    assert "RAG_CHUNK_TOKENS は整数で指定してください" in err
+    status, _, err = run("ingest", str(docs), "--chunk-tokens", "64", "--chunk-overlap", "40")
+    assert status == 2
+    assert "RAG_CHUNK_OVERLAP" in err
+
+
+def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    ingest = subprocess.run(
+        [sys.executable, "-m", "pipelines", "ingest", str(docs / "東京.txt")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ingest.returncode == 0, ingest.stderr
+    search = subprocess.run(
+        [sys.executable, "-m", "pipelines", "search", TOKYO, "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert search.returncode == 0, search.stderr
+    assert json.loads(search.stdout)[0]["text"] == TOKYO

@@ -1,0 +1,234 @@
+"""Ingest and search on the offline model with a real Chroma in a temp dir: round trip, re-ingest, replace, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.embedder import Embedder
+from pipelines.errors import DocumentNotFoundError, ModelMismatchError, RagError, SettingsError
+from pipelines.indexing import Indexer
+from pipelines.retrieval import Searcher
+from pipelines.store import ChromaStore
+from tests.documents import make_pdf
+from tests.offline_model import build_offline_model
+
+TOKYO = "東京は日本の首都であり、政治と経済の中心地です。人口はおよそ千四百万人です。"
+KYOTO = "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。"
+FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
+CAT = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
+
+
+def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "文書"
+    write(folder, "東京.txt", TOKYO + "\n\n" + FUJI, encoding="cp932")
+    write(folder, "京都.md", "# 京都\n" + KYOTO, encoding="euc_jp")
+    write(folder, "sub/猫.txt", CAT, encoding="utf-16")
+    write(folder, "無視される.csv", "a,b")
+    write(folder, ".hidden.txt", "隠しファイル")
+    return folder
+
+
+def test_round_trip_finds_each_passage_with_its_cosine(indexer: Indexer, corpus: Path, embedder: Embedder) -> None:
+    reports = indexer.ingest_paths([corpus])
+    assert [(r.source, r.status) for r in reports] == [
+        ("sub/猫.txt", "added"),
+        ("京都.md", "added"),
+        ("東京.txt", "added"),
+    ]
+    searcher = Searcher(embedder, indexer.store)
+    for passage, source in [(CAT, "sub/猫.txt"), (FUJI, "東京.txt"), (KYOTO, "京都.md")]:
+        hits = searcher.search(passage, k=3)
+        best = hits[0]
+        assert passage in best.text
+        assert best.source == source
+        assert [h.rank for h in hits] == [1, 2, 3]
+        assert hits[0].score >= hits[1].score >= hits[2].score
+        # the score is the cosine similarity of the question and the passage, not a distance
+        expected = float(embedder.embed_query(passage) @ embedder.embed_documents([best.text])[0])
+        assert best.score == pytest.approx(expected, abs=1e-4)
+
+
+def test_hits_carry_page_and_position(indexer: Indexer, embedder: Embedder) -> None:
+    pdf = make_pdf([["表紙です。"], ["二ページ目には", "富士山の話があります。"], [FUJI]])
+    report = indexer.ingest_bytes("資料.pdf", pdf)
+    assert (report.status, report.chunks) == ("added", 2)
+    hit = Searcher(embedder, indexer.store).search(FUJI, k=1)[0]
+    assert (hit.source, hit.page, hit.page_end) == ("資料.pdf", 3, 3)
+    assert hit.text == FUJI
+    first = Searcher(embedder, indexer.store).search("表紙です。二ページ目には富士山の話があります。", k=1)[0]
+    assert (first.page, first.page_end, first.chunk_index, first.char_start) == (1, 2, 0, 0)
+    assert first.text == "表紙です。\n\n二ページ目には富士山の話があります。"
+    assert indexer.store.document("資料.pdf").pages == 3  # type: ignore[union-attr]
+
+
+def test_full_width_question_matches_half_width_text(indexer: Indexer, embedder: Embedder) -> None:
+    indexer.ingest_bytes("規程.txt", "ＧＰＵサーバーはＡ棟にあります。".encode())
+    hit = Searcher(embedder, indexer.store).search("GPUサーバーはA棟にあります。", k=1)[0]
+    assert hit.text == "GPUサーバーはA棟にあります。"
+    assert hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_unchanged_files_embed_nothing(indexer: Indexer, corpus: Path, embedder: Embedder) -> None:
+    indexer.ingest_paths([corpus])
+    before = embedder.stats.texts
+    reports = indexer.ingest_paths([corpus])
+    assert {r.status for r in reports} == {"unchanged"}
+    assert embedder.stats.texts == before
+
+
+def test_changed_file_replaces_its_chunks(indexer: Indexer, tmp_path: Path, embedder: Embedder) -> None:
+    path = write(tmp_path, "メモ.txt", TOKYO + "\n" + KYOTO)
+    indexer.ingest_paths([path])
+    write(tmp_path, "メモ.txt", TOKYO + "\n" + FUJI)
+    before = embedder.stats.texts
+    (report,) = indexer.ingest_paths([path])
+    assert report.status == "replaced"
+    assert embedder.stats.texts - before == 1  # the unchanged first chunk reuses its stored vector
+    documents = indexer.store.documents()
+    assert [(d.source, d.chunks) for d in documents] == [("メモ.txt", 2)]
+    assert indexer.store.count() == 2  # old chunks gone
+    texts = [h.text for h in Searcher(embedder, indexer.store).search(KYOTO, k=5)]
+    assert texts == [TOKYO, FUJI]
+
+
+def test_identical_texts_are_embedded_once(indexer: Indexer, embedder: Embedder) -> None:
+    before = embedder.stats.texts
+    first = indexer.ingest_bytes("一.txt", ((KYOTO + "\n\n") * 9 + CAT).encode())
+    second = indexer.ingest_bytes("二.txt", (CAT + "\n\n" + FUJI + "\n\n" + (KYOTO + "\n\n") * 9).encode())
+    hits = Searcher(embedder, indexer.store).search(CAT, k=100)
+    assert len(hits) == first.chunks + second.chunks
+    distinct = {h.text for h in hits}
+    assert len(distinct) < len(hits)
+    assert embedder.stats.texts - before == len(distinct)
+
+
+def test_same_content_under_another_name_is_a_duplicate(indexer: Indexer) -> None:
+    indexer.ingest_bytes("元.txt", TOKYO.encode())
+    report = indexer.ingest_bytes("写し.txt", TOKYO.encode())
+    assert report.status == "duplicate"
+    assert "元.txt" in report.message
+    assert [d.source for d in indexer.store.documents()] == ["元.txt"]
+
+
+def test_delete_removes_document_and_chunks(indexer: Indexer, corpus: Path, embedder: Embedder) -> None:
+    indexer.ingest_paths([corpus])
+    removed = indexer.delete("東京.txt")
+    assert removed.source == "東京.txt"
+    assert [d.source for d in indexer.store.documents()] == ["sub/猫.txt", "京都.md"]
+    assert all(h.source != "東京.txt" for h in Searcher(embedder, indexer.store).search(TOKYO, k=10))
+    assert indexer.store.count() == sum(d.chunks for d in indexer.store.documents())
+    with pytest.raises(DocumentNotFoundError, match=r"東京\.txt"):
+        indexer.delete("東京.txt")
+
+
+def test_bad_files_are_reported_and_the_others_stored(indexer: Indexer, tmp_path: Path) -> None:
+    good = write(tmp_path, "良い.txt", TOKYO)
+    empty = write(tmp_path, "空.txt", "")
+    broken = tmp_path / "壊れた.pdf"
+    broken.write_bytes(b"%PDF-1.4\n\x00\x01garbage")
+    missing = tmp_path / "ない.txt"
+    reports = indexer.ingest_paths([empty, broken, missing, good])
+    assert [(r.source, r.status) for r in reports] == [
+        ("空.txt", "failed"),
+        ("壊れた.pdf", "failed"),
+        ("ない.txt", "failed"),
+        ("良い.txt", "added"),
+    ]
+    assert "空" in reports[0].message
+    assert "PDF" in reports[1].message
+    assert [d.source for d in indexer.store.documents()] == ["良い.txt"]
+
+
+def test_a_failed_replacement_keeps_the_old_version(indexer: Indexer, embedder: Embedder, tmp_path: Path) -> None:
+    indexer.ingest_bytes("規程.txt", TOKYO.encode())
+    report = indexer.ingest_bytes("規程.txt", b"\x00\x00\x00")  # unreadable new version
+    assert report.status == "failed"
+    assert indexer.store.document("規程.txt") is not None
+    assert Searcher(embedder, indexer.store).search(TOKYO, k=1)[0].text == TOKYO
+
+
+def test_interrupted_replace_shows_one_version_and_is_cleaned_up(indexer: Indexer, embedder: Embedder) -> None:
+    """A run that died after writing new chunks but before the commit leaves the old version visible."""
+    indexer.ingest_bytes("規程.txt", TOKYO.encode())
+    store = indexer.store
+    old = store.document("規程.txt")
+    assert old is not None
+    # what an interrupted replace leaves: the new version's chunks written, the registry not switched
+    store.begin("規程.txt", "deadbeef-c1")
+    vector = embedder.embed_documents([FUJI])[0]
+    from pipelines.store import ChunkRecord
+
+    meta: dict[str, str | int | float | bool] = {
+        "source": "規程.txt",
+        "version": "deadbeef-c1",
+        "content_hash": "deadbeef",
+        "chunk_index": 0,
+    }
+    meta |= {"page": 0, "page_end": 0, "char_start": 0, "char_end": len(FUJI), "text_hash": "x"}
+    store.add_chunks([ChunkRecord("deadbeef-c1-00000", FUJI, vector, meta)])
+    assert store.count() == 2
+    hits = Searcher(embedder, store).search(FUJI, k=5)
+    assert [h.text for h in hits] == [TOKYO]  # the half-written version is invisible
+    assert store.document("規程.txt") == old
+    with store.writing():  # the next writer finishes the job
+        pass
+    assert store.count() == 1
+
+
+def test_store_refuses_vectors_from_another_model(indexer: Indexer, tmp_path: Path, store: ChromaStore) -> None:
+    indexer.ingest_bytes("一.txt", TOKYO.encode())
+    other = Embedder(str(build_offline_model(tmp_path / "other", seed=1)))
+    with pytest.raises(ModelMismatchError, match="tiny-glucose"):
+        Indexer(other, store, 48, 8).ingest_bytes("二.txt", KYOTO.encode())
+    with pytest.raises(ModelMismatchError):
+        Searcher(other, store).search(TOKYO)
+    assert [d.source for d in store.documents()] == ["一.txt"]
+
+
+def test_same_model_under_another_path_is_accepted(
+    indexer: Indexer, model_dir: Path, tmp_path: Path, store: ChromaStore
+) -> None:
+    import shutil
+
+    indexer.ingest_bytes("一.txt", TOKYO.encode())
+    copy = Embedder(str(shutil.copytree(model_dir, tmp_path / "local-copy")))
+    assert Indexer(copy, store, 48, 8).ingest_bytes("二.txt", KYOTO.encode()).status == "added"
+    assert Searcher(copy, store).search(KYOTO, k=1)[0].source == "二.txt"
+
+
+def test_chunk_budget_above_the_model_limit_is_refused(embedder: Embedder, store: ChromaStore) -> None:
+    with pytest.raises(SettingsError, match="512"):
+        Indexer(embedder, store, chunk_tokens=600, chunk_overlap=0).ingest_bytes("a.txt", TOKYO.encode())
+
+
+def test_search_edge_cases(indexer: Indexer, embedder: Embedder) -> None:
+    searcher = Searcher(embedder, indexer.store)
+    assert searcher.search(TOKYO) == []  # nothing stored yet
+    indexer.ingest_bytes("一.txt", TOKYO.encode())
+    assert len(searcher.search(TOKYO, k=50)) == 1  # k above the number of chunks
+    with pytest.raises(RagError, match="空"):
+        searcher.search(" \u3000\n")
+    with pytest.raises(RagError, match="k"):
+        searcher.search(TOKYO, k=0)
+
+
+def test_long_document_chunks_fit_the_budget(indexer: Indexer, embedder: Embedder) -> None:
+    text = "\n".join([TOKYO, KYOTO, FUJI, CAT] * 20)
+    report = indexer.ingest_bytes("長い.txt", text.encode())
+    assert report.chunks > 5
+    hits = Searcher(embedder, indexer.store).search(TOKYO, k=100)
+    assert len(hits) == report.chunks
+    assert all(embedder.count_tokens(h.text) <= 48 for h in hits)
+    vectors = embedder.embed_documents([h.text for h in hits])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
