@@ -49,10 +49,15 @@ def build_offline_model(
     num_heads: int = 2,
     intermediate_size: int = 64,
     vocab_size: int = 400,
+    embedding_rows: int | None = None,
     text: str = TRAINING_TEXT,
     seed: int = 0,
 ) -> Path:
-    """Write a GLuCoSE-shaped sentence-transformers model into ``directory`` and return it."""
+    """Write a GLuCoSE-shaped sentence-transformers model into ``directory`` and return it.
+
+    ``vocab_size`` is what sentencepiece aims for (a small training text gives fewer pieces);
+    ``embedding_rows`` pads the word-embedding matrix to a fixed size, such as GLuCoSE's 32,772.
+    """
     import sentencepiece as spm
     import torch
     from transformers import LukeConfig, LukeModel
@@ -98,7 +103,7 @@ def build_offline_model(
     )
 
     config = LukeConfig(
-        vocab_size=mask_id + 3,
+        vocab_size=max(mask_id + 3, embedding_rows or 0),
         entity_vocab_size=4,
         entity_emb_size=min(256, hidden_size),
         hidden_size=hidden_size,

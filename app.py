@@ -1,0 +1,166 @@
+"""Streamlit page: upload Japanese documents, ask in Japanese, browse the passages found with their scores."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import streamlit as st
+
+from ingest.loaders import SUPPORTED_SUFFIXES
+from pipelines.embedder import Embedder
+from pipelines.errors import ModelLoadError, RagError
+from pipelines.indexing import FileReport, Indexer
+from pipelines.retrieval import Searcher
+from pipelines.settings import Settings
+from pipelines.store import ChromaStore, Hit
+
+STATUS_LABELS = {
+    "added": "追加しました",
+    "replaced": "新しい版に置き換えました",
+    "unchanged": "変更がないため、そのままです",
+    "duplicate": "同じ内容の文書があります",
+    "failed": "取り込めませんでした",
+}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text from a document shown as itself: no Markdown, HTML, links or formulas; line breaks kept."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+@dataclass
+class Pipelines:
+    """The objects the page shares between sessions: one model, one store, one writer at a time."""
+
+    embedder: Embedder
+    indexer: Indexer
+    searcher: Searcher
+    write_lock: threading.Lock
+
+
+@st.cache_resource(show_spinner=False)
+def open_pipelines(settings: Settings) -> Pipelines:
+    """Load the model and open the store once per server process."""
+    embedder = Embedder(settings.embedding_model, device=settings.device, batch_size=settings.batch_size)
+    embedder.load()
+    store = ChromaStore.persistent(settings.data_dir, settings.collection)
+    indexer = Indexer(embedder, store, settings.chunk_tokens, settings.chunk_overlap)
+    return Pipelines(embedder, indexer, Searcher(embedder, store), threading.Lock())
+
+
+def load(settings: Settings) -> Pipelines:
+    """The shared pipelines, or a Japanese explanation on the page and a stop."""
+    try:
+        with st.spinner(
+            f"埋め込みモデル「{settings.embedding_model}」を読み込んでいます。"
+            "初回はモデル（約 0.5 GB）をダウンロードするため、数分かかることがあります…"
+        ):
+            return open_pipelines(settings)
+    except ModelLoadError as error:
+        st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(error))}")
+        st.info(
+            "インターネットに接続できない環境では、モデルのディレクトリを用意し、"
+            "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してからページを開き直してください。"
+        )
+        st.stop()
+        raise  # st.stop() ends the run; this line only satisfies the type checker
+
+
+def upload_panel(pipelines: Pipelines) -> None:
+    st.subheader("文書を追加")
+    files = st.file_uploader(
+        "PDF・テキスト・Markdown（複数可）",
+        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+        accept_multiple_files=True,
+    )
+    if not st.button("取り込む", disabled=not files, type="primary"):
+        return
+    reports: list[FileReport] = []
+    bar = st.progress(0.0, text="取り込みを始めます…")
+    files = files or []
+    for number, upload in enumerate(files):
+
+        def progress(done: int, total: int, name: str = upload.name, number: int = number) -> None:
+            share = (number + done / max(total, 1)) / len(files)
+            bar.progress(min(share, 1.0), text=f"{name}: 埋め込み {done}/{total} チャンク")
+
+        bar.progress(number / len(files), text=f"{upload.name} を読み込んでいます…")
+        try:
+            with pipelines.write_lock:
+                reports.append(pipelines.indexer.ingest_bytes(upload.name, upload.getvalue(), progress))
+        except RagError as error:  # the store or the model refused: no file can go in, so stop here
+            st.error(escape_markdown(str(error)))
+            break
+    bar.progress(1.0, text="取り込みが終わりました")
+    for report in reports:
+        line = f"{escape_markdown(report.source)}: {STATUS_LABELS[report.status]}"
+        if report.status in ("added", "replaced"):
+            st.success(f"{line}（{report.chunks} チャンク）")
+        elif report.status == "failed":
+            st.error(f"{line}。{escape_markdown(report.message)}")
+        else:
+            st.info(f"{line}。{escape_markdown(report.message)}" if report.message else line)
+
+
+def library_panel(pipelines: Pipelines) -> None:
+    documents = pipelines.indexer.store.documents()
+    st.subheader(f"登録済みの文書（{len(documents)} 件）")
+    for document in documents:
+        pages = f"{document.pages} ページ・" if document.pages else ""
+        st.caption(f"{escape_markdown(document.source)} — {pages}{document.chunks} チャンク・{document.added_at[:10]}")
+    if not documents:
+        return
+    name = st.selectbox("削除する文書", [d.source for d in documents], index=None, placeholder="選んでください")
+    confirmed = st.checkbox("この文書を削除してよい", disabled=name is None)
+    if st.button("削除", disabled=not (name and confirmed)) and name:
+        with pipelines.write_lock:
+            removed = pipelines.indexer.delete(name)
+        st.success(f"{escape_markdown(removed.source)} を削除しました（{removed.chunks} チャンク）")
+        st.rerun()
+
+
+def show_hit(hit: Hit) -> None:
+    with st.container(border=True):
+        page = f"{hit.page} ページ" if hit.page else "ページなし"
+        st.markdown(f"**{hit.rank} 位** 類似度 **{hit.score:.3f}**")
+        st.progress(min(max(hit.score, 0.0), 1.0))
+        st.caption(f"{escape_markdown(hit.source)} ・ {page} ・ チャンク {hit.chunk_index}")
+        st.markdown(escape_markdown(hit.text))
+
+
+def main() -> None:
+    st.set_page_config(page_title="日本語文書検索", layout="wide")
+    st.title("日本語文書検索")
+    settings = Settings.from_env()
+    pipelines = load(settings)
+    st.caption(f"埋め込みモデル: {escape_markdown(settings.embedding_model)}")
+    with st.sidebar:
+        upload_panel(pipelines)
+        library_panel(pipelines)
+
+    if pipelines.indexer.store.count() == 0:
+        st.info(
+            "まだ文書がありません。左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。"
+        )
+        return
+    question = st.text_input("質問", placeholder="例: 有給休暇は入社後いつから取れますか？")
+    k = st.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
+    if not question.strip():
+        return
+    try:
+        hits = pipelines.searcher.search(question, k)
+    except RagError as error:
+        st.error(escape_markdown(str(error)))
+        return
+    if not hits:
+        st.warning("該当する箇所は見つかりませんでした。")
+    st.caption("類似度は質問と各箇所の埋め込みのコサイン類似度です（1 に近いほど似ています）。")
+    for hit in hits:
+        show_hit(hit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The page, driven in-process with streamlit's AppTest on the offline model and a temp store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.documents import make_pdf
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
+TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
+INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
+
+
+@pytest.fixture
+def page(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "48")
+    monkeypatch.setenv("RAG_CHUNK_OVERLAP", "8")
+    st.cache_resource.clear()  # the cached model and store outlive an AppTest inside one pytest process
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    yield at
+    st.cache_resource.clear()
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for kind in (at.info, at.success, at.error, at.warning) for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_empty_page_says_what_to_do(page: AppTest) -> None:
+    assert not page.exception
+    assert page.title[0].value == "日本語文書検索"
+    assert "まだ文書がありません" in page.info[0].value
+    assert page.button[0].label == "取り込む"
+    assert page.button[0].disabled
+
+
+def test_upload_ingest_and_ask(page: AppTest) -> None:
+    uploader = page.file_uploader[0]
+    uploader.set_value(
+        [
+            ("富士山.pdf", make_pdf([[INTRO], [FUJI]]), "application/pdf"),
+            ("東京.txt", TOKYO.encode("cp932"), "text/plain"),
+            ("壊れた.pdf", b"%PDF-1.4 garbage", "application/pdf"),
+        ]
+    )
+    page.run()
+    page.button[0].click().run()
+    assert not page.exception
+    reports = [s.value for s in page.success] + [e.value for e in page.error]
+    assert any(r.startswith("富士山\\.pdf: 追加しました") for r in reports)
+    assert any(r.startswith("東京\\.txt: 追加しました（1 チャンク）") for r in reports)
+    assert any(r.startswith("壊れた\\.pdf: 取り込めませんでした") and "PDF" in r for r in reports)
+    assert page.subheader[1].value == "登録済みの文書（2 件）"
+
+    page.text_input[0].input(FUJI).run()
+    assert not page.exception
+    shown = texts(page)
+    assert "**1 位** 類似度" in shown
+    assert "富士山\\.pdf ・ 2 ページ ・ チャンク 1" in shown
+    assert escape(FUJI) in shown
+
+
+def escape(text: str) -> str:
+    from app import escape_markdown
+
+    return escape_markdown(text)
+
+
+def test_delete_needs_confirmation(page: AppTest) -> None:
+    page.file_uploader[0].set_value(("東京.txt", TOKYO.encode(), "text/plain"))
+    page.run()
+    page.button[0].click().run()
+    page.selectbox[0].select("東京.txt").run()
+    delete = next(b for b in page.button if b.label == "削除")
+    assert delete.disabled
+    page.checkbox[0].check().run()
+    next(b for b in page.button if b.label == "削除").click().run()
+    assert not page.exception
+    assert "まだ文書がありません" in page.info[0].value
+
+
+def test_model_error_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "ない"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "埋め込みモデルを読み込めませんでした" in at.error[0].value
+    assert "RAG\\_EMBEDDING\\_MODEL" in at.info[0].value
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("<script>alert(1)</script>", "\\<script\\>alert\\(1\\)\\</script\\>"),
+        ("[link](javascript:alert(1))", "\\[link\\]\\(javascript\\:alert\\(1\\)\\)"),
+        ("**太字** と $x$", "\\*\\*太字\\*\\* と \\$x\\$"),
+        ("一行目\n二行目", "一行目  \n二行目"),
+    ],
+)
+def test_document_text_is_escaped(raw: str, shown: str) -> None:
+    assert escape(raw) == shown
