@@ -1,5 +1,5 @@
 """``python -m pipelines``: the command-line face of the pipelines."""
 
-from pipelines.cli import main
+from pipelines.cli import run
 
-raise SystemExit(main())
+run()

@@ -193,3 +193,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except (RagError, IngestError) as error:
         err.write(f"エラー: {error}\n")
         return 2
+
+
+def run() -> None:
+    """Console-script entry point (``jdocs``)."""
+    raise SystemExit(main())
