@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -45,6 +45,33 @@ class EmbeddingStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class TextEmbedder(Protocol):
+    """What the pipelines need from an embedding model; ``Embedder`` is the in-process one."""
+
+    model_name: str
+    stats: EmbeddingStats
+
+    def load(self) -> None: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def fingerprint(self) -> list[float]: ...
+
+    def embed_documents(
+        self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None
+    ) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 def _looks_like_path(name: str) -> bool:
@@ -205,6 +232,19 @@ class Embedder:
         ``token_counts`` (each text's ``count_tokens``, when the caller has them) sort the batches
         and feed the statistics without tokenizing twice.
         """
+        return self._embed_batches(texts, token_counts, progress)
+
+    def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Embed questions, batched like passages (GLuCoSE uses no query prefix)."""
+        return self._embed_batches(texts, None, progress)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one question; a question longer than the model reads is cut at its limit."""
+        return self.embed_queries([text])[0]
+
+    def _embed_batches(
+        self, texts: Sequence[str], token_counts: Sequence[int] | None, progress: Progress | None
+    ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         counts = list(token_counts) if token_counts is not None else [self.count_tokens(t) for t in texts]
@@ -223,7 +263,3 @@ class Embedder:
             if progress is not None:
                 progress(done, len(texts))
         return vectors
-
-    def embed_query(self, text: str) -> np.ndarray:
-        """Embed a question; a question longer than the model reads is cut at its limit."""
-        return self._encode([text])[0]

@@ -13,9 +13,9 @@ import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
 from ingest.errors import EmptyDocumentError, IngestError
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, load_bytes, load_file
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_bytes, load_file
 from ingest.normalize import join_pages
-from pipelines.embedder import Embedder, Progress
+from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
 from pipelines.store import ChromaStore, ChunkRecord, StoredDocument
 
@@ -67,7 +67,7 @@ def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
 class Indexer:
     """Chunks, embeds and stores documents; unchanged files cost no embedding."""
 
-    def __init__(self, embedder: Embedder, store: ChromaStore, chunk_tokens: int, chunk_overlap: int) -> None:
+    def __init__(self, embedder: TextEmbedder, store: ChromaStore, chunk_tokens: int, chunk_overlap: int) -> None:
         self.embedder = embedder
         self.store = store
         self.chunk_tokens = chunk_tokens
@@ -162,6 +162,11 @@ class Indexer:
         elif progress is not None:
             progress(len(chunks), len(chunks))
         return [known[digest] for digest in hashes]
+
+    def ingest_text(self, source: str, text: str, progress: Progress | None = None) -> FileReport:
+        """Index a text that is not a file (an evaluation article, say) under the name ``source``."""
+        loaded = LoadedFile(source=source, content_hash=content_hash(text.encode("utf-8")), pages=((None, text),))
+        return self.ingest_file(loaded, progress)
 
     def ingest_bytes(self, name: str, data: bytes, progress: Progress | None = None) -> FileReport:
         """Index an uploaded file; a file that cannot be read is reported as failed, with the reason."""

@@ -302,37 +302,58 @@ class ChromaStore:
 
     def query(self, embedding: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` visible chunks nearest to a unit vector, best first, scored by cosine similarity."""
+        return self.query_many(np.asarray([embedding]), k)[0]
+
+    def query_many(self, embeddings: np.ndarray, k: int, batch: int = 256) -> list[list[Hit]]:
+        """``query`` for many vectors, asking Chroma for a batch of them at a time."""
+        results: list[list[Hit]] = []
+        for begin in range(0, len(embeddings), batch):
+            results.extend(self._query_batch(embeddings[begin : begin + batch], k))
+        return results
+
+    def _query_batch(self, embeddings: np.ndarray, k: int) -> list[list[Hit]]:
         chunks = self._chunk_collection()
         total = self.count()
         if chunks is None or total == 0 or k < 1:
-            return []
+            return [[] for _ in embeddings]
+        # A few more than k, since chunks of a version that is not (or no longer) live are skipped.
         wanted = min(k + 8, total)
         while True:
             found = chunks.query(
-                query_embeddings=[embedding], n_results=wanted, include=["documents", "metadatas", "distances"]
+                query_embeddings=list(embeddings), n_results=wanted, include=["documents", "metadatas", "distances"]
             )
-            rows = list(zip(found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True))
-            live = {d.source: d.version for d in self._documents(ids=sorted({m["source"] for _, m, _ in rows}))}
-            visible = [row for row in rows if live.get(row[1]["source"]) == row[1]["version"]]
-            if len(visible) >= k or wanted >= total:
+            sources = {m["source"] for metas in found["metadatas"] for m in metas}
+            live = {d.source: d.version for d in self._documents(ids=sorted(sources))}
+            visible = [
+                [
+                    (text, meta, distance)
+                    for text, meta, distance in zip(texts, metas, distances, strict=True)
+                    if live.get(meta["source"]) == meta["version"]
+                ]
+                for texts, metas, distances in zip(
+                    found["documents"], found["metadatas"], found["distances"], strict=True
+                )
+            ]
+            if wanted >= total or all(len(rows) >= k for rows in visible):
                 break
             wanted = min(wanted * 4, total)
-        return [
-            Hit(
-                rank=rank,
-                # Chroma's cosine distance is 1 - cosine similarity.
-                score=1.0 - float(distance),
-                text=text,
-                source=meta["source"],
-                page=_page(meta.get("page")),
-                page_end=_page(meta.get("page_end")),
-                chunk_index=int(meta["chunk_index"]),
-                char_start=int(meta["char_start"]),
-                char_end=int(meta["char_end"]),
-                content_hash=str(meta["content_hash"]),
-            )
-            for rank, (text, meta, distance) in enumerate(visible[:k], 1)
-        ]
+        return [[_hit(rank, *row) for rank, row in enumerate(rows[:k], 1)] for rows in visible]
+
+
+def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
+    return Hit(
+        rank=rank,
+        # Chroma's cosine distance is 1 - cosine similarity.
+        score=1.0 - float(distance),
+        text=text,
+        source=meta["source"],
+        page=_page(meta.get("page")),
+        page_end=_page(meta.get("page_end")),
+        chunk_index=int(meta["chunk_index"]),
+        char_start=int(meta["char_start"]),
+        char_end=int(meta["char_end"]),
+        content_hash=str(meta["content_hash"]),
+    )
 
 
 def _same_model(bound: dict[str, Any], model_name: str, dimension: int, fingerprint: Sequence[float]) -> bool:

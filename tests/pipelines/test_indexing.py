@@ -106,11 +106,12 @@ def test_identical_texts_are_embedded_once(indexer: Indexer, embedder: Embedder)
     before = embedder.stats.texts
     first = indexer.ingest_bytes("一.txt", ((KYOTO + "\n\n") * 9 + CAT).encode())
     second = indexer.ingest_bytes("二.txt", (CAT + "\n\n" + FUJI + "\n\n" + (KYOTO + "\n\n") * 9).encode())
+    embedded = embedder.stats.texts - before
     hits = Searcher(embedder, indexer.store).search(CAT, k=100)
     assert len(hits) == first.chunks + second.chunks
     distinct = {h.text for h in hits}
     assert len(distinct) < len(hits)
-    assert embedder.stats.texts - before == len(distinct)
+    assert embedded == len(distinct)
 
 
 def test_same_content_under_another_name_is_a_duplicate(indexer: Indexer) -> None:
