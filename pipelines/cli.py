@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ingest.errors import IngestError
+from pipelines import evaluation
 from pipelines.embedder import Embedder, Progress
 from pipelines.errors import RagError
+from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport, Indexer
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
@@ -52,6 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("documents", parents=[common], help="取り込んだ文書の一覧")
     delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
     delete.add_argument("name", help="文書名（documents に表示される名前）")
+
+    evaluate = commands.add_parser("evaluate", help="埋め込みモデルと設定の品質を測る（JSTS・JSQuAD 形式）")
+    tasks = evaluate.add_subparsers(dest="task", required=True)
+    report = argparse.ArgumentParser(add_help=False)
+    report.add_argument("file", type=Path, metavar="FILE")
+    report.add_argument("--markdown", action="store_true", help="結果を Markdown の表で出力する")
+    report.add_argument("--limit", type=int, help="先頭の N 件だけを使う（試し用）")
+    report.add_argument("--batch-size", type=int, help="埋め込みのバッチサイズ [RAG_BATCH_SIZE]")
+    tasks.add_parser("sts", parents=[common, report], help="JSTS 形式: コサイン類似度と正解ラベルの相関")
+    qa = tasks.add_parser("qa", parents=[common, report], help="JSQuAD/SQuAD 形式: 上位 k 件の正解率と MRR")
+    qa.add_argument(
+        "-k", "--k", dest="ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k の値（既定 1 5 10 50）"
+    )
+    qa.add_argument("--chunk-tokens", type=int, help="チャンクの最大トークン数 [RAG_CHUNK_TOKENS]")
+    qa.add_argument("--chunk-overlap", type=int, help="チャンクの重なり（トークン） [RAG_CHUNK_OVERLAP]")
+    qa.add_argument("--chart", type=Path, help="k と正解率のグラフを PNG で保存する")
+    qa.add_argument("--compare", type=Path, nargs="+", default=[], help="グラフに並べる以前の --json 出力")
+    qa.add_argument("--label", help="グラフでのこの実行の名前")
     return parser
 
 
@@ -110,8 +130,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
             "embedding_seconds": round(stats.seconds, 3),
             "seconds": round(elapsed, 3),
         }
-        json.dump(summary, out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        _dump(summary, out)
     else:
         _print_reports(reports, out)
         counts: Counter[str] = Counter(r.status for r in reports)
@@ -142,8 +161,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
     embedder = _embedder(settings)
     hits = Searcher(embedder, store).search(args.question, settings.top_k)
     if args.json:
-        json.dump([hit.to_dict() for hit in hits], out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        _dump([hit.to_dict() for hit in hits], out)
         return 0
     if not hits and store.count():
         out.write("該当する箇所は見つかりませんでした。\n")
@@ -157,8 +175,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     documents = _store(settings).documents()
     if args.json:
-        json.dump([asdict(d) for d in documents], out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        _dump([asdict(d) for d in documents], out)
     elif not documents:
         out.write("文書はまだありません。\n")
     for document in [] if args.json else documents:
@@ -172,14 +189,78 @@ def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
     indexer = Indexer(_embedder(settings), store, settings.chunk_tokens, settings.chunk_overlap)
     document = indexer.delete(args.name)
     if args.json:
-        json.dump(asdict(document), out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        _dump(asdict(document), out)
     else:
         out.write(f"削除しました: {document.source}（{document.chunks} チャンク）\n")
     return 0
 
 
-COMMANDS = {"ingest": _ingest, "search": _search, "documents": _documents, "delete": _delete}
+def _bar(stream: TextIO, description: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=description, file=stream, leave=False, dynamic_ncols=True)
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    embedder = _embedder(settings)
+    embedder.load()
+    if args.task == "sts":
+        pairs = evaluation.load_sts(args.file)[: args.limit]
+        bar = _bar(err, "埋め込み")
+        sts = evaluation.evaluate_sts(embedder, pairs, _updater(bar))
+        bar.close()
+        if args.json:
+            _dump(sts.to_dict(), out)
+        else:
+            out.write(evaluation.sts_table(sts, markdown=args.markdown))
+        return 0
+    articles, questions = evaluation.load_qa(args.file)
+    if args.limit:
+        questions = questions[: args.limit]
+    bars: dict[str, Any] = {}
+
+    def step(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            bars[what] = _bar(err, what)
+        _updater(bars[what])(done, total)
+
+    qa = evaluation.evaluate_qa(
+        embedder,
+        articles,
+        questions,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        ks=args.ks,
+        step=step,
+    )
+    for bar in bars.values():
+        bar.close()
+    result = qa.to_dict() | ({"label": args.label} if args.label else {})
+    if args.json:
+        _dump(result, out)
+    else:
+        out.write(evaluation.qa_table(qa, markdown=args.markdown))
+    if args.chart:
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.compare]
+        evaluation.save_chart([*runs, result], args.chart)
+        err.write(f"グラフを保存しました: {args.chart}\n")
+    return 0
+
+
+def _updater(bar: Any) -> Progress:
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update
+
+
+def _dump(value: Any, out: TextIO) -> None:
+    json.dump(value, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+COMMANDS = {"ingest": _ingest, "search": _search, "documents": _documents, "delete": _delete, "evaluate": _evaluate}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
