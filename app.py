@@ -11,6 +11,7 @@ import streamlit as st
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, RagError
+from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, Indexer
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
@@ -122,13 +123,59 @@ def library_panel(pipelines: Pipelines) -> None:
         st.rerun()
 
 
-def show_hit(hit: Hit) -> None:
+def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> str:
+    """A passage as safe Markdown: the question's words highlighted, its best sentence in bold."""
+    start, end = emphasis
+    marks = [(a, b) for a, b in term_spans(text, terms) if b <= start or a >= end or start <= a < b <= end]
+
+    def piece(a: int, b: int) -> str:
+        out, cursor = [], a
+        for x, y in marks:
+            if a <= x and y <= b:
+                out.append(escape_markdown(text[cursor:x]))
+                out.append(f":orange-background[{escape_markdown(text[x:y])}]")
+                cursor = y
+        out.append(escape_markdown(text[cursor:b]))
+        return "".join(out)
+
+    if start >= end:
+        return piece(0, len(text))
+    return piece(0, start) + "**" + piece(start, end) + "**" + piece(end, len(text))
+
+
+def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
     with st.container(border=True):
         page = f"{hit.page} ページ" if hit.page else "ページなし"
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.score:.3f}**")
         st.progress(min(max(hit.score, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.source)} ・ {page} ・ チャンク {hit.chunk_index}")
-        st.markdown(escape_markdown(hit.text))
+        st.markdown(render_passage(hit.text, terms, emphasis))
+        with st.expander("前後の文を表示"):
+            before, after = pipelines.searcher.surroundings(hit)
+            st.caption("前")
+            st.markdown(escape_markdown(before) if before else "（文書の先頭です）")
+            st.caption("後")
+            st.markdown(escape_markdown(after) if after else "（文書の末尾です）")
+
+
+def remember(question: str) -> None:
+    """Keep the session's recent questions, newest first, without repeats."""
+    recent = [q for q in st.session_state.get("recent", []) if q != question]
+    st.session_state["recent"] = [question, *recent][:10]
+
+
+def _ask_again(question: str) -> None:
+    st.session_state["question"] = question
+
+
+def recent_panel() -> None:
+    """Buttons that ask the session's recent questions again."""
+    recent = st.session_state.get("recent", [])
+    if not recent:
+        return
+    st.subheader("最近の質問")
+    for number, question in enumerate(recent):
+        st.button(question, key=f"recent-{number}", width="stretch", on_click=_ask_again, args=(question,))
 
 
 def main() -> None:
@@ -140,26 +187,48 @@ def main() -> None:
     with st.sidebar:
         upload_panel(pipelines)
         library_panel(pipelines)
+        recent_slot = st.container()  # filled last, so that it lists this run's question too
+    try:
+        ask(pipelines, settings)
+    finally:
+        with recent_slot:
+            recent_panel()
 
-    if pipelines.indexer.store.count() == 0:
+
+def ask(pipelines: Pipelines, settings: Settings) -> None:
+    """The question box and the result cards."""
+
+    documents = pipelines.indexer.store.documents()
+    if not documents:
         st.info(
             "まだ文書がありません。左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。"
         )
         return
-    question = st.text_input("質問", placeholder="例: 有給休暇は入社後いつから取れますか？")
-    k = st.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
+    question = st.text_input("質問", key="question", placeholder="例: 有給休暇は入社後いつから取れますか？")
+    left, right = st.columns([1, 2])
+    k = left.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
+    chosen = right.multiselect(
+        "検索する文書（選ばなければすべて）", [d.source for d in documents], placeholder="すべての文書"
+    )
     if not question.strip():
         return
     try:
-        hits = pipelines.searcher.search(question, k)
+        hits = pipelines.searcher.search(question, k, sources=chosen or None)
     except RagError as error:
         st.error(escape_markdown(str(error)))
         return
+    remember(question)
     if not hits:
-        st.warning("該当する箇所は見つかりませんでした。")
-    st.caption("類似度は質問と各箇所の埋め込みのコサイン類似度です（1 に近いほど似ています）。")
-    for hit in hits:
-        show_hit(hit)
+        st.warning("該当する箇所は見つかりませんでした。文書の選択を外すか、言い方を変えてみてください。")
+        return
+    st.caption(
+        "類似度は質問と各箇所の埋め込みのコサイン類似度です（1 に近いほど似ています）。"
+        "色付きは質問の語、太字は質問に最も近い文です。"
+    )
+    terms = query_terms(question)
+    emphases = pipelines.searcher.best_sentences(question, hits)
+    for hit, emphasis in zip(hits, emphases, strict=True):
+        show_hit(pipelines, hit, terms, emphasis)
 
 
 if __name__ == "__main__":

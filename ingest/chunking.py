@@ -68,7 +68,8 @@ def _split_long(text: str, start: int, end: int, budget: int, count: TokenCounte
     return pieces
 
 
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without the white space at its ends."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -94,7 +95,7 @@ def chunk_text(
     text = paged.text
     units: list[tuple[int, int, int]] = []  # (start, end, tokens) of sentences that fit the budget
     for start, end in split_sentences(text):
-        start, end = _trim(text, start, end)
+        start, end = trim_span(text, start, end)
         if start == end:
             continue
         tokens = count_tokens(text[start:end])
@@ -102,7 +103,7 @@ def chunk_text(
             units.append((start, end, tokens))
             continue
         for a, b in _split_long(text, start, end, max_tokens, count_tokens):
-            a, b = _trim(text, a, b)
+            a, b = trim_span(text, a, b)
             if a < b:
                 units.append((a, b, count_tokens(text[a:b])))
 

@@ -271,7 +271,7 @@ def evaluate_qa(
             if step is not None:
                 step("質問", done, total)
 
-        results = Searcher(embedder, store).search_many([q.question for q in questions], max(ks), asking)
+        results = Searcher(embedder, store).search_many([q.question for q in questions], max(ks), progress=asking)
         asking_seconds = time.perf_counter() - asked
     ranks = [answer_rank(hits, q.answers) for hits, q in zip(results, questions, strict=True)]
     found = [r for r in ranks if r is not None]

@@ -68,6 +68,7 @@ class Hit:
     char_start: int
     char_end: int
     content_hash: str
+    version: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,7 +258,7 @@ class ChromaStore:
 
     def _documents(self, **query: Any) -> list[StoredDocument]:
         registry = self._registry_collection()
-        if registry is None:
+        if registry is None or query.get("ids") == []:
             return []
         found = registry.get(include=["metadatas"], **query)
         documents = []
@@ -295,35 +296,58 @@ class ChromaStore:
                 found[str(meta["text_hash"])] = np.asarray(vector, dtype=np.float32)
         return found
 
+    def chunks_at(self, source: str, version: str, indexes: Sequence[int]) -> list[Hit]:
+        """Chunks of one version of a document by position (rank 0, score 0): a hit's neighbours."""
+        chunks = self._chunk_collection()
+        if chunks is None or not indexes:
+            return []
+        ids = [f"{version}-{index:05d}" for index in indexes]
+        found = chunks.get(ids=ids, include=["documents", "metadatas"])
+        rows = [
+            _hit(0, text, meta, 1.0)
+            for text, meta in zip(found["documents"], found["metadatas"], strict=True)
+            if meta["source"] == source
+        ]
+        return sorted(rows, key=lambda h: h.chunk_index)
+
     def count(self) -> int:
         """Number of chunk records, including any not yet committed."""
         chunks = self._chunk_collection()
         return 0 if chunks is None else int(chunks.count())
 
-    def query(self, embedding: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` visible chunks nearest to a unit vector, best first, scored by cosine similarity."""
-        return self.query_many(np.asarray([embedding]), k)[0]
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+        """The ``k`` visible chunks nearest to a unit vector, best first, scored by cosine similarity.
 
-    def query_many(self, embeddings: np.ndarray, k: int, batch: int = 256) -> list[list[Hit]]:
+        ``sources`` limits the search to those documents.
+        """
+        return self.query_many(np.asarray([embedding]), k, sources)[0]
+
+    def query_many(
+        self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None = None, batch: int = 256
+    ) -> list[list[Hit]]:
         """``query`` for many vectors, asking Chroma for a batch of them at a time."""
         results: list[list[Hit]] = []
         for begin in range(0, len(embeddings), batch):
-            results.extend(self._query_batch(embeddings[begin : begin + batch], k))
+            results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources))
         return results
 
-    def _query_batch(self, embeddings: np.ndarray, k: int) -> list[list[Hit]]:
+    def _query_batch(self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None) -> list[list[Hit]]:
         chunks = self._chunk_collection()
         total = self.count()
-        if chunks is None or total == 0 or k < 1:
+        if chunks is None or total == 0 or k < 1 or (sources is not None and not sources):
             return [[] for _ in embeddings]
+        where = {"source": {"$in": list(sources)}} if sources else None
         # A few more than k, since chunks of a version that is not (or no longer) live are skipped.
         wanted = min(k + 8, total)
         while True:
             found = chunks.query(
-                query_embeddings=list(embeddings), n_results=wanted, include=["documents", "metadatas", "distances"]
+                query_embeddings=list(embeddings),
+                n_results=wanted,
+                where=where,
+                include=["documents", "metadatas", "distances"],
             )
-            sources = {m["source"] for metas in found["metadatas"] for m in metas}
-            live = {d.source: d.version for d in self._documents(ids=sorted(sources))}
+            named = {m["source"] for metas in found["metadatas"] for m in metas}
+            live = {d.source: d.version for d in self._documents(ids=sorted(named))}
             visible = [
                 [
                     (text, meta, distance)
@@ -353,6 +377,7 @@ def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
         char_start=int(meta["char_start"]),
         char_end=int(meta["char_end"]),
         content_hash=str(meta["content_hash"]),
+        version=str(meta["version"]),
     )
 
 

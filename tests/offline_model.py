@@ -139,3 +139,9 @@ def build_offline_model(
         },
     )
     return directory
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build_offline_model(Path(sys.argv[1] if len(sys.argv) > 1 else "models/offline-test-model")))

@@ -69,6 +69,41 @@ def test_upload_ingest_and_ask(page: AppTest) -> None:
     assert escape(FUJI) in shown
 
 
+def test_cards_highlight_words_and_the_best_sentence(page: AppTest) -> None:
+    text = "有給休暇は入社して六か月後から取得できます。申請は上長に行います。"
+    page.file_uploader[0].set_value(("規程.txt", text.encode(), "text/plain"))
+    page.run()
+    page.button[0].click().run()
+    page.text_input[0].input("有給休暇は入社後いつから取れますか？").run()
+    assert not page.exception
+    card = next(m.value for m in page.markdown if ":orange-background[" in m.value)
+    assert ":orange-background[有給休暇]" in card
+    assert ":orange-background[入社]" in card
+    assert card.count("**") == 2  # one sentence emphasised
+    expander = page.expander[0]
+    assert expander.label == "前後の文を表示"
+    assert "（文書の先頭です）" in [m.value for m in expander.markdown]
+
+
+def test_recent_questions_and_document_filter(page: AppTest) -> None:
+    page.file_uploader[0].set_value(
+        [("東京.txt", TOKYO.encode(), "text/plain"), ("富士山.txt", FUJI.encode(), "text/plain")]
+    )
+    page.run()
+    page.button[0].click().run()
+    page.multiselect[0].select("富士山.txt").run()
+    page.text_input[0].input(TOKYO).run()
+    assert not page.exception
+    captions = [c.value for c in page.caption]
+    assert any(c.startswith("富士山\\.txt ・ ページなし") for c in captions)
+    assert not any(c.startswith("東京\\.txt ・") for c in captions)
+    page.text_input[0].input("二つ目の質問").run()
+    recent = [b.label for b in page.button if b.key and b.key.startswith("recent-")]
+    assert recent == ["二つ目の質問", TOKYO]
+    next(b for b in page.button if b.label == TOKYO).click().run()
+    assert page.text_input[0].value == TOKYO
+
+
 def escape(text: str) -> str:
     from app import escape_markdown
 

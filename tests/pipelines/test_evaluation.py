@@ -38,7 +38,7 @@ SENTENCES = [
 
 
 def hit(rank: int, text: str) -> Hit:
-    return Hit(rank, 0.5, text, "doc", None, None, rank - 1, 0, len(text), "h")
+    return Hit(rank, 0.5, text, "doc", None, None, rank - 1, 0, len(text), "h", "h-c1")
 
 
 @pytest.mark.parametrize(
