@@ -133,7 +133,7 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
         for x, y in marks:
             if a <= x and y <= b:
                 out.append(escape_markdown(text[cursor:x]))
-                out.append(f":orange-background[{escape_markdown(text[x:y])}]")
+                out.append(f":orange[{escape_markdown(text[x:y])}]")
                 cursor = y
         out.append(escape_markdown(text[cursor:b]))
         return "".join(out)
@@ -144,7 +144,7 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 
 
 def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
-    with st.container(border=True):
+    with st.container(border=True, key=f"card-{hit.rank}"):
         page = f"{hit.page} ページ" if hit.page else "ページなし"
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.score:.3f}**")
         st.progress(min(max(hit.score, 0.0), 1.0))

@@ -1,0 +1,126 @@
+"""End to end in a real browser: `streamlit run app.py`, Debian's headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.documents import make_pdf
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
+FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
+HOSTILE = ["<script>alert('x')</script>", "<img src=x onerror=alert(2)>", "[リンク](javascript:alert(3))"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAG_EMBEDDING_MODEL": str(model_dir),
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_CHUNK_TOKENS": "48",
+        "RAG_CHUNK_OVERLAP": "8",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1"]
+    command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    pytest.fail(f"streamlit did not start:\n{output}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium fonts-ipafont-gothic"
+    pdf = tmp_path / "富士山の資料.pdf"
+    pdf.write_bytes(make_pdf([[INTRO], [FUJI]]))
+    note = tmp_path / "注意.txt"
+    note.write_text("。\n".join(HOSTILE) + "。", encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(server)
+        expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
+
+        page.locator("input[type=file]").set_input_files([str(pdf), str(note)])
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.get_by_text("富士山の資料.pdf: 追加しました")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("注意.txt: 追加しました")).to_be_visible()
+
+        page.get_by_label("質問").fill("日本で一番高い山の標高は？")
+        page.get_by_label("質問").press("Enter")
+        expect(page.get_by_text("1 位").first).to_be_visible(timeout=60_000)
+        cards = page.locator("[class*='st-key-card-']")
+        fuji = cards.filter(has_text="三七七六メートル").first
+        expect(fuji).to_contain_text("富士山の資料.pdf ・ 2 ページ")
+        expect(fuji).to_contain_text("類似度")
+
+        screenshot = tmp_path / "screenshot.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+
+        # a document's markup is shown as its characters and never runs
+        page.get_by_label("質問").fill(HOSTILE[0])
+        page.get_by_label("質問").press("Enter")
+        recent = page.locator("[class*='st-key-recent-']")
+        expect(recent.filter(has_text=HOSTILE[0])).to_be_visible(timeout=60_000)  # drawn when the run ends
+        shown = "\n".join(cards.all_inner_texts())
+        for line in HOSTILE:
+            assert line in shown
+        page.wait_for_timeout(1000)
+        assert dialogs == []
+        assert page.locator("a[href^='javascript']").count() == 0
+        assert page.locator("img[src=x]").count() == 0
+        browser.close()
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SCREENSHOT_TO"):
+        shutil.copy(screenshot, os.environ["SCREENSHOT_TO"])
