@@ -340,6 +340,9 @@ def save_chart(runs: Sequence[dict[str, Any]], path: Path) -> None:
         label = run.get("label") or f"{run['model']} ({run['chunk_tokens']}/{run['chunk_overlap']})"
         axes.plot(ks, [run["topk"][str(k)] for k in ks], marker="o", label=label)
     axes.set_xscale("log")
+    every_k = sorted({int(k) for run in runs for k in run["topk"]})
+    axes.set_xticks(every_k, [str(k) for k in every_k])
+    axes.minorticks_off()
     axes.set_xlabel("k")
     axes.set_ylabel("top-k accuracy (%)")
     axes.set_ylim(0, 100)

@@ -22,7 +22,7 @@ class Settings:
     embedding_model: str = DEFAULT_MODEL
     data_dir: Path = Path("data")
     collection: str = "documents"
-    chunk_tokens: int = 256
+    chunk_tokens: int = 128
     chunk_overlap: int = 32
     batch_size: int = 16
     device: str = ""

@@ -77,7 +77,7 @@ def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Dialog, expect, sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium fonts-ipafont-gothic"
     pdf = tmp_path / "富士山の資料.pdf"
@@ -88,7 +88,12 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
         dialogs: list[str] = []
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        def refuse(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", refuse)
         page.goto(server)
         expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
 
