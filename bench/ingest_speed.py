@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--articles", type=int, default=None, help="only the first N articles (default: all 59)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--chunk-tokens", type=int, default=256)
+    parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--chunk-overlap", type=int, default=32)
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
     args = parser.parse_args()
