@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from pipelines.embedder import Embedder
+from pipelines.components import make_embedder, make_store
+from pipelines.embedder import TextEmbedder
 from pipelines.errors import ModelLoadError, RagError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, Indexer
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore, Hit
+from pipelines.store import Hit
 
 STATUS_LABELS = {
     "added": "追加しました",
@@ -36,7 +37,7 @@ def escape_markdown(text: str) -> str:
 class Pipelines:
     """The objects the page shares between sessions: one model, one store, one writer at a time."""
 
-    embedder: Embedder
+    embedder: TextEmbedder
     indexer: Indexer
     searcher: Searcher
     write_lock: threading.Lock
@@ -45,9 +46,9 @@ class Pipelines:
 @st.cache_resource(show_spinner=False)
 def open_pipelines(settings: Settings) -> Pipelines:
     """Load the model and open the store once per server process."""
-    embedder = Embedder(settings.embedding_model, device=settings.device, batch_size=settings.batch_size)
+    embedder = make_embedder(settings)
     embedder.load()
-    store = ChromaStore.persistent(settings.data_dir, settings.collection)
+    store = make_store(settings)
     indexer = Indexer(embedder, store, settings.chunk_tokens, settings.chunk_overlap)
     return Pipelines(embedder, indexer, Searcher(embedder, store), threading.Lock())
 

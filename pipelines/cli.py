@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -14,13 +15,13 @@ from typing import Any, TextIO
 
 from ingest.errors import IngestError
 from pipelines import evaluation
-from pipelines.embedder import Embedder, Progress
+from pipelines.components import make_embedder, make_store
+from pipelines.embedder import Progress
 from pipelines.errors import RagError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport, Indexer
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore
 
 STATUS_LABELS = {
     "added": "追加",
@@ -39,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", type=Path, help="データディレクトリ [RAG_DATA_DIR]")
     common.add_argument("--collection", help="Chroma のコレクション名 [RAG_COLLECTION]")
     common.add_argument("--device", help="cpu、cuda など（既定は自動） [RAG_DEVICE]")
+    common.add_argument("--embedding-url", help="OpenAI 互換の埋め込みサーバーの URL（…/v1） [RAG_EMBEDDING_URL]")
+    common.add_argument("--embedding-api-key", help="埋め込みサーバーの API キー [RAG_EMBEDDING_API_KEY]")
+    common.add_argument("--query-prefix", help="質問の前に付ける文字列（既定はモデルごと） [RAG_QUERY_PREFIX]")
+    common.add_argument("--document-prefix", help="文書の前に付ける文字列（既定はモデルごと） [RAG_DOCUMENT_PREFIX]")
+    common.add_argument("--chroma-host", help="Chroma サーバーのホスト（空なら内蔵ストア） [RAG_CHROMA_HOST]")
+    common.add_argument("--chroma-port", type=int, help="Chroma サーバーのポート [RAG_CHROMA_PORT]")
+    common.add_argument(
+        "--chroma-ssl", action="store_const", const=True, help="Chroma サーバーに TLS で接続する [RAG_CHROMA_SSL]"
+    )
+    common.add_argument("--chroma-token", help="Chroma サーバーの認証トークン [RAG_CHROMA_TOKEN]")
     common.add_argument("--json", action="store_true", help="結果を JSON で出力する")
 
     parser = argparse.ArgumentParser(prog="python -m pipelines", description="日本語文書の取り込みと検索")
@@ -76,25 +87,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = (
-        "embedding_model",
-        "data_dir",
-        "collection",
-        "device",
-        "chunk_tokens",
-        "chunk_overlap",
-        "batch_size",
-        "top_k",
-    )
+    names = [field.name for field in dataclasses.fields(Settings)]
     return Settings.from_env(**{name: getattr(args, name, None) for name in names})
 
 
-def _embedder(settings: Settings) -> Embedder:
-    return Embedder(settings.embedding_model, device=settings.device, batch_size=settings.batch_size)
-
-
-def _store(settings: Settings) -> ChromaStore:
-    return ChromaStore.persistent(settings.data_dir, settings.collection)
+_embedder = make_embedder
+_store = make_store
 
 
 def _progress_bars(stream: TextIO) -> Any:

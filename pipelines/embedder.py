@@ -95,10 +95,20 @@ class Embedder:
     token ids it was trained on.
     """
 
-    def __init__(self, model_name: str, *, device: str = "", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        device: str = "",
+        batch_size: int = 16,
+        query_prefix: str = "",
+        document_prefix: str = "",
+    ) -> None:
         self.model_name = model_name
         self.device = device or None
         self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
         self.stats = EmbeddingStats()
         self._model: SentenceTransformer | None = None
         # Tokenizer arguments for every call: with them, "<s>" in a document is three characters,
@@ -200,9 +210,11 @@ class Embedder:
         return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens the model would read for ``text``, special tokens included, before any truncation."""
-        encoded = self.model.tokenizer(text, truncation=False, verbose=False, **self._text_kwargs)
-        return len(encoded["input_ids"])
+        """Tokens the model would read for passage ``text`` (its prefix and special tokens included)."""
+        return self._count(self.document_prefix + text)
+
+    def _count(self, text: str) -> int:
+        return len(self.model.tokenizer(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
 
     def fingerprint(self) -> list[float]:
         """The embedding of a fixed sentence: tells this model's vectors from another model's."""
@@ -232,11 +244,12 @@ class Embedder:
         ``token_counts`` (each text's ``count_tokens``, when the caller has them) sort the batches
         and feed the statistics without tokenizing twice.
         """
-        return self._embed_batches(texts, token_counts, progress)
+        return self._embed_batches([self.document_prefix + t for t in texts], token_counts, progress)
 
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        """Embed questions, batched like passages (GLuCoSE uses no query prefix)."""
-        return self._embed_batches(texts, None, progress)
+        """Embed questions, batched like passages, with the model's query prefix (GLuCoSE has none)."""
+        prefixed = [self.query_prefix + t for t in texts]
+        return self._embed_batches(prefixed, [self._count(t) for t in prefixed], progress)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one question; a question longer than the model reads is cut at its limit."""
@@ -247,7 +260,7 @@ class Embedder:
     ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        counts = list(token_counts) if token_counts is not None else [self.count_tokens(t) for t in texts]
+        counts = list(token_counts) if token_counts is not None else [self._count(t) for t in texts]
         # Sorting by length keeps padding, which costs as much as real tokens, near zero.
         order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -3,7 +3,8 @@
     RagError                    anything the pipelines refuse to do, with the reason and the fix
     ├── SettingsError           a setting (environment variable or flag) has an invalid value
     ├── ModelLoadError          the embedding model cannot be loaded (no network, wrong name, bad files)
-    │   └── TokenizerMismatchError  the tokenizer would not give the ids the model was trained with
+    │   ├── TokenizerMismatchError  the tokenizer would not give the ids the model was trained with
+    │   └── EmbeddingServiceError   a remote embeddings endpoint refuses, fails or does not answer
     ├── ModelMismatchError      the store was built with another embedding model
     ├── StoreError              Chroma cannot be opened, read or written
     └── DocumentNotFoundError   no stored document has the given name
@@ -27,6 +28,10 @@ class ModelLoadError(RagError):
 
 class TokenizerMismatchError(ModelLoadError):
     """The installed tokenizer produces different token ids from the ones the model was trained on."""
+
+
+class EmbeddingServiceError(ModelLoadError):
+    """A remote embeddings endpoint could not give the vectors."""
 
 
 class ModelMismatchError(RagError):

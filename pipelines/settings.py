@@ -27,6 +27,17 @@ class Settings:
     batch_size: int = 16
     device: str = ""
     top_k: int = 5
+    # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
+    embedding_url: str = ""
+    embedding_api_key: str = ""
+    # None: the built-in profile of the model (pipelines/profiles.py); "" means no prefix
+    query_prefix: str | None = None
+    document_prefix: str | None = None
+    # a Chroma server instead of the embedded store in data_dir
+    chroma_host: str = ""
+    chroma_port: int = 8000
+    chroma_ssl: bool = False
+    chroma_token: str = ""
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -50,7 +61,7 @@ class Settings:
         for field in dataclasses.fields(cls):
             override = overrides.get(field.name)
             raw = override if override is not None else environ.get(ENV_PREFIX + field.name.upper())
-            if raw is None or (raw == "" and field.type != "str"):
+            if raw is None or (raw == "" and field.type in ("int", "bool", "Path")):
                 continue  # unset, or set to nothing: the default
             values[field.name] = _convert(field.name, field.type, raw)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -67,4 +78,13 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
     if kind == "Path":
         return Path(raw).expanduser()
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        value = str(raw).strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()} は true か false で指定してください（現在 {raw!r}）。")
     return str(raw)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+import httpx
 import numpy as np
+from chromadb.errors import ChromaError
 
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreError
 
@@ -74,6 +77,25 @@ class Hit:
         return asdict(self)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _talks_to_chroma(method: F) -> F:
+    """Chroma failures (a server gone, a token refused) become a StoreError that says where and what."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (ChromaError, httpx.HTTPError) as error:
+            raise StoreError(
+                f"Chroma（{self.where}）を使えません（{type(error).__name__}: {error}）。"
+                "書きかけの文書は検索に出ず、次の書き込みで片付けられます。接続と認証を確かめて、もう一度実行してください。"
+            ) from error
+
+    return cast(F, wrapper)
+
+
 def _page(value: Any) -> int | None:
     return int(value) or None if value is not None else None
 
@@ -81,12 +103,35 @@ def _page(value: Any) -> int | None:
 class ChromaStore:
     """Chunks and their registry in one Chroma client (embedded ``PersistentClient`` or a server)."""
 
-    def __init__(self, client: Any, collection: str = "documents", lock_path: Path | None = None) -> None:
+    def __init__(
+        self, client: Any, collection: str = "documents", lock_path: Path | None = None, where: str = ""
+    ) -> None:
         self.client = client
         self.name = collection
         self.lock_path = lock_path
+        self.where = where or "埋め込みストア"
         self._chunks: Any = None
         self._registry: Any = None
+
+    @classmethod
+    def http(
+        cls, host: str, port: int, collection: str = "documents", *, ssl: bool = False, token: str = ""
+    ) -> ChromaStore:
+        """A store on a Chroma server (``chroma run``, or one behind a proxy that checks the token)."""
+        import chromadb
+
+        headers = {"Authorization": f"Bearer {token}", "X-Chroma-Token": token} if token else None
+        where = f"{'https' if ssl else 'http'}://{host}:{port}"
+        try:
+            client = chromadb.HttpClient(
+                host=host, port=port, ssl=ssl, headers=headers, settings=chromadb.Settings(anonymized_telemetry=False)
+            )
+        except (ValueError, OSError, httpx.HTTPError, ChromaError) as error:
+            raise StoreError(
+                f"Chroma サーバー（{where}）に接続できません（{error}）。サーバーが動いているか、"
+                "RAG_CHROMA_HOST・RAG_CHROMA_PORT・RAG_CHROMA_SSL・RAG_CHROMA_TOKEN を確かめてください。"
+            ) from error
+        return cls(client, collection, where=where)
 
     @classmethod
     def persistent(cls, data_dir: Path, collection: str = "documents") -> ChromaStore:
@@ -129,6 +174,7 @@ class ChromaStore:
             self._registry = self._collection("-registry", create=False)
         return self._registry
 
+    @_talks_to_chroma
     def bind_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Make sure the store holds vectors of this model only; an empty store is bound to it.
 
@@ -149,6 +195,7 @@ class ChromaStore:
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
 
+    @_talks_to_chroma
     def check_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Refuse to search this store with another model's vectors (an empty store is fine)."""
         chunks = self._chunk_collection()
@@ -192,6 +239,7 @@ class ChromaStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @_talks_to_chroma
     def recover(self) -> None:
         """Delete the chunks of versions that an interrupted write left behind."""
         registry = self._registry_collection()
@@ -207,6 +255,7 @@ class ChromaStore:
             else:
                 registry.delete(ids=[source])
 
+    @_talks_to_chroma
     def begin(self, source: str, version: str) -> None:
         """Record that chunks of ``version`` are about to be written for ``source``."""
         registry = self._registry_collection()
@@ -218,6 +267,7 @@ class ChromaStore:
             empty |= {"embedding_model": "", "pending": version, "stale": ""}
             registry.add(ids=[source], embeddings=[_PLACEHOLDER], metadatas=[empty])
 
+    @_talks_to_chroma
     def add_chunks(self, records: Sequence[ChunkRecord]) -> None:
         """Write chunks (not yet visible: they belong to a version that is not committed)."""
         chunks = self._chunk_collection()
@@ -231,6 +281,7 @@ class ChromaStore:
                 metadatas=[r.metadata for r in batch],
             )
 
+    @_talks_to_chroma
     def commit(self, document: StoredDocument) -> None:
         """Make ``document.version`` the visible version of its source, in one write, then drop the old one."""
         registry = self._registry_collection()
@@ -242,6 +293,7 @@ class ChromaStore:
         registry.upsert(ids=[document.source], embeddings=[_PLACEHOLDER], metadatas=[meta])
         self.recover()
 
+    @_talks_to_chroma
     def delete(self, source: str) -> StoredDocument:
         """Remove a document: hidden in one write, then its chunks deleted."""
         document = self.document(source)
@@ -256,6 +308,7 @@ class ChromaStore:
 
     # Reading -------------------------------------------------------------------------------------
 
+    @_talks_to_chroma
     def _documents(self, **query: Any) -> list[StoredDocument]:
         registry = self._registry_collection()
         if registry is None or query.get("ids") == []:
@@ -282,6 +335,7 @@ class ChromaStore:
         """Every stored document, by name."""
         return sorted(self._documents(), key=lambda d: d.source)
 
+    @_talks_to_chroma
     def vectors_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks whose text has one of these digests: the same text is never embedded twice."""
         chunks = self._chunk_collection()
@@ -296,6 +350,7 @@ class ChromaStore:
                 found[str(meta["text_hash"])] = np.asarray(vector, dtype=np.float32)
         return found
 
+    @_talks_to_chroma
     def chunks_at(self, source: str, version: str, indexes: Sequence[int]) -> list[Hit]:
         """Chunks of one version of a document by position (rank 0, score 0): a hit's neighbours."""
         chunks = self._chunk_collection()
@@ -310,6 +365,7 @@ class ChromaStore:
         ]
         return sorted(rows, key=lambda h: h.chunk_index)
 
+    @_talks_to_chroma
     def count(self) -> int:
         """Number of chunk records, including any not yet committed."""
         chunks = self._chunk_collection()
@@ -331,6 +387,7 @@ class ChromaStore:
             results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources))
         return results
 
+    @_talks_to_chroma
     def _query_batch(self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None) -> list[list[Hit]]:
         chunks = self._chunk_collection()
         total = self.count()
