@@ -147,6 +147,10 @@ class ChromaStore:
             raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
         return cls(client, collection, lock_path=data_dir / "write.lock")
 
+    def close(self) -> None:
+        """Release the client (Chroma shares one per address or path, and frees it with its last user)."""
+        self.client.close()
+
     # Collections -------------------------------------------------------------------------------
 
     def _collection(self, suffix: str, create: bool, metadata: dict[str, Any] | None = None) -> Any:

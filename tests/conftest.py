@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 # Hugging Face reads these when it is imported, so they are set before anything imports it:
@@ -16,6 +18,7 @@ from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.store import ChromaStore
 from tests.offline_model import build_offline_model
+from tests.servers import chroma_server
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +44,30 @@ def embedder(model_dir: Path) -> Embedder:
     return loaded
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ChromaStore:
-    return ChromaStore.persistent(tmp_path / "data")
+@pytest.fixture(scope="session")
+def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real Chroma server on 127.0.0.1: the one CI started (CHROMA_TEST_PORT), or one started here."""
+    if os.environ.get("CHROMA_TEST_PORT"):
+        yield int(os.environ["CHROMA_TEST_PORT"])
+        return
+        return
+    server = chroma_server(tmp_path_factory.mktemp("chroma-server")).start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChromaStore]:
+    """The store twice over: embedded in a temp dir, and on the Chroma server in a fresh collection."""
+    if request.param == "embedded":
+        opened = ChromaStore.persistent(tmp_path / "data")
+    else:
+        port = request.getfixturevalue("chroma_port")
+        opened = ChromaStore.http("127.0.0.1", port, collection=f"test-{uuid.uuid4().hex[:12]}")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
