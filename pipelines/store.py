@@ -80,6 +80,12 @@ class Hit:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _refused(error: BaseException) -> bool:
+    """Whether Chroma (or the proxy in front of it) refused the credentials."""
+    text = str(error)
+    return any(mark in text for mark in ("401", "403", "Unauthorized", "Forbidden", "AuthError", "Authentication"))
+
+
 def _talks_to_chroma(method: F) -> F:
     """Chroma failures (a server gone, a token refused) become a StoreError that says where and what."""
 
@@ -88,6 +94,10 @@ def _talks_to_chroma(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except (ChromaError, httpx.HTTPError) as error:
+            if _refused(error):
+                raise StoreError(
+                    f"Chroma（{self.where}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
+                ) from error
             raise StoreError(
                 f"Chroma（{self.where}）を使えません（{type(error).__name__}: {error}）。"
                 "書きかけの文書は検索に出ず、次の書き込みで片付けられます。接続と認証を確かめて、もう一度実行してください。"
@@ -127,6 +137,10 @@ class ChromaStore:
                 host=host, port=port, ssl=ssl, headers=headers, settings=chromadb.Settings(anonymized_telemetry=False)
             )
         except (ValueError, OSError, httpx.HTTPError, ChromaError) as error:
+            if _refused(error):
+                raise StoreError(
+                    f"Chroma サーバー（{where}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
+                ) from error
             raise StoreError(
                 f"Chroma サーバー（{where}）に接続できません（{error}）。サーバーが動いているか、"
                 "RAG_CHROMA_HOST・RAG_CHROMA_PORT・RAG_CHROMA_SSL・RAG_CHROMA_TOKEN を確かめてください。"

@@ -224,3 +224,53 @@ def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
         again.close()
     finally:
         server.stop()
+
+
+class TokenProxy(BaseHTTPRequestHandler):
+    """What guards a Chroma server in production, in miniature: checks the token, then forwards."""
+
+    upstream = ""
+    token = ""
+
+    def _forward(self) -> None:
+        import httpx
+
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            data = b'{"error": "Unauthorized", "message": "bad token"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
+        answer = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers)
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_chroma_token_is_sent_and_a_wrong_one_is_reported(chroma_port: int, embedder: Any) -> None:
+    handler = type("Proxy", (TokenProxy,), {"upstream": f"http://127.0.0.1:{chroma_port}", "token": "s3cret"})
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    port = proxy.server_address[1]
+    try:
+        good = ChromaStore.http("127.0.0.1", port, collection="token-test", token="s3cret")
+        indexer = Indexer(embedder, good, chunk_tokens=48, chunk_overlap=0)
+        assert indexer.ingest_bytes("鍵.txt", PASSAGES["将棋.txt"].encode()).status == "added"
+        assert [d.source for d in good.documents()] == ["鍵.txt"]
+        good.close()
+        with pytest.raises(StoreError, match="認証に失敗しました.*RAG_CHROMA_TOKEN"):
+            ChromaStore.http("127.0.0.1", port, collection="token-test", token="wrong").documents()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
