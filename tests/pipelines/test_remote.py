@@ -269,7 +269,7 @@ def test_chroma_token_is_sent_and_a_wrong_one_is_reported(chroma_port: int, embe
         assert indexer.ingest_bytes("鍵.txt", PASSAGES["将棋.txt"].encode()).status == "added"
         assert [d.source for d in good.documents()] == ["鍵.txt"]
         good.close()
-        with pytest.raises(StoreError, match="認証に失敗しました.*RAG_CHROMA_TOKEN"):
+        with pytest.raises(StoreError, match=r"認証に失敗しました.*RAG_CHROMA_TOKEN"):
             ChromaStore.http("127.0.0.1", port, collection="token-test", token="wrong").documents()
     finally:
         proxy.shutdown()
