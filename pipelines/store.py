@@ -119,7 +119,7 @@ class ChromaStore:
         self.client = client
         self.name = collection
         self.lock_path = lock_path
-        self.where = where or "埋め込みストア"
+        self.where = where or "ストア"
         self._chunks: Any = None
         self._registry: Any = None
 
@@ -159,7 +159,7 @@ class ChromaStore:
             )
         except (OSError, ValueError, RuntimeError) as error:
             raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
-        return cls(client, collection, lock_path=data_dir / "write.lock")
+        return cls(client, collection, lock_path=data_dir / "write.lock", where=str(data_dir))
 
     def close(self) -> None:
         """Release the client (Chroma shares one per address or path, and frees it with its last user)."""
