@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from pipelines.components import make_embedder, make_store
+from pipelines.components import make_embedder, make_indexer, make_store
 from pipelines.embedder import TextEmbedder
 from pipelines.errors import ModelLoadError, RagError
 from pipelines.highlight import query_terms, term_spans
@@ -49,7 +49,7 @@ def open_pipelines(settings: Settings) -> Pipelines:
     embedder = make_embedder(settings)
     embedder.load()
     store = make_store(settings)
-    indexer = Indexer(embedder, store, settings.chunk_tokens, settings.chunk_overlap)
+    indexer = make_indexer(settings, embedder, store)
     return Pipelines(embedder, indexer, Searcher(embedder, store), threading.Lock())
 
 

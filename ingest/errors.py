@@ -24,5 +24,9 @@ class EncodingError(IngestError):
     """A text file whose character encoding could not be determined."""
 
 
+class FileTooLargeError(IngestError):
+    """The file is larger than the configured limit."""
+
+
 class PdfError(IngestError):
     """A PDF file that pypdf cannot read."""

@@ -15,11 +15,11 @@ from typing import Any, TextIO
 
 from ingest.errors import IngestError
 from pipelines import evaluation
-from pipelines.components import make_embedder, make_store
+from pipelines.components import make_embedder, make_indexer, make_store
 from pipelines.embedder import Progress
 from pipelines.errors import RagError
 from pipelines.evaluation import DEFAULT_KS
-from pipelines.indexing import FileReport, Indexer
+from pipelines.indexing import FileReport
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
 
@@ -115,7 +115,7 @@ def _progress_bars(stream: TextIO) -> Any:
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     embedder = _embedder(settings)
     embedder.load()  # before the store is touched: a model that cannot load writes nothing
-    indexer = Indexer(embedder, _store(settings), settings.chunk_tokens, settings.chunk_overlap)
+    indexer = make_indexer(settings, embedder, _store(settings))
     started = time.perf_counter()
     reports = indexer.ingest_paths(args.paths, progress=_progress_bars(err))
     elapsed = time.perf_counter() - started
@@ -184,7 +184,7 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     store = _store(settings)
-    indexer = Indexer(_embedder(settings), store, settings.chunk_tokens, settings.chunk_overlap)
+    indexer = make_indexer(settings, _embedder(settings), store)
     document = indexer.delete(args.name)
     if args.json:
         _dump(asdict(document), out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipelines.embedder import Embedder, TextEmbedder
+from pipelines.indexing import Indexer
 from pipelines.profiles import prefixes_for
 from pipelines.remote import RemoteEmbedder
 from pipelines.settings import Settings
@@ -29,6 +30,13 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         batch_size=settings.batch_size,
         query_prefix=query,
         document_prefix=document,
+    )
+
+
+def make_indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore) -> Indexer:
+    """The indexer with the configured chunking and upload limit."""
+    return Indexer(
+        embedder, store, settings.chunk_tokens, settings.chunk_overlap, max_bytes=settings.max_upload_mb * 1024 * 1024
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
-from ingest.errors import EmptyDocumentError, IngestError
+from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_bytes, load_file
 from ingest.normalize import join_pages
 from pipelines.embedder import Progress, TextEmbedder
@@ -23,6 +24,20 @@ from pipelines.store import ChromaStore, ChunkRecord, StoredDocument
 CHUNKER_REVISION = 1
 
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
+
+
+def upload_name(name: str) -> str:
+    """A safe document name for an upload: the last part of its path, no control characters.
+
+    ``../../etc/passwd.txt`` becomes ``passwd.txt``; a name with nothing left becomes ``名前なし`` with
+    its extension. Names are only labels (nothing is written under them), but a label should not
+    pretend to be a path.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c) not in ("Cc", "Cf")).strip(" ")
+    if base.startswith("."):  # nothing before the extension (".txt"), or a hidden file
+        base = "名前なし" + base if "." not in base[1:] else ""
+    return base.rstrip(" .") or "名前なし"
 
 
 def text_hash(text: str) -> str:
@@ -67,11 +82,19 @@ def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
 class Indexer:
     """Chunks, embeds and stores documents; unchanged files cost no embedding."""
 
-    def __init__(self, embedder: TextEmbedder, store: ChromaStore, chunk_tokens: int, chunk_overlap: int) -> None:
+    def __init__(
+        self,
+        embedder: TextEmbedder,
+        store: ChromaStore,
+        chunk_tokens: int,
+        chunk_overlap: int,
+        max_bytes: int = 50 * 1024 * 1024,
+    ) -> None:
         self.embedder = embedder
         self.store = store
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
+        self.max_bytes = max_bytes
         self._bound = False
 
     @property
@@ -169,17 +192,30 @@ class Indexer:
         return self.ingest_file(loaded, progress)
 
     def ingest_bytes(self, name: str, data: bytes, progress: Progress | None = None) -> FileReport:
-        """Index an uploaded file; a file that cannot be read is reported as failed, with the reason."""
+        """Index an uploaded file; a file that cannot be read is reported as failed, with the reason.
+
+        The name is an upload's: only its last path component is kept, without control characters.
+        """
+        name = upload_name(name)
         try:
+            self._check_size(name, len(data))
             return self.ingest_file(load_bytes(name, data), progress)
         except IngestError as error:
             return FileReport(name, "failed", message=str(error))
+
+    def _check_size(self, name: str, size: int) -> None:
+        if size > self.max_bytes:
+            raise FileTooLargeError(
+                f"{name}: ファイルが大きすぎます（{size / 1024 / 1024:.1f} MB、上限 {self.max_bytes / 1024 / 1024:.0f} MB）。"
+                "分割するか、上限を RAG_MAX_UPLOAD_MB で変えてください。"
+            )
 
     def ingest_paths(self, paths: Sequence[Path], progress: FileProgress | None = None) -> list[FileReport]:
         """Index files and folders; one bad file is reported and the others go on."""
         reports = []
         for path, source in collect_paths(paths):
             try:
+                self._check_size(source, path.stat().st_size)
                 loaded = load_file(path, source)
                 reports.append(self.ingest_file(loaded, progress(source) if progress else None))
             except IngestError as error:

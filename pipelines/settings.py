@@ -13,6 +13,7 @@ from pipelines.errors import SettingsError
 
 DEFAULT_MODEL = "pkshatech/GLuCoSE-base-ja"
 ENV_PREFIX = "RAG_"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Settings:
     chroma_port: int = 8000
     chroma_ssl: bool = False
     chroma_token: str = ""
+    # the largest file a person may upload or ingest
+    max_upload_mb: int = 50
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -50,6 +53,13 @@ class Settings:
         for name in ("batch_size", "top_k"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
+        if self.max_upload_mb < 1:
+            raise SettingsError(f"RAG_MAX_UPLOAD_MB は 1 以上にしてください（現在 {self.max_upload_mb}）。")
+        if self.chroma_host and not self.chroma_token and self.chroma_host not in LOOPBACK:
+            raise SettingsError(
+                f"Chroma サーバー（{self.chroma_host}）がこのマシンの外にあるのに RAG_CHROMA_TOKEN がありません。"
+                "認証なしで文書を送ることはしません。サーバーの前の認証プロキシのトークンを設定してください。"
+            )
         if not self.embedding_model.strip():
             raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")
 

@@ -6,19 +6,26 @@ import io
 from collections.abc import Sequence
 
 
-def make_pdf(pages: Sequence[Sequence[str]], password: str | None = None) -> bytes:
-    """A PDF whose page ``i`` shows the lines ``pages[i]`` in HeiseiKakuGo-W5; pypdf reads the text back."""
+def make_pdf(pages: Sequence[Sequence[str]], password: str | None = None, vertical: bool = False) -> bytes:
+    """A PDF whose page ``i`` shows the lines ``pages[i]`` in HeiseiKakuGo-W5; pypdf reads the text back.
+
+    ``vertical``: the lines are set top to bottom in columns from the right (縦書き), in HeiseiMin-W3.
+    """
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.pdfgen import canvas
 
-    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiKakuGo-W5"))
+    font = "HeiseiMin-W3" if vertical else "HeiseiKakuGo-W5"
+    pdfmetrics.registerFont(UnicodeCIDFont(font, isVertical=vertical))
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer)
     for lines in pages:
-        pdf.setFont("HeiseiKakuGo-W5", 11)
+        pdf.setFont(font, 11)
         for number, line in enumerate(lines):
-            pdf.drawString(56, 780 - 16 * number, line)
+            if vertical:
+                pdf.drawString(520 - 18 * number, 780, line)
+            else:
+                pdf.drawString(56, 780 - 16 * number, line)
         pdf.showPage()
     pdf.save()
     if password is None:
