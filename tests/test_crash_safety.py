@@ -1,0 +1,91 @@
+"""Crash safety: ingest in a child process, killed with SIGKILL at many points; nothing is ever half there."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.embedder import Embedder
+from pipelines.retrieval import Searcher
+from pipelines.store import ChromaStore
+
+REPO = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    "東京は日本の首都であり、政治と経済の中心地です。",
+    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
+    "富士山は日本で最も高い山で、標高は三七七六メートルです。",
+    "吾輩は猫である。名前はまだ無い。",
+    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
+]
+KILLS = 8
+
+
+def corpus(folder: Path, version: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(24):
+        lines = [f"{SENTENCES[(i + j) % 5]}（文書{i}、第{j}文、版{version}）" for j in range(40)]
+        (folder / f"文書{i:02d}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
+def ingest(folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "pipelines", "ingest", str(folder)]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def check_consistent(data_dir: Path, embedder: Embedder) -> tuple[int, int, set[str]]:
+    """Every listed document is whole and searchable; anything else is invisible, then cleaned."""
+    store = ChromaStore.persistent(data_dir)
+    documents = store.documents()
+    searcher = Searcher(embedder, store)
+    for document in documents:
+        hits = searcher.search(SENTENCES[0], k=500, sources=[document.source])
+        assert len(hits) == document.chunks, document.source
+        assert {h.version for h in hits} == {document.version}
+        assert sorted(h.chunk_index for h in hits) == list(range(document.chunks))
+    visible = sum(d.chunks for d in documents)
+    leftovers = store.count() - visible
+    with store.writing():  # the next writer cleans what the killed one left
+        pass
+    assert store.count() == visible
+    store.close()
+    return len(documents), leftovers, {d.content_hash for d in documents}
+
+
+def test_sigkill_at_many_points_loses_nothing(tmp_path: Path, model_dir: Path, embedder: Embedder) -> None:
+    env = {
+        **os.environ,
+        "RAG_EMBEDDING_MODEL": str(model_dir),
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_CHUNK_TOKENS": "48",
+        "RAG_CHUNK_OVERLAP": "8",
+    }
+    first = corpus(tmp_path / "v1", 1)
+    started = time.monotonic()
+    assert ingest(first, env).wait(timeout=300) == 0
+    full = time.monotonic() - started
+    baseline, _, _ = check_consistent(tmp_path / "data", embedder)
+    assert baseline == 24
+
+    # Now replace every document with a new version, killing the run at points spread over its length.
+    second = corpus(tmp_path / "v1", 2)
+    new_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in second.iterdir()}
+    survived = []
+    for kill in range(KILLS):
+        process = ingest(second, env)
+        time.sleep(full * (0.25 + 0.75 * kill / KILLS))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        documents, leftovers, hashes = check_consistent(tmp_path / "data", embedder)
+        assert documents == 24  # every document is there, old version or new, never missing
+        survived.append((len(hashes & new_hashes), leftovers))
+    assert ingest(second, env).wait(timeout=300) == 0  # a re-run finishes the job
+    store = ChromaStore.persistent(tmp_path / "data")
+    assert {d.content_hash for d in store.documents()} == new_hashes
+    store.close()
+    print(f"killed {KILLS} times; (documents already replaced, chunks left behind and cleaned): {survived}")
