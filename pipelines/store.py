@@ -15,6 +15,7 @@ import fcntl
 import functools
 import json
 import math
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,6 +123,9 @@ class ChromaStore:
         self.where = where or "ストア"
         self._chunks: Any = None
         self._registry: Any = None
+        self._reopen: Callable[[], Any] | None = None
+        self._generation_file: Path | None = None
+        self._generation = ""
 
     @classmethod
     def http(
@@ -152,18 +156,54 @@ class ChromaStore:
         """A store in ``data_dir`` on this machine, with a lock file that serialises writing processes."""
         import chromadb
 
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(
-                path=str(data_dir / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False)
-            )
-        except (OSError, ValueError, RuntimeError) as error:
-            raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
-        return cls(client, collection, lock_path=data_dir / "write.lock", where=str(data_dir))
+        def open_client() -> Any:
+            try:
+                data_dir.mkdir(parents=True, exist_ok=True)
+                return chromadb.PersistentClient(
+                    path=str(data_dir / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False)
+                )
+            except (OSError, ValueError, RuntimeError) as error:
+                raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
+
+        store = cls(open_client(), collection, lock_path=data_dir / "write.lock", where=str(data_dir))
+        store._reopen = open_client
+        store._generation_file = data_dir / "generation"
+        store._generation = store._read_generation()
+        return store
 
     def close(self) -> None:
         """Release the client (Chroma shares one per address or path, and frees it with its last user)."""
         self.client.close()
+
+    # Another process's writes --------------------------------------------------------------------
+    # An embedded Chroma keeps its vector index in memory and never sees vectors another process adds.
+    # Every write therefore leaves a new token in RAG_DATA_DIR/generation; a store that finds a token it
+    # did not write reopens its client before reading, and so sees the other process's documents.
+
+    def _read_generation(self) -> str:
+        if self._generation_file is None:
+            return ""
+        try:
+            return self._generation_file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return ""
+
+    def refresh(self) -> None:
+        """Reopen the embedded client if another process has written since this store last looked."""
+        if self._generation_file is None or self._reopen is None:
+            return
+        current = self._read_generation()
+        if current != self._generation:
+            self.client.close()
+            self.client = self._reopen()
+            self._chunks = self._registry = None
+            self._generation = current
+
+    def _bump_generation(self) -> None:
+        if self._generation_file is not None:
+            token = uuid.uuid4().hex
+            self._generation_file.write_text(token, encoding="ascii")
+            self._generation = token
 
     # Collections -------------------------------------------------------------------------------
 
@@ -252,6 +292,7 @@ class ChromaStore:
         with self.lock_path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                self.refresh()
                 self.recover()
                 yield
             finally:
@@ -309,6 +350,7 @@ class ChromaStore:
         meta = {**asdict(document), "pending": "", "stale": stale}
         del meta["source"]
         registry.upsert(ids=[document.source], embeddings=[_PLACEHOLDER], metadatas=[meta])
+        self._bump_generation()
         self.recover()
 
     @_talks_to_chroma
@@ -321,6 +363,7 @@ class ChromaStore:
         meta = {**asdict(document), "version": "", "pending": "", "stale": document.version}
         del meta["source"]
         registry.update(ids=[source], metadatas=[meta])
+        self._bump_generation()
         self.recover()
         return document
 
@@ -341,16 +384,19 @@ class ChromaStore:
 
     def document(self, source: str) -> StoredDocument | None:
         """The stored document with this name, if any."""
+        self.refresh()
         found = self._documents(ids=[source])
         return found[0] if found else None
 
     def document_with_version(self, version: str) -> StoredDocument | None:
         """A stored document whose live version is ``version`` (same content, same chunking)."""
+        self.refresh()
         found = self._documents(where={"version": version})
         return found[0] if found else None
 
     def documents(self) -> list[StoredDocument]:
         """Every stored document, by name."""
+        self.refresh()
         return sorted(self._documents(), key=lambda d: d.source)
 
     @_talks_to_chroma
@@ -386,6 +432,7 @@ class ChromaStore:
     @_talks_to_chroma
     def count(self) -> int:
         """Number of chunk records, including any not yet committed."""
+        self.refresh()
         chunks = self._chunk_collection()
         return 0 if chunks is None else int(chunks.count())
 
@@ -400,6 +447,7 @@ class ChromaStore:
         self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None = None, batch: int = 256
     ) -> list[list[Hit]]:
         """``query`` for many vectors, asking Chroma for a batch of them at a time."""
+        self.refresh()
         results: list[list[Hit]] = []
         for begin in range(0, len(embeddings), batch):
             results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources))

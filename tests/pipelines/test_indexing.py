@@ -233,3 +233,26 @@ def test_long_document_chunks_fit_the_budget(indexer: Indexer, embedder: Embedde
     assert all(embedder.count_tokens(h.text) <= 48 for h in hits)
     vectors = embedder.embed_documents([h.text for h in hits])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Path, embedder: Embedder) -> None:
+    """A long-running process (the page) finds what another process (the CLI) ingested, without a restart."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "shared-data"
+    page_store = ChromaStore.persistent(data)
+    Indexer(embedder, page_store, 48, 8).ingest_bytes("ページから.txt", TOKYO.encode())
+    searcher = Searcher(embedder, page_store)
+    assert [h.source for h in searcher.search(FUJI, k=5)] == ["ページから.txt"]
+    path = write(tmp_path, "CLIから.txt", FUJI)
+    env = {**os.environ, "RAG_EMBEDDING_MODEL": str(model_dir), "RAG_DATA_DIR": str(data)}
+    env |= {"RAG_CHUNK_TOKENS": "48", "RAG_CHUNK_OVERLAP": "8"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "ingest", str(path)], env=env, capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert searcher.search(FUJI, k=1)[0].source == "CLIから.txt"
+    assert [d.source for d in page_store.documents()] == ["CLIから.txt", "ページから.txt"]
+    page_store.close()
