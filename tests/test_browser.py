@@ -129,3 +129,53 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("SCREENSHOT_TO"):
         shutil.copy(screenshot, os.environ["SCREENSHOT_TO"])
+
+
+SESSIONS = 3
+OWN = [
+    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
+    "吾輩は猫である。名前はまだ無い。",
+    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
+]
+SHARED = "この共通の文書は三つのセッションから同時にアップロードされます。"
+
+
+def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -> None:
+    """Three people upload at the same moment (one file each, plus the same shared file), then all ask."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pipelines.store import ChromaStore
+
+    files = []
+    for number, text in enumerate(OWN):
+        own = tmp_path / f"個別{number}.txt"
+        own.write_text(text, encoding="utf-8")
+        files.append(own)
+    shared = tmp_path / "共通.txt"
+    shared.write_text(SHARED, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pages = [browser.new_context(locale="ja-JP").new_page() for _ in range(SESSIONS)]
+        for page in pages:
+            page.goto(server)
+            expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
+        for page, own in zip(pages, files, strict=True):
+            page.locator("input[type=file]").set_input_files([str(own), str(shared)])
+        for page in pages:  # all three runs start before any has finished
+            page.get_by_role("button", name="取り込む").click()
+        for page, own in zip(pages, files, strict=True):
+            expect(page.get_by_text(f"{own.name}: 追加しました")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("共通.txt: ")).to_be_visible(timeout=120_000)
+        for page, text in zip(pages, OWN, strict=True):
+            page.get_by_label("質問").fill(text)
+            page.get_by_label("質問").press("Enter")
+        for page, own in zip(pages, files, strict=True):
+            first = page.locator("[class*='st-key-card-1']")
+            expect(first).to_contain_text(f"{own.name} ・ ページなし", timeout=60_000)
+        browser.close()
+
+    store = ChromaStore.persistent(tmp_path / "data")
+    documents = store.documents()
+    assert sorted(d.source for d in documents) == sorted([f.name for f in files] + ["共通.txt"])
+    assert store.count() == sum(d.chunks for d in documents)  # every document stored once
+    store.close()
