@@ -82,7 +82,7 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium fonts-ipafont-gothic"
     pdf = tmp_path / "富士山の資料.pdf"
     pdf.write_bytes(make_pdf([[INTRO], [FUJI]]))
-    note = tmp_path / "注意.txt"
+    note = tmp_path / "<img src=x onerror=alert(9)>注意.txt"
     note.write_text("。\n".join(HOSTILE) + "。", encoding="utf-8")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -100,7 +100,7 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         page.locator("input[type=file]").set_input_files([str(pdf), str(note)])
         page.get_by_role("button", name="取り込む").click()
         expect(page.get_by_text("富士山の資料.pdf: 追加しました")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("注意.txt: 追加しました")).to_be_visible()
+        expect(page.get_by_text("<img src=x onerror=alert(9)>注意.txt: 追加しました")).to_be_visible()
 
         page.get_by_label("質問").fill("日本で一番高い山の標高は？")
         page.get_by_label("質問").press("Enter")
@@ -121,6 +121,7 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         shown = "\n".join(cards.all_inner_texts())
         for line in HOSTILE:
             assert line in shown
+        assert "<img src=x onerror=alert(9)>注意.txt ・ ページなし" in shown
         page.wait_for_timeout(1000)
         assert dialogs == []
         assert page.locator("a[href^='javascript']").count() == 0
