@@ -5,6 +5,16 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+SENTENCES = (
+    "東京は日本の首都であり、政治と経済の中心地です。",
+    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
+    "富士山は日本で最も高い山で、標高は三七七六メートルです。",
+    "吾輩は猫である。名前はまだ無い。",
+    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
+    "雨が降ったので、試合は翌週に延期されました。",
+)
+"""Distinct Japanese sentences for test corpora."""
+
 
 def make_pdf(pages: Sequence[Sequence[str]], password: str | None = None, vertical: bool = False) -> bytes:
     """A PDF whose page ``i`` shows the lines ``pages[i]`` in HeiseiKakuGo-W5; pypdf reads the text back.

@@ -13,15 +13,9 @@ from pathlib import Path
 from pipelines.embedder import Embedder
 from pipelines.retrieval import Searcher
 from pipelines.store import ChromaStore
+from tests.documents import SENTENCES
 
 REPO = Path(__file__).resolve().parents[1]
-SENTENCES = [
-    "東京は日本の首都であり、政治と経済の中心地です。",
-    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
-    "富士山は日本で最も高い山で、標高は三七七六メートルです。",
-    "吾輩は猫である。名前はまだ無い。",
-    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
-]
 KILLS = 8
 
 

@@ -7,15 +7,7 @@ import pytest
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.retrieval import Searcher
-
-SENTENCES = [
-    "東京は日本の首都であり、政治と経済の中心地です。",
-    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
-    "富士山は日本で最も高い山で、標高は三七七六メートルです。",
-    "吾輩は猫である。名前はまだ無い。",
-    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
-    "雨が降ったので、試合は翌週に延期されました。",
-]
+from tests.documents import SENTENCES
 
 
 @pytest.fixture
