@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--chunk-overlap", type=int, default=32)
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
     args = parser.parse_args()
 
@@ -70,7 +71,7 @@ def main() -> None:
         model = glucose_sized_model(args.cache, corpus)
 
         started = time.perf_counter()
-        embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size)
+        embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=args.precision)
         embedder.load()
         load_seconds = time.perf_counter() - started
         parameters = sum(p.numel() for p in embedder.model.parameters())
@@ -93,6 +94,7 @@ def main() -> None:
     print(f"model: GLuCoSE-shaped, {parameters / 1e6:.0f}M parameters, random weights; loaded in {load_seconds:.1f} s")
     print(f"corpus: {len(reports)} JSQuAD articles, {chars:,} characters, {chunks:,} chunks, {tokens:,} tokens")
     print(f"chunking: {args.chunk_tokens} tokens, overlap {args.chunk_overlap}; batch size {args.batch_size}")
+    print(f"precision: {embedder.precision} ({embedder.precision_reason})")
     print(f"ingest end to end: {first:.1f} s = {tokens / first:,.0f} tokens/s, {chunks / first:.1f} chunks/s")
     print(
         f"embedding alone: {stats.seconds:.1f} s = {stats.tokens / stats.seconds:,.0f} tokens/s "

@@ -139,6 +139,8 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
                 f"埋め込み: {stats.texts} チャンク、{stats.tokens:,} トークン、{stats.seconds:.1f} 秒"
                 f"（{stats.tokens_per_second:,.0f} トークン/秒）、全体 {elapsed:.1f} 秒\n"
             )
+        if getattr(embedder, "precision", None):
+            out.write(f"精度: {embedder.precision}（{embedder.precision_reason}）\n")  # type: ignore[attr-defined]
     if not reports:
         err.write("取り込めるファイルが見つかりませんでした（対応形式: PDF、.txt、.md）。\n")
         return 1

@@ -30,6 +30,7 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         batch_size=settings.batch_size,
         query_prefix=query,
         document_prefix=document,
+        precision=settings.precision,
     )
 
 

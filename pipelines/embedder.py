@@ -30,6 +30,50 @@ TOKENIZER_CHECK_TEXTS = (
     "文中の[MASK]や<s>や</s>や<mask>や<ent>はただの文字です。",
     "改行\nと\tタブ",
 )
+# Texts on which a faster precision must reproduce float32 before it is used: varied lengths and forms.
+CALIBRATION_TEXTS = (
+    *TOKENIZER_CHECK_TEXTS,
+    "有給休暇は、入社して六か月が経過した社員に十日付与します。申請は上長に行ってください。",
+    "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。",
+    "本規程は2024年4月1日から施行する。",
+    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
+    "梅雨は、北海道と小笠原諸島を除く日本、朝鮮半島南部、中国の南部から長江流域にかけての沿海部、"
+    "および台湾など、東アジアの広範囲においてみられる特有の気象現象で、5月から7月にかけて来る"
+    "曇りや雨の多い期間のこと。雨季の一種である。",
+    "GPUサーバーはA棟3階のサーバー室にあります。",
+)
+FAST_PATH_COSINE = 0.995
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where it pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def compare_fast_path(reference: np.ndarray, fast: np.ndarray) -> tuple[bool, str]:
+    """Whether unit vectors from a fast path match float32's: every cosine ≥ 0.995 and the same neighbours.
+
+    ``reference`` and ``fast`` embed the same texts, row by row. The neighbours of each text (the
+    other texts ordered by similarity) must come in the same order: a faster model that ranks
+    differently is a bug.
+    """
+    cosines = (reference * fast).sum(axis=1)
+    worst = float(cosines.min())
+    if worst < FAST_PATH_COSINE:
+        return False, f"float32 とのコサインが最小 {worst:.4f}（基準 {FAST_PATH_COSINE}）"
+    order = np.argsort(-(reference @ reference.T), axis=1, kind="stable")
+    fast_order = np.argsort(-(fast @ fast.T), axis=1, kind="stable")
+    if not np.array_equal(order[:, :3], fast_order[:, :3]):
+        return False, "類似度の順位が float32 と変わる"
+    return True, f"float32 とのコサイン最小 {worst:.4f}、順位も一致"
+
+
 # The sentence whose embedding identifies a model in the store's metadata.
 FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
 
@@ -103,7 +147,13 @@ class Embedder:
         batch_size: int = 16,
         query_prefix: str = "",
         document_prefix: str = "",
+        precision: str = "auto",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.requested_precision = precision
+        self.precision = "float32"
+        self.precision_reason = "まだ読み込んでいません"
         self.model_name = model_name
         self.device = device or None
         self.batch_size = batch_size
@@ -138,6 +188,7 @@ class Embedder:
             self._text_kwargs = {"split_special_tokens": True}
             self._check_luke_tokenizer(model)
         self._model = model
+        self._choose_precision()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
 
     def _open(self, name: str) -> SentenceTransformer:
@@ -222,16 +273,41 @@ class Embedder:
 
     # Embedding ---------------------------------------------------------------------------------
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=max(len(texts), 1),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-            processing_kwargs={"text": self._text_kwargs},
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def _choose_precision(self) -> None:
+        """float32, or bfloat16 where the CPU runs it natively and it reproduces float32 on calibration texts."""
+        on_cpu = self.model.device.type == "cpu"
+        if self.requested_precision == "float32":
+            self.precision, self.precision_reason = "float32", "RAG_PRECISION=float32"
+        elif not on_cpu:
+            self.precision, self.precision_reason = "float32", f"{self.model.device.type} では float32 を使います"
+        elif self.requested_precision == "bfloat16":
+            self.precision, self.precision_reason = "bfloat16", "RAG_PRECISION=bfloat16（検査なし）"
+        elif not cpu_has_bf16():
+            self.precision, self.precision_reason = "float32", "この CPU は bfloat16 をそのまま計算できません"
+        else:
+            reference = self._encode(CALIBRATION_TEXTS, "float32")
+            fast = self._encode(CALIBRATION_TEXTS, "bfloat16")
+            ok, why = compare_fast_path(reference, fast)
+            self.precision = "bfloat16" if ok else "float32"
+            self.precision_reason = why if ok else f"bfloat16 は使いません: {why}"
+        logger.info("%s: %s (%s)", self.model_name, self.precision, self.precision_reason)
+
+    def _encode(self, texts: Sequence[str], precision: str | None = None) -> np.ndarray:
+        import torch
+
+        fast = (precision or self.precision) == "bfloat16"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=max(len(texts), 1),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                processing_kwargs={"text": self._text_kwargs},
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # bfloat16 output is normalised in low precision; normalise again in float32
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
     def embed_documents(
         self,

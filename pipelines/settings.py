@@ -39,6 +39,8 @@ class Settings:
     chroma_port: int = 8000
     chroma_ssl: bool = False
     chroma_token: str = ""
+    # auto: bfloat16 where the CPU runs it natively and it reproduces float32 on calibration texts
+    precision: str = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
 
@@ -53,6 +55,10 @@ class Settings:
         for name in ("batch_size", "top_k"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise SettingsError(
+                f"RAG_PRECISION は auto、float32、bfloat16 のどれかにしてください（現在 {self.precision!r}）。"
+            )
         if self.max_upload_mb < 1:
             raise SettingsError(f"RAG_MAX_UPLOAD_MB は 1 以上にしてください（現在 {self.max_upload_mb}）。")
         if self.chroma_host and not self.chroma_token and self.chroma_host not in LOOPBACK:

@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder(model_dir: Path) -> Embedder:
     """The offline model loaded through the product's loading code; shared because loading costs seconds."""
-    loaded = Embedder(str(model_dir), batch_size=4)
+    loaded = Embedder(str(model_dir), batch_size=4, precision="float32")  # exact comparisons in tests
     loaded.load()
     return loaded
 

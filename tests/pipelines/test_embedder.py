@@ -104,3 +104,44 @@ def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("モデルではありません", encoding="utf-8")
     with pytest.raises(ModelLoadError, match=str(tmp_path)):
         Embedder(str(tmp_path)).load()
+
+
+def test_fast_path_that_matches_float32_is_accepted(model_dir: Path) -> None:
+    from pipelines.embedder import CALIBRATION_TEXTS, compare_fast_path
+
+    embedder = Embedder(str(model_dir), precision="float32")
+    reference = embedder._encode(CALIBRATION_TEXTS, "float32")
+    fast = embedder._encode(CALIBRATION_TEXTS, "bfloat16")
+    ok, why = compare_fast_path(reference, fast)
+    assert ok, why
+    assert float((reference * fast).sum(axis=1).min()) >= 0.995
+
+
+def test_fast_path_that_drifts_is_refused(model_dir: Path) -> None:
+    from pipelines.embedder import CALIBRATION_TEXTS, compare_fast_path
+
+    embedder = Embedder(str(model_dir), precision="float32")
+    reference = embedder._encode(CALIBRATION_TEXTS, "float32")
+    noise = np.random.default_rng(0).normal(scale=0.05, size=reference.shape).astype(np.float32)
+    drifted = reference + noise
+    drifted /= np.linalg.norm(drifted, axis=1, keepdims=True)
+    ok, why = compare_fast_path(reference, drifted)
+    assert not ok
+    assert "0.995" in why
+    swapped = reference[[1, 0, *range(2, len(reference))]]  # two texts trade places: same vectors, wrong order
+    assert compare_fast_path(reference, swapped)[0] is False
+
+
+def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
+    forced = Embedder(str(model_dir), precision="float32")
+    forced.load()
+    assert (forced.precision, forced.precision_reason) == ("float32", "RAG_PRECISION=float32")
+    auto = Embedder(str(model_dir))
+    auto.load()
+    assert auto.precision in ("float32", "bfloat16")
+    assert auto.precision_reason
+    text = "有給休暇は入社後六か月から取得できます。"
+    cosine = float(auto.embed_documents([text])[0] @ forced.embed_documents([text])[0])
+    assert cosine >= 0.995  # whichever path auto chose, it stays within the guard of float32
+    with pytest.raises(ValueError, match="precision"):
+        Embedder(str(model_dir), precision="int4")
