@@ -91,10 +91,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{name: getattr(args, name, None) for name in names})
 
 
-_embedder = make_embedder
-_store = make_store
-
-
 def _progress_bars(stream: TextIO) -> Any:
     from tqdm import tqdm
 
@@ -113,9 +109,9 @@ def _progress_bars(stream: TextIO) -> Any:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = _embedder(settings)
+    embedder = make_embedder(settings)
     embedder.load()  # before the store is touched: a model that cannot load writes nothing
-    indexer = make_indexer(settings, embedder, _store(settings))
+    indexer = make_indexer(settings, embedder, make_store(settings))
     started = time.perf_counter()
     reports = indexer.ingest_paths(args.paths, progress=_progress_bars(err))
     elapsed = time.perf_counter() - started
@@ -155,10 +151,10 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
 
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    store = _store(settings)
+    store = make_store(settings)
     if store.count() == 0:
         err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
-    embedder = _embedder(settings)
+    embedder = make_embedder(settings)
     hits = Searcher(embedder, store).search(args.question, settings.top_k)
     if args.json:
         _dump([hit.to_dict() for hit in hits], out)
@@ -173,7 +169,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    documents = _store(settings).documents()
+    documents = make_store(settings).documents()
     if args.json:
         _dump([asdict(d) for d in documents], out)
     elif not documents:
@@ -185,8 +181,8 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
 
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    store = _store(settings)
-    indexer = make_indexer(settings, _embedder(settings), store)
+    store = make_store(settings)
+    indexer = make_indexer(settings, make_embedder(settings), store)
     document = indexer.delete(args.name)
     if args.json:
         _dump(asdict(document), out)
@@ -202,7 +198,7 @@ def _bar(stream: TextIO, description: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = _embedder(settings)
+    embedder = make_embedder(settings)
     embedder.load()
     if args.task == "sts":
         pairs = evaluation.load_sts(args.file)[: args.limit]

@@ -52,18 +52,21 @@ class RemoteEmbedder:
         self.stats = EmbeddingStats()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
-        self._dimension: int | None = None
+        self._probe: np.ndarray | None = None
 
     def load(self) -> None:
-        """Ask the endpoint once, so that a wrong URL, key or model name shows up before any work."""
-        if self._dimension is None:
-            self._dimension = int(self._post([FINGERPRINT_TEXT], "passage").shape[1])
+        """Ask the endpoint once, so that a wrong URL, key or model name shows up before any work.
+
+        The answer, the fingerprint sentence's vector, also gives the dimension.
+        """
+        if self._probe is None:
+            self._probe = self._post([FINGERPRINT_TEXT], "passage")[0]
 
     @property
     def dimension(self) -> int:
         self.load()
-        assert self._dimension is not None
-        return self._dimension
+        assert self._probe is not None
+        return len(self._probe)
 
     @property
     def max_tokens(self) -> int:
@@ -73,7 +76,9 @@ class RemoteEmbedder:
         return len(self.document_prefix + text) + 2
 
     def fingerprint(self) -> list[float]:
-        return [float(x) for x in self._post([FINGERPRINT_TEXT], "passage")[0]]
+        self.load()
+        assert self._probe is not None
+        return [float(x) for x in self._probe]
 
     def embed_documents(
         self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None

@@ -274,12 +274,6 @@ class ChromaStore:
                 "別の RAG_DATA_DIR か RAG_COLLECTION を使ってください。"
             )
 
-    @property
-    def embedding_model(self) -> str | None:
-        """The model the store's vectors come from, or None for an empty store."""
-        chunks = self._chunk_collection()
-        return None if chunks is None else (chunks.metadata or {}).get("embedding_model")
-
     # Writing -------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -435,13 +429,6 @@ class ChromaStore:
         self.refresh()
         chunks = self._chunk_collection()
         return 0 if chunks is None else int(chunks.count())
-
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
-        """The ``k`` visible chunks nearest to a unit vector, best first, scored by cosine similarity.
-
-        ``sources`` limits the search to those documents.
-        """
-        return self.query_many(np.asarray([embedding]), k, sources)[0]
 
     def query_many(
         self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None = None, batch: int = 256
