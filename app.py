@@ -147,8 +147,8 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
     with st.container(border=True, key=f"card-{hit.rank}"):
         page = f"{hit.page} ページ" if hit.page else "ページなし"
-        st.markdown(f"**{hit.rank} 位** 類似度 **{hit.score:.3f}**")
-        st.progress(min(max(hit.score, 0.0), 1.0))
+        st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}**")
+        st.progress(min(max(hit.cosine, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.source)} ・ {page} ・ チャンク {hit.chunk_index}")
         st.markdown(render_passage(hit.text, terms, emphasis))
         with st.expander("前後の文を表示"):

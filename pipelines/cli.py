@@ -163,7 +163,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         out.write("該当する箇所は見つかりませんでした。\n")
     for hit in hits:
         page = f"p.{hit.page}" if hit.page else "-"
-        out.write(f"{hit.rank}. 類似度 {hit.score:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n")
+        out.write(f"{hit.rank}. 類似度 {hit.cosine:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n")
         out.write("   " + hit.text.replace("\n", "\n   ") + "\n\n")
     return 0
 

@@ -18,7 +18,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_by
 from ingest.normalize import join_pages
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 CHUNKER_REVISION = 1
@@ -134,7 +134,7 @@ class Indexer:
         vectors = self._vectors(chunks, progress)
         records = [
             ChunkRecord(
-                id=f"{version}-{chunk.index:05d}",
+                id=chunk_id(version, chunk.index),
                 text=chunk.text,
                 embedding=vector,
                 metadata={

