@@ -71,7 +71,7 @@ def test_search_human_and_json(docs: Path) -> None:
     status, out, _ = run("search", "ＦＵＪＩ？" + FUJI, "--json", "-k", "5")
     hits = json.loads(out)
     assert [h["rank"] for h in hits] == [1, 2, 3]
-    assert {"rank", "score", "source", "page", "text", "chunk_index"} <= set(hits[0])
+    assert {"rank", "cosine", "source", "page", "text", "chunk_index"} <= set(hits[0])
     best = next(h for h in hits if h["text"] == FUJI)
     assert (best["source"], best["page"]) == ("富士山.pdf", 2)
     assert all(-1.0 <= h["score"] <= 1.0 for h in hits)
