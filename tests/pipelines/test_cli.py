@@ -74,8 +74,8 @@ def test_search_human_and_json(docs: Path) -> None:
     assert {"rank", "cosine", "source", "page", "text", "chunk_index"} <= set(hits[0])
     best = next(h for h in hits if h["text"] == FUJI)
     assert (best["source"], best["page"]) == ("富士山.pdf", 2)
-    assert all(-1.0 <= h["score"] <= 1.0 for h in hits)
-    assert hits == sorted(hits, key=lambda h: -h["score"])
+    assert all(-1.0 <= h["cosine"] <= 1.0 for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h["cosine"])
 
 
 def test_documents_and_delete(docs: Path) -> None:
