@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -164,6 +165,7 @@ class Embedder:
         # Tokenizer arguments for every call: with them, "<s>" in a document is three characters,
         # not a control token, as the sentencepiece model reads it.
         self._text_kwargs: dict[str, Any] = {}
+        self._counter: Any = None  # the tokenizer that counts tokens; see load()
 
     # Loading ---------------------------------------------------------------------------------
 
@@ -187,6 +189,10 @@ class Embedder:
         if getattr(backbone.config, "model_type", None) == "luke":
             self._text_kwargs = {"split_special_tokens": True}
             self._check_luke_tokenizer(model)
+        # A fast (Rust) tokenizer rewrites its truncation settings on each call and fails with "Already
+        # borrowed" when another thread is tokenizing meanwhile; the ingest counts tokens in a background
+        # thread while encode runs, so counting gets its own copy. Slow tokenizers keep no such state.
+        self._counter = copy.deepcopy(model.tokenizer) if model.tokenizer.is_fast else model.tokenizer
         self._model = model
         self._choose_precision()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
@@ -265,7 +271,9 @@ class Embedder:
         return self._count(self.document_prefix + text)
 
     def _count(self, text: str) -> int:
-        return len(self.model.tokenizer(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
+        if self._counter is None:
+            self.load()
+        return len(self._counter(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
 
     def fingerprint(self) -> list[float]:
         """The embedding of a fixed sentence: tells this model's vectors from another model's."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +62,20 @@ FileProgress = Callable[[str], Progress | None]
 """Given a file's name, returns the progress callback for its embedding batches (or None)."""
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A file read from disk and, when it will probably be embedded, already cut into chunks."""
+
+    loaded: LoadedFile
+    chunks: list[Chunk] | None
+
+
+def _failed(source: str, error: IngestError | OSError) -> FileReport:
+    if isinstance(error, IngestError):
+        return FileReport(source, "failed", message=str(error))
+    return FileReport(source, "failed", message=f"{source}: ファイルを読めません（{error.strerror or error}）。")
+
+
 def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     """Files to ingest with the names they are stored under.
 
@@ -80,7 +96,11 @@ def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
 
 
 class Indexer:
-    """Chunks, embeds and stores documents; unchanged files cost no embedding."""
+    """Chunks, embeds and stores documents; unchanged files cost no embedding.
+
+    ``prefetch``: how many files ``ingest_paths`` reads, normalises and chunks ahead, in a background
+    thread, while the current one is embedded (0: each file in turn, nothing in the background).
+    """
 
     def __init__(
         self,
@@ -89,12 +109,16 @@ class Indexer:
         chunk_tokens: int,
         chunk_overlap: int,
         max_bytes: int = 50 * 1024 * 1024,
+        prefetch: int = 2,
     ) -> None:
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
         self.embedder = embedder
         self.store = store
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.max_bytes = max_bytes
+        self.prefetch = prefetch
         self._bound = False
 
     @property
@@ -114,10 +138,27 @@ class Indexer:
         self.store.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
         self._bound = True
 
-    def ingest_file(self, loaded: LoadedFile, progress: Progress | None = None) -> FileReport:
-        """Index one loaded file: added, replaced, unchanged or a duplicate of another stored file."""
+    def _version(self, loaded: LoadedFile) -> str:
+        return f"{loaded.content_hash[:32]}-{self.chunking}"
+
+    def chunk(self, loaded: LoadedFile) -> list[Chunk]:
+        """Normalise and cut a loaded file into chunks: CPU only, nothing read from or written to the store."""
+        paged = join_pages(loaded.pages)
+        if not paged.text:
+            raise EmptyDocumentError(
+                f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。"
+            )
+        return chunk_text(paged, self.embedder.count_tokens, self.chunk_tokens, self.chunk_overlap)
+
+    def ingest_file(
+        self, loaded: LoadedFile, progress: Progress | None = None, *, chunks: list[Chunk] | None = None
+    ) -> FileReport:
+        """Index one loaded file: added, replaced, unchanged or a duplicate of another stored file.
+
+        ``chunks``: what ``chunk(loaded)`` returned, when the caller cut the file ahead.
+        """
         self._bind()
-        version = f"{loaded.content_hash[:32]}-{self.chunking}"
+        version = self._version(loaded)
         existing = self.store.document(loaded.source)
         if existing is not None and existing.version == version:
             return FileReport(loaded.source, "unchanged", existing.chunks, existing.tokens)
@@ -125,12 +166,8 @@ class Indexer:
         if twin is not None:
             return FileReport(loaded.source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
 
-        paged = join_pages(loaded.pages)
-        if not paged.text:
-            raise EmptyDocumentError(
-                f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。"
-            )
-        chunks = chunk_text(paged, self.embedder.count_tokens, self.chunk_tokens, self.chunk_overlap)
+        if chunks is None:
+            chunks = self.chunk(loaded)
         vectors = self._vectors(chunks, progress)
         records = [
             ChunkRecord(
@@ -211,19 +248,58 @@ class Indexer:
             )
 
     def ingest_paths(self, paths: Sequence[Path], progress: FileProgress | None = None) -> list[FileReport]:
-        """Index files and folders; one bad file is reported and the others go on."""
-        reports = []
-        for path, source in collect_paths(paths):
+        """Index files and folders; one bad file is reported and the others go on.
+
+        Reports come in the order of the files. While a file is embedded, the next ``prefetch`` files
+        are read (pypdf is slow), normalised and chunked in a background thread; torch leaves the GIL
+        during its matrix products, so both run at once. Only this thread touches the store.
+        """
+        files = collect_paths(paths)
+        if self.prefetch == 0 or len(files) < 2:
+            return [self._ingest_prepared(self._prepare(path, source, None), progress) for path, source in files]
+        reports: list[FileReport] = []
+        waiting = deque(files)
+        pending: deque[Future[_Prepared | FileReport]] = deque()
+        # The versions stored when the model was bound: their files need no chunks. None before that,
+        # since chunking counts tokens with the model, which this thread loads at the first readable file;
+        # until then the background thread only reads, one file ahead.
+        stored: frozenset[str] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as pool:
             try:
-                self._check_size(source, path.stat().st_size)
-                loaded = load_file(path, source)
-                reports.append(self.ingest_file(loaded, progress(source) if progress else None))
-            except IngestError as error:
-                reports.append(FileReport(source, "failed", message=str(error)))
-            except OSError as error:
-                reason = f"{source}: ファイルを読めません（{error.strerror or error}）。"
-                reports.append(FileReport(source, "failed", message=reason))
+                while pending or waiting:
+                    if not pending:
+                        pending.append(pool.submit(self._prepare, *waiting.popleft(), stored))
+                    prepared = pending.popleft().result()
+                    if stored is None and isinstance(prepared, _Prepared):
+                        self._bind()
+                        stored = frozenset(d.version for d in self.store.documents())
+                    while waiting and len(pending) < (1 if stored is None else self.prefetch):
+                        pending.append(pool.submit(self._prepare, *waiting.popleft(), stored))
+                    reports.append(self._ingest_prepared(prepared, progress))
+            finally:
+                for future in pending:
+                    future.cancel()
         return reports
+
+    def _prepare(self, path: Path, source: str, stored: frozenset[str] | None) -> _Prepared | FileReport:
+        """Read a file, its size checked first, and chunk it unless ``stored`` is None or holds its version."""
+        try:
+            self._check_size(source, path.stat().st_size)
+            loaded = load_file(path, source)
+            if stored is None or self._version(loaded) in stored:
+                return _Prepared(loaded, None)
+            return _Prepared(loaded, self.chunk(loaded))
+        except (IngestError, OSError) as error:
+            return _failed(source, error)
+
+    def _ingest_prepared(self, prepared: _Prepared | FileReport, progress: FileProgress | None) -> FileReport:
+        if isinstance(prepared, FileReport):
+            return prepared
+        source = prepared.loaded.source
+        try:
+            return self.ingest_file(prepared.loaded, progress(source) if progress else None, chunks=prepared.chunks)
+        except (IngestError, OSError) as error:
+            return _failed(source, error)
 
     def delete(self, source: str) -> StoredDocument:
         """Remove a stored document and all its chunks."""
