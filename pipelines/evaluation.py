@@ -22,7 +22,8 @@ import numpy as np
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
 from pipelines.indexing import Indexer
-from pipelines.retrieval import Searcher
+from pipelines.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.retrieval import Mode, Searcher
 from pipelines.store import ChromaStore, Hit
 
 DEFAULT_KS = (1, 5, 10, 50)
@@ -199,6 +200,7 @@ class QaResult:
     model: str
     chunk_tokens: int
     chunk_overlap: int
+    mode: str = "hybrid"
     ranks: list[int | None] = field(repr=False, default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +217,7 @@ class QaResult:
             "model": self.model,
             "chunk_tokens": self.chunk_tokens,
             "chunk_overlap": self.chunk_overlap,
+            "mode": self.mode,
         }
 
 
@@ -248,6 +251,8 @@ def evaluate_qa(
     chunk_overlap: int,
     ks: Sequence[int] = DEFAULT_KS,
     step: FileStep | None = None,
+    mode: Mode = "hybrid",
+    candidates: int = 50,
 ) -> QaResult:
     """Top-k accuracy and MRR of the real ingest and search path on a fresh temporary store."""
     if not ks or min(ks) < 1:
@@ -257,7 +262,8 @@ def evaluate_qa(
     embedding_before = embedder.stats.seconds
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as scratch:
         store = ChromaStore.persistent(Path(scratch))
-        indexer = Indexer(embedder, store, chunk_tokens, chunk_overlap)
+        keyword = KeywordIndex(SudachiAnalyzer())
+        indexer = Indexer(embedder, store, chunk_tokens, chunk_overlap, keyword=keyword)
         for number, article in enumerate(articles, 1):
             indexer.ingest_text(article.title, article.text)
             if step is not None:
@@ -271,7 +277,8 @@ def evaluate_qa(
             if step is not None:
                 step("質問", done, total)
 
-        results = Searcher(embedder, store).search_many([q.question for q in questions], max(ks), progress=asking)
+        searcher = Searcher(embedder, store, keyword, candidates=candidates)
+        results = searcher.search_many([q.question for q in questions], max(ks), progress=asking, mode=mode)
         asking_seconds = time.perf_counter() - asked
     ranks = [answer_rank(hits, q.answers) for hits, q in zip(results, questions, strict=True)]
     found = [r for r in ranks if r is not None]
@@ -287,6 +294,7 @@ def evaluate_qa(
         model=embedder.model_name,
         chunk_tokens=chunk_tokens,
         chunk_overlap=chunk_overlap,
+        mode=mode,
         ranks=ranks,
     )
 
@@ -311,7 +319,7 @@ def qa_table(result: QaResult, markdown: bool = False) -> str:
             + "\n"
         )
     return (
-        f"model: {result.model}  chunks: {result.chunk_tokens} tokens, overlap {result.chunk_overlap}\n"
+        f"model: {result.model}  mode: {result.mode}  chunks: {result.chunk_tokens} tokens, overlap {result.chunk_overlap}\n"
         f"{result.documents} documents, {result.chunks} chunks, {result.questions} questions, "
         f"{result.questions_per_second:.1f} questions/s, embedding {result.embedding_seconds:.1f} s "
         f"of {result.seconds:.1f} s\n"

@@ -1,27 +1,99 @@
-"""Retrieval: a Japanese question to the best-matching stored passages, scored by cosine similarity."""
+"""Retrieval: a Japanese question to the best-matching stored passages, by meaning, by words, or both.
+
+Every mode gathers the same two candidate lists, the ``candidates`` nearest chunks by cosine
+similarity (dense) and the ``candidates`` best by BM25 over Sudachi words (keyword), and scores every
+candidate both ways, so a hit always carries its cosine, its BM25 score and its place in each list.
+The modes differ only in the rule that orders them (``rule()`` says it in words, for the page):
+
+- ``dense``: by cosine similarity;
+- ``keyword``: by BM25 score, only chunks that share a word with the question;
+- ``hybrid``: by a convex combination of the two scores, each divided by the best of its list
+  (so 1.0 is "as good as the best candidate" on both scales), weighted toward the keyword score
+  as tuned on JSQuAD (README, "Hybrid search").
+
+An optional cross-encoder then reorders the first ``rerank_candidates`` of that order.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
 
 from ingest.chunking import split_sentences, trim_span
 from ingest.normalize import normalize_text
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
+from pipelines.keyword import KeywordIndex, KeywordResult
 from pipelines.store import ChromaStore, Hit
+
+Mode = Literal["hybrid", "dense", "keyword"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
+MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``."""
+
+    keyword_weight: float = 0.5
+
+    def order(self, candidates: Sequence[Hit]) -> list[Hit]:
+        """Candidates best first under this rule (ties: higher cosine, then earlier chunk)."""
+        if not candidates:
+            return []
+        top_keyword = max((h.keyword_score or 0.0) for h in candidates) or 1.0
+        top_cosine = max(max(h.cosine for h in candidates), 1e-6)
+        w = self.keyword_weight
+
+        def fused(hit: Hit) -> float:
+            return w * (hit.keyword_score or 0.0) / top_keyword + (1.0 - w) * hit.cosine / top_cosine
+
+        return sorted(candidates, key=lambda h: (-fused(h), -h.cosine, h.chunk_id))
+
+
+DEFAULT_FUSION = Fusion()
+
+
+class Reranker(Protocol):
+    """Scores (question, passage) pairs; higher is more relevant."""
+
+    model_name: str
+
+    def scores(self, question: str, passages: Sequence[str]) -> list[float]: ...
 
 
 class Searcher:
-    """Embeds a question the way documents were embedded and asks the store for the nearest chunks."""
+    """Finds the passages for a question: the question embedded the way documents were, plus keyword search."""
 
-    def __init__(self, embedder: TextEmbedder, store: ChromaStore) -> None:
+    def __init__(
+        self,
+        embedder: TextEmbedder,
+        store: ChromaStore,
+        keyword: KeywordIndex | None = None,
+        *,
+        candidates: int = 50,
+        fusion: Fusion = DEFAULT_FUSION,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
+    ) -> None:
         self.embedder = embedder
         self.store = store
+        self.keyword = keyword
+        self.candidates = candidates
+        self.fusion = fusion
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
         self._checked = False
 
-    def search(self, question: str, k: int = 5, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(
+        self, question: str, k: int = 5, sources: Sequence[str] | None = None, mode: Mode = "hybrid"
+    ) -> list[Hit]:
         """The top ``k`` passages for ``question``, best first; ``sources`` limits it to those documents."""
-        return self.search_many([question], k, sources)[0]
+        return self.search_many([question], k, sources, mode=mode)[0]
 
     def search_many(
         self,
@@ -29,20 +101,108 @@ class Searcher:
         k: int = 5,
         sources: Sequence[str] | None = None,
         progress: Progress | None = None,
+        mode: Mode = "hybrid",
     ) -> list[list[Hit]]:
         """The top ``k`` passages for each question, embedding the questions in batches."""
+        if mode not in MODES:
+            raise RagError(f"検索方式は {'・'.join(MODES)} のどれかにしてください（現在 {mode!r}）。")
+        if mode != "dense" and self.keyword is None:
+            raise RagError(f"検索方式「{mode}」にはキーワード索引が要ります。")
+        pools = self.candidates_many(questions, max(k, self.candidates), sources, progress)
+        results = []
+        for question, pool in zip(questions, pools, strict=True):
+            ordered = self._order(pool, mode)
+            if self.reranker is not None and ordered:
+                ordered = self._rerank(question, ordered)
+            results.append([dataclasses.replace(h, rank=rank) for rank, h in enumerate(ordered[:k], 1)])
+        return results
+
+    def _order(self, pool: Sequence[Hit], mode: Mode) -> list[Hit]:
+        if mode == "dense":
+            return sorted(pool, key=lambda h: (h.dense_rank is None, h.dense_rank or 0, h.chunk_id))
+        if mode == "keyword":
+            matched = [h for h in pool if h.keyword_rank is not None]
+            return sorted(matched, key=lambda h: h.keyword_rank or 0)
+        return self.fusion.order(pool)
+
+    def _rerank(self, question: str, ordered: list[Hit]) -> list[Hit]:
+        assert self.reranker is not None
+        head, tail = ordered[: self.rerank_candidates], ordered[self.rerank_candidates :]
+        scores = self.reranker.scores(normalize_text(question), [h.text for h in head])
+        scored = [dataclasses.replace(h, rerank_score=float(s)) for h, s in zip(head, scores, strict=True)]
+        return sorted(scored, key=lambda h: -(h.rerank_score or 0.0)) + tail
+
+    def candidates_many(
+        self,
+        questions: Sequence[str],
+        n: int,
+        sources: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> list[list[Hit]]:
+        """For each question, the union of its dense and keyword candidate lists (``n`` each), unordered,
+        every chunk with its cosine, its BM25 score and its rank in each list (None: not in that list)."""
         queries = [normalize_text(q) for q in questions]
         if not all(queries):
             raise RagError("質問が空です。検索したい内容を入力してください。")
-        if k < 1:
-            raise RagError(f"件数 k は 1 以上にしてください（現在 {k}）。")
+        if n < 1:
+            raise RagError(f"件数 k は 1 以上にしてください（現在 {n}）。")
         if self.store.count() == 0:
             return [[] for _ in queries]
         if not self._checked:
             embedder = self.embedder
             self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
-        return self.store.query_many(self.embedder.embed_queries(queries, progress), k, sources)
+        if self.keyword is not None:
+            self.keyword.sync(self.store)
+        vectors = self.embedder.embed_queries(queries, progress)
+        dense_lists = self.store.query_many(vectors, n, sources)
+        pools = []
+        for query, vector, dense in zip(queries, vectors, dense_lists, strict=True):
+            if self.keyword is None:
+                pools.append([dataclasses.replace(h, dense_rank=h.rank, rank=0) for h in dense])
+                continue
+            found = self.keyword.search(query, n, sources)
+            pools.append(self._pool(vector, dense, found))
+        return pools
+
+    def _pool(self, vector: np.ndarray, dense: Sequence[Hit], found: KeywordResult) -> list[Hit]:
+        keyword_rank = {h.chunk_id: h.rank for h in found.hits}
+        pool = {
+            h.chunk_id: dataclasses.replace(
+                h,
+                rank=0,
+                dense_rank=h.rank,
+                keyword_rank=keyword_rank.get(h.chunk_id),
+                keyword_score=found.score(h.chunk_id),
+            )
+            for h in dense
+        }
+        only_keyword = [h.chunk_id for h in found.hits if h.chunk_id not in pool]
+        for chunk_id, (hit, stored) in self.store.chunks_by_id(only_keyword).items():
+            norm = float(np.linalg.norm(stored) * np.linalg.norm(vector)) or 1.0
+            pool[chunk_id] = dataclasses.replace(
+                hit,
+                cosine=float(stored @ vector) / norm,
+                keyword_rank=keyword_rank[chunk_id],
+                keyword_score=found.score(chunk_id),
+            )
+        return list(pool.values())
+
+    def rule(self, mode: Mode) -> str:
+        """The ranking rule of ``mode`` in words, shown next to the results."""
+        n = self.candidates
+        rules: dict[Mode, str] = {
+            "dense": "コサイン類似度（質問と文章の意味の近さ）の高い順。",
+            "keyword": "BM25（質問の単語を Sudachi で切り出し、助詞・助動詞・記号を除いて数えたキーワードの一致度）の高い順。"
+            "質問と共通の単語がない文章は出ません。",
+            "hybrid": f"意味検索とキーワード検索の上位 {n} 件ずつを合わせ、"
+            f"BM25 と コサイン類似度をそれぞれ候補中の最高値で割って "
+            f"{self.fusion.keyword_weight:g} : {1 - self.fusion.keyword_weight:g} で足した値の高い順。",
+        }
+        text = rules[mode]
+        if self.reranker is not None:
+            text += f" その上位 {self.rerank_candidates} 件を再ランキングモデル「{self.reranker.model_name}」の点数で並べ替え。"
+        return text
 
     def surroundings(self, hit: Hit) -> tuple[str, str]:
         """The document's text just before and just after a hit: the parts of its neighbouring chunks

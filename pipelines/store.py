@@ -421,6 +421,46 @@ class ChromaStore:
                 found[str(meta["text_hash"])] = np.asarray(vector, dtype=np.float32)
         return found
 
+    def live_versions(self) -> dict[str, str]:
+        """The visible version of every stored document, by source."""
+        self.refresh()
+        return {d.source: d.version for d in self._documents()}
+
+    @_talks_to_chroma
+    def chunk_texts(self, source: str, version: str) -> list[tuple[str, str]]:
+        """Record id and text of every chunk of one version of a document, in document order."""
+        chunks = self._chunk_collection()
+        if chunks is None:
+            return []
+        found = chunks.get(
+            where={"$and": [{"source": source}, {"version": version}]}, include=["documents", "metadatas"]
+        )
+        rows = sorted(
+            zip(found["metadatas"], found["ids"], found["documents"], strict=True), key=lambda r: r[0]["chunk_index"]
+        )
+        return [(chunk_id, text) for _, chunk_id, text in rows]
+
+    @_talks_to_chroma
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Hit, np.ndarray]]:
+        """Chunks by record id with their stored vectors (rank 0; the caller scores them).
+
+        Only chunks of live versions are returned: an id that another process replaced or deleted
+        a moment ago is simply absent.
+        """
+        chunks = self._chunk_collection()
+        wanted = list(dict.fromkeys(ids))
+        if chunks is None or not wanted:
+            return {}
+        found = chunks.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+        live = {d.source: d.version for d in self._documents(ids=sorted({m["source"] for m in found["metadatas"]}))}
+        return {
+            chunk_id: (_hit(0, text, meta, 1.0), np.asarray(vector, dtype=np.float32))
+            for chunk_id, text, meta, vector in zip(
+                found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True
+            )
+            if live.get(meta["source"]) == meta["version"]
+        }
+
     @_talks_to_chroma
     def chunks_at(self, source: str, version: str, indexes: Sequence[int]) -> list[Hit]:
         """Chunks of one version of a document by position (rank 0, score 0): a hit's neighbours."""

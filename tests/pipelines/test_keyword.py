@@ -1,0 +1,209 @@
+"""Keyword search: the Japanese analyser on literal text, BM25 against bm25s, persistence and rebuild from Chroma."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import pytest
+
+from ingest.normalize import normalize_text
+from pipelines.embedder import Embedder
+from pipelines.indexing import Indexer
+from pipelines.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.store import ChromaStore
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> SudachiAnalyzer:
+    return SudachiAnalyzer()
+
+
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [
+        # conjugated verbs become their dictionary form; particles and auxiliary verbs are left out
+        ("東京都に住んでいた", ["東京都", "住む", "居る"], ["に", "で", "た"]),
+        ("彼は走りました。", ["彼", "走る"], ["は", "まし", "ます", "た", "。"]),
+        ("ご飯を食べなかった", ["御飯", "食べる"], ["を", "なかっ", "ない", "た"]),  # ご飯 → 御飯: one spelling
+        # katakana words whole, spelling variants to one form
+        ("コンピューターを使う", ["コンピューター", "使う"], ["を"]),
+        ("コンピュータを使う", ["コンピューター", "使う"], []),
+        # full-width alphanumerics in their half-width, lower-case form
+        ("ＡＢＣ社のＰＤＦ", ["abc", "社", "pdf"], ["ＡＢＣ", "ABC", "の"]),
+        # numbers with units: the number and the unit are both words
+        ("１２３ｋｍ先まで", ["123", "km", "先"], ["まで"]),
+        ("2024年4月1日に施行", ["2024", "年", "4", "月", "1", "日", "施行"], ["に"]),
+        ("標高は3776メートルです", ["標高", "3776", "メートル"], ["は", "です"]),
+        # symbols and brackets are not words
+        ("「有給休暇」【重要】！？", ["有給", "休暇", "重要"], ["「", "」", "【", "】", "！", "？"]),
+    ],
+)
+def test_analyzer_words(analyzer: SudachiAnalyzer, text: str, present: list[str], absent: list[str]) -> None:
+    words = analyzer.words(text)
+    for word in present:
+        assert word in words, (text, words)
+    for word in absent:
+        assert word not in words, (text, words)
+
+
+def test_analyzer_agrees_across_widths_after_normalisation(analyzer: SudachiAnalyzer) -> None:
+    """The product normalises (NFKC) before analysing: half-width katakana and full-width digits meet their twins."""
+    assert analyzer.words(normalize_text("ｺﾝﾋﾟｭｰﾀｰで１２３件")) == analyzer.words("コンピューターで123件")
+
+
+def test_analyzer_handles_empty_and_long_text(analyzer: SudachiAnalyzer) -> None:
+    assert analyzer.words("") == []
+    assert analyzer.words("。、！？「」") == []
+    long = "富士山は日本で最も高い山です。" * 5000  # 75,000 characters: past Sudachi's input limit
+    assert analyzer.words(long).count("富士山") == 5000
+
+
+CORPUS = [
+    "富士山は日本で最も高い山で、標高は3776メートルです。",
+    "東京は日本の首都であり、政治と経済の中心地です。",
+    "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
+    "社内規程によると、有給休暇は入社6か月後から取得できます。有給休暇の日数は勤続年数で増えます。",
+    "雨が降ったので、試合は翌週に延期されました。",
+    "日本の山では富士山がいちばん有名です。",
+]
+
+
+def _index(analyzer: SudachiAnalyzer, texts: list[str] = CORPUS) -> KeywordIndex:
+    index = KeywordIndex(analyzer)
+    index.add_document("doc.txt", "v1", [(f"c{i}", t) for i, t in enumerate(texts)])
+    return index
+
+
+@pytest.mark.parametrize("question", ["富士山の標高は？", "有給休暇はいつから取れますか", "日本の首都と経済", "山"])
+def test_bm25_scores_match_bm25s(analyzer: SudachiAnalyzer, question: str) -> None:
+    """Our incremental BM25 gives the scores of bm25s's Lucene variant on the same words."""
+    index = _index(analyzer)
+    found = index.search(question, 10)
+    reference = bm25s.BM25(method="lucene", k1=1.5, b=0.75)
+    reference.index([analyzer.words(t) for t in CORPUS], show_progress=False)
+    words = [w for w in index.query_words(question) if w in reference.vocab_dict]
+    expected = reference.get_scores(words)
+    ours = np.array([found.score(f"c{i}") for i in range(len(CORPUS))])
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    assert [h.chunk_id for h in found.hits] == [f"c{i}" for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
+
+
+def test_search_ranks_limits_and_filters(analyzer: SudachiAnalyzer) -> None:
+    index = _index(analyzer)
+    index.add_document("other.txt", "v1", [("o0", "富士山に登るには夏がよい。")])
+    hits = index.search("富士山", 10).hits
+    assert {h.chunk_id for h in hits} == {"c0", "c5", "o0"}
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(index.search("富士山", 2).hits) == 2
+    assert [h.chunk_id for h in index.search("富士山", 10, sources=["other.txt"]).hits] == ["o0"]
+    assert index.search("富士山", 10, sources=[]).hits == []
+    assert index.search("宇宙船", 10).hits == []  # no shared word: nothing, not everything at 0
+    assert index.search("はをにが。", 10).hits == []  # only particles and symbols
+
+
+def test_replacing_and_removing_a_document(analyzer: SudachiAnalyzer) -> None:
+    index = _index(analyzer)
+    index.add_document("doc.txt", "v2", [("n0", "新しい規程では、在宅勤務が週三日まで認められます。")])
+    assert index.search("富士山", 10).hits == []
+    assert [h.chunk_id for h in index.search("在宅勤務", 10).hits] == ["n0"]
+    assert index.versions == {"doc.txt": "v2"}
+    index.remove_document("doc.txt")
+    assert index.search("在宅勤務", 10).hits == []
+    assert len(index) == 0
+
+
+# Against the real store: persistence, rebuild, consistency -------------------------------------
+
+
+def _ingest(indexer: Indexer, name: str, text: str) -> None:
+    report = indexer.ingest_text(name, text)
+    assert report.status in ("added", "replaced"), report
+
+
+def _keyword_indexer(embedder: Embedder, store: ChromaStore, path: Path | None) -> tuple[Indexer, KeywordIndex]:
+    keyword = KeywordIndex(SudachiAnalyzer(), path)
+    return Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8, keyword=keyword), keyword
+
+
+def _all_hits(index: KeywordIndex, question: str) -> list[tuple[str, float]]:
+    return [(h.chunk_id, round(h.score, 5)) for h in index.search(question, 100).hits]
+
+
+def test_index_is_saved_and_reloaded_without_reading_chroma(
+    embedder: Embedder, store: ChromaStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "keyword" / "documents.npz"
+    indexer, keyword = _keyword_indexer(embedder, store, path)
+    _ingest(indexer, "富士山.txt", "富士山は日本で最も高い山です。標高は3776メートルです。")
+    _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
+    assert path.exists()
+    reloaded = KeywordIndex(SudachiAnalyzer(), path)
+    assert reloaded.versions == store.live_versions()
+    assert reloaded.sync(store) is False  # already current: nothing read from Chroma
+    assert _all_hits(reloaded, "富士山の標高") == _all_hits(keyword, "富士山の標高") != []
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "other analyser"])
+def test_missing_or_unreadable_index_is_rebuilt_from_chroma(
+    embedder: Embedder, store: ChromaStore, tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "keyword.npz"
+    indexer, keyword = _keyword_indexer(embedder, store, path)
+    _ingest(indexer, "富士山.txt", "富士山は日本で最も高い山です。標高は3776メートルです。")
+    _ingest(indexer, "京都.txt", "京都には古い寺や神社が多く、観光客が訪れます。")
+    before = _all_hits(keyword, "京都の神社")
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not an index")
+    else:
+        analyser = SudachiAnalyzer()
+        analyser.name = "another-analyser"
+        KeywordIndex(analyser, path).sync(store)  # a file made by a different analyser
+    rebuilt = KeywordIndex(SudachiAnalyzer(), path)
+    assert rebuilt.sync(store) is True
+    assert rebuilt.versions == store.live_versions()
+    assert _all_hits(rebuilt, "京都の神社") == before
+    assert KeywordIndex(SudachiAnalyzer(), path).sync(store) is False  # and the rebuilt file was saved
+
+
+def test_stale_index_catches_up_with_replace_and_delete(embedder: Embedder, store: ChromaStore, tmp_path: Path) -> None:
+    """An index file from before another process replaced and deleted documents is brought up to date."""
+    path = tmp_path / "keyword.npz"
+    indexer, _ = _keyword_indexer(embedder, store, path)
+    _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
+    _ingest(indexer, "京都.txt", "京都には古い寺や神社が多く、観光客が訪れます。")
+    old = path.read_bytes()
+    # another writer, with no keyword index of its own, changes the store
+    plain = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)
+    _ingest(plain, "規程.txt", "在宅勤務は週三日まで認められます。")
+    plain.delete("京都.txt")
+    _ingest(plain, "富士山.txt", "富士山は日本で最も高い山です。")
+    path.write_bytes(old)
+
+    stale = KeywordIndex(SudachiAnalyzer(), path)
+    assert stale.versions != store.live_versions()
+    assert stale.sync(store) is True
+    assert stale.versions == store.live_versions()
+    assert stale.search("有給休暇", 10).hits == []  # the replaced version's words are gone
+    assert stale.search("京都の神社", 10).hits == []  # the deleted document too
+    assert [h.chunk_id for h in stale.search("在宅勤務", 10).hits] == [
+        chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", store.live_versions()["規程.txt"])
+    ]
+    assert len(stale.search("富士山", 10).hits) == 1
+
+
+def test_indexer_keeps_the_index_in_step(embedder: Embedder, store: ChromaStore, tmp_path: Path) -> None:
+    indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
+    _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
+    _ingest(indexer, "規程.txt", "在宅勤務は週三日まで認められます。")
+    assert keyword.versions == store.live_versions()
+    assert keyword.search("有給休暇", 10).hits == []
+    ids = {h.chunk_id for h in keyword.search("在宅勤務", 10).hits}
+    assert ids and ids <= {chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", keyword.versions["規程.txt"])}
+    indexer.delete("規程.txt")
+    assert keyword.versions == {} == store.live_versions()
+    assert keyword.search("在宅勤務", 10).hits == []
