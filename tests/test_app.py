@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.documents import make_pdf
+from tests.servers import ChatServer, Reply
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
@@ -143,3 +144,60 @@ def test_model_error_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatc
 )
 def test_document_text_is_escaped(raw: str, shown: str) -> None:
     assert escape(raw) == shown
+
+
+def ingest_and_ask(page: AppTest, question: str) -> None:
+    page.file_uploader[0].set_value(
+        [("富士山.txt", FUJI.encode(), "text/plain"), ("東京.txt", TOKYO.encode(), "text/plain")]
+    )
+    page.run()
+    page.button[0].click().run()
+    page.text_input[0].input(question).run()
+    assert not page.exception
+
+
+def use_model(monkeypatch: pytest.MonkeyPatch, server: ChatServer) -> None:
+    monkeypatch.setenv("RAG_LLM_URL", server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "テスト用モデル")
+    monkeypatch.setenv("RAG_LLM_TIMEOUT", "5")
+
+
+def test_answer_panel_streams_a_cited_answer_above_the_cards(
+    page: AppTest, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_model(monkeypatch, chat_server)
+    chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。**太字**にはならない[5]")]
+    ingest_and_ask(page, FUJI)
+    assert [h.value for h in page.subheader if h.value == "回答"] == ["回答"]
+    shown = texts(page)
+    assert "富士山の標高は三七七六メートルです\\[1\\]。\\*\\*太字\\*\\*にはならない\\[5\\]" in shown
+    assert "\\[1\\] 1 位の箇所: 富士山\\.txt ・ ページなし" in shown
+    assert "回答にある \\[5\\] は渡した箇所にない番号のため、出典から外しました。" in shown
+    assert "**1 位** 類似度" in shown  # the cards are there too
+    assert len(chat_server.requests) == 1
+    page.run()  # another action on the page keeps the answer without asking the model again
+    assert len(chat_server.requests) == 1
+    assert "\\[1\\] 1 位の箇所: 富士山\\.txt ・ ページなし" in texts(page)
+
+
+def test_answer_panel_without_a_model_says_how_to_turn_it_on(page: AppTest) -> None:
+    ingest_and_ask(page, FUJI)
+    assert "回答" not in [h.value for h in page.subheader]
+    assert any(c.value.startswith("回答の生成は設定されていません。RAG\\_LLM\\_URL") for c in page.caption)
+    assert "**1 位** 類似度" in texts(page)
+
+
+def test_answer_panel_with_a_failing_model_shows_why_and_the_cards(
+    page: AppTest, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_model(monkeypatch, chat_server)
+    chat_server.replies = [Reply(status=500), Reply(status=500), Reply("首都は東京です[1]。")]
+    ingest_and_ask(page, TOKYO)
+    (error,) = page.error
+    assert error.value.startswith("回答を作れませんでした。回答用の言語モデル（テスト用モデル、")
+    assert "HTTP 500" in error.value
+    assert "見つかった箇所は下に表示しています。" in error.value
+    assert "**1 位** 類似度" in texts(page)
+    next(b for b in page.button if b.label == "もう一度回答を作る").click().run()
+    assert not page.error
+    assert "首都は東京です\\[1\\]。" in texts(page)

@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.documents import make_pdf
+from tests.servers import ChatServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
@@ -134,3 +135,57 @@ def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert search.returncode == 0, search.stderr
     assert json.loads(search.stdout)[0]["text"] == TOKYO
+
+
+def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServer) -> None:
+    run("ingest", str(docs))
+    chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。")]
+    status, out, err = run("ask", FUJI, "--llm-url", chat_server.url, "--llm-model", "テスト用モデル")
+    assert status == 0, err
+    assert out.startswith("回答:\n富士山の標高は三七七六メートルです[1]。\n\n出典:\n[1] 富士山.pdf  p.2  （1 位、")
+    assert chat_server.requests[0]["body"]["stream"] is True
+    assert FUJI in chat_server.requests[0]["body"]["messages"][1]["content"]
+
+
+def test_ask_json_with_an_unknown_citation(
+    docs: Path, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("ingest", str(docs))
+    monkeypatch.setenv("RAG_LLM_URL", chat_server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "テスト用モデル")
+    chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1][7]。")]
+    status, out, _ = run("ask", FUJI, "--json", "-k", "2")
+    assert status == 0
+    result = json.loads(out)
+    assert result["answer"] == "富士山の標高は三七七六メートルです[1][7]。"
+    assert result["citations"] == [{"n": 1, "source": "富士山.pdf", "page": 2, "rank": 1}]
+    assert result["dropped_citations"] == [7]
+    assert result["error"] is None
+    _, searched, _ = run("search", FUJI, "--json", "-k", "2")
+    assert result["hits"] == json.loads(searched)
+    assert not chat_server.requests[0]["body"].get("stream")  # one whole answer for JSON
+
+
+def test_ask_with_a_failing_model_still_shows_the_passages(docs: Path, chat_server: ChatServer) -> None:
+    run("ingest", str(docs))
+    chat_server.replies = [Reply(status=500)]
+    model = ("--llm-url", chat_server.url, "--llm-model", "テスト用モデル")
+    status, out, err = run("ask", FUJI, *model)
+    assert status == 1
+    assert "エラー: 回答を作れませんでした。" in err
+    assert "HTTP 500" in err
+    assert "検索で見つかった箇所:\n1. 類似度 " in out
+    assert "富士山.pdf  p.2" in out
+    status, out, err = run("ask", FUJI, "--json", *model)
+    assert status == 1
+    result = json.loads(out)
+    assert result["answer"] is None
+    assert "HTTP 500" in result["error"]
+    assert FUJI in [h["text"] for h in result["hits"]]
+
+
+def test_ask_without_a_model_says_how_to_set_one(docs: Path) -> None:
+    status, out, err = run("ask", FUJI)
+    assert (status, out) == (2, "")
+    assert "RAG_LLM_URL と RAG_LLM_MODEL" in err
+    assert "python -m pipelines search" in err
