@@ -5,17 +5,25 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines.answer import Answer, Answerer
-from pipelines.components import make_answerer, make_embedder, make_indexer, make_store
+from pipelines.components import (
+    make_answerer,
+    make_embedder,
+    make_indexer,
+    make_keyword_index,
+    make_searcher,
+    make_store,
+)
 from pipelines.embedder import TextEmbedder
 from pipelines.errors import GenerationError, ModelLoadError, RagError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, Indexer
-from pipelines.retrieval import Searcher
+from pipelines.retrieval import MODE_LABELS, MODES, Mode, Searcher
 from pipelines.settings import Settings
 from pipelines.store import Hit
 
@@ -50,8 +58,9 @@ def open_pipelines(settings: Settings) -> Pipelines:
     embedder = make_embedder(settings)
     embedder.load()
     store = make_store(settings)
-    indexer = make_indexer(settings, embedder, store)
-    return Pipelines(embedder, indexer, Searcher(embedder, store), threading.Lock())
+    keyword = make_keyword_index(settings)
+    indexer = make_indexer(settings, embedder, store, keyword)
+    return Pipelines(embedder, indexer, make_searcher(settings, embedder, store, keyword), threading.Lock())
 
 
 def load(settings: Settings) -> Pipelines:
@@ -148,7 +157,10 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
     with st.container(border=True, key=f"card-{hit.rank}"):
         page = f"{hit.page} ページ" if hit.page else "ページなし"
-        st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}**")
+        keyword = f"{hit.keyword_score:.2f}" if hit.keyword_score is not None else "—"
+        places = f"意味 {_place(hit.dense_rank)} ・ キーワード {_place(hit.keyword_rank)}"
+        rerank = f" ・ 再ランキング **{hit.rerank_score:.3f}**" if hit.rerank_score is not None else ""
+        st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}** ・ BM25 **{keyword}**{rerank} ・ {places}")
         st.progress(min(max(hit.cosine, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.source)} ・ {page} ・ チャンク {hit.chunk_index}")
         st.markdown(render_passage(hit.text, terms, emphasis))
@@ -158,6 +170,10 @@ def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[i
             st.markdown(escape_markdown(before) if before else "（文書の先頭です）")
             st.caption("後")
             st.markdown(escape_markdown(after) if after else "（文書の末尾です）")
+
+
+def _place(rank: int | None) -> str:
+    return f"{rank} 位" if rank is not None else "候補外"
 
 
 @st.cache_resource(show_spinner=False)
@@ -264,15 +280,18 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
         )
         return
     question = st.text_input("質問", key="question", placeholder="例: 有給休暇は入社後いつから取れますか？")
-    left, right = st.columns([1, 2])
+    left, middle, right = st.columns([1, 1, 2])
     k = left.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
+    mode = middle.radio(
+        "検索方式", MODES, index=MODES.index(cast(Mode, settings.retrieval_mode)), format_func=MODE_LABELS.__getitem__
+    )
     chosen = right.multiselect(
         "検索する文書（選ばなければすべて）", [d.source for d in documents], placeholder="すべての文書"
     )
     if not question.strip():
         return
     try:
-        hits = pipelines.searcher.search(question, k, sources=chosen or None)
+        hits = pipelines.searcher.search(question, k, sources=chosen or None, mode=mode)
     except RagError as error:
         st.error(escape_markdown(str(error)))
         return
@@ -282,7 +301,9 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
         return
     answer_slot = st.container()  # filled after the cards, so they show while the answer streams
     st.caption(
-        "類似度は質問と各箇所の埋め込みのコサイン類似度です（1 に近いほど似ています）。"
+        f"並び順（{MODE_LABELS[mode]}）: {pipelines.searcher.rule(mode)}  \n"
+        "類似度は質問と各箇所の埋め込みのコサイン類似度（1 に近いほど似ている）、BM25 は質問の語の一致度"
+        "（0 は共通の語なし）、意味・キーワードの順位はそれぞれの候補リストでの順位です。"
         "色付きは質問の語、太字は質問に最も近い文です。"
     )
     terms = query_terms(question)

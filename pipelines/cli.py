@@ -11,16 +11,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ingest.errors import IngestError
 from pipelines import evaluation
-from pipelines.components import make_answerer, make_embedder, make_indexer, make_store
+from pipelines.components import (
+    make_answerer,
+    make_embedder,
+    make_indexer,
+    make_keyword_index,
+    make_searcher,
+    make_store,
+)
 from pipelines.embedder import Progress
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport
-from pipelines.retrieval import Searcher
+from pipelines.retrieval import MODE_LABELS, MODES, Mode
 from pipelines.settings import Settings
 from pipelines.store import Hit
 
@@ -30,6 +37,13 @@ STATUS_LABELS = {
     "unchanged": "変更なし",
     "duplicate": "重複",
     "failed": "失敗",
+}
+
+
+MODE_OPTION: dict[str, Any] = {
+    "dest": "retrieval_mode",
+    "choices": MODES,
+    "help": "検索方式: hybrid（既定、キーワードと意味）、dense（意味だけ）、keyword（単語だけ） [RAG_RETRIEVAL_MODE]",
 }
 
 
@@ -63,9 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", parents=[common], help="質問に近い箇所を探す")
     search.add_argument("question")
     search.add_argument("-k", "--top-k", type=int, dest="top_k", help="表示する件数 [RAG_TOP_K]")
+    search.add_argument("--mode", **MODE_OPTION)
     ask = commands.add_parser("ask", parents=[common], help="見つかった箇所から、出典付きの回答を作る")
     ask.add_argument("question")
     ask.add_argument("-k", "--top-k", type=int, dest="top_k", help="検索する件数 [RAG_TOP_K]")
+    ask.add_argument("--mode", **MODE_OPTION)
     ask.add_argument("--llm-url", help="OpenAI 互換のチャットサーバーの URL（…/v1） [RAG_LLM_URL]")
     ask.add_argument("--llm-model", help="チャットサーバーでのモデル名 [RAG_LLM_MODEL]")
     ask.add_argument("--llm-api-key", help="チャットサーバーの API キー [RAG_LLM_API_KEY]")
@@ -87,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     qa.add_argument(
         "-k", "--k", dest="ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k の値（既定 1 5 10 50）"
     )
+    qa.add_argument("--mode", **MODE_OPTION)
     qa.add_argument("--chunk-tokens", type=int, help="チャンクの最大トークン数 [RAG_CHUNK_TOKENS]")
     qa.add_argument("--chunk-overlap", type=int, help="チャンクの重なり（トークン） [RAG_CHUNK_OVERLAP]")
     qa.add_argument("--chart", type=Path, help="k と正解率のグラフを PNG で保存する")
@@ -120,7 +137,7 @@ def _progress_bars(stream: TextIO) -> Any:
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     embedder = make_embedder(settings)
     embedder.load()  # before the store is touched: a model that cannot load writes nothing
-    indexer = make_indexer(settings, embedder, make_store(settings))
+    indexer = make_indexer(settings, embedder, make_store(settings), make_keyword_index(settings))
     started = time.perf_counter()
     reports = indexer.ingest_paths(args.paths, progress=_progress_bars(err))
     elapsed = time.perf_counter() - started
@@ -164,14 +181,23 @@ def _find(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[li
     store = make_store(settings)
     if store.count() == 0:
         err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
-    embedder = make_embedder(settings)
-    hits = Searcher(embedder, store).search(args.question, settings.top_k)
+    searcher = make_searcher(settings, make_embedder(settings), store, make_keyword_index(settings))
+    mode = cast(Mode, settings.retrieval_mode)
+    hits = searcher.search(args.question, settings.top_k, mode=mode)
+    if not args.json:
+        err.write(f"並び順（{MODE_LABELS[mode]}）: {searcher.rule(mode)}\n")
     return hits, bool(store.count())
 
 
 def _hit_line(hit: Hit) -> str:
     page = f"p.{hit.page}" if hit.page else "-"
-    return f"{hit.rank}. 類似度 {hit.cosine:.4f}  {hit.source}  {page}  （チャンク {hit.chunk_index}）\n"
+    keyword = f"BM25 {hit.keyword_score:.2f}" if hit.keyword_score is not None else "BM25 -"
+    places = f"意味 {hit.dense_rank or '圏外'}・キーワード {hit.keyword_rank or '圏外'}"
+    rerank = f"  再ランキング {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
+    return (
+        f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.source}  {page}"
+        f"  （チャンク {hit.chunk_index}）\n"
+    )
 
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -254,7 +280,7 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     store = make_store(settings)
-    indexer = make_indexer(settings, make_embedder(settings), store)
+    indexer = make_indexer(settings, make_embedder(settings), store, make_keyword_index(settings))
     document = indexer.delete(args.name)
     if args.json:
         _dump(asdict(document), out)
@@ -300,6 +326,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         chunk_overlap=settings.chunk_overlap,
         ks=args.ks,
         step=step,
+        mode=cast(Mode, settings.retrieval_mode),
     )
     for bar in bars.values():
         bar.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
+from pipelines.keyword import KeywordIndex, SudachiAnalyzer
 from pipelines.profiles import prefixes_for
 from pipelines.remote import RemoteEmbedder
+from pipelines.rerank import CrossEncoderReranker
+from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
 from pipelines.store import ChromaStore
 
@@ -35,10 +38,43 @@ def make_embedder(settings: Settings) -> TextEmbedder:
     )
 
 
-def make_indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore) -> Indexer:
-    """The indexer with the configured chunking and upload limit."""
+def make_indexer(
+    settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex | None = None
+) -> Indexer:
+    """The indexer with the configured chunking and upload limit, keeping the keyword index in step."""
     return Indexer(
-        embedder, store, settings.chunk_tokens, settings.chunk_overlap, max_bytes=settings.max_upload_mb * 1024 * 1024
+        embedder,
+        store,
+        settings.chunk_tokens,
+        settings.chunk_overlap,
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        keyword=keyword,
+    )
+
+
+def make_keyword_index(settings: Settings) -> KeywordIndex:
+    """The keyword index, saved in ``RAG_DATA_DIR/keyword`` (for a Chroma server too: it is a local cache)."""
+    name = settings.collection
+    if settings.chroma_host:
+        name = f"{settings.chroma_host}-{settings.chroma_port}-{name}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return KeywordIndex(SudachiAnalyzer(), settings.data_dir / "keyword" / f"{safe}.npz")
+
+
+def make_searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Searcher:
+    """The searcher with the configured candidate count and, when ``RAG_RERANKER`` is set, the reranker."""
+    reranker = (
+        CrossEncoderReranker(settings.reranker, device=settings.device, batch_size=settings.batch_size)
+        if settings.reranker
+        else None
+    )
+    return Searcher(
+        embedder,
+        store,
+        keyword,
+        candidates=settings.candidates,
+        reranker=reranker,
+        rerank_candidates=settings.rerank_candidates,
     )
 
 

@@ -20,6 +20,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_by
 from ingest.normalize import join_pages
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
+from pipelines.keyword import KeywordIndex
 from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
@@ -109,6 +110,7 @@ class Indexer:
         chunk_tokens: int,
         chunk_overlap: int,
         max_bytes: int = 50 * 1024 * 1024,
+        keyword: KeywordIndex | None = None,
         prefetch: int = 2,
     ) -> None:
         if prefetch < 0:
@@ -119,6 +121,7 @@ class Indexer:
         self.chunk_overlap = chunk_overlap
         self.max_bytes = max_bytes
         self.prefetch = prefetch
+        self.keyword = keyword
         self._bound = False
 
     @property
@@ -204,6 +207,10 @@ class Indexer:
             self.store.begin(loaded.source, version)
             self.store.add_chunks(records)
             self.store.commit(document)
+            if self.keyword is not None:
+                # after the commit: the keyword index never holds a version that Chroma does not show
+                self.keyword.add_document(loaded.source, version, [(r.id, r.text) for r in records])
+                self.keyword.save()
         status: Status = "added" if existing is None else "replaced"
         return FileReport(loaded.source, status, document.chunks, document.tokens)
 
@@ -304,4 +311,8 @@ class Indexer:
     def delete(self, source: str) -> StoredDocument:
         """Remove a stored document and all its chunks."""
         with self.store.writing():
-            return self.store.delete(source)
+            document = self.store.delete(source)
+            if self.keyword is not None:
+                self.keyword.remove_document(source)
+                self.keyword.save()
+            return document

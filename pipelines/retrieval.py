@@ -27,7 +27,7 @@ from ingest.chunking import split_sentences, trim_span
 from ingest.normalize import normalize_text
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
-from pipelines.keyword import KeywordIndex, KeywordResult
+from pipelines.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
 from pipelines.store import ChromaStore, Hit
 
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -82,7 +82,8 @@ class Searcher:
     ) -> None:
         self.embedder = embedder
         self.store = store
-        self.keyword = keyword
+        # without a saved index, one in memory, filled from the store on first search
+        self.keyword = keyword if keyword is not None else KeywordIndex(SudachiAnalyzer())
         self.candidates = candidates
         self.fusion = fusion
         self.reranker = reranker
@@ -106,8 +107,8 @@ class Searcher:
         """The top ``k`` passages for each question, embedding the questions in batches."""
         if mode not in MODES:
             raise RagError(f"検索方式は {'・'.join(MODES)} のどれかにしてください（現在 {mode!r}）。")
-        if mode != "dense" and self.keyword is None:
-            raise RagError(f"検索方式「{mode}」にはキーワード索引が要ります。")
+        if k < 1:
+            raise RagError(f"件数 k は 1 以上にしてください（現在 {k}）。")
         pools = self.candidates_many(questions, max(k, self.candidates), sources, progress)
         results = []
         for question, pool in zip(questions, pools, strict=True):
@@ -145,22 +146,18 @@ class Searcher:
         if not all(queries):
             raise RagError("質問が空です。検索したい内容を入力してください。")
         if n < 1:
-            raise RagError(f"件数 k は 1 以上にしてください（現在 {n}）。")
+            raise RagError(f"候補の数は 1 以上にしてください（現在 {n}）。")
         if self.store.count() == 0:
             return [[] for _ in queries]
         if not self._checked:
             embedder = self.embedder
             self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
-        if self.keyword is not None:
-            self.keyword.sync(self.store)
+        self.keyword.sync(self.store)
         vectors = self.embedder.embed_queries(queries, progress)
         dense_lists = self.store.query_many(vectors, n, sources)
         pools = []
         for query, vector, dense in zip(queries, vectors, dense_lists, strict=True):
-            if self.keyword is None:
-                pools.append([dataclasses.replace(h, dense_rank=h.rank, rank=0) for h in dense])
-                continue
             found = self.keyword.search(query, n, sources)
             pools.append(self._pool(vector, dense, found))
         return pools

@@ -28,6 +28,13 @@ class Settings:
     batch_size: int = 16
     device: str = ""
     top_k: int = 5
+    # hybrid (keyword and meaning together), dense (meaning only) or keyword (words only)
+    retrieval_mode: str = "hybrid"
+    # how many chunks each of the dense and keyword lists contributes before ordering
+    candidates: int = 50
+    # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
+    reranker: str = ""
+    rerank_candidates: int = 20
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
     embedding_api_key: str = ""
@@ -60,7 +67,11 @@ class Settings:
                 f"RAG_CHUNK_OVERLAP は 0 以上、RAG_CHUNK_TOKENS の半分（{self.chunk_tokens // 2}）以下にしてください"
                 f"（現在 {self.chunk_overlap}）。"
             )
-        for name in ("batch_size", "top_k"):
+        if self.retrieval_mode not in ("hybrid", "dense", "keyword"):
+            raise SettingsError(
+                f"RAG_RETRIEVAL_MODE は hybrid、dense、keyword のどれかにしてください（現在 {self.retrieval_mode!r}）。"
+            )
+        for name in ("batch_size", "top_k", "candidates", "rerank_candidates"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
         if self.precision not in ("auto", "float32", "bfloat16"):

@@ -145,3 +145,31 @@ if __name__ == "__main__":
     import sys
 
     print(build_offline_model(Path(sys.argv[1] if len(sys.argv) > 1 else "models/offline-test-model")))
+
+
+def build_offline_reranker(directory: Path, sentencepiece_from: Path, *, seed: int = 1) -> Path:
+    """Write a tiny cross-encoder (XLM-RoBERTa for sequence classification, one score), offline.
+
+    The architecture of the bge-reranker family; the tokenizer is XLM-R's, built on the offline
+    model's sentencepiece file. Random weights again: it ranks arbitrarily but deterministically,
+    which is what a test of the reranking stage needs (the stage must follow the model's scores).
+    """
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = XLMRobertaTokenizer(vocab_file=str(sentencepiece_from / "sentencepiece.bpe.model"))
+    tokenizer.save_pretrained(directory)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    XLMRobertaForSequenceClassification(config).save_pretrained(directory)
+    return directory

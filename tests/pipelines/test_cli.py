@@ -76,7 +76,18 @@ def test_search_human_and_json(docs: Path) -> None:
     best = next(h for h in hits if h["text"] == FUJI)
     assert (best["source"], best["page"]) == ("富士山.pdf", 2)
     assert all(-1.0 <= h["cosine"] <= 1.0 for h in hits)
-    assert hits == sorted(hits, key=lambda h: -h["cosine"])
+    # hybrid (the default) says which list each hit came from and its BM25 score
+    assert all(h["dense_rank"] is not None or h["keyword_rank"] is not None for h in hits)
+    assert all(h["keyword_score"] >= 0.0 for h in hits)
+    assert best["keyword_rank"] == 1
+    status, out, _ = run("search", FUJI, "--json", "-k", "5", "--mode", "dense")
+    dense = json.loads(out)
+    assert dense == sorted(dense, key=lambda h: -h["cosine"])
+    assert [h["dense_rank"] for h in dense] == [1, 2, 3]
+    status, out, err = run("search", "標高", "--mode", "keyword")
+    assert status == 0
+    assert "並び順（キーワード）: BM25" in err
+    assert out.startswith("1. 類似度 ") and "キーワード 1" in out and FUJI in out
 
 
 def test_documents_and_delete(docs: Path) -> None:
