@@ -1,13 +1,20 @@
-"""Retrieval extras the page uses: search within chosen documents, the text around a hit, its best sentence."""
+"""Retrieval: the three modes and their scores, the reranker, and the extras the page uses (filters, surroundings, best sentence)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ingest.normalize import normalize_text
 from pipelines.embedder import Embedder
+from pipelines.errors import ModelLoadError, RagError
 from pipelines.indexing import Indexer
-from pipelines.retrieval import Searcher
+from pipelines.rerank import CrossEncoderReranker
+from pipelines.retrieval import MODES, Fusion, Mode, Searcher
+from pipelines.store import Hit
 from tests.documents import SENTENCES
+from tests.offline_model import build_offline_reranker
 
 
 @pytest.fixture
@@ -52,3 +59,116 @@ def test_best_sentence_is_the_one_the_question_repeats(searcher: Searcher) -> No
     assert holder.text[start:end] == "名前はまだ無い。"
     for hit, (start, end) in zip(hits, spans, strict=True):
         assert 0 <= start < end <= len(hit.text)
+
+
+# Modes and honest scores ------------------------------------------------------------------------
+
+LIBRARY = {
+    "規程.txt": "有給休暇は入社6か月後から取得できます。在宅勤務は週三日まで認められます。",
+    "富士山.txt": "富士山は日本で最も高い山で、標高は3776メートルです。",
+    "京都.txt": "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",
+    "会議.txt": "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
+}
+
+
+@pytest.fixture
+def library(indexer: Indexer, embedder: Embedder) -> Searcher:
+    for name, text in LIBRARY.items():
+        indexer.ingest_bytes(name, text.encode())
+    return Searcher(embedder, indexer.store, candidates=3)
+
+
+def _cosine(embedder: Embedder, question: str, text: str) -> float:
+    return float(embedder.embed_query(question) @ embedder.embed_documents([text])[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_hit_carries_every_score(library: Searcher, embedder: Embedder, mode: Mode) -> None:
+    question = "富士山の標高は何メートルですか？"
+    hits = library.search(question, k=4, mode=mode)
+    assert hits
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    # each list is max(k, candidates) = 4 long
+    dense = {h.chunk_id: h.rank for h in library.search(question, k=4, mode="dense")}
+    keyword = library.keyword.search(normalize_text(question), 4)
+    for hit in hits:
+        # the cosine is the real one, also for a hit that only keyword search found
+        assert hit.cosine == pytest.approx(_cosine(embedder, question, hit.text), abs=1e-4)
+        assert hit.keyword_score == pytest.approx(keyword.score(hit.chunk_id), abs=1e-5)
+        assert hit.dense_rank == dense.get(hit.chunk_id)
+        assert hit.keyword_rank == next((k.rank for k in keyword.hits if k.chunk_id == hit.chunk_id), None)
+        assert hit.dense_rank is not None or hit.keyword_rank is not None
+        assert hit.rerank_score is None
+    assert hits[0].source == "富士山.txt" or mode == "dense"  # random weights: only words are reliable
+
+
+def test_modes_order_by_their_own_rule(library: Searcher) -> None:
+    question = "在宅勤務と有給休暇"
+    dense = library.search(question, k=3, mode="dense")
+    assert [h.cosine for h in dense] == sorted((h.cosine for h in dense), reverse=True)
+    keyword = library.search(question, k=3, mode="keyword")
+    assert [h.source for h in keyword] == ["規程.txt"]  # only chunks sharing a word
+    assert keyword[0].keyword_rank == 1
+    assert (keyword[0].keyword_score or 0) > 0
+    hybrid = library.search(question, k=4, mode="hybrid")
+    assert hybrid[0].source == "規程.txt"
+    assert {h.chunk_id for h in hybrid} >= {h.chunk_id for h in keyword}
+    assert {h.chunk_id for h in hybrid} >= {h.chunk_id for h in dense}
+    assert library.search("宇宙船の燃料", k=3, mode="keyword") == []
+    with pytest.raises(RagError, match="検索方式"):
+        library.search(question, mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_fusion_prefers_what_both_lists_rank_high() -> None:
+    """The hybrid rule on hand-made candidates: both scales are divided by their best, then mixed."""
+
+    def hit(name: str, cosine: float, bm25: float) -> Hit:
+        return Hit(0, cosine, name, "s", None, None, 0, 0, 0, "", "", chunk_id=name, keyword_score=bm25)
+
+    pool = [hit("words", 0.50, 10.0), hit("meaning", 0.90, 0.0), hit("both", 0.85, 8.0)]
+    assert [h.chunk_id for h in Fusion(0.5).order(pool)] == ["both", "words", "meaning"]
+    assert [h.chunk_id for h in Fusion(0.0).order(pool)] == ["meaning", "both", "words"]
+    assert [h.chunk_id for h in Fusion(1.0).order(pool)] == ["words", "both", "meaning"]
+    assert Fusion().order([]) == []
+
+
+def test_rules_are_written_for_each_mode(library: Searcher) -> None:
+    assert "コサイン類似度" in library.rule("dense")
+    assert "BM25" in library.rule("keyword")
+    hybrid = library.rule("hybrid")
+    assert "BM25" in hybrid
+    assert "コサイン類似度" in hybrid
+    assert "上位 3 件" in hybrid
+
+
+def test_reranker_reorders_the_first_candidates(
+    library: Searcher, embedder: Embedder, model_dir: Path, tmp_path: Path
+) -> None:
+    """A real cross-encoder (tiny, built offline) loaded by the product reorders the head of the list."""
+    from sentence_transformers import CrossEncoder
+
+    reranker_dir = build_offline_reranker(tmp_path / "reranker", model_dir)
+    question = "富士山の標高は何メートルですか？"
+    plain = library.search(question, k=4, mode="dense")
+    reranked = Searcher(
+        embedder,
+        library.store,
+        candidates=3,
+        reranker=CrossEncoderReranker(str(reranker_dir)),
+        rerank_candidates=3,
+    )
+    hits = reranked.search(question, k=4, mode="dense")
+    head = hits[:3]
+    expected = CrossEncoder(str(reranker_dir)).predict([(question, h.text) for h in head])
+    assert [h.rerank_score for h in head] == pytest.approx([float(x) for x in expected], abs=1e-5)
+    assert [h.rerank_score for h in head] == sorted((h.rerank_score or 0.0 for h in head), reverse=True)
+    assert {h.chunk_id for h in head} == {h.chunk_id for h in plain[:3]}  # the same candidates, reordered
+    assert hits[3].chunk_id == plain[3].chunk_id
+    assert hits[3].rerank_score is None
+    assert "再ランキング" in reranked.rule("dense")
+
+
+def test_missing_reranker_is_a_clear_error(library: Searcher, embedder: Embedder, tmp_path: Path) -> None:
+    searcher = Searcher(embedder, library.store, reranker=CrossEncoderReranker(str(tmp_path / "ない")))
+    with pytest.raises(ModelLoadError, match="再ランキングモデル"):
+        searcher.search("富士山", k=2)
