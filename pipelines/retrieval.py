@@ -17,7 +17,7 @@ An optional cross-encoder then reorders the first ``rerank_candidates`` of that 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -154,15 +154,18 @@ class Searcher:
             self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
         self.keyword.sync(self.store)
+        live = self.keyword.versions  # just matched to the registry: the store need not look again
         vectors = self.embedder.embed_queries(queries, progress)
-        dense_lists = self.store.query_many(vectors, n, sources)
+        dense_lists = self.store.query_many(vectors, n, sources, live=live)
         pools = []
         for query, vector, dense in zip(queries, vectors, dense_lists, strict=True):
             found = self.keyword.search(query, n, sources)
-            pools.append(self._pool(vector, dense, found))
+            pools.append(self._pool(vector, dense, found, live))
         return pools
 
-    def _pool(self, vector: np.ndarray, dense: Sequence[Hit], found: KeywordResult) -> list[Hit]:
+    def _pool(
+        self, vector: np.ndarray, dense: Sequence[Hit], found: KeywordResult, live: Mapping[str, str]
+    ) -> list[Hit]:
         keyword_rank = {h.chunk_id: h.rank for h in found.hits}
         pool = {
             h.chunk_id: dataclasses.replace(
@@ -175,7 +178,7 @@ class Searcher:
             for h in dense
         }
         only_keyword = [h.chunk_id for h in found.hits if h.chunk_id not in pool]
-        for chunk_id, (hit, stored) in self.store.chunks_by_id(only_keyword).items():
+        for chunk_id, (hit, stored) in self.store.chunks_by_id(only_keyword, live).items():
             norm = float(np.linalg.norm(stored) * np.linalg.norm(vector)) or 1.0
             pool[chunk_id] = dataclasses.replace(
                 hit,

@@ -16,7 +16,7 @@ import functools
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -29,6 +29,9 @@ from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreErr
 
 # Registry records need a vector because Chroma stores nothing without one; this one is never searched.
 _PLACEHOLDER = [1.0]
+# The registry record whose token changes with every commit and delete, so that a reader can tell
+# in one lookup whether anything changed. No document can have this name: names have no NUL.
+_CHANGES = "\x00changes"
 # Two loads of the same model give the fingerprint sentence a cosine of 1 up to rounding (or
 # reduced precision); two different models are far below this.
 _SAME_MODEL_COSINE = 0.98
@@ -357,7 +360,7 @@ class ChromaStore:
         meta = {**asdict(document), "pending": "", "stale": stale}
         del meta["source"]
         registry.upsert(ids=[document.source], embeddings=[_PLACEHOLDER], metadatas=[meta])
-        self._bump_generation()
+        self._mark_changed()
         self.recover()
 
     @_talks_to_chroma
@@ -370,11 +373,27 @@ class ChromaStore:
         meta = {**asdict(document), "version": "", "pending": "", "stale": document.version}
         del meta["source"]
         registry.update(ids=[source], metadatas=[meta])
-        self._bump_generation()
+        self._mark_changed()
         self.recover()
         return document
 
+    def _mark_changed(self) -> None:
+        token = uuid.uuid4().hex
+        empty = {"version": "", "pending": "", "stale": "", "token": token}
+        self._registry_collection().upsert(ids=[_CHANGES], embeddings=[_PLACEHOLDER], metadatas=[empty])
+        self._bump_generation()
+
     # Reading -------------------------------------------------------------------------------------
+
+    @_talks_to_chroma
+    def changes(self) -> str:
+        """A token that changes whenever any process commits or deletes a document ("" before the first)."""
+        self.refresh()
+        registry = self._registry_collection()
+        if registry is None:
+            return ""
+        found = registry.get(ids=[_CHANGES], include=["metadatas"])
+        return str(found["metadatas"][0]["token"]) if found["ids"] else ""
 
     @_talks_to_chroma
     def _documents(self, **query: Any) -> list[StoredDocument]:
@@ -440,8 +459,13 @@ class ChromaStore:
         )
         return [(chunk_id, text) for _, chunk_id, text in rows]
 
+    def _live(self, sources: Iterable[str]) -> dict[str, str]:
+        return {d.source: d.version for d in self._documents(ids=sorted(set(sources)))}
+
     @_talks_to_chroma
-    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, tuple[Hit, np.ndarray]]:
+    def chunks_by_id(
+        self, ids: Sequence[str], live: Mapping[str, str] | None = None
+    ) -> dict[str, tuple[Hit, np.ndarray]]:
         """Chunks by record id with their stored vectors (rank 0; the caller scores them).
 
         Only chunks of live versions are returned: an id that another process replaced or deleted
@@ -452,7 +476,8 @@ class ChromaStore:
         if chunks is None or not wanted:
             return {}
         found = chunks.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
-        live = {d.source: d.version for d in self._documents(ids=sorted({m["source"] for m in found["metadatas"]}))}
+        if live is None:
+            live = self._live(m["source"] for m in found["metadatas"])
         return {
             chunk_id: (_hit(0, text, meta, 1.0), np.asarray(vector, dtype=np.float32))
             for chunk_id, text, meta, vector in zip(
@@ -484,19 +509,34 @@ class ChromaStore:
         return 0 if chunks is None else int(chunks.count())
 
     def query_many(
-        self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None = None, batch: int = 256
+        self,
+        embeddings: np.ndarray,
+        k: int,
+        sources: Sequence[str] | None = None,
+        batch: int = 256,
+        live: Mapping[str, str] | None = None,
     ) -> list[list[Hit]]:
-        """``query`` for many vectors, asking Chroma for a batch of them at a time."""
+        """The ``k`` nearest visible chunks for each vector, asking Chroma for a batch of vectors at a time.
+
+        ``live`` (source → visible version), when the caller has just read it, saves a registry lookup.
+        """
         self.refresh()
+        total = self.count()
         results: list[list[Hit]] = []
         for begin in range(0, len(embeddings), batch):
-            results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources))
+            results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources, total, live))
         return results
 
     @_talks_to_chroma
-    def _query_batch(self, embeddings: np.ndarray, k: int, sources: Sequence[str] | None) -> list[list[Hit]]:
+    def _query_batch(
+        self,
+        embeddings: np.ndarray,
+        k: int,
+        sources: Sequence[str] | None,
+        total: int,
+        known: Mapping[str, str] | None,
+    ) -> list[list[Hit]]:
         chunks = self._chunk_collection()
-        total = self.count()
         if chunks is None or total == 0 or k < 1 or (sources is not None and not sources):
             return [[] for _ in embeddings]
         where = {"source": {"$in": list(sources)}} if sources else None
@@ -510,7 +550,7 @@ class ChromaStore:
                 include=["documents", "metadatas", "distances"],
             )
             named = {m["source"] for metas in found["metadatas"] for m in metas}
-            live = {d.source: d.version for d in self._documents(ids=sorted(named))}
+            live = known if known is not None else self._live(named)
             visible = [
                 [
                     (text, meta, distance)

@@ -1,0 +1,151 @@
+"""Search latency and memory at 10,000 and 100,000 chunks, for each retrieval mode, model loaded.
+
+    .venv/bin/python bench/search_latency.py [--sizes 10000 100000] [--questions 200]
+
+Embedding 100,000 chunks with a GLuCoSE-sized model takes hours on this machine, and latency does not
+depend on what the vectors mean, so the store is filled like this: the JSQuAD articles are chunked by
+the product's chunker (128/32 tokens) and embedded once by the GLuCoSE-shaped random-weight model of
+``bench/ingest_speed.py``; then copies of those chunks, each copy with its own words (a numbered
+edition and department) and its vector slightly perturbed, are written as documents of 20 chunks
+through the store's own begin/add/commit, and the keyword index is built by its own ``sync`` (real
+Sudachi analysis of every chunk). Questions are JSQuAD questions, embedded at search time by the same
+model: a search's latency includes embedding the question, as a person's does.
+
+Prints, per size: the time to fill, the process's resident memory, and per mode the median and 95th
+percentile of ``Searcher.search(question, k=5)`` over the questions, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
+from ingest.chunking import chunk_text  # noqa: E402
+from ingest.normalize import join_pages  # noqa: E402
+from pipelines import evaluation  # noqa: E402
+from pipelines.embedder import Embedder  # noqa: E402
+from pipelines.indexing import text_hash  # noqa: E402
+from pipelines.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
+from pipelines.retrieval import MODES, Searcher  # noqa: E402
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id  # noqa: E402
+
+DOCUMENT_CHUNKS = 20
+DEPARTMENTS = ["総務部", "人事部", "経理部", "営業部", "開発部", "法務部", "広報部", "品質保証部"]
+
+
+def resident_mib() -> float:
+    """The process's resident memory (VmRSS), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fill(store: ChromaStore, base: list[tuple[str, np.ndarray]], size: int, embedder: Embedder) -> None:
+    """Write ``size`` chunks: copies of the base chunks with their own words and nudged vectors."""
+    store.bind_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
+    rng = np.random.default_rng(0)
+    written = 0
+    number = 0
+    while written < size:
+        count = min(DOCUMENT_CHUNKS, size - written)
+        source = f"資料{number:06d}.txt"
+        version = f"{number:032x}-bench"
+        records = []
+        for i in range(count):
+            text, vector = base[(written + i) % len(base)]
+            copy = (written + i) // len(base)
+            text = f"{text}（第{copy}版・{DEPARTMENTS[copy % len(DEPARTMENTS)]}）"
+            nudged = vector + rng.normal(0, 0.02, vector.shape).astype(np.float32)
+            nudged /= np.linalg.norm(nudged)
+            meta: dict[str, str | int | float | bool] = {
+                "source": source,
+                "version": version,
+                "content_hash": version,
+                "chunk_index": i,
+                "page": 0,
+                "page_end": 0,
+                "char_start": 0,
+                "char_end": len(text),
+                "tokens": 0,
+                "text_hash": text_hash(text),
+                "embedding_model": embedder.model_name,
+            }
+            records.append(ChunkRecord(chunk_id(version, i), text, nudged, meta))
+        document = StoredDocument(
+            source, version, version, 0, count, 0, "2026-11-26T00:00:00+00:00", embedder.model_name
+        )
+        store.begin(source, version)
+        store.add_chunks(records)
+        store.commit(document)
+        written += count
+        number += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
+    args = parser.parse_args()
+
+    articles = read_articles(JSQUAD, None)
+    corpus = "\n".join(text for _, text in articles)
+    embedder = Embedder(str(glucose_sized_model(args.cache, corpus)), batch_size=16)
+    embedder.load()
+    print(f"model: GLuCoSE-shaped, random weights; precision {embedder.precision} ({embedder.precision_reason})")
+    started = time.perf_counter()
+    chunks = [
+        c.text for _, text in articles for c in chunk_text(join_pages(((None, text),)), embedder.count_tokens, 128, 32)
+    ]
+    vectors = embedder.embed_documents(chunks)
+    base = list(zip(chunks, vectors, strict=True))
+    print(f"base: {len(base)} distinct chunks embedded in {time.perf_counter() - started:.0f} s")
+    _, questions = evaluation.load_qa(JSQUAD)
+    asked = [q.question for q in questions[:: max(1, len(questions) // args.questions)]][: args.questions]
+
+    print("\n| chunks | mode | median ms | p95 ms | resident MiB | fill s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="search-latency-") as scratch:
+            store = ChromaStore.persistent(Path(scratch))
+            began = time.perf_counter()
+            fill(store, base, size, embedder)
+            keyword = KeywordIndex(SudachiAnalyzer(), Path(scratch) / "keyword.npz")
+            keyword.sync(store)
+            filled = time.perf_counter() - began
+            searcher = Searcher(embedder, store, keyword)
+            for question in asked[:10]:  # warm-up: caches, the HNSW index in memory, the BM25 matrix
+                searcher.search(question, args.k, mode="hybrid")
+            for mode in MODES:
+                times = []
+                for question in asked:
+                    t0 = time.perf_counter()
+                    searcher.search(question, args.k, mode=mode)
+                    times.append((time.perf_counter() - t0) * 1000)
+                p95 = float(np.percentile(times, 95))
+                print(
+                    f"| {size:,} | {mode} | {statistics.median(times):.1f} | {p95:.1f} | "
+                    f"{resident_mib():,.0f} | {filled:.0f} |",
+                    flush=True,
+                )
+            store.close()
+    print(
+        f"\nload average at the end: {os.getloadavg()[0]:.2f} (2 cores; other work on the machine slows every figure)"
+    )
+
+
+if __name__ == "__main__":
+    main()
