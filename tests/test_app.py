@@ -105,6 +105,32 @@ def test_recent_questions_and_document_filter(page: AppTest) -> None:
     assert page.text_input[0].value == TOKYO
 
 
+def test_retrieval_mode_choice_shows_its_rule_and_every_score(page: AppTest) -> None:
+    page.file_uploader[0].set_value(
+        [("東京.txt", TOKYO.encode(), "text/plain"), ("富士山.txt", FUJI.encode(), "text/plain")]
+    )
+    page.run()
+    page.button[0].click().run()
+    mode = page.radio[0]
+    assert mode.label == "検索方式"
+    assert mode.value == "hybrid"
+    page.text_input[0].input("標高").run()
+    shown = texts(page)
+    assert "並び順（ハイブリッド）" in shown
+    assert "BM25 **" in shown
+    mode.set_value("keyword").run()
+    assert not page.exception
+    shown = texts(page)
+    assert "並び順（キーワード）: BM25" in shown
+    cards = [m.value for m in page.markdown if "位** 類似度" in m.value]
+    assert len(cards) == 1  # only 富士山.txt shares a word with the question
+    assert "キーワード 1 位" in cards[0]
+    mode.set_value("dense").run()
+    cards = [m.value for m in page.markdown if "位** 類似度" in m.value]
+    assert len(cards) == 2  # by meaning, every document is a candidate
+    assert "並び順（意味（ベクトル））: コサイン類似度" in texts(page)
+
+
 def escape(text: str) -> str:
     from app import escape_markdown
 

@@ -87,7 +87,9 @@ def test_search_human_and_json(docs: Path) -> None:
     status, out, err = run("search", "標高", "--mode", "keyword")
     assert status == 0
     assert "並び順（キーワード）: BM25" in err
-    assert out.startswith("1. 類似度 ") and "キーワード 1" in out and FUJI in out
+    assert out.startswith("1. 類似度 ")
+    assert "キーワード 1" in out
+    assert FUJI in out
 
 
 def test_documents_and_delete(docs: Path) -> None:

@@ -12,6 +12,7 @@ from ingest.normalize import normalize_text
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.retrieval import Searcher
 from pipelines.store import ChromaStore
 
 
@@ -87,7 +88,9 @@ def test_bm25_scores_match_bm25s(analyzer: SudachiAnalyzer, question: str) -> No
     expected = reference.get_scores(words)
     ours = np.array([found.score(f"c{i}") for i in range(len(CORPUS))])
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
-    assert [h.chunk_id for h in found.hits] == [f"c{i}" for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
+    assert [h.chunk_id for h in found.hits] == [
+        f"c{i}" for i in np.argsort(-expected, kind="stable") if expected[i] > 0
+    ]
 
 
 def test_search_ranks_limits_and_filters(analyzer: SudachiAnalyzer) -> None:
@@ -203,7 +206,26 @@ def test_indexer_keeps_the_index_in_step(embedder: Embedder, store: ChromaStore,
     assert keyword.versions == store.live_versions()
     assert keyword.search("有給休暇", 10).hits == []
     ids = {h.chunk_id for h in keyword.search("在宅勤務", 10).hits}
-    assert ids and ids <= {chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", keyword.versions["規程.txt"])}
+    assert ids
+    assert ids <= {chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", keyword.versions["規程.txt"])}
     indexer.delete("規程.txt")
     assert keyword.versions == {} == store.live_versions()
     assert keyword.search("在宅勤務", 10).hits == []
+
+
+def test_searcher_follows_another_writer(embedder: Embedder, store: ChromaStore, tmp_path: Path) -> None:
+    """A searcher with a saved keyword index notices commits and deletes made by a writer that has none."""
+    indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
+    searcher = Searcher(embedder, store, keyword)
+    _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
+    assert [h.source for h in searcher.search("有給休暇", mode="keyword")] == ["規程.txt"]
+    before = store.changes()
+    other = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)
+    _ingest(other, "規程.txt", "在宅勤務は週三日まで認められます。")
+    _ingest(other, "富士山.txt", "富士山は日本で最も高い山です。")
+    assert store.changes() != before
+    assert searcher.search("有給休暇", mode="keyword") == []
+    assert [h.source for h in searcher.search("在宅勤務", mode="keyword")] == ["規程.txt"]
+    other.delete("富士山.txt")
+    assert searcher.search("富士山", mode="keyword") == []
+    assert all(h.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))
