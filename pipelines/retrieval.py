@@ -19,6 +19,8 @@ An optional cross-encoder then reorders the first ``rerank_candidates`` of that 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -59,6 +61,8 @@ class Fusion:
 
 
 DEFAULT_FUSION = Fusion()
+# questions whose vectors are kept (768 floats each, 3 KB)
+QUESTION_CACHE = 1024
 
 
 class Reranker(Protocol):
@@ -92,6 +96,8 @@ class Searcher:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self._checked = False
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def search(
         self, question: str, k: int = 5, sources: Sequence[str] | None = None, mode: Mode = "hybrid"
@@ -158,13 +164,30 @@ class Searcher:
             self._checked = True
         self.keyword.sync(self.store)
         live = self.keyword.versions  # just matched to the registry: the store need not look again
-        vectors = self.embedder.embed_queries(queries, progress)
+        vectors = self._query_vectors(queries, progress)
         dense_lists = self.store.query_many(vectors, n, sources, live=live)
         pools = []
         for query, vector, dense in zip(queries, vectors, dense_lists, strict=True):
             found = self.keyword.search(query, n, sources)
             pools.append(self._pool(vector, dense, found, live))
         return pools
+
+    def _query_vectors(self, queries: Sequence[str], progress: Progress | None) -> np.ndarray:
+        """Question vectors, each question embedded once: the page asks again on every interaction."""
+        with self._cache_lock:
+            found = {q: self._cache[q] for q in queries if q in self._cache}
+        missing = [q for q in dict.fromkeys(queries) if q not in found]
+        if missing:
+            found.update(zip(missing, self.embedder.embed_queries(missing, progress), strict=True))
+        elif progress is not None:
+            progress(len(queries), len(queries))
+        with self._cache_lock:
+            for query in dict.fromkeys(queries):
+                self._cache[query] = found[query]
+                self._cache.move_to_end(query)
+            while len(self._cache) > QUESTION_CACHE:
+                self._cache.popitem(last=False)
+        return np.stack([found[q] for q in queries])
 
     def _pool(
         self, vector: np.ndarray, dense: Sequence[Hit], found: KeywordResult, live: Mapping[str, str]

@@ -172,3 +172,16 @@ def test_missing_reranker_is_a_clear_error(library: Searcher, embedder: Embedder
     searcher = Searcher(embedder, library.store, reranker=CrossEncoderReranker(str(tmp_path / "ない")))
     with pytest.raises(ModelLoadError, match="再ランキングモデル"):
         searcher.search("富士山", k=2)
+
+
+def test_a_question_is_embedded_once(library: Searcher, embedder: Embedder) -> None:
+    """The page searches again on every interaction; the question's vector is kept, and is the same."""
+    first = library.search("富士山の標高は？", k=3)
+    before = embedder.stats.texts
+    again = library.search("富士山の標高は？", k=3, mode="hybrid")
+    other_mode = library.search("富士山の標高は？", k=3, mode="dense")
+    assert embedder.stats.texts == before
+    assert again == first
+    assert other_mode
+    library.search("京都の寺", k=3)
+    assert embedder.stats.texts == before + 1
