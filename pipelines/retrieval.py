@@ -156,14 +156,14 @@ class Searcher:
             raise RagError("質問が空です。検索したい内容を入力してください。")
         if n < 1:
             raise RagError(f"候補の数は 1 以上にしてください（現在 {n}）。")
-        if self.store.count() == 0:
+        self.keyword.sync(self.store)
+        live = self.keyword.versions  # just matched to the registry: the store need not look again
+        if not live:
             return [[] for _ in queries]
         if not self._checked:
             embedder = self.embedder
             self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
-        self.keyword.sync(self.store)
-        live = self.keyword.versions  # just matched to the registry: the store need not look again
         vectors = self._query_vectors(queries, progress)
         dense_lists = self.store.query_many(vectors, n, sources, live=live)
         pools = []
