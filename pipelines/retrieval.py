@@ -222,7 +222,7 @@ class Searcher:
             "keyword": "BM25（質問の単語を Sudachi で切り出し、助詞・助動詞・記号を除いて数えたキーワードの一致度）の高い順。"
             "質問と共通の単語がない文章は出ません。",
             "hybrid": f"意味検索とキーワード検索の上位 {n} 件ずつを合わせ、"
-            f"BM25 と コサイン類似度をそれぞれ候補中の最高値で割って "
+            f"BM25 とコサイン類似度をそれぞれ候補中の最高値で割って "
             f"{self.fusion.keyword_weight:g} : {1 - self.fusion.keyword_weight:g} で足した値の高い順。",
         }
         text = rules[mode]
