@@ -124,6 +124,15 @@ def forward_flops(lengths: Sequence[int]) -> float:
     return float(sum(layers * n * (2 * (4 * d * d + 2 * d * f) + 4 * n * d) for n in lengths))
 
 
+def cpu_stall_microseconds() -> int:
+    """Time runnable tasks of this machine have waited for a CPU (Linux PSI), to tell a run that others slowed."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text(encoding="ascii").splitlines()[0]
+    except (OSError, IndexError):
+        return 0
+    return int(line.rsplit("total=", 1)[-1])
+
+
 def matmul_peak(dtype: Any, seconds: float = 3.0) -> float:
     """The best GFLOP/s of torch matrix products in ``dtype``, on the model's own shapes and a square one."""
     import torch
@@ -154,6 +163,7 @@ class Run:
     again_seconds: float = 0.0
     precision: str = "float32"
     note: str = ""
+    stalled: float = 0.0  # share of the run in which some task of the machine waited for a CPU
 
     @property
     def tokens_per_second(self) -> float:
@@ -172,9 +182,10 @@ def product_ingest(
     embedder.load()
     store = ChromaStore.persistent(data)
     indexer = Indexer(embedder, store, args.chunk_tokens, args.chunk_overlap, prefetch=prefetch)
-    started = time.perf_counter()
+    started, stall = time.perf_counter(), cpu_stall_microseconds()
     reports = indexer.ingest_paths([docs])
     seconds = time.perf_counter() - started
+    stalled = (cpu_stall_microseconds() - stall) / 1e6 / seconds
     stats = embedder.stats
     started = time.perf_counter()
     again = indexer.ingest_paths([docs])
@@ -200,6 +211,7 @@ def product_ingest(
             again_seconds=again_seconds,
             precision=embedder.precision,
             note=embedder.precision_reason,
+            stalled=stalled,
         ),
         indexer,
     )
@@ -213,7 +225,7 @@ def langchain_tutorial_ingest(model: Path, docs: Path, persist: Path, count_toke
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     embeddings = HuggingFaceEmbeddings(model_name=str(model))  # loaded before the clock, like the product's
-    started = time.perf_counter()
+    started, stall = time.perf_counter(), cpu_stall_microseconds()
     documents = [
         Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": str(path)})
         for path in sorted(docs.glob("*.txt"))
@@ -222,11 +234,12 @@ def langchain_tutorial_ingest(model: Path, docs: Path, persist: Path, count_toke
     chunks = splitter.split_documents(documents)
     store = Chroma.from_documents(chunks, embeddings, persist_directory=str(persist))
     seconds = time.perf_counter() - started
+    stalled = (cpu_stall_microseconds() - stall) / 1e6 / seconds
     assert store._collection.count() == len(chunks)
     limit = embeddings._client.max_seq_length
     # HuggingFaceEmbeddings replaces line ends with spaces before encoding; the model stops at its limit
     lengths = [min(count_tokens(c.page_content.replace("\n", " ")), limit) for c in chunks]
-    return Run("LangChain tutorial, float32", seconds, len(chunks), sum(lengths), lengths)
+    return Run("LangChain tutorial, float32", seconds, len(chunks), sum(lengths), lengths, stalled=stalled)
 
 
 def show(run: Run, peak: dict[str, float]) -> None:
@@ -234,7 +247,8 @@ def show(run: Run, peak: dict[str, float]) -> None:
     print(
         f"  {run.label}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s, {run.chunks_per_second:.1f} chunks/s"
         f" ({run.chunks:,} chunks, {run.tokens:,} tokens, {sum(run.lengths) / len(run.lengths):.0f} tokens per text);"
-        f" {achieved:,.0f} GFLOP/s = {achieved / peak[run.precision]:.0%} of the {run.precision} peak"
+        f" {achieved:,.0f} GFLOP/s = {achieved / peak[run.precision]:.0%} of the {run.precision} peak;"
+        f" some task waited for a CPU {run.stalled:.0%} of the time"
     )
     if run.embed_seconds:
         print(
@@ -332,7 +346,10 @@ def main() -> None:
                 run, _ = product_ingest(
                     model, pdfs, Path(scratch) / f"pdf-{prefetch}-{time.time()}", args, precision, prefetch
                 )
-                print(f"  prefetch {prefetch}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s")
+                print(
+                    f"  prefetch {prefetch}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s"
+                    f" (some task waited for a CPU {run.stalled:.0%} of the time)"
+                )
                 timed[prefetch] = min(timed.get(prefetch, run), run, key=lambda r: r.seconds)
             saved = timed[0].seconds - timed[2].seconds
             print(
