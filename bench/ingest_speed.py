@@ -242,13 +242,18 @@ def langchain_tutorial_ingest(model: Path, docs: Path, persist: Path, count_toke
     return Run("LangChain tutorial, float32", seconds, len(chunks), sum(lengths), lengths, stalled=stalled)
 
 
+def disturbed(run: Run) -> str:
+    """A warning when other work on the machine took the CPUs for a noticeable part of a run."""
+    return "  ← DISTURBED by other work: not comparable" if run.stalled > 0.1 else ""
+
+
 def show(run: Run, peak: dict[str, float]) -> None:
     achieved = forward_flops(run.lengths) / run.seconds / 1e9
     print(
         f"  {run.label}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s, {run.chunks_per_second:.1f} chunks/s"
         f" ({run.chunks:,} chunks, {run.tokens:,} tokens, {sum(run.lengths) / len(run.lengths):.0f} tokens per text);"
         f" {achieved:,.0f} GFLOP/s = {achieved / peak[run.precision]:.0%} of the {run.precision} peak;"
-        f" some task waited for a CPU {run.stalled:.0%} of the time"
+        f" some task waited for a CPU {run.stalled:.0%} of the time{disturbed(run)}"
     )
     if run.embed_seconds:
         print(
@@ -348,7 +353,7 @@ def main() -> None:
                 )
                 print(
                     f"  prefetch {prefetch}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s"
-                    f" (some task waited for a CPU {run.stalled:.0%} of the time)"
+                    f" (some task waited for a CPU {run.stalled:.0%} of the time){disturbed(run)}"
                 )
                 timed[prefetch] = min(timed.get(prefetch, run), run, key=lambda r: r.seconds)
             saved = timed[0].seconds - timed[2].seconds
