@@ -163,6 +163,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
             )
         if getattr(embedder, "precision", None):
             out.write(f"精度: {embedder.precision}（{embedder.precision_reason}）\n")  # type: ignore[attr-defined]
+            out.write(f"質問の精度: {embedder.query_precision}（{embedder.query_precision_reason}）\n")  # type: ignore[attr-defined]
     if not reports:
         err.write("取り込めるファイルが見つかりませんでした（対応形式: PDF、.txt、.md）。\n")
         return 1
@@ -179,14 +180,15 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
 def _find(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[list[Hit], bool]:
     """The hits for ``args.question`` (``search`` and ``ask``), and whether the store holds any document."""
     store = make_store(settings)
-    if store.count() == 0:
-        err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
     searcher = make_searcher(settings, make_embedder(settings), store, make_keyword_index(settings))
     mode = cast(Mode, settings.retrieval_mode)
     hits = searcher.search(args.question, settings.top_k, mode=mode)
-    if not args.json:
+    stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
+    if not stored:
+        err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
+    elif not args.json:
         err.write(f"並び順（{MODE_LABELS[mode]}）: {searcher.rule(mode)}\n")
-    return hits, bool(store.count())
+    return hits, stored
 
 
 def _hit_line(hit: Hit) -> str:

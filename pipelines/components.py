@@ -35,6 +35,7 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         query_prefix=query,
         document_prefix=document,
         precision=settings.precision,
+        query_precision=settings.query_precision,
     )
 
 

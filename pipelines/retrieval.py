@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,42 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
 MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
 
 
+class Scored(Protocol):
+    """What ordering needs of a candidate: its id, its scores and its place in each list."""
+
+    @property
+    def chunk_id(self) -> str: ...
+
+    @property
+    def cosine(self) -> float: ...
+
+    @property
+    def keyword_score(self) -> float | None: ...
+
+    @property
+    def dense_rank(self) -> int | None: ...
+
+    @property
+    def keyword_rank(self) -> int | None: ...
+
+
+S = TypeVar("S", bound=Scored)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A chunk in a question's candidate pool before its text is read: its id and every score.
+
+    Ordering needs only these; the text and metadata are read for the hits that are shown.
+    """
+
+    chunk_id: str
+    cosine: float
+    keyword_score: float
+    dense_rank: int | None
+    keyword_rank: int | None
+
+
 @dataclass(frozen=True)
 class Fusion:
     """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``."""
@@ -46,7 +82,7 @@ class Fusion:
     # tuned on JSQuAD with a semantic stand-in (bench/tune_hybrid.py; README, "Hybrid search")
     keyword_weight: float = 0.25
 
-    def order(self, candidates: Sequence[Hit]) -> list[Hit]:
+    def order(self, candidates: Sequence[S]) -> list[S]:
         """Candidates best first under this rule (ties: higher cosine, then earlier chunk)."""
         if not candidates:
             return []
@@ -54,7 +90,7 @@ class Fusion:
         top_cosine = max(max(h.cosine for h in candidates), 1e-6)
         w = self.keyword_weight
 
-        def fused(hit: Hit) -> float:
+        def fused(hit: S) -> float:
             return w * (hit.keyword_score or 0.0) / top_keyword + (1.0 - w) * hit.cosine / top_cosine
 
         return sorted(candidates, key=lambda h: (-fused(h), -h.cosine, h.chunk_id))
@@ -118,16 +154,19 @@ class Searcher:
             raise RagError(f"検索方式は {'・'.join(MODES)} のどれかにしてください（現在 {mode!r}）。")
         if k < 1:
             raise RagError(f"件数 k は 1 以上にしてください（現在 {k}）。")
-        pools = self.candidates_many(questions, max(k, self.candidates), sources, progress)
+        pools, live = self._pools(questions, max(k, self.candidates), sources, progress)
+        # only the hits that are shown (or reranked) are read from the store: texts and metadata
+        # of 100 candidates cost more than the vector search itself
+        shown = max(k, self.rerank_candidates) if self.reranker is not None else k
+        heads = self._read([self._order(pool, mode) for pool in pools], shown, live)
         results = []
-        for question, pool in zip(questions, pools, strict=True):
-            ordered = self._order(pool, mode)
+        for question, ordered in zip(questions, heads, strict=True):
             if self.reranker is not None and ordered:
                 ordered = self._rerank(question, ordered)
             results.append([dataclasses.replace(h, rank=rank) for rank, h in enumerate(ordered[:k], 1)])
         return results
 
-    def _order(self, pool: Sequence[Hit], mode: Mode) -> list[Hit]:
+    def _order(self, pool: Sequence[S], mode: Mode) -> list[S]:
         if mode == "dense":
             return sorted(pool, key=lambda h: (h.dense_rank is None, h.dense_rank or 0, h.chunk_id))
         if mode == "keyword":
@@ -151,6 +190,17 @@ class Searcher:
     ) -> list[list[Hit]]:
         """For each question, the union of its dense and keyword candidate lists (``n`` each), unordered,
         every chunk with its cosine, its BM25 score and its rank in each list (None: not in that list)."""
+        pools, live = self._pools(questions, n, sources, progress)
+        return self._read(pools, 2 * n, live)
+
+    def _pools(
+        self,
+        questions: Sequence[str],
+        n: int,
+        sources: Sequence[str] | None,
+        progress: Progress | None,
+    ) -> tuple[list[list[Candidate]], dict[str, str]]:
+        """Each question's candidates, scored both ways; and the live versions they were drawn from."""
         queries = [normalize_text(q) for q in questions]
         if not all(queries):
             raise RagError("質問が空です。検索したい内容を入力してください。")
@@ -159,18 +209,18 @@ class Searcher:
         self.keyword.sync(self.store)
         live = self.keyword.versions  # just matched to the registry: the store need not look again
         if not live:
-            return [[] for _ in queries]
+            return [[] for _ in queries], live
         if not self._checked:
             embedder = self.embedder
             self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
         vectors = self._query_vectors(queries, progress)
-        dense_lists = self.store.query_many(vectors, n, sources, live=live)
+        dense_lists = self.store.nearest_many(vectors, n, live, sources)
         pools = []
         for query, vector, dense in zip(queries, vectors, dense_lists, strict=True):
             found = self.keyword.search(query, n, sources)
             pools.append(self._pool(vector, dense, found, live))
-        return pools
+        return pools, live
 
     def _query_vectors(self, queries: Sequence[str], progress: Progress | None) -> np.ndarray:
         """Question vectors, each question embedded once: the page asks again on every interaction."""
@@ -190,29 +240,51 @@ class Searcher:
         return np.stack([found[q] for q in queries])
 
     def _pool(
-        self, vector: np.ndarray, dense: Sequence[Hit], found: KeywordResult, live: Mapping[str, str]
-    ) -> list[Hit]:
+        self, vector: np.ndarray, dense: Sequence[tuple[str, float]], found: KeywordResult, live: Mapping[str, str]
+    ) -> list[Candidate]:
         keyword_rank = {h.chunk_id: h.rank for h in found.hits}
         pool = {
-            h.chunk_id: dataclasses.replace(
-                h,
-                rank=0,
-                dense_rank=h.rank,
-                keyword_rank=keyword_rank.get(h.chunk_id),
-                keyword_score=found.score(h.chunk_id),
-            )
-            for h in dense
+            chunk_id: Candidate(chunk_id, cosine, found.score(chunk_id), rank, keyword_rank.get(chunk_id))
+            for rank, (chunk_id, cosine) in enumerate(dense, 1)
         }
-        only_keyword = [h.chunk_id for h in found.hits if h.chunk_id not in pool]
-        for chunk_id, (hit, stored) in self.store.chunks_by_id(only_keyword, live).items():
-            norm = float(np.linalg.norm(stored) * np.linalg.norm(vector)) or 1.0
-            pool[chunk_id] = dataclasses.replace(
-                hit,
-                cosine=float(stored @ vector) / norm,
-                keyword_rank=keyword_rank[chunk_id],
-                keyword_score=found.score(chunk_id),
-            )
+        only_keyword = [h for h in found.hits if h.chunk_id not in pool]
+        stored = self.store.vectors_by_id([h.chunk_id for h in only_keyword], live)
+        length = float(np.linalg.norm(vector))
+        for hit in only_keyword:
+            if hit.chunk_id in stored:  # absent: replaced or deleted by another process a moment ago
+                chunk = stored[hit.chunk_id]
+                cosine = float(chunk @ vector) / (float(np.linalg.norm(chunk)) * length or 1.0)
+                pool[hit.chunk_id] = Candidate(hit.chunk_id, cosine, hit.score, None, hit.rank)
         return list(pool.values())
+
+    def _read(self, ordered: Sequence[Sequence[Candidate]], take: int, live: Mapping[str, str]) -> list[list[Hit]]:
+        """The first ``take`` candidates of each list as hits with their text and metadata, in the
+        same order; one that vanished since (another process replaced its document) gives way to the next."""
+        results: list[list[Hit]] = [[] for _ in ordered]
+        position = [0] * len(ordered)
+        while True:
+            wanted: list[Candidate] = []
+            for i, candidates in enumerate(ordered):
+                need = take - len(results[i])
+                wanted.extend(candidates[position[i] : position[i] + need] if need > 0 else ())
+            if not wanted:
+                return results
+            found = self.store.chunks_by_id([c.chunk_id for c in wanted], live)
+            for i, candidates in enumerate(ordered):
+                need = take - len(results[i])
+                for candidate in candidates[position[i] : position[i] + need] if need > 0 else ():
+                    hit = found.get(candidate.chunk_id)
+                    if hit is not None:
+                        results[i].append(
+                            dataclasses.replace(
+                                hit,
+                                cosine=candidate.cosine,
+                                keyword_score=candidate.keyword_score,
+                                dense_rank=candidate.dense_rank,
+                                keyword_rank=candidate.keyword_rank,
+                            )
+                        )
+                position[i] += max(need, 0)
 
     def rule(self, mode: Mode) -> str:
         """The ranking rule of ``mode`` in words, shown next to the results."""

@@ -48,6 +48,8 @@ class Settings:
     chroma_token: str = ""
     # auto: bfloat16 where the CPU runs it natively and it reproduces float32 on calibration texts
     precision: str = "auto"
+    # questions: auto is int8 where it reproduces float32 on calibration texts, else as passages
+    query_precision: str = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
     # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
@@ -77,6 +79,11 @@ class Settings:
         if self.precision not in ("auto", "float32", "bfloat16"):
             raise SettingsError(
                 f"RAG_PRECISION は auto、float32、bfloat16 のどれかにしてください（現在 {self.precision!r}）。"
+            )
+        if self.query_precision not in ("auto", "float32", "bfloat16", "int8"):
+            raise SettingsError(
+                "RAG_QUERY_PRECISION は auto、float32、bfloat16、int8 のどれかにしてください"
+                f"（現在 {self.query_precision!r}）。"
             )
         if self.max_upload_mb < 1:
             raise SettingsError(f"RAG_MAX_UPLOAD_MB は 1 以上にしてください（現在 {self.max_upload_mb}）。")

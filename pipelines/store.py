@@ -463,10 +463,8 @@ class ChromaStore:
         return {d.source: d.version for d in self._documents(ids=sorted(set(sources)))}
 
     @_talks_to_chroma
-    def chunks_by_id(
-        self, ids: Sequence[str], live: Mapping[str, str] | None = None
-    ) -> dict[str, tuple[Hit, np.ndarray]]:
-        """Chunks by record id with their stored vectors (rank 0; the caller scores them).
+    def chunks_by_id(self, ids: Sequence[str], live: Mapping[str, str] | None = None) -> dict[str, Hit]:
+        """Chunks by record id (rank 0, cosine 0: the caller scores them).
 
         Only chunks of live versions are returned: an id that another process replaced or deleted
         a moment ago is simply absent.
@@ -475,15 +473,30 @@ class ChromaStore:
         wanted = list(dict.fromkeys(ids))
         if chunks is None or not wanted:
             return {}
-        found = chunks.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        for begin in range(0, len(wanted), 1000):  # a whole evaluation's hits at once: in parts
+            found = chunks.get(ids=wanted[begin : begin + 1000], include=["documents", "metadatas"])
+            rows.extend(zip(found["ids"], found["documents"], found["metadatas"], strict=True))
         if live is None:
-            live = self._live(m["source"] for m in found["metadatas"])
+            live = self._live(meta["source"] for _, _, meta in rows)
         return {
-            chunk_id: (_hit(0, text, meta, 1.0), np.asarray(vector, dtype=np.float32))
-            for chunk_id, text, meta, vector in zip(
-                found["ids"], found["documents"], found["metadatas"], found["embeddings"], strict=True
-            )
+            chunk_id: _hit(0, text, meta, 1.0)
+            for chunk_id, text, meta in rows
             if live.get(meta["source"]) == meta["version"]
+        }
+
+    @_talks_to_chroma
+    def vectors_by_id(self, ids: Sequence[str], live: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks by record id, of live versions only (vectors alone: a cheaper read)."""
+        chunks = self._chunk_collection()
+        versions = set(live.values())
+        wanted = [i for i in dict.fromkeys(ids) if version_of(i) in versions]
+        if chunks is None or not wanted:
+            return {}
+        found = chunks.get(ids=wanted, include=["embeddings"])
+        return {
+            chunk_id: np.asarray(vector, dtype=np.float32)
+            for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
         }
 
     @_talks_to_chroma
@@ -508,63 +521,52 @@ class ChromaStore:
         chunks = self._chunk_collection()
         return 0 if chunks is None else int(chunks.count())
 
-    def query_many(
+    def nearest_many(
         self,
         embeddings: np.ndarray,
         k: int,
+        live: Mapping[str, str],
         sources: Sequence[str] | None = None,
         batch: int = 256,
-        live: Mapping[str, str] | None = None,
-    ) -> list[list[Hit]]:
-        """The ``k`` nearest visible chunks for each vector, asking Chroma for a batch of vectors at a time.
+    ) -> list[list[tuple[str, float]]]:
+        """The ids and cosine similarities of the ``k`` nearest visible chunks for each vector, nearest first.
 
-        ``live`` (source → visible version), when the caller has just read it, saves a registry lookup.
+        ``live`` (source → visible version, just read by the caller) says which chunks are visible:
+        a chunk's version is part of its id, so nothing but ids and distances is read from Chroma
+        (texts and metadata cost more than the vector search itself; ``chunks_by_id`` reads them
+        for the hits that are shown).
         """
         self.refresh()
-        total = self.count()
-        results: list[list[Hit]] = []
+        results: list[list[tuple[str, float]]] = []
         for begin in range(0, len(embeddings), batch):
-            results.extend(self._query_batch(embeddings[begin : begin + batch], k, sources, total, live))
+            results.extend(self._nearest_batch(embeddings[begin : begin + batch], k, live, sources))
         return results
 
     @_talks_to_chroma
-    def _query_batch(
-        self,
-        embeddings: np.ndarray,
-        k: int,
-        sources: Sequence[str] | None,
-        total: int,
-        known: Mapping[str, str] | None,
-    ) -> list[list[Hit]]:
+    def _nearest_batch(
+        self, embeddings: np.ndarray, k: int, live: Mapping[str, str], sources: Sequence[str] | None
+    ) -> list[list[tuple[str, float]]]:
         chunks = self._chunk_collection()
-        if chunks is None or total == 0 or k < 1 or (sources is not None and not sources):
+        if chunks is None or k < 1 or not live or (sources is not None and not sources):
             return [[] for _ in embeddings]
         where = {"source": {"$in": list(sources)}} if sources else None
+        versions = set(live.values())
         # A few more than k, since chunks of a version that is not (or no longer) live are skipped.
-        wanted = min(k + 8, total)
+        wanted = k + 8
         while True:
             found = chunks.query(
-                query_embeddings=list(embeddings),
-                n_results=wanted,
-                where=where,
-                include=["documents", "metadatas", "distances"],
+                query_embeddings=list(embeddings), n_results=wanted, where=where, include=["distances"]
             )
-            named = {m["source"] for metas in found["metadatas"] for m in metas}
-            live = known if known is not None else self._live(named)
             visible = [
-                [
-                    (text, meta, distance)
-                    for text, meta, distance in zip(texts, metas, distances, strict=True)
-                    if live.get(meta["source"]) == meta["version"]
-                ]
-                for texts, metas, distances in zip(
-                    found["documents"], found["metadatas"], found["distances"], strict=True
-                )
+                # Chroma's cosine distance is 1 - cosine similarity.
+                [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True) if version_of(i) in versions]
+                for ids, distances in zip(found["ids"], found["distances"], strict=True)
             ]
-            if wanted >= total or all(len(rows) >= k for rows in visible):
+            # enough for every vector, or fewer than asked came back: the collection (or filter) has no more
+            if all(len(rows) >= k or len(ids) < wanted for rows, ids in zip(visible, found["ids"], strict=True)):
                 break
-            wanted = min(wanted * 4, total)
-        return [[_hit(rank, *row) for rank, row in enumerate(rows[:k], 1)] for rows in visible]
+            wanted *= 4
+        return [rows[:k] for rows in visible]
 
 
 def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
@@ -588,6 +590,11 @@ def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
 def chunk_id(version: str, index: int) -> str:
     """The record id of a chunk: its document version and its position."""
     return f"{version}-{index:05d}"
+
+
+def version_of(record_id: str) -> str:
+    """The document version in a chunk's record id (``chunk_id``'s inverse, for the version)."""
+    return record_id.rsplit("-", 1)[0]
 
 
 def _same_model(bound: dict[str, Any], model_name: str, dimension: int, fingerprint: Sequence[float]) -> bool:

@@ -145,3 +145,112 @@ def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
     assert cosine >= 0.995  # whichever path auto chose, it stays within the guard of float32
     with pytest.raises(ValueError, match="precision"):
         Embedder(str(model_dir), precision="int4")
+
+
+QUESTIONS = ["富士山の高さは？", "有給休暇は何日もらえますか。", "ＧＰＵサーバーはどこにありますか"]
+
+
+def test_questions_take_the_int8_path_only_when_it_reproduces_float32(model_dir: Path) -> None:
+    reference = Embedder(str(model_dir), precision="float32")
+    reference.load()
+    assert (reference.query_precision, reference.query_precision_reason) == (
+        "float32",
+        "RAG_PRECISION=float32 に合わせます",
+    )
+    auto = Embedder(str(model_dir))
+    auto.load()
+    assert auto.query_precision == "int8", auto.query_precision_reason
+    assert "順位も一致" in auto.query_precision_reason
+    cosines = (auto.embed_queries(QUESTIONS) * reference.embed_queries(QUESTIONS)).sum(axis=1)
+    assert cosines.min() >= 0.995
+    # the passages keep their own path: int8 is for questions only
+    assert auto.precision in ("float32", "bfloat16")
+    passage = auto.embed_documents(QUESTIONS[:1])[0]
+    assert np.allclose(passage, auto._encode(QUESTIONS[:1], auto.precision)[0])
+
+
+def test_an_int8_path_that_drifts_is_refused(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quantised copy that ranks differently is not used: questions go the passages' way, and it says why."""
+    import torch
+
+    from pipelines import embedder as module
+
+    real = module.int8_copy
+
+    def drifting(model: object) -> object:
+        copied = real(model)  # type: ignore[arg-type]
+        torch.manual_seed(0)
+        for parent in list(copied.modules()):
+            for name, table in list(parent.named_children()):
+                if isinstance(table, torch.nn.Embedding):  # shared with the original: give the copy its own
+                    noisy = table.weight.detach() + 0.5 * torch.randn_like(table.weight)
+                    setattr(parent, name, torch.nn.Embedding.from_pretrained(noisy, padding_idx=table.padding_idx))
+        return copied
+
+    monkeypatch.setattr(module, "int8_copy", drifting)
+    embedder = Embedder(str(model_dir))
+    embedder.load()
+    reference = Embedder(str(model_dir), precision="float32")
+    assert np.allclose(embedder._encode(QUESTIONS, "float32"), reference.embed_documents(QUESTIONS), atol=1e-6)
+    assert embedder.query_precision == embedder.precision != "int8"
+    assert embedder.query_precision_reason.startswith("int8 は使いません: ")
+    assert embedder._query_model is None
+
+
+def test_question_path_must_rank_the_passages_as_float32_does() -> None:
+    from pipelines.embedder import compare_fast_path
+
+    rng = np.random.default_rng(0)
+    passages = rng.normal(size=(6, 32)).astype(np.float32)
+    passages /= np.linalg.norm(passages, axis=1, keepdims=True)
+    reference = passages.copy()
+    assert compare_fast_path(reference, reference.copy(), passages)[0] is True
+    # each question nudged towards its second-best passage: cosine with float32 stays high, order flips
+    scores = reference @ passages.T
+    second = np.argsort(-scores, axis=1)[:, 1]
+    nudged = reference + 0.6 * passages[second]
+    nudged /= np.linalg.norm(nudged, axis=1, keepdims=True)
+    ok, why = compare_fast_path(reference, nudged, passages)
+    assert not ok
+    assert why  # the reason is shown to the person
+
+
+def test_question_precision_can_be_forced(model_dir: Path) -> None:
+    forced = Embedder(str(model_dir), query_precision="int8")
+    forced.load()
+    assert (forced.query_precision, forced.query_precision_reason) == ("int8", "RAG_QUERY_PRECISION=int8（検査なし）")
+    plain = Embedder(str(model_dir), query_precision="float32")
+    plain.load()
+    assert plain.query_precision == "float32"
+    assert plain._query_model is None
+    with pytest.raises(ValueError, match="query_precision"):
+        Embedder(str(model_dir), query_precision="int4")
+
+
+def test_int8_copy_shares_the_embedding_tables_and_leaves_the_model_alone(embedder: Embedder) -> None:
+    import torch
+
+    from pipelines.embedder import int8_copy
+
+    before = embedder.embed_documents(QUESTIONS)
+    copied = int8_copy(embedder.model)
+    tables = [m for m in embedder.model.modules() if isinstance(m, torch.nn.Embedding)]
+    copied_tables = [m for m in copied.modules() if isinstance(m, torch.nn.Embedding)]
+    assert tables
+    assert all(a is b for a, b in zip(tables, copied_tables, strict=True))
+    assert not any(isinstance(m, torch.nn.Linear) for m in copied.modules())
+    assert any(isinstance(m, torch.nn.Linear) for m in embedder.model.modules())
+    assert np.array_equal(embedder.embed_documents(QUESTIONS), before)
+
+
+def test_question_precision_setting_reaches_the_embedder(model_dir: Path) -> None:
+    from pipelines.components import make_embedder
+    from pipelines.errors import SettingsError
+    from pipelines.settings import Settings
+
+    settings = Settings.from_env({"RAG_QUERY_PRECISION": "float32", "RAG_EMBEDDING_MODEL": str(model_dir)})
+    embedder = make_embedder(settings)
+    assert isinstance(embedder, Embedder)
+    assert embedder.requested_query_precision == "float32"
+    with pytest.raises(SettingsError, match="RAG_QUERY_PRECISION は auto、float32、bfloat16、int8"):
+        Settings.from_env({"RAG_QUERY_PRECISION": "int4"})

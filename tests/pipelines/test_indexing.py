@@ -256,3 +256,28 @@ def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Pat
     assert searcher.search(FUJI, k=1)[0].source == "CLIから.txt"
     assert [d.source for d in page_store.documents()] == ["CLIから.txt", "ページから.txt"]
     page_store.close()
+
+
+def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(indexer: Indexer, embedder: Embedder) -> None:
+    """The vector search reads ids and distances only, and asks for more until k visible chunks are found."""
+    from pipelines.store import ChunkRecord, chunk_id
+
+    indexer.ingest_bytes("規程.txt", TOKYO.encode())
+    store = indexer.store
+    store.begin("規程.txt", "deadbeef-c1")  # an interrupted replace: 30 chunks, all nearer than TOKYO
+    vector = embedder.embed_documents([FUJI])[0]
+    meta: dict[str, str | int | float | bool] = {"source": "規程.txt", "version": "deadbeef-c1"}
+    meta |= {"content_hash": "deadbeef", "page": 0, "page_end": 0, "char_start": 0, "char_end": len(FUJI)}
+    store.add_chunks(
+        [ChunkRecord(chunk_id("deadbeef-c1", i), FUJI, vector, meta | {"chunk_index": i}) for i in range(30)]
+    )
+    live = store.live_versions()
+    nearest = store.nearest_many(embedder.embed_queries([FUJI]), 1, live)
+    live_id = chunk_id(live["規程.txt"], 0)
+    assert [i for i, _ in nearest[0]] == [live_id]
+    cosine = float(embedder.embed_queries([FUJI])[0] @ embedder.embed_documents([TOKYO])[0])
+    assert nearest[0][0][1] == pytest.approx(cosine, abs=1e-5)
+    hits = Searcher(embedder, store).search(FUJI, k=3, mode="dense")
+    assert [h.text for h in hits] == [TOKYO]
+    assert store.nearest_many(embedder.embed_queries([FUJI]), 5, live, sources=["ない.txt"]) == [[]]
+    assert store.nearest_many(embedder.embed_queries([FUJI]), 5, {}) == [[]]

@@ -185,3 +185,28 @@ def test_a_question_is_embedded_once(library: Searcher, embedder: Embedder) -> N
     assert other_mode
     library.search("京都の寺", k=3)
     assert embedder.stats.texts == before + 1
+
+
+def test_only_the_shown_hits_are_read_and_a_vanished_one_gives_way(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts are read for the k hits shown; a chunk replaced by another process meanwhile is skipped, the next one shown."""
+    question = SENTENCES[3]
+    full = searcher.search(question, k=4)
+    store = searcher.store
+    read: list[list[str]] = []
+    real = store.chunks_by_id
+
+    def vanishing(ids: list[str], live: dict[str, str] | None = None) -> dict[str, Hit]:
+        read.append(list(ids))
+        found = real(ids, live)
+        found.pop(full[0].chunk_id, None)  # gone between the search and the read
+        return found
+
+    monkeypatch.setattr(store, "chunks_by_id", vanishing)
+    searcher._cache.clear()
+    hits = searcher.search(question, k=3)
+    assert read[0] == [h.chunk_id for h in full[:3]]  # the first read: exactly the three to show
+    assert [h.chunk_id for h in hits] == [h.chunk_id for h in full[1:4]]
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert [(h.cosine, h.keyword_score) for h in hits] == [(h.cosine, h.keyword_score) for h in full[1:4]]
