@@ -106,7 +106,10 @@ def main() -> None:
     corpus = "\n".join(text for _, text in articles)
     embedder = Embedder(str(glucose_sized_model(args.cache, corpus)), batch_size=16)
     embedder.load()
-    print(f"model: GLuCoSE-shaped, random weights; precision {embedder.precision} ({embedder.precision_reason})")
+    print(
+        f"model: GLuCoSE-shaped, random weights; passages {embedder.precision} ({embedder.precision_reason}); "
+        f"questions {embedder.query_precision} ({embedder.query_precision_reason})"
+    )
     started = time.perf_counter()
     chunks = [
         c.text for _, text in articles for c in chunk_text(join_pages(((None, text),)), embedder.count_tokens, 128, 32)

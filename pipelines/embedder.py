@@ -177,6 +177,8 @@ class Embedder:
         # not a control token, as the sentencepiece model reads it.
         self._text_kwargs: dict[str, Any] = {}
         self._counter: Any = None  # the tokenizer that counts tokens; see load()
+        self._pieces: Any = None  # a LUKE model's sentencepiece model, which counts its tokens faster
+        self._weights = "float32"  # bfloat16 once the linear layers' weights are stored so
 
     # Loading ---------------------------------------------------------------------------------
 
@@ -199,7 +201,7 @@ class Embedder:
             raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
         if getattr(backbone.config, "model_type", None) == "luke":
             self._text_kwargs = {"split_special_tokens": True}
-            self._check_luke_tokenizer(model)
+            self._pieces = self._check_luke_tokenizer(model)
         # A fast (Rust) tokenizer rewrites its truncation settings on each call and fails with "Already
         # borrowed" when another thread is tokenizing meanwhile; the ingest counts tokens in a background
         # thread while encode runs, so counting gets its own copy. Slow tokenizers keep no such state.
@@ -207,7 +209,23 @@ class Embedder:
         self._model = model
         reference = self._choose_precision()
         self._choose_query_precision(reference)
+        if self.precision == "bfloat16":
+            self._store_weights_in_bfloat16()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _store_weights_in_bfloat16(self) -> None:
+        """Keep the linear layers' weights in bfloat16, as autocast would cast them on every batch.
+
+        The results are the same bits (autocast rounds each weight to bfloat16 the same way); the
+        cast is no longer paid per batch (a question's whole embedding, for one short text), and the
+        weights take half the memory. float32 can no longer be computed after this.
+        """
+        import torch
+
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(torch.bfloat16)
+        self._weights = "bfloat16"
 
     def _open(self, name: str) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
@@ -235,7 +253,7 @@ class Embedder:
                 f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + _how_to_fix(name)
             ) from error
 
-    def _check_luke_tokenizer(self, model: SentenceTransformer) -> None:
+    def _check_luke_tokenizer(self, model: SentenceTransformer) -> Any:
         """Compare the ids the model will be fed with the fairseq ids it was trained on.
 
         For a text ``t`` and its sentencepiece model ``sp``: ``[0] + [i + 1 if i else 3 for i in
@@ -263,6 +281,7 @@ class Embedder:
                     f"（{text!r}: 期待 {expected[:8]}…, 実際 {fed[:8]}…）。transformers {transformers.__version__} では"
                     "検索結果が黙って悪くなるため、requirements.txt の版（transformers==4.57.6）を入れてください。"
                 )
+        return sp
 
     # Facts about the model ---------------------------------------------------------------------
 
@@ -285,6 +304,9 @@ class Embedder:
     def _count(self, text: str) -> int:
         if self._counter is None:
             self.load()
+        if self._pieces is not None:
+            # the ids a LUKE model is fed are <s>, one per sentencepiece piece, </s> (checked at load)
+            return len(self._pieces.encode(text)) + 2
         return len(self._counter(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
 
     def fingerprint(self) -> list[float]:
@@ -356,8 +378,11 @@ class Embedder:
     def _encode(self, texts: Sequence[str], precision: str | None = None) -> np.ndarray:
         import torch
 
+        loaded = self.model  # loading chooses the precision
         precision = precision or self.precision
-        model = self._query_model if precision == "int8" else self.model
+        if precision == "float32" and self._weights == "bfloat16":
+            raise RuntimeError("the weights are stored in bfloat16: float32 is no longer computed")
+        model = self._query_model if precision == "int8" else loaded
         assert model is not None, "no int8 copy of the model"
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             vectors = model.encode(
