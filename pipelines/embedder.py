@@ -209,7 +209,7 @@ class Embedder:
         self._model = model
         reference = self._choose_precision()
         self._choose_query_precision(reference)
-        if self.precision == "bfloat16":
+        if self.precision == "bfloat16" and self.query_precision != "float32":
             self._store_weights_in_bfloat16()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
 
@@ -224,7 +224,9 @@ class Embedder:
 
         for module in self.model.modules():
             if isinstance(module, torch.nn.Linear):
-                module.to(torch.bfloat16)
+                # new tensors, not the old ones changed in place: the int8 copy keeps the float biases
+                for name, value in list(module.named_parameters(recurse=False)):
+                    setattr(module, name, torch.nn.Parameter(value.detach().to(torch.bfloat16), requires_grad=False))
         self._weights = "bfloat16"
 
     def _open(self, name: str) -> SentenceTransformer:
@@ -456,11 +458,16 @@ def int8_copy(model: SentenceTransformer) -> SentenceTransformer:
 
     import torch
 
-    shared: dict[int, Any] = {id(m): m for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    # Modules the copy shares instead of copying: the embedding tables, and the float linear layers,
+    # which the quantization reads and replaces in the copy (copying their weights first would
+    # cost their size in memory for nothing).
+    kinds = (torch.nn.Embedding, torch.nn.Linear)
+    shared: dict[int, Any] = {id(m): m for m in model.modules() if isinstance(m, kinds)}
     clone = copy.deepcopy(model, memo=shared)
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
-        return cast(
-            "SentenceTransformer",
-            torch.ao.quantization.quantize_dynamic(clone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True),
-        )
+        quantized = torch.ao.quantization.quantize_dynamic(clone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    for module in model.modules():  # the marks the quantization left on the shared float layers
+        if hasattr(module, "qconfig"):
+            del module.qconfig
+    return cast("SentenceTransformer", quantized)

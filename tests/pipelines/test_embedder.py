@@ -281,3 +281,12 @@ def test_bfloat16_weights_give_the_same_vectors_as_autocast(model_dir: Path) -> 
     assert np.array_equal(forced.embed_documents(TEXTS[:5]), autocast)
     with pytest.raises(RuntimeError, match="bfloat16"):
         forced._encode(TEXTS[:1], "float32")
+
+
+def test_float32_questions_beside_bfloat16_passages(model_dir: Path) -> None:
+    mixed = Embedder(str(model_dir), precision="bfloat16", query_precision="float32")
+    mixed.load()
+    plain = Embedder(str(model_dir), precision="float32")
+    plain.load()
+    assert (mixed.precision, mixed.query_precision) == ("bfloat16", "float32")
+    assert np.allclose(mixed.embed_queries(QUESTIONS), plain.embed_queries(QUESTIONS), atol=1e-6)
