@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_ingest_reports_each_file_and_the_speed(docs: Path) -> None:
     assert "追加\t東京.txt\t1 チャンク" in out
     assert "合計: 追加 2" in out
     assert "トークン/秒" in out
+    # both precisions, each with its reason (the offline model passes the calibration checks)
+    assert re.search(r"^精度: (float32|bfloat16)（.+）$", out, re.M), out
+    assert re.search(r"^質問の精度: int8（float32 とのコサイン最小 [01]\.\d{4}、順位も一致）$", out, re.M), out
     status, out, _ = run("ingest", str(docs))
     assert "変更なし\t東京.txt" in out
     assert "合計: 変更なし 2" in out
