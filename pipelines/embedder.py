@@ -351,7 +351,7 @@ class Embedder:
         same = self.precision
         if requested == "auto" and self.requested_precision == "float32":
             self.query_precision, self.query_precision_reason = same, "RAG_PRECISION=float32 に合わせます"
-        elif requested == "auto" and self.model.device.type != "cpu":
+        elif requested in ("auto", "int8") and self.model.device.type != "cpu":
             self.query_precision, self.query_precision_reason = same, "文書と同じ精度（int8 は CPU だけ）"
         elif requested in ("float32", "bfloat16"):
             self.query_precision, self.query_precision_reason = requested, f"RAG_QUERY_PRECISION={requested}"
