@@ -19,7 +19,7 @@ from pipelines.components import (
     make_searcher,
     make_store,
 )
-from pipelines.embedder import TextEmbedder
+from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.errors import GenerationError, ModelLoadError, RagError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, Indexer
@@ -253,12 +253,26 @@ def recent_panel() -> None:
         st.button(question, key=f"recent-{number}", width="stretch", on_click=_ask_again, args=(question,))
 
 
+def model_caption(pipelines: Pipelines, settings: Settings) -> None:
+    """The model, and the precision passages and questions are computed in, with the reasons on hover."""
+    line = f"埋め込みモデル: {escape_markdown(settings.embedding_model)}"
+    embedder = pipelines.embedder
+    if not isinstance(embedder, Embedder):  # an embeddings server: its precision is its own
+        st.caption(line)
+        return
+    reasons = f"文書: {embedder.precision_reason}\n\n質問: {embedder.query_precision_reason}"
+    st.caption(
+        f"{line} ・ 計算精度: 文書 {embedder.precision}、質問 {embedder.query_precision}",
+        help=escape_markdown(reasons),
+    )
+
+
 def main() -> None:
     st.set_page_config(page_title="日本語文書検索", layout="wide")
     st.title("日本語文書検索")
     settings = Settings.from_env()
     pipelines = load(settings)
-    st.caption(f"埋め込みモデル: {escape_markdown(settings.embedding_model)}")
+    model_caption(pipelines, settings)
     with st.sidebar:
         upload_panel(pipelines)
         library_panel(pipelines)

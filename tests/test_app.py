@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def test_empty_page_says_what_to_do(page: AppTest) -> None:
     assert "まだ文書がありません" in page.info[0].value
     assert page.button[0].label == "取り込む"
     assert page.button[0].disabled
+    # the precisions the embedder chose after its calibration checks (the offline model passes them)
+    model_line = next(c for c in page.caption if c.value.startswith("埋め込みモデル: "))
+    assert re.search(r"・ 計算精度: 文書 (float32|bfloat16)、質問 int8$", model_line.value), model_line.value
 
 
 def test_upload_ingest_and_ask(page: AppTest) -> None:
