@@ -33,6 +33,38 @@ _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 _INDENTED_LINE = re.compile(r"\n[ \t]+(?=\S)")
 
 
+# A title or heading line without a full stop: at most this many characters.
+_HEADING_CHARS = 20
+# Characters after which a line is still mid-sentence (besides hiragana: particles and verb endings).
+_OPEN_END = "、，,・（(「『【〔［[〈《"
+# Characters a line cannot start a sentence with (besides hiragana: particles and verb endings).
+_CONTINUATION_START = "、。，．,.)）」』】〕］]〉》ー"
+
+
+def _is_hiragana(char: str) -> bool:
+    return "\u3041" <= char <= "\u309f"
+
+
+def _heading_before(prev: str, nxt: str) -> bool:
+    """Whether ``prev`` is a title or heading line without a full stop (社内規程, 第1条（目的）), so that
+    the sentence on line ``nxt`` starts anew instead of continuing it.
+
+    Such a line is short, holds no comma, ends in a noun rather than hiragana (a particle or a
+    verb's ending, where lines broken mid-sentence usually end), and the line after it is at least
+    twice as long and starts as a sentence starts. A line a PDF broke mid-sentence is as long as its
+    neighbours, so it does not look like this.
+    """
+    head = prev.strip()
+    first = nxt.strip().split("\n", 1)[0]
+    if not head or not first or len(head) > _HEADING_CHARS or len(first) < 2 * len(head):
+        return False
+    if "、" in head or "," in head or _is_ascii_word_char(head[-1]):
+        return False
+    if _is_hiragana(head[-1]) or head[-1] in _OPEN_END:
+        return False
+    return not (_is_hiragana(first[0]) or first[0] in _CONTINUATION_START)
+
+
 def _is_ascii_word_char(char: str) -> bool:
     return char.isascii() and char.isalnum()
 
@@ -54,7 +86,7 @@ def continues(prev: str, nxt: str) -> bool:
         return False
     if _SENTENCE_END.search(prev) or _STANDALONE_LINE.match(prev.lstrip()):
         return False
-    return not _BLOCK_START.match(nxt)
+    return not _BLOCK_START.match(nxt) and not _heading_before(prev, nxt)
 
 
 def _unwrap(paragraph: str) -> str:
