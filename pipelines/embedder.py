@@ -207,8 +207,8 @@ class Embedder:
         # thread while encode runs, so counting gets its own copy. Slow tokenizers keep no such state.
         self._counter = copy.deepcopy(model.tokenizer) if model.tokenizer.is_fast else model.tokenizer
         self._model = model
-        reference = self._choose_precision()
-        self._choose_query_precision(reference)
+        calibrated = self._choose_precision()
+        self._choose_query_precision(calibrated)
         if self.precision == "bfloat16" and self.query_precision != "float32":
             self._store_weights_in_bfloat16()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
@@ -317,11 +317,11 @@ class Embedder:
 
     # Embedding ---------------------------------------------------------------------------------
 
-    def _choose_precision(self) -> np.ndarray | None:
+    def _choose_precision(self) -> dict[str, np.ndarray]:
         """float32, or bfloat16 where the CPU runs it natively and it reproduces float32 on calibration
-        texts. Returns the float32 calibration vectors when it computed them."""
+        texts. Returns the calibration vectors it computed, by precision."""
         on_cpu = self.model.device.type == "cpu"
-        reference = None
+        calibrated: dict[str, np.ndarray] = {}
         if self.requested_precision == "float32":
             self.precision, self.precision_reason = "float32", "RAG_PRECISION=float32"
         elif not on_cpu:
@@ -331,15 +331,15 @@ class Embedder:
         elif not cpu_has_bf16():
             self.precision, self.precision_reason = "float32", "この CPU は bfloat16 をそのまま計算できません"
         else:
-            reference = self._encode(CALIBRATION_TEXTS, "float32")
-            fast = self._encode(CALIBRATION_TEXTS, "bfloat16")
-            ok, why = compare_fast_path(reference, fast)
+            for precision in ("float32", "bfloat16"):
+                calibrated[precision] = self._encode(CALIBRATION_TEXTS, precision)
+            ok, why = compare_fast_path(calibrated["float32"], calibrated["bfloat16"])
             self.precision = "bfloat16" if ok else "float32"
             self.precision_reason = why if ok else f"bfloat16 は使いません: {why}"
         logger.info("%s: %s (%s)", self.model_name, self.precision, self.precision_reason)
-        return reference
+        return calibrated
 
-    def _choose_query_precision(self, reference: np.ndarray | None) -> None:
+    def _choose_query_precision(self, calibrated: dict[str, np.ndarray]) -> None:
         """How questions are embedded: int8 where it reproduces float32, else as passages are.
 
         A question is one short text: the model's weights are read from memory once for a dozen
@@ -365,10 +365,11 @@ class Embedder:
             if requested == "int8":
                 self.query_precision, self.query_precision_reason = "int8", "RAG_QUERY_PRECISION=int8（検査なし）"
             else:
-                if reference is None:
-                    reference = self._encode(CALIBRATION_TEXTS, "float32")
-                documents = self._encode(CALIBRATION_TEXTS)
-                ok, why = compare_fast_path(reference, self._encode(CALIBRATION_TEXTS, "int8"), documents)
+                for precision in ("float32", self.precision):  # what the passages' check did not compute
+                    if precision not in calibrated:
+                        calibrated[precision] = self._encode(CALIBRATION_TEXTS, precision)
+                fast = self._encode(CALIBRATION_TEXTS, "int8")
+                ok, why = compare_fast_path(calibrated["float32"], fast, calibrated[self.precision])
                 if ok:
                     self.query_precision, self.query_precision_reason = "int8", why
                 else:

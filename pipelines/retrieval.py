@@ -263,16 +263,14 @@ class Searcher:
         results: list[list[Hit]] = [[] for _ in ordered]
         position = [0] * len(ordered)
         while True:
-            wanted: list[Candidate] = []
-            for i, candidates in enumerate(ordered):
-                need = take - len(results[i])
-                wanted.extend(candidates[position[i] : position[i] + need] if need > 0 else ())
-            if not wanted:
+            # each list's next candidates, as many as it still lacks
+            batches = [list(c[position[i] : position[i] + take - len(results[i])]) for i, c in enumerate(ordered)]
+            if not any(batches):
                 return results
-            found = self.store.chunks_by_id([c.chunk_id for c in wanted], live)
-            for i, candidates in enumerate(ordered):
-                need = take - len(results[i])
-                for candidate in candidates[position[i] : position[i] + need] if need > 0 else ():
+            found = self.store.chunks_by_id([c.chunk_id for batch in batches for c in batch], live)
+            for i, batch in enumerate(batches):
+                position[i] += len(batch)
+                for candidate in batch:
                     hit = found.get(candidate.chunk_id)
                     if hit is not None:
                         results[i].append(
@@ -284,7 +282,6 @@ class Searcher:
                                 keyword_rank=candidate.keyword_rank,
                             )
                         )
-                position[i] += max(need, 0)
 
     def rule(self, mode: Mode) -> str:
         """The ranking rule of ``mode`` in words, shown next to the results."""
