@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass
-from typing import cast
 
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines.answer import Answer, Answerer
-from pipelines.components import (
-    make_answerer,
-    make_embedder,
-    make_indexer,
-    make_keyword_index,
-    make_searcher,
-    make_store,
-)
-from pipelines.embedder import Embedder, TextEmbedder
-from pipelines.errors import GenerationError, ModelLoadError, RagError
+from pipelines.choices import MODE_LABELS, MODES, Mode
+from pipelines.components import Pipelines, build
+from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.highlight import query_terms, term_spans
-from pipelines.indexing import FileReport, Indexer
-from pipelines.retrieval import MODE_LABELS, MODES, Mode, Searcher
+from pipelines.indexing import FileReport
+from pipelines.retrieval import Hit
 from pipelines.settings import Settings
-from pipelines.store import Hit
+from pipelines.warmup import ModelWarmup
 
 STATUS_LABELS = {
     "added": "追加しました",
@@ -42,53 +32,67 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
-@dataclass
-class Pipelines:
-    """The objects the page shares between sessions: one model, one store, one writer at a time."""
-
-    embedder: TextEmbedder
-    indexer: Indexer
-    searcher: Searcher
-    write_lock: threading.Lock
-
-
 @st.cache_resource(show_spinner=False)
-def open_pipelines(settings: Settings) -> Pipelines:
-    """Load the model and open the store once per server process."""
-    embedder = make_embedder(settings)
-    embedder.load()
-    store = make_store(settings)
-    keyword = make_keyword_index(settings)
-    indexer = make_indexer(settings, embedder, store, keyword)
-    return Pipelines(embedder, indexer, make_searcher(settings, embedder, store, keyword), threading.Lock())
+def open_pipelines(settings: Settings) -> tuple[Pipelines, ModelWarmup]:
+    """The parts, shared by every session of this server process, and the model loading behind them.
+
+    Building opens the store and loads no model, so the page draws at once; the model loads in a
+    background thread, and what needs it waits for it.
+    """
+    parts = build(settings)
+    return parts, ModelWarmup(parts.embedder).start()
 
 
-def load(settings: Settings) -> Pipelines:
-    """The shared pipelines, or a Japanese explanation on the page and a stop."""
+def model_ready(warmup: ModelWarmup) -> bool:
+    """Wait for the model (with a spinner); False, with the reason shown, when it cannot be loaded."""
     try:
-        with st.spinner(
-            f"埋め込みモデル「{settings.embedding_model}」を読み込んでいます。"
-            "初回はモデル（約 0.5 GB）をダウンロードするため、数分かかることがあります…"
-        ):
-            return open_pipelines(settings)
-    except ModelLoadError as error:
+        if not warmup.ready:
+            with st.spinner(f"埋め込みモデルの読み込みを待っています（{warmup.stage}）…"):
+                warmup.wait()
+        return True
+    except RagError as error:
         st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(error))}")
+        return False
+
+
+def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
+    """The model and its precisions once loaded; while it loads, its progress, redrawn every second."""
+    if warmup.ready:
+        model_caption(parts)
+        return
+    if warmup.error is not None:
+        st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(warmup.error))}")
         st.info(
             "インターネットに接続できない環境では、モデルのディレクトリを用意し、"
-            "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してからページを開き直してください。"
+            "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してから、もう一度読み込んでください。"
         )
-        st.stop()
-        raise  # st.stop() ends the run; this line only satisfies the type checker
+        if st.button("もう一度読み込む"):
+            open_pipelines.clear()
+            st.rerun()
+        return
+
+    @st.fragment(run_every=1.0)
+    def progress() -> None:
+        if warmup.finished:
+            st.rerun()  # the whole page, now with the model
+        st.info(
+            f"埋め込みモデル「{escape_markdown(parts.settings.embedding_model)}」を読み込んでいます"
+            f"（{warmup.seconds:.0f} 秒、{warmup.stage}）。初回はモデル（約 0.5 GB）をダウンロードするため、"
+            "数分かかることがあります。文書のアップロードと一覧はこのまま使えます。",
+            icon="⏳",
+        )
+
+    progress()
 
 
-def upload_panel(pipelines: Pipelines) -> None:
+def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     st.subheader("文書を追加")
     files = st.file_uploader(
         "PDF・テキスト・Markdown（複数可）",
         type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
         accept_multiple_files=True,
     )
-    if not st.button("取り込む", disabled=not files, type="primary"):
+    if not st.button("取り込む", disabled=not files, type="primary") or not model_ready(warmup):
         return
     reports: list[FileReport] = []
     bar = st.progress(0.0, text="取り込みを始めます…")
@@ -118,7 +122,7 @@ def upload_panel(pipelines: Pipelines) -> None:
 
 
 def library_panel(pipelines: Pipelines) -> None:
-    documents = pipelines.indexer.store.documents()
+    documents = pipelines.store.documents()
     st.subheader(f"登録済みの文書（{len(documents)} 件）")
     for document in documents:
         pages = f"{document.pages} ページ・" if document.pages else ""
@@ -174,12 +178,6 @@ def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[i
 
 def _place(rank: int | None) -> str:
     return f"{rank} 位" if rank is not None else "候補外"
-
-
-@st.cache_resource(show_spinner=False)
-def open_answerer(settings: Settings) -> Answerer | None:
-    """The chat model for answers, set up once per server process; None when RAG_LLM_URL is unset."""
-    return make_answerer(settings)
 
 
 def _forget_answer() -> None:
@@ -253,41 +251,42 @@ def recent_panel() -> None:
         st.button(question, key=f"recent-{number}", width="stretch", on_click=_ask_again, args=(question,))
 
 
-def model_caption(pipelines: Pipelines, settings: Settings) -> None:
+def model_caption(pipelines: Pipelines) -> None:
     """The model, and the precision passages and questions are computed in, with the reasons on hover."""
-    line = f"埋め込みモデル: {escape_markdown(settings.embedding_model)}"
-    embedder = pipelines.embedder
-    if not isinstance(embedder, Embedder):  # an embeddings server: its precision is its own
-        st.caption(line)
-        return
-    reasons = f"文書: {embedder.precision_reason}\n\n質問: {embedder.query_precision_reason}"
+    choice = pipelines.embedder.precision
     st.caption(
-        f"{line} ・ 計算精度: 文書 {embedder.precision}、質問 {embedder.query_precision}",
-        help=escape_markdown(reasons),
+        f"埋め込みモデル: {escape_markdown(pipelines.settings.embedding_model)} ・ "
+        f"計算精度: 文書 {choice.passages}、質問 {choice.questions}",
+        help=escape_markdown(f"文書: {choice.passages_reason}\n\n質問: {choice.questions_reason}"),
     )
 
 
 def main() -> None:
     st.set_page_config(page_title="日本語文書検索", layout="wide")
     st.title("日本語文書検索")
-    settings = Settings.from_env()
-    pipelines = load(settings)
-    model_caption(pipelines, settings)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        st.error(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
+        st.stop()
+        raise  # st.stop() ends the run; this line only satisfies the type checker
+    pipelines, warmup = open_pipelines(settings)
+    model_status(pipelines, warmup)
     with st.sidebar:
-        upload_panel(pipelines)
+        upload_panel(pipelines, warmup)
         library_panel(pipelines)
         recent_slot = st.container()  # filled last, so that it lists this run's question too
     try:
-        ask(pipelines, settings)
+        search_panel(pipelines, warmup)
     finally:
         with recent_slot:
             recent_panel()
 
 
-def ask(pipelines: Pipelines, settings: Settings) -> None:
-    """The question box and the result cards."""
-
-    documents = pipelines.indexer.store.documents()
+def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
+    """The question box, the result cards and, when a chat model is set, the answer above them."""
+    settings = pipelines.settings
+    documents = pipelines.store.documents()
     if not documents:
         st.info(
             "まだ文書がありません。左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。"
@@ -296,13 +295,13 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
     question = st.text_input("質問", key="question", placeholder="例: 有給休暇は入社後いつから取れますか？")
     left, middle, right = st.columns([1, 1, 2])
     k = left.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
-    mode = middle.radio(
-        "検索方式", MODES, index=MODES.index(cast(Mode, settings.retrieval_mode)), format_func=MODE_LABELS.__getitem__
+    mode: Mode = middle.radio(
+        "検索方式", MODES, index=MODES.index(settings.retrieval_mode), format_func=MODE_LABELS.__getitem__
     )
     chosen = right.multiselect(
         "検索する文書（選ばなければすべて）", [d.source for d in documents], placeholder="すべての文書"
     )
-    if not question.strip():
+    if not question.strip() or not model_ready(warmup):
         return
     try:
         hits = pipelines.searcher.search(question, k, sources=chosen or None, mode=mode)
@@ -325,7 +324,7 @@ def ask(pipelines: Pipelines, settings: Settings) -> None:
     for hit, emphasis in zip(hits, emphases, strict=True):
         show_hit(pipelines, hit, terms, emphasis)
     with answer_slot:
-        answer_panel(open_answerer(settings), question, hits)
+        answer_panel(pipelines.answerer, question, hits)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ingest.loaders import load_file  # noqa: E402
+from pipelines.choices import PRECISIONS, Precision  # noqa: E402
 from pipelines.embedder import Embedder  # noqa: E402
 from pipelines.indexing import Indexer, collect_paths  # noqa: E402
 from pipelines.store import ChromaStore  # noqa: E402
-from tests.offline_model import build_offline_model  # noqa: E402
+from testkit.offline_model import build_offline_model  # noqa: E402
 
 JSQUAD = REPO.parent / "shared" / "data" / "jsquad-v1.3-valid.json"
 GLUCOSE_SHAPE = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072}
@@ -179,7 +180,7 @@ class Run:
 
 
 def product_ingest(
-    model: Path, docs: Path, data: Path, args: argparse.Namespace, precision: str, prefetch: int = 2
+    model: Path, docs: Path, data: Path, args: argparse.Namespace, precision: Precision, prefetch: int = 2
 ) -> tuple[Run, Indexer]:
     """The product's ingest of ``docs`` into a fresh store, then again unchanged."""
     embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=precision)
@@ -206,15 +207,15 @@ def product_ingest(
     assert sum(lengths) == stats.tokens, (sum(lengths), stats.tokens)
     return (
         Run(
-            label=f"product, {embedder.precision}" + (", no prefetch" if prefetch == 0 else ""),
+            label=f"product, {embedder.precision.passages}" + (", no prefetch" if prefetch == 0 else ""),
             seconds=seconds,
             chunks=sum(r.chunks for r in reports),
             tokens=stats.tokens,
             lengths=lengths,
             embed_seconds=stats.seconds,
             again_seconds=again_seconds,
-            precision=embedder.precision,
-            note=embedder.precision_reason,
+            precision=embedder.precision.passages,
+            note=embedder.precision.passages_reason,
             stalled=stalled,
         ),
         indexer,
@@ -280,7 +281,7 @@ def main() -> None:
         "--precision",
         nargs="+",
         default=["auto", "float32"],
-        choices=["auto", "float32", "bfloat16"],
+        choices=PRECISIONS,
         help="the product's precisions to time (default: auto float32)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the LangChain tutorial pipeline")

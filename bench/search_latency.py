@@ -7,7 +7,7 @@ depend on what the vectors mean, so the store is filled like this: the JSQuAD ar
 the product's chunker (128/32 tokens) and embedded once by the GLuCoSE-shaped random-weight model of
 ``bench/ingest_speed.py``; then copies of those chunks, each copy with its own words (a numbered
 edition and department) and its vector slightly perturbed, are written as documents of 20 chunks
-through the store's own begin/add/commit, and the keyword index is built by its own ``sync`` (real
+through the store's own ``replace``, and the keyword index is built by its own ``sync`` (real
 Sudachi analysis of every chunk). Questions are JSQuAD questions, embedded at search time by the same
 model: a search's latency includes embedding the question, as a person's does.
 
@@ -35,10 +35,11 @@ from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noq
 from ingest.chunking import chunk_text  # noqa: E402
 from ingest.normalize import join_pages  # noqa: E402
 from pipelines import evaluation  # noqa: E402
+from pipelines.choices import MODES  # noqa: E402
 from pipelines.embedder import Embedder  # noqa: E402
 from pipelines.indexing import text_hash  # noqa: E402
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import MODES, Searcher  # noqa: E402
+from pipelines.retrieval import Searcher  # noqa: E402
 from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id  # noqa: E402
 
 DOCUMENT_CHUNKS = 200  # a 30-page PDF's worth; 500 documents at 100,000 chunks
@@ -88,9 +89,7 @@ def fill(store: ChromaStore, base: list[tuple[str, np.ndarray]], size: int, embe
         document = StoredDocument(
             source, version, version, 0, count, 0, "2026-11-26T00:00:00+00:00", embedder.model_name
         )
-        store.begin(source, version)
-        store.add_chunks(records)
-        store.commit(document)
+        store.replace(document, records)
         written += count
         number += 1
 
@@ -108,8 +107,8 @@ def main() -> None:
     embedder = Embedder(str(glucose_sized_model(args.cache, corpus)), batch_size=16)
     embedder.load()
     print(
-        f"model: GLuCoSE-shaped, random weights; passages {embedder.precision} ({embedder.precision_reason}); "
-        f"questions {embedder.query_precision} ({embedder.query_precision_reason})"
+        f"model: GLuCoSE-shaped, random weights; passages {embedder.precision.passages} ({embedder.precision.passages_reason}); "
+        f"questions {embedder.precision.questions} ({embedder.precision.questions_reason})"
     )
     started = time.perf_counter()
     chunks = [

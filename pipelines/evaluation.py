@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.components import build
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
-from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
-from pipelines.retrieval import Mode, Searcher
-from pipelines.store import ChromaStore, Hit
+from pipelines.retrieval import Hit
+from pipelines.settings import Settings
+from pipelines.store import ChromaStore
 
 DEFAULT_KS = (1, 5, 10, 50)
 _JAPANESE_FONTS = ("IPAexGothic", "IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Noto Sans JP", "TakaoGothic")
@@ -243,18 +244,19 @@ FileStep = Callable[[str, int, int], None]
 
 
 def evaluate_qa(
+    settings: Settings,
     embedder: TextEmbedder,
     articles: Sequence[Article],
     questions: Sequence[Question],
     *,
-    chunk_tokens: int,
-    chunk_overlap: int,
     ks: Sequence[int] = DEFAULT_KS,
     step: FileStep | None = None,
-    mode: Mode = "hybrid",
-    candidates: int = 50,
 ) -> QaResult:
-    """Top-k accuracy and MRR of the real ingest and search path on a fresh temporary store."""
+    """Top-k accuracy and MRR of the real ingest and search path on a fresh temporary store.
+
+    The indexer and searcher are the product's, built from ``settings`` (chunking, retrieval mode,
+    candidates, reranker) as every other face builds them.
+    """
     if not ks or min(ks) < 1:
         raise EvaluationError(f"k は 1 以上の整数で指定してください（{list(ks)}）。")
     ks = sorted(set(ks))
@@ -262,10 +264,9 @@ def evaluate_qa(
     embedding_before = embedder.stats.seconds
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as scratch:
         store = ChromaStore.persistent(Path(scratch))
-        keyword = KeywordIndex(SudachiAnalyzer())
-        indexer = Indexer(embedder, store, chunk_tokens, chunk_overlap, keyword=keyword)
+        parts = build(settings, embedder=embedder, store=store, keyword=KeywordIndex(SudachiAnalyzer()))
         for number, article in enumerate(articles, 1):
-            indexer.ingest_text(article.title, article.text)
+            parts.indexer.ingest_text(article.title, article.text)
             if step is not None:
                 step("文書", number, len(articles))
         chunks = store.count()
@@ -277,9 +278,11 @@ def evaluate_qa(
             if step is not None:
                 step("質問", done, total)
 
-        searcher = Searcher(embedder, store, keyword, candidates=candidates)
-        results = searcher.search_many([q.question for q in questions], max(ks), progress=asking, mode=mode)
+        results = parts.searcher.search_many(
+            [q.question for q in questions], max(ks), progress=asking, mode=settings.retrieval_mode
+        )
         asking_seconds = time.perf_counter() - asked
+        store.close()
     ranks = [answer_rank(hits, q.answers) for hits, q in zip(results, questions, strict=True)]
     found = [r for r in ranks if r is not None]
     return QaResult(
@@ -292,9 +295,9 @@ def evaluate_qa(
         embedding_seconds=embedder.stats.seconds - embedding_before,
         seconds=time.perf_counter() - started,
         model=embedder.model_name,
-        chunk_tokens=chunk_tokens,
-        chunk_overlap=chunk_overlap,
-        mode=mode,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        mode=settings.retrieval_mode,
         ranks=ranks,
     )
 

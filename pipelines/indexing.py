@@ -204,9 +204,7 @@ class Indexer:
             embedding_model=self.embedder.model_name,
         )
         with self.store.writing():
-            self.store.begin(loaded.source, version)
-            self.store.add_chunks(records)
-            self.store.commit(document)
+            self.store.replace(document, records)
             if self.keyword is not None:
                 # after the commit: the keyword index never holds a version that Chroma does not show
                 self.keyword.add_document(loaded.source, version, [(r.id, r.text) for r in records])

@@ -16,8 +16,7 @@ from pydantic import Field
 from ingest.normalize import normalize_text
 from pipelines.answer import Answerer, cite
 from pipelines.embedder import TextEmbedder
-from pipelines.retrieval import Searcher
-from pipelines.store import Hit
+from pipelines.retrieval import Hit, Searcher
 
 _HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit))
 

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress
+from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
 from pipelines.errors import EmbeddingServiceError
+from pipelines.precision import PrecisionChoice
 
 # Retried: rate limiting and server-side trouble. Everything else is the request's fault and is reported.
 _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
@@ -54,12 +55,19 @@ class RemoteEmbedder:
         self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
         self._probe: np.ndarray | None = None
 
-    def load(self) -> None:
+    @property
+    def precision(self) -> PrecisionChoice:
+        """The server computes in its own precision."""
+        return PrecisionChoice.decided_by(f"埋め込みサーバー（{self.url}）")
+
+    def load(self, stage: Stage | None = None) -> None:
         """Ask the endpoint once, so that a wrong URL, key or model name shows up before any work.
 
         The answer, the fingerprint sentence's vector, also gives the dimension.
         """
         if self._probe is None:
+            if stage is not None:
+                stage(f"埋め込みサーバー（{self.url}）に問い合わせています")
             self._probe = self._post([FINGERPRINT_TEXT], "passage")[0]
 
     @property

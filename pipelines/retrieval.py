@@ -22,21 +22,51 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ingest.chunking import split_sentences, trim_span
 from ingest.normalize import normalize_text
+from pipelines.choices import MODES, Mode
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
 from pipelines.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
-from pipelines.store import ChromaStore, Hit
+from pipelines.store import ChromaStore, StoredChunk
 
-Mode = Literal["hybrid", "dense", "keyword"]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
-MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage found for a question, with every score that placed it, each named for what it is.
+
+    ``cosine`` is the cosine similarity of the question and the passage (always computed, also for a
+    passage that only keyword search found). ``keyword_score`` is its BM25 score for the question's
+    words (0 when it shares none; None when no keyword index was asked). ``dense_rank`` and
+    ``keyword_rank`` are its places in the dense and keyword candidate lists (None: not in that
+    list), ``rerank_score`` the cross-encoder's score when reranking is on. ``rank`` is its place in
+    the final order; the rule that made that order depends on the retrieval mode.
+    """
+
+    rank: int
+    cosine: float
+    text: str
+    source: str
+    page: int | None
+    page_end: int | None
+    chunk_index: int
+    char_start: int
+    char_end: int
+    content_hash: str
+    version: str
+    chunk_id: str = ""
+    keyword_score: float | None = None
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    rerank_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Scored(Protocol):
@@ -271,17 +301,9 @@ class Searcher:
             for i, batch in enumerate(batches):
                 position[i] += len(batch)
                 for candidate in batch:
-                    hit = found.get(candidate.chunk_id)
-                    if hit is not None:
-                        results[i].append(
-                            dataclasses.replace(
-                                hit,
-                                cosine=candidate.cosine,
-                                keyword_score=candidate.keyword_score,
-                                dense_rank=candidate.dense_rank,
-                                keyword_rank=candidate.keyword_rank,
-                            )
-                        )
+                    chunk = found.get(candidate.chunk_id)
+                    if chunk is not None:
+                        results[i].append(_hit(chunk, candidate))
 
     def rule(self, mode: Mode) -> str:
         """The ranking rule of ``mode`` in words, shown next to the results."""
@@ -303,8 +325,8 @@ class Searcher:
         """The document's text just before and just after a hit: the parts of its neighbouring chunks
         that the hit does not already show (neighbours overlap it by a sentence or two)."""
         neighbours = {
-            h.chunk_index: h
-            for h in self.store.chunks_at(hit.source, hit.version, [hit.chunk_index - 1, hit.chunk_index + 1])
+            c.chunk_index: c
+            for c in self.store.chunks_at(hit.source, hit.version, [hit.chunk_index - 1, hit.chunk_index + 1])
         }
         before = neighbours.get(hit.chunk_index - 1)
         after = neighbours.get(hit.chunk_index + 1)
@@ -325,3 +347,24 @@ class Searcher:
             scored = [(next(scores), span) for span in row]
             best.append(max(scored)[1] if scored else (0, 0))
         return best
+
+
+def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
+    """A stored chunk as a hit with the scores that made it a candidate (its rank is set once ordered)."""
+    return Hit(
+        rank=0,
+        cosine=candidate.cosine,
+        text=chunk.text,
+        source=chunk.source,
+        page=chunk.page,
+        page_end=chunk.page_end,
+        chunk_index=chunk.chunk_index,
+        char_start=chunk.char_start,
+        char_end=chunk.char_end,
+        content_hash=chunk.content_hash,
+        version=chunk.version,
+        chunk_id=chunk.chunk_id,
+        keyword_score=candidate.keyword_score,
+        dense_rank=candidate.dense_rank,
+        keyword_rank=candidate.keyword_rank,
+    )

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.choices import MODES, PRECISIONS, QUERY_PRECISIONS, Mode, Precision, QueryPrecision
 from pipelines.errors import SettingsError
 
 DEFAULT_MODEL = "pkshatech/GLuCoSE-base-ja"
 ENV_PREFIX = "RAG_"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+# settings whose values form a closed set (pipelines/choices.py)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "retrieval_mode": MODES,
+    "precision": PRECISIONS,
+    "query_precision": QUERY_PRECISIONS,
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class Settings:
     device: str = ""
     top_k: int = 5
     # hybrid (keyword and meaning together), dense (meaning only) or keyword (words only)
-    retrieval_mode: str = "hybrid"
+    retrieval_mode: Mode = "hybrid"
     # how many chunks each of the dense and keyword lists contributes before ordering
     candidates: int = 50
     # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
@@ -47,9 +54,9 @@ class Settings:
     chroma_ssl: bool = False
     chroma_token: str = ""
     # auto: bfloat16 where the CPU runs it natively and it reproduces float32 on calibration texts
-    precision: str = "auto"
+    precision: Precision = "auto"
     # questions: auto is int8 where it reproduces float32 on calibration texts, else as passages
-    query_precision: str = "auto"
+    query_precision: QueryPrecision = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
     # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
@@ -69,22 +76,15 @@ class Settings:
                 f"RAG_CHUNK_OVERLAP は 0 以上、RAG_CHUNK_TOKENS の半分（{self.chunk_tokens // 2}）以下にしてください"
                 f"（現在 {self.chunk_overlap}）。"
             )
-        if self.retrieval_mode not in ("hybrid", "dense", "keyword"):
-            raise SettingsError(
-                f"RAG_RETRIEVAL_MODE は hybrid、dense、keyword のどれかにしてください（現在 {self.retrieval_mode!r}）。"
-            )
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} は {'、'.join(allowed)} のどれかにしてください"
+                    f"（現在 {getattr(self, name)!r}）。"
+                )
         for name in ("batch_size", "top_k", "candidates", "rerank_candidates"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise SettingsError(
-                f"RAG_PRECISION は auto、float32、bfloat16 のどれかにしてください（現在 {self.precision!r}）。"
-            )
-        if self.query_precision not in ("auto", "float32", "bfloat16", "int8"):
-            raise SettingsError(
-                "RAG_QUERY_PRECISION は auto、float32、bfloat16、int8 のどれかにしてください"
-                f"（現在 {self.query_precision!r}）。"
-            )
         if self.max_upload_mb < 1:
             raise SettingsError(f"RAG_MAX_UPLOAD_MB は 1 以上にしてください（現在 {self.max_upload_mb}）。")
         if self.chroma_host and not self.chroma_token and self.chroma_host not in LOOPBACK:

@@ -3,9 +3,10 @@
 Two collections live side by side. ``<name>`` holds one record per chunk (vector, text, metadata).
 ``<name>-registry`` holds one record per document: the version (content hash and chunking) that is
 live. A chunk is visible only when its version is its document's live version, so replacing a
-document is: write the new chunks (invisible), switch the registry record in one upsert (the commit),
-then delete the old chunks. A run that dies at any point leaves either the old or the new version
-visible, never both and never neither; the registry remembers what to clean, and the next write does.
+document (``replace``, under the write lock) is: write the new chunks (invisible), switch the
+registry record in one upsert (the commit), then delete the old chunks. A run that dies at any point
+leaves either the old or the new version visible, never both and never neither; the registry
+remembers what to clean, and the next write does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import fcntl
 import functools
 import json
 import math
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -62,19 +64,13 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
-class Hit:
-    """A passage found for a question, with every score that placed it, each named for what it is.
+class StoredChunk:
+    """A chunk as read back from the store: its text and where it lies in its document's version.
 
-    ``cosine`` is the cosine similarity of the question and the passage (always computed, also for a
-    passage that only keyword search found). ``keyword_score`` is its BM25 score for the question's
-    words (0 when it shares none; None when no keyword index was asked). ``dense_rank`` and
-    ``keyword_rank`` are its places in the dense and keyword candidate lists (None: not in that
-    list), ``rerank_score`` the cross-encoder's score when reranking is on. ``rank`` is its place in
-    the final order; the rule that made that order depends on the retrieval mode.
+    ``page`` and ``page_end`` are None for a document without pages; ``char_start`` and ``char_end``
+    locate the text in the document's normalised text.
     """
 
-    rank: int
-    cosine: float
     text: str
     source: str
     page: int | None
@@ -84,14 +80,7 @@ class Hit:
     char_end: int
     content_hash: str
     version: str
-    chunk_id: str = ""
-    keyword_score: float | None = None
-    dense_rank: int | None = None
-    keyword_rank: int | None = None
-    rerank_score: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    chunk_id: str
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +92,7 @@ def _refused(error: BaseException) -> bool:
     return any(mark in text for mark in ("401", "403", "Unauthorized", "Forbidden", "AuthError", "Authentication"))
 
 
-def _talks_to_chroma(method: F) -> F:
+def _chroma_failures_as_store_errors(method: F) -> F:
     """Chroma failures (a server gone, a token refused) become a StoreError that says where and what."""
 
     @functools.wraps(method)
@@ -113,10 +102,10 @@ def _talks_to_chroma(method: F) -> F:
         except (ChromaError, httpx.HTTPError) as error:
             if _refused(error):
                 raise StoreError(
-                    f"Chroma（{self.where}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
+                    f"Chroma（{self.location}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
                 ) from error
             raise StoreError(
-                f"Chroma（{self.where}）を使えません（{type(error).__name__}: {error}）。"
+                f"Chroma（{self.location}）を使えません（{type(error).__name__}: {error}）。"
                 "書きかけの文書は検索に出ず、次の書き込みで片付けられます。接続と認証を確かめて、もう一度実行してください。"
             ) from error
 
@@ -131,17 +120,19 @@ class ChromaStore:
     """Chunks and their registry in one Chroma client (embedded ``PersistentClient`` or a server)."""
 
     def __init__(
-        self, client: Any, collection: str = "documents", lock_path: Path | None = None, where: str = ""
+        self, client: Any, collection: str = "documents", lock_path: Path | None = None, location: str = ""
     ) -> None:
         self.client = client
         self.name = collection
         self.lock_path = lock_path
-        self.where = where or "ストア"
+        # for error messages: the server's address or the data directory
+        self.location = location or "ストア"
         self._chunks: Any = None
         self._registry: Any = None
         self._reopen: Callable[[], Any] | None = None
         self._generation_file: Path | None = None
         self._generation = ""
+        self._writer = threading.local()  # .depth: how many writing() blocks this thread is inside
 
     @classmethod
     def http(
@@ -151,7 +142,7 @@ class ChromaStore:
         import chromadb
 
         headers = {"Authorization": f"Bearer {token}", "X-Chroma-Token": token} if token else None
-        where = f"{'https' if ssl else 'http'}://{host}:{port}"
+        location = f"{'https' if ssl else 'http'}://{host}:{port}"
         try:
             client = chromadb.HttpClient(
                 host=host, port=port, ssl=ssl, headers=headers, settings=chromadb.Settings(anonymized_telemetry=False)
@@ -159,13 +150,13 @@ class ChromaStore:
         except (ValueError, OSError, httpx.HTTPError, ChromaError) as error:
             if _refused(error):
                 raise StoreError(
-                    f"Chroma サーバー（{where}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
+                    f"Chroma サーバー（{location}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"
                 ) from error
             raise StoreError(
-                f"Chroma サーバー（{where}）に接続できません（{error}）。サーバーが動いているか、"
+                f"Chroma サーバー（{location}）に接続できません（{error}）。サーバーが動いているか、"
                 "RAG_CHROMA_HOST・RAG_CHROMA_PORT・RAG_CHROMA_SSL・RAG_CHROMA_TOKEN を確かめてください。"
             ) from error
-        return cls(client, collection, where=where)
+        return cls(client, collection, location=location)
 
     @classmethod
     def persistent(cls, data_dir: Path, collection: str = "documents") -> ChromaStore:
@@ -181,7 +172,7 @@ class ChromaStore:
             except (OSError, ValueError, RuntimeError) as error:
                 raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
 
-        store = cls(open_client(), collection, lock_path=data_dir / "write.lock", where=str(data_dir))
+        store = cls(open_client(), collection, lock_path=data_dir / "write.lock", location=str(data_dir))
         store._reopen = open_client
         store._generation_file = data_dir / "generation"
         store._generation = store._read_generation()
@@ -248,7 +239,7 @@ class ChromaStore:
             self._registry = self._collection("-registry", create=False)
         return self._registry
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def bind_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Make sure the store holds vectors of this model only; an empty store is bound to it.
 
@@ -269,7 +260,7 @@ class ChromaStore:
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def check_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Refuse to search this store with another model's vectors (an empty store is fine)."""
         chunks = self._chunk_collection()
@@ -294,21 +285,43 @@ class ChromaStore:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the store's write lock (one writing process at a time) and finish interrupted work first."""
-        if self.lock_path is None:
-            self.recover()
-            yield
+        """Hold the store's write lock (one writing process at a time) and finish interrupted work first.
+
+        Reentrant within a thread: a ``writing()`` inside another (``replace`` inside the indexer's,
+        which also updates the keyword index) joins the outer one.
+        """
+        depth = getattr(self._writer, "depth", 0)
+        if depth:
+            self._writer.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._writer.depth = depth
             return
-        with self.lock_path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self._write_lock():
+            self._writer.depth = 1
             try:
                 self.refresh()
                 self.recover()
                 yield
             finally:
+                self._writer.depth = 0
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The lock file held exclusively (a store on a server has none: one writer is assumed)."""
+        if self.lock_path is None:
+            yield
+            return
+        # flock belongs to the open file: a second open in this process would wait for the first
+        with self.lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def recover(self) -> None:
         """Delete the chunks of versions that an interrupted write left behind."""
         registry = self._registry_collection()
@@ -324,8 +337,25 @@ class ChromaStore:
             else:
                 registry.delete(ids=[source])
 
-    @_talks_to_chroma
-    def begin(self, source: str, version: str) -> None:
+    def replace(self, document: StoredDocument, records: Sequence[ChunkRecord]) -> None:
+        """Store ``records`` as ``document``'s version and make it the visible one, dropping the old one.
+
+        Under the write lock: the new chunks are written invisible, the registry switches to them in
+        one write, then the old version's chunks are deleted. A run that dies part way leaves the old
+        version (or none, for a new document) visible; the next ``writing()`` cleans up.
+        """
+        key = (document.source, document.version)
+        strays = [r.id for r in records if (r.metadata.get("source"), r.metadata.get("version")) != key]
+        if strays:
+            # recovery finds chunks by source and version: these would never be shown nor cleaned
+            raise ValueError(f"chunks {strays[:3]} are not of {document.source!r} version {document.version!r}")
+        with self.writing():
+            self._begin(document.source, document.version)
+            self._add_chunks(records)
+            self._commit(document)
+
+    @_chroma_failures_as_store_errors
+    def _begin(self, source: str, version: str) -> None:
         """Record that chunks of ``version`` are about to be written for ``source``."""
         registry = self._registry_collection()
         current = registry.get(ids=[source], include=["metadatas"])
@@ -336,8 +366,8 @@ class ChromaStore:
             empty |= {"embedding_model": "", "pending": version, "stale": ""}
             registry.add(ids=[source], embeddings=[_PLACEHOLDER], metadatas=[empty])
 
-    @_talks_to_chroma
-    def add_chunks(self, records: Sequence[ChunkRecord]) -> None:
+    @_chroma_failures_as_store_errors
+    def _add_chunks(self, records: Sequence[ChunkRecord]) -> None:
         """Write chunks (not yet visible: they belong to a version that is not committed)."""
         chunks = self._chunk_collection()
         step = self.client.get_max_batch_size()
@@ -350,8 +380,8 @@ class ChromaStore:
                 metadatas=[r.metadata for r in batch],
             )
 
-    @_talks_to_chroma
-    def commit(self, document: StoredDocument) -> None:
+    @_chroma_failures_as_store_errors
+    def _commit(self, document: StoredDocument) -> None:
         """Make ``document.version`` the visible version of its source, in one write, then drop the old one."""
         registry = self._registry_collection()
         current = registry.get(ids=[document.source], include=["metadatas"])
@@ -363,7 +393,7 @@ class ChromaStore:
         self._mark_changed()
         self.recover()
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def delete(self, source: str) -> StoredDocument:
         """Remove a document: hidden in one write, then its chunks deleted."""
         document = self.document(source)
@@ -385,7 +415,7 @@ class ChromaStore:
 
     # Reading -------------------------------------------------------------------------------------
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def changes(self) -> str:
         """A token that changes whenever any process commits or deletes a document ("" before the first)."""
         self.refresh()
@@ -395,7 +425,7 @@ class ChromaStore:
         found = registry.get(ids=[_CHANGES], include=["metadatas"])
         return str(found["metadatas"][0]["token"]) if found["ids"] else ""
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def _documents(self, **query: Any) -> list[StoredDocument]:
         registry = self._registry_collection()
         if registry is None or query.get("ids") == []:
@@ -425,7 +455,7 @@ class ChromaStore:
         self.refresh()
         return sorted(self._documents(), key=lambda d: d.source)
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def vectors_for(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks whose text has one of these digests: the same text is never embedded twice."""
         chunks = self._chunk_collection()
@@ -445,7 +475,7 @@ class ChromaStore:
         self.refresh()
         return {d.source: d.version for d in self._documents()}
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def chunk_texts(self, source: str, version: str) -> list[tuple[str, str]]:
         """Record id and text of every chunk of one version of a document, in document order."""
         chunks = self._chunk_collection()
@@ -462,9 +492,9 @@ class ChromaStore:
     def _live(self, sources: Iterable[str]) -> dict[str, str]:
         return {d.source: d.version for d in self._documents(ids=sorted(set(sources)))}
 
-    @_talks_to_chroma
-    def chunks_by_id(self, ids: Sequence[str], live: Mapping[str, str] | None = None) -> dict[str, Hit]:
-        """Chunks by record id (rank 0, cosine 0: the caller scores them).
+    @_chroma_failures_as_store_errors
+    def chunks_by_id(self, ids: Sequence[str], live: Mapping[str, str] | None = None) -> dict[str, StoredChunk]:
+        """Chunks by record id.
 
         Only chunks of live versions are returned: an id that another process replaced or deleted
         a moment ago is simply absent.
@@ -480,12 +510,12 @@ class ChromaStore:
         if live is None:
             live = self._live(meta["source"] for _, _, meta in rows)
         return {
-            chunk_id: _hit(0, text, meta, 1.0)
+            chunk_id: _stored_chunk(text, meta)
             for chunk_id, text, meta in rows
             if live.get(meta["source"]) == meta["version"]
         }
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def vectors_by_id(self, ids: Sequence[str], live: Mapping[str, str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks by record id, of live versions only (vectors alone: a cheaper read)."""
         chunks = self._chunk_collection()
@@ -499,22 +529,22 @@ class ChromaStore:
             for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
         }
 
-    @_talks_to_chroma
-    def chunks_at(self, source: str, version: str, indexes: Sequence[int]) -> list[Hit]:
-        """Chunks of one version of a document by position (rank 0, score 0): a hit's neighbours."""
+    @_chroma_failures_as_store_errors
+    def chunks_at(self, source: str, version: str, indexes: Sequence[int]) -> list[StoredChunk]:
+        """Chunks of one version of a document by position, in document order: a hit's neighbours."""
         chunks = self._chunk_collection()
         if chunks is None or not indexes:
             return []
         ids = [chunk_id(version, index) for index in indexes]
         found = chunks.get(ids=ids, include=["documents", "metadatas"])
         rows = [
-            _hit(0, text, meta, 1.0)
+            _stored_chunk(text, meta)
             for text, meta in zip(found["documents"], found["metadatas"], strict=True)
             if meta["source"] == source
         ]
-        return sorted(rows, key=lambda h: h.chunk_index)
+        return sorted(rows, key=lambda c: c.chunk_index)
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def count(self) -> int:
         """Number of chunk records, including any not yet committed."""
         self.refresh()
@@ -542,7 +572,7 @@ class ChromaStore:
             results.extend(self._nearest_batch(embeddings[begin : begin + batch], k, live, sources))
         return results
 
-    @_talks_to_chroma
+    @_chroma_failures_as_store_errors
     def _nearest_batch(
         self, embeddings: np.ndarray, k: int, live: Mapping[str, str], sources: Sequence[str] | None
     ) -> list[list[tuple[str, float]]]:
@@ -569,11 +599,8 @@ class ChromaStore:
         return [rows[:k] for rows in visible]
 
 
-def _hit(rank: int, text: str, meta: dict[str, Any], distance: float) -> Hit:
-    return Hit(
-        rank=rank,
-        # Chroma's cosine distance is 1 - cosine similarity.
-        cosine=1.0 - float(distance),
+def _stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
+    return StoredChunk(
         text=text,
         source=meta["source"],
         page=_page(meta.get("page")),

@@ -17,8 +17,8 @@ import pytest
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.store import ChromaStore
-from tests.offline_model import build_offline_model
-from tests.servers import ChatServer, chroma_server
+from testkit.offline_model import build_offline_model
+from testkit.servers import ChatServer, chroma_server
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,6 @@ def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real Chroma server on 127.0.0.1: the one CI started (CHROMA_TEST_PORT), or one started here."""
     if os.environ.get("CHROMA_TEST_PORT"):
         yield int(os.environ["CHROMA_TEST_PORT"])
-        return
         return
     server = chroma_server(tmp_path_factory.mktemp("chroma-server")).start()
     try:

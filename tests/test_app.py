@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.documents import make_pdf
-from tests.servers import ChatServer, Reply
+from testkit.documents import make_pdf
+from testkit.servers import ChatServer, Reply
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
@@ -27,8 +28,53 @@ def page(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
     st.cache_resource.clear()  # the cached model and store outlive an AppTest inside one pytest process
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    wait_for_model(at)
     yield at
     st.cache_resource.clear()
+
+
+def wait_for_model(at: AppTest, seconds: float = 60) -> None:
+    """Rerun the page until the model, loading in the background, is ready (its caption shows)."""
+    deadline = time.monotonic() + seconds
+    while not any(c.value.startswith("埋め込みモデル: ") for c in at.caption):
+        assert not at.exception, at.exception
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.2)
+        at.run()
+
+
+def test_the_page_is_usable_while_the_model_loads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploader and the library are drawn before the model has loaded; the model's progress shows."""
+    import threading
+
+    from pipelines.embedder import Embedder
+
+    release = threading.Event()
+    real_load = Embedder.load
+
+    def slow_load(self: Embedder, stage: object = None) -> None:
+        release.wait(60)  # a model that takes as long as the test wants
+        real_load(self, stage)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Embedder, "load", slow_load)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    try:
+        started = time.monotonic()
+        at.run()
+        assert time.monotonic() - started < 10  # drawn without waiting for the model (3 s in a browser, unloaded)
+        assert not at.exception
+        assert at.file_uploader[0].label.startswith("PDF")
+        assert "まだ文書がありません" in texts(at)
+        assert any("を読み込んでいます" in i.value for i in at.info)
+        assert not any(c.value.startswith("埋め込みモデル: ") for c in at.caption)
+        release.set()
+        wait_for_model(at)
+        assert not any("を読み込んでいます" in i.value for i in at.info)
+    finally:
+        release.set()
+        st.cache_resource.clear()
 
 
 def texts(at: AppTest) -> str:
@@ -158,9 +204,16 @@ def test_model_error_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "ない"))
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=60).run()
+    deadline = time.monotonic() + 30
+    while not at.error and time.monotonic() < deadline:  # the model loads (and fails) in the background
+        time.sleep(0.2)
+        at.run()
     assert not at.exception
     assert "埋め込みモデルを読み込めませんでした" in at.error[0].value
+    assert "ない" in at.error[0].value  # the directory it looked for
     assert "RAG\\_EMBEDDING\\_MODEL" in at.info[0].value
+    assert at.file_uploader  # the rest of the page is still there
+    assert [b.label for b in at.button if b.label == "もう一度読み込む"]
 
 
 @pytest.mark.parametrize(

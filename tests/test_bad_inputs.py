@@ -14,7 +14,7 @@ from pipelines.indexing import Indexer, upload_name
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
 from pipelines.store import ChromaStore
-from tests.documents import make_blank_pdf, make_pdf
+from testkit.documents import make_blank_pdf, make_pdf
 
 KEEP = "この文書は最初から保存されていて、何があっても残ります。"
 TEXT = "吾輩は猫である。名前はまだ無い。"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.documents import make_pdf
+from testkit.documents import make_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

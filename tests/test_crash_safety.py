@@ -13,7 +13,7 @@ from pathlib import Path
 from pipelines.embedder import Embedder
 from pipelines.retrieval import Searcher
 from pipelines.store import ChromaStore
-from tests.documents import SENTENCES
+from testkit.documents import SENTENCES
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 8

@@ -8,7 +8,7 @@ import pytest
 
 from ingest.errors import EmptyDocumentError, EncodingError, PdfError, UnsupportedFileError
 from ingest.loaders import content_hash, decode_text, load_bytes, load_file
-from tests.documents import make_blank_pdf, make_pdf
+from testkit.documents import make_blank_pdf, make_pdf
 
 JAPANESE = "吾輩は猫である。名前はまだ無い。\r\nどこで生れたかとんと見当がつかぬ。①㈱～ｶﾀｶﾅ"
 

@@ -14,9 +14,9 @@ from langchain_core.language_models.fake_chat_models import (
 from pipelines.answer import NO_ANSWER, Answerer, Passage, fit_passages, format_passage, parse_citations
 from pipelines.components import make_answerer
 from pipelines.errors import GenerationError, SettingsError
+from pipelines.retrieval import Hit
 from pipelines.settings import Settings
-from pipelines.store import Hit
-from tests.servers import ChatServer, Reply, free_port
+from testkit.servers import ChatServer, Reply, free_port
 
 FUJI = "富士山は日本で最も高い山です。標高は三七七六メートルです。"
 TOKYO = "東京は日本の首都です。"

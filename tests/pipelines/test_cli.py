@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from tests.documents import make_pdf
-from tests.servers import ChatServer, Reply
+from testkit.documents import make_pdf
+from testkit.servers import ChatServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"

@@ -25,7 +25,8 @@ from pipelines.evaluation import (
     pearson,
     spearman,
 )
-from pipelines.store import Hit
+from pipelines.retrieval import Hit
+from pipelines.settings import Settings
 
 SENTENCES = [
     "東京は日本の首都です。",
@@ -97,7 +98,7 @@ def test_qa_accuracy_with_forced_ranks(embedder: Embedder) -> None:
         Question("q3", SENTENCES[3], ("吾輩",)),
         Question("q4", SENTENCES[4], ("答えはどこにもない",)),
     ]
-    result = evaluate_qa(embedder, articles, questions, chunk_tokens=48, chunk_overlap=0, ks=(1, 5, 50))
+    result = evaluate_qa(Settings(chunk_tokens=48, chunk_overlap=0), embedder, articles, questions, ks=(1, 5, 50))
     assert result.ranks == [1, 1, 1, None]
     assert result.topk == {1: 75.0, 5: 75.0, 50: 75.0}  # k = 50 is more than the 6 chunks
     assert result.mrr == pytest.approx(0.75)
@@ -108,7 +109,7 @@ def test_qa_accuracy_with_forced_ranks(embedder: Embedder) -> None:
 def test_qa_accuracy_grows_with_k(embedder: Embedder) -> None:
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
     questions = [Question(f"q{i}", "日本についての質問", (text[:4],)) for i, text in enumerate(SENTENCES)]
-    result = evaluate_qa(embedder, articles, questions, chunk_tokens=48, chunk_overlap=0, ks=(1, 2, 3, 6))
+    result = evaluate_qa(Settings(chunk_tokens=48, chunk_overlap=0), embedder, articles, questions, ks=(1, 2, 3, 6))
     values = list(result.topk.values())
     assert values == sorted(values)
     assert result.topk[6] == 100.0  # every chunk is among the top 6
@@ -118,14 +119,22 @@ def test_qa_accuracy_grows_with_k(embedder: Embedder) -> None:
 
 def test_invalid_k_is_refused(embedder: Embedder) -> None:
     with pytest.raises(EvaluationError, match="k"):
-        evaluate_qa(
-            embedder,
-            [Article("a", "本文。")],
-            [Question("q", "本文", ("本文",))],
-            chunk_tokens=48,
-            chunk_overlap=0,
-            ks=(0,),
-        )
+        evaluate_qa(Settings(), embedder, [Article("a", "本文。")], [Question("q", "本文", ("本文",))], ks=(0,))
+
+
+def test_qa_searches_as_the_settings_say(embedder: Embedder) -> None:
+    """The evaluation's searcher is built from the same settings as every face's: the mode is the setting's."""
+    articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
+    questions = [Question("q", "ＸＹＺ", (SENTENCES[0][:4],))]  # shares no word with any article
+    keyword = evaluate_qa(
+        Settings(chunk_tokens=48, chunk_overlap=8, retrieval_mode="keyword"), embedder, articles, questions
+    )
+    dense = evaluate_qa(
+        Settings(chunk_tokens=48, chunk_overlap=8, retrieval_mode="dense"), embedder, articles, questions
+    )
+    assert (keyword.mode, dense.mode) == ("keyword", "dense")
+    assert keyword.ranks == [None]  # keyword search finds nothing without a shared word
+    assert dense.ranks[0] is not None  # the nearest by meaning are always there
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -11,14 +11,37 @@ from pipelines.embedder import Embedder
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, RagError, SettingsError
 from pipelines.indexing import Indexer
 from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore
-from tests.documents import make_pdf
-from tests.offline_model import build_offline_model
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from testkit.documents import make_pdf
+from testkit.offline_model import build_offline_model
 
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。人口はおよそ千四百万人です。"
 KYOTO = "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。"
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 CAT = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
+
+
+class Killed(Exception):
+    """The process dying between writing a new version's chunks and committing it."""
+
+
+def interrupted_replace(store: ChromaStore, embedder: Embedder, chunks: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a replace of 規程.txt that died before its commit leaves: the new version's chunks (FUJI) written,
+    the registry not switched."""
+    version = "deadbeef-c1"
+    vector = embedder.embed_documents([FUJI])[0]
+    meta: dict[str, str | int | float | bool] = {"source": "規程.txt", "version": version, "content_hash": "deadbeef"}
+    meta |= {"page": 0, "page_end": 0, "char_start": 0, "char_end": len(FUJI), "text_hash": "x"}
+    records = [ChunkRecord(chunk_id(version, i), FUJI, vector, meta | {"chunk_index": i}) for i in range(chunks)]
+    document = StoredDocument("規程.txt", version, "deadbeef", 0, chunks, 0, "", embedder.model_name)
+
+    def killed(document: StoredDocument) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_commit", killed)
+        with pytest.raises(Killed):
+            store.replace(document, records)
 
 
 def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -159,25 +182,15 @@ def test_a_failed_replacement_keeps_the_old_version(indexer: Indexer, embedder: 
     assert Searcher(embedder, indexer.store).search(TOKYO, k=1)[0].text == TOKYO
 
 
-def test_interrupted_replace_shows_one_version_and_is_cleaned_up(indexer: Indexer, embedder: Embedder) -> None:
+def test_interrupted_replace_shows_one_version_and_is_cleaned_up(
+    indexer: Indexer, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run that died after writing new chunks but before the commit leaves the old version visible."""
     indexer.ingest_bytes("規程.txt", TOKYO.encode())
     store = indexer.store
     old = store.document("規程.txt")
     assert old is not None
-    # what an interrupted replace leaves: the new version's chunks written, the registry not switched
-    store.begin("規程.txt", "deadbeef-c1")
-    vector = embedder.embed_documents([FUJI])[0]
-    from pipelines.store import ChunkRecord
-
-    meta: dict[str, str | int | float | bool] = {
-        "source": "規程.txt",
-        "version": "deadbeef-c1",
-        "content_hash": "deadbeef",
-        "chunk_index": 0,
-    }
-    meta |= {"page": 0, "page_end": 0, "char_start": 0, "char_end": len(FUJI), "text_hash": "x"}
-    store.add_chunks([ChunkRecord("deadbeef-c1-00000", FUJI, vector, meta)])
+    interrupted_replace(store, embedder, 1, monkeypatch)
     assert store.count() == 2
     hits = Searcher(embedder, store).search(FUJI, k=5)
     assert [h.text for h in hits] == [TOKYO]  # the half-written version is invisible
@@ -258,19 +271,13 @@ def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Pat
     page_store.close()
 
 
-def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(indexer: Indexer, embedder: Embedder) -> None:
+def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(
+    indexer: Indexer, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The vector search reads ids and distances only, and asks for more until k visible chunks are found."""
-    from pipelines.store import ChunkRecord, chunk_id
-
     indexer.ingest_bytes("規程.txt", TOKYO.encode())
     store = indexer.store
-    store.begin("規程.txt", "deadbeef-c1")  # an interrupted replace: 30 chunks, all nearer than TOKYO
-    vector = embedder.embed_documents([FUJI])[0]
-    meta: dict[str, str | int | float | bool] = {"source": "規程.txt", "version": "deadbeef-c1"}
-    meta |= {"content_hash": "deadbeef", "page": 0, "page_end": 0, "char_start": 0, "char_end": len(FUJI)}
-    store.add_chunks(
-        [ChunkRecord(chunk_id("deadbeef-c1", i), FUJI, vector, meta | {"chunk_index": i}) for i in range(30)]
-    )
+    interrupted_replace(store, embedder, 30, monkeypatch)  # 30 hidden chunks, all nearer to FUJI than TOKYO
     live = store.live_versions()
     nearest = store.nearest_many(embedder.embed_queries([FUJI]), 1, live)
     live_id = chunk_id(live["規程.txt"], 0)

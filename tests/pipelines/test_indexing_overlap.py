@@ -12,7 +12,7 @@ import pytest
 from pipelines.embedder import Embedder
 from pipelines.indexing import FileReport, Indexer
 from pipelines.store import ChromaStore
-from tests.documents import SENTENCES, make_pdf
+from testkit.documents import SENTENCES, make_pdf
 
 
 def write_corpus(folder: Path) -> Path:
@@ -150,7 +150,7 @@ def test_counting_tokens_in_another_thread_while_encoding_with_a_fast_tokenizer(
     from sentence_transformers.models import Pooling, Transformer
     from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
 
-    from tests.offline_model import build_offline_model
+    from testkit.offline_model import build_offline_model
 
     pieces = build_offline_model(tmp_path / "luke") / "sentencepiece.bpe.model"
     backbone = tmp_path / "backbone"

@@ -16,8 +16,8 @@ from pipelines.answer import Answerer
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
 from pipelines.langchain_face import EmbedderEmbeddings, SearcherRetriever, answer_chain, document_hit
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore, Hit
+from pipelines.retrieval import Hit, Searcher
+from pipelines.store import ChromaStore
 
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"

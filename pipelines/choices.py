@@ -1,0 +1,18 @@
+"""Closed sets of values that settings, pipelines and faces share, each defined once as a ``Literal``."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Mode = Literal["hybrid", "dense", "keyword"]
+"""How search orders passages: meaning and words together, meaning only, or words only."""
+MODES: tuple[Mode, ...] = get_args(Mode)
+MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
+
+Precision = Literal["auto", "float32", "bfloat16"]
+"""What passages are computed in; ``auto`` picks bfloat16 where it is native and reproduces float32."""
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+QueryPrecision = Literal["auto", "float32", "bfloat16", "int8"]
+"""What questions are computed in; ``auto`` picks int8 where it reproduces float32."""
+QUERY_PRECISIONS: tuple[QueryPrecision, ...] = get_args(QueryPrecision)
