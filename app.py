@@ -24,6 +24,8 @@ STATUS_LABELS = {
     "duplicate": "同じ内容の文書があります",
     "failed": "取り込めませんでした",
 }
+# seconds between drawing the page and starting to load the model (sooner when an action needs it)
+SETTLE_SECONDS = 3.0
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
 
 
@@ -36,11 +38,11 @@ def escape_markdown(text: str) -> str:
 def open_pipelines(settings: Settings) -> tuple[Pipelines, ModelWarmup]:
     """The parts, shared by every session of this server process, and the model loading behind them.
 
-    Building opens the store and loads no model, so the page draws at once; the model loads in a
-    background thread, and what needs it waits for it.
+    Building opens the store and loads no model, so the page draws at once; the model then loads in
+    a background thread, and what needs it waits for it.
     """
     parts = build(settings)
-    return parts, ModelWarmup(parts.embedder).start()
+    return parts, ModelWarmup(parts.embedder)  # started once the page is drawn (main)
 
 
 def model_ready(warmup: ModelWarmup) -> bool:
@@ -281,6 +283,8 @@ def main() -> None:
     finally:
         with recent_slot:
             recent_panel()
+        # after the page is drawn, and a moment later still: the browser needs the CPU to show it
+        warmup.start(after=SETTLE_SECONDS)
 
 
 def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.data import jglue_dir  # noqa: E402
 from ingest.loaders import load_file  # noqa: E402
 from pipelines.choices import PRECISIONS, Precision  # noqa: E402
 from pipelines.embedder import Embedder  # noqa: E402
@@ -46,7 +47,7 @@ from pipelines.indexing import Indexer, collect_paths  # noqa: E402
 from pipelines.store import ChromaStore  # noqa: E402
 from testkit.offline_model import build_offline_model  # noqa: E402
 
-JSQUAD = REPO.parent / "shared" / "data" / "jsquad-v1.3-valid.json"
+JSQUAD = jglue_dir() / "jsquad-v1.3-valid.json"
 GLUCOSE_SHAPE = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072}
 TUTORIAL_CHUNK_SIZE, TUTORIAL_CHUNK_OVERLAP = 1000, 200
 

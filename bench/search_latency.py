@@ -40,7 +40,8 @@ from pipelines.embedder import Embedder  # noqa: E402
 from pipelines.indexing import text_hash  # noqa: E402
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
 from pipelines.retrieval import Searcher  # noqa: E402
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id  # noqa: E402
+from pipelines.store import ChromaStore, StoredDocument  # noqa: E402
+from testkit.records import chunk_record  # noqa: E402
 
 DOCUMENT_CHUNKS = 200  # a 30-page PDF's worth; 500 documents at 100,000 chunks
 DEPARTMENTS = ["総務部", "人事部", "経理部", "営業部", "開発部", "法務部", "広報部", "品質保証部"]
@@ -72,20 +73,18 @@ def fill(store: ChromaStore, base: list[tuple[str, np.ndarray]], size: int, embe
             text = f"{text}（第{copy}版・{DEPARTMENTS[copy % len(DEPARTMENTS)]}）"
             nudged = vector + rng.normal(0, 0.02, vector.shape).astype(np.float32)
             nudged /= np.linalg.norm(nudged)
-            meta: dict[str, str | int | float | bool] = {
-                "source": source,
-                "version": version,
-                "content_hash": version,
-                "chunk_index": i,
-                "page": 0,
-                "page_end": 0,
-                "char_start": 0,
-                "char_end": len(text),
-                "tokens": 0,
-                "text_hash": text_hash(text),
-                "embedding_model": embedder.model_name,
-            }
-            records.append(ChunkRecord(chunk_id(version, i), text, nudged, meta))
+            records.append(
+                chunk_record(
+                    source,
+                    version,
+                    i,
+                    text,
+                    nudged,
+                    tokens=0,
+                    text_hash=text_hash(text),
+                    embedding_model=embedder.model_name,
+                )
+            )
         document = StoredDocument(
             source, version, version, 0, count, 0, "2026-11-26T00:00:00+00:00", embedder.model_name
         )

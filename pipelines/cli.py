@@ -106,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = [field.name for field in dataclasses.fields(Settings)]
-    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
+    """Settings from the environment, with the flags this command was given (a flag left out is None)."""
+    flags = vars(args)
+    return Settings.from_env(**{field.name: flags.get(field.name) for field in dataclasses.fields(Settings)})
 
 
 def _progress_bars(stream: TextIO) -> Any:

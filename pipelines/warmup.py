@@ -25,15 +25,28 @@ class ModelWarmup:
         self._error: RagError | None = None
         self._crash: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="model-warmup", daemon=True)
+        self._launch = threading.Lock()  # sessions of the page may ask to start at the same moment
+        self._launched = False
+        self._after = 0.0
+        self._hurry = threading.Event()  # set by wait(): someone needs the model now
 
-    def start(self) -> ModelWarmup:
-        """Start loading (once); returns itself."""
-        if not self._thread.is_alive() and not self._done.is_set():
-            self._started = time.monotonic()
-            self._thread.start()
+    def start(self, after: float = 0.0) -> ModelWarmup:
+        """Start loading (once), ``after`` seconds from now or as soon as someone waits; returns itself.
+
+        A face that has just drawn itself gives the browser those seconds: importing torch and
+        loading a model take the CPU (and Python's interpreter lock) that serving the page needs.
+        """
+        with self._launch:
+            if not self._launched:
+                self._launched = True
+                self._after = after
+                self._started = time.monotonic()
+                self._thread.start()
         return self
 
     def _run(self) -> None:
+        self._hurry.wait(self._after)
+        self._started = time.monotonic()
         try:
             self.embedder.load(self._set_stage)
             self.stage = "読み込みました"
@@ -70,6 +83,8 @@ class ModelWarmup:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the load; True when ready, False on timeout. A failed load raises its error here."""
+        self.start()
+        self._hurry.set()
         if not self._done.wait(timeout):
             return False
         if self._crash is not None:

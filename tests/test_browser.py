@@ -41,9 +41,12 @@ def free_port() -> int:
 @pytest.fixture
 def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
+    # a model directory beside the page, named as a person would name it (shown on the page, and in the screenshot)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny-glucose").symlink_to(model_dir, target_is_directory=True)
     env = {
         **os.environ,
-        "RAG_EMBEDDING_MODEL": str(model_dir),
+        "RAG_EMBEDDING_MODEL": "models/tiny-glucose",
         "RAG_DATA_DIR": str(tmp_path / "data"),
         "RAG_CHUNK_TOKENS": "48",
         "RAG_CHUNK_OVERLAP": "8",
@@ -76,12 +79,21 @@ def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
             process.stdout.close()
 
 
+RULES = (
+    "第1条（年次有給休暇）\n入社して六か月が経過した社員には、十日の年次有給休暇を付与する。"
+    "申請は、取得する日の三日前までに上長に行うこと。\n"
+    "第2条（在宅勤務）\n在宅勤務は週に二日までとし、前日までに申請する。"
+)
+
+
 def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
     from playwright.sync_api import Dialog, expect, sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium fonts-ipafont-gothic"
     pdf = tmp_path / "富士山の資料.pdf"
     pdf.write_bytes(make_pdf([[INTRO], [FUJI]]))
+    rules = tmp_path / "就業規則.txt"
+    rules.write_text(RULES, encoding="utf-8")
     note = tmp_path / "<img src=x onerror=alert(9)>注意.txt"
     note.write_text("。\n".join(HOSTILE) + "。", encoding="utf-8")
     with sync_playwright() as playwright:
@@ -94,13 +106,19 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
             dialog.dismiss()
 
         page.on("dialog", refuse)
+        opened = time.monotonic()
         page.goto(server)
+        # the page draws itself first: the uploader is there while the model loads behind it
+        expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
+        drawn = time.monotonic() - opened
         expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
+        print(f"uploader drawn {drawn:.1f} s after opening the page")
+        assert drawn < 8, drawn  # 4-5 s on a 2-core VM for a fresh server (its imports), under 3 s after
 
-        page.locator("input[type=file]").set_input_files([str(pdf), str(note)])
+        page.locator("input[type=file]").set_input_files([str(pdf), str(rules)])
         page.get_by_role("button", name="取り込む").click()
         expect(page.get_by_text("富士山の資料.pdf: 追加しました")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("<img src=x onerror=alert(9)>注意.txt: 追加しました")).to_be_visible()
+        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible()
 
         page.get_by_label("質問").fill("日本で一番高い山の標高は？")
         page.get_by_label("質問").press("Enter")
@@ -109,23 +127,34 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         fuji = cards.filter(has_text="三七七六メートル").first
         expect(fuji).to_contain_text("富士山の資料.pdf ・ 2 ページ")
         expect(fuji).to_contain_text("類似度")
+        expect(page.get_by_text("埋め込みモデル: ")).to_be_visible()
 
         screenshot = tmp_path / "screenshot.png"
         page.screenshot(path=str(screenshot), full_page=True)
 
-        # a document's markup is shown as its characters and never runs
+        # a document's markup is shown as its characters and never runs (a second visit, its own upload)
+        page.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
+        page.on("dialog", refuse)
+        page.goto(server)
+        expect(page.get_by_text("登録済みの文書（2 件）")).to_be_visible(timeout=60_000)
+        page.locator("input[type=file]").set_input_files([str(note)])
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.get_by_text("<img src=x onerror=alert(9)>注意.txt: 追加しました")).to_be_visible(timeout=60_000)
         page.get_by_label("質問").fill(HOSTILE[0])
         page.get_by_label("質問").press("Enter")
         recent = page.locator("[class*='st-key-recent-']")
+        cards = page.locator("[class*='st-key-card-']")
         expect(recent.filter(has_text=HOSTILE[0])).to_be_visible(timeout=60_000)  # drawn when the run ends
         shown = "\n".join(cards.all_inner_texts())
         for line in HOSTILE:
             assert line in shown
         assert "<img src=x onerror=alert(9)>注意.txt ・ ページなし" in shown
-        page.wait_for_timeout(1000)
-        assert dialogs == []
+        # no element that could run script exists, so no dialog can still be on its way
         assert page.locator("a[href^='javascript']").count() == 0
         assert page.locator("img[src=x]").count() == 0
+        assert page.locator("script:has-text('alert')").count() == 0
+        assert dialogs == []
         browser.close()
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("SCREENSHOT_TO"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import signal
@@ -60,26 +61,68 @@ def test_sigkill_at_many_points_loses_nothing(tmp_path: Path, model_dir: Path, e
         "RAG_CHUNK_OVERLAP": "8",
     }
     first = corpus(tmp_path / "v1", 1)
-    started = time.monotonic()
     assert ingest(first, env).wait(timeout=300) == 0
-    full = time.monotonic() - started
     baseline, _, _ = check_consistent(tmp_path / "data", embedder)
     assert baseline == 24
 
-    # Now replace every document with a new version, killing the run at points spread over its length.
+    # Now replace every document with a new version, killing the run in the middle of writing a document:
+    # the moment it holds the store's write lock, plus a delay that moves the kill through the write.
     second = corpus(tmp_path / "v1", 2)
     new_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in second.iterdir()}
     survived = []
     for kill in range(KILLS):
         process = ingest(second, env)
-        time.sleep(full * (0.25 + 0.75 * kill / KILLS))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        landed = kill_while_writing(process, tmp_path / "data" / "write.lock", delay=0.005 * kill, nth=1 + kill % 2)
+        assert landed, f"kill {kill}: the run ended before it was caught writing"
         documents, leftovers, hashes = check_consistent(tmp_path / "data", embedder)
         assert documents == 24  # every document is there, old version or new, never missing
         survived.append((len(hashes & new_hashes), leftovers))
+    # the kills landed mid-write: some left a new version's chunks written but not committed (then cleaned)
+    assert any(leftovers for _, leftovers in survived), survived
     assert ingest(second, env).wait(timeout=300) == 0  # a re-run finishes the job
     store = ChromaStore.persistent(tmp_path / "data")
     assert {d.content_hash for d in store.documents()} == new_hashes
     store.close()
     print(f"killed {KILLS} times; (documents already replaced, chunks left behind and cleaned): {survived}")
+
+
+def kill_while_writing(process: subprocess.Popen[bytes], lock: Path, delay: float, nth: int) -> bool:
+    """SIGKILL ``process`` ``delay`` seconds into its ``nth`` hold of the store's write lock.
+
+    The lock is held exactly while a document's chunks and registry record are written (store.writing),
+    so a kill sent while it is held lands in the middle of a write. Returns whether it did: False
+    when the run ended first or the lock was free again when the kill was sent.
+    """
+    held = 0
+    free = True
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        busy = lock_is_held(lock)
+        if busy and free:
+            held += 1
+            if held == nth:
+                time.sleep(delay)
+                still = lock_is_held(lock)
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return still
+        free = not busy
+        time.sleep(0.0005)
+    process.kill()
+    process.wait()
+    return False
+
+
+def lock_is_held(lock: Path) -> bool:
+    """Whether another process holds the store's write lock now (a non-blocking try, released at once)."""
+    try:
+        handle = lock.open("a")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines.store import ChromaStore, ChunkRecord, StoredChunk, StoredDocument, chunk_id
+from testkit.records import chunk_record
 
 SOURCE = "規程.txt"
 MODEL = "test-model"
@@ -22,25 +23,7 @@ def document(version: str, chunks: int) -> StoredDocument:
 
 def records(version: str, texts: list[str], source: str = SOURCE) -> list[ChunkRecord]:
     """Chunks of one version with unit vectors of their own (the store compares vectors, not meanings)."""
-    return [
-        ChunkRecord(
-            chunk_id(version, i),
-            text,
-            np.eye(3, dtype=np.float32)[i % 3],
-            {
-                "source": source,
-                "version": version,
-                "content_hash": version,
-                "chunk_index": i,
-                "page": 0,
-                "page_end": 0,
-                "char_start": 0,
-                "char_end": len(text),
-                "text_hash": f"{version}-{i}",
-            },
-        )
-        for i, text in enumerate(texts)
-    ]
+    return [chunk_record(source, version, i, text, np.eye(3, dtype=np.float32)[i % 3]) for i, text in enumerate(texts)]
 
 
 @pytest.fixture
