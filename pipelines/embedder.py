@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from pipelines import hub
 from pipelines.choices import Precision, QueryPrecision
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
 from pipelines.precision import TOKENIZER_CHECK_TEXTS, PrecisionChoice, PrecisionPolicy
@@ -73,73 +73,6 @@ class TextEmbedder(Protocol):
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def _how_to_fix(name: str) -> str:
-    folder = "models/" + name.rstrip("/").rsplit("/", 1)[-1]
-    return (
-        "ネットワークにつながらない環境では、つながる環境で "
-        f"`hf download {name} --local-dir {folder}` のようにモデルを取得して持ち込み、"
-        f"RAG_EMBEDDING_MODEL={folder}（または --model {folder}）でそのディレクトリを指定してください。"
-    )
-
-
-HUB_TIMEOUT = 5.0
-"""Seconds to wait for the Hugging Face hub to answer whether a model that is not here can be downloaded."""
-
-
-def _in_hub_cache(name: str) -> bool:
-    """Whether a hub model is in the local Hugging Face cache (then it loads without the network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(name, "modules.json"), str)
-
-
-def _reach_hub(name: str) -> None:
-    """Ask the hub once, with a short timeout, whether ``name`` can be downloaded; refuse at once if not."""
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-    from requests import RequestException
-
-    endpoint = huggingface_hub.constants.ENDPOINT
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise ModelLoadError(
-            f"埋め込みモデル「{name}」がこのマシンになく、HF_HUB_OFFLINE が設定されているためダウンロードしません。"
-            + _how_to_fix(name)
-        )
-    try:
-        huggingface_hub.model_info(name, timeout=HUB_TIMEOUT)
-    except RepositoryNotFoundError as error:
-        raise ModelLoadError(
-            f"「{name}」というモデルは Hugging Face Hub（{endpoint}）にありません（非公開か名前の誤り）。"
-            "RAG_EMBEDDING_MODEL の名前を確かめてください。"
-        ) from error
-    except HfHubHTTPError as error:
-        raise ModelLoadError(
-            f"Hugging Face Hub（{endpoint}）が埋め込みモデル「{name}」の問い合わせを断りました（{error}）。"
-            + _how_to_fix(name)
-        ) from error
-    except (RequestException, OSError) as error:
-        raise ModelLoadError(
-            f"埋め込みモデル「{name}」がこのマシンになく、Hugging Face Hub（{endpoint}）に {HUB_TIMEOUT:.0f} 秒以内に"
-            f"接続できません（{type(error).__name__}）。" + _how_to_fix(name)
-        ) from error
-
-
-@contextlib.contextmanager
-def _quiet_hub() -> Iterator[None]:
-    """Without the hub's per-retry warnings (the failure, if any, is reported once, as a ModelLoadError)."""
-    hub = logging.getLogger("huggingface_hub")
-    level = hub.level
-    hub.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hub.setLevel(level)
 
 
 class Embedder:
@@ -241,25 +174,14 @@ class Embedder:
     def _open(self, name: str) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
-        path = Path(name).expanduser()
-        if path.is_dir():
-            target, local_only = str(path), True
-        elif _looks_like_path(name):
-            raise ModelLoadError(
-                f"埋め込みモデルのディレクトリ「{name}」が見つかりません。パスを確かめてください。"
-                + _how_to_fix("pkshatech/GLuCoSE-base-ja")
-            )
-        else:
-            target, local_only = name, _in_hub_cache(name)
-            if not local_only:
-                _reach_hub(name)  # seconds, not a minute of download retries, when the hub is out of reach
+        source = hub.locate(name, hub.EMBEDDING)  # fails in seconds when the model is neither here nor reachable
         try:
-            with _quiet_hub():
-                return SentenceTransformer(target, device=self.device, local_files_only=local_only)
+            with hub.quiet():
+                return SentenceTransformer(source.target, device=self.device, local_files_only=source.local_only)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(
-                f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + _how_to_fix(name)
+                f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + hub.how_to_fix(name, hub.EMBEDDING)
             ) from error
 
     def _check_luke_tokenizer(self, model: SentenceTransformer) -> Any:

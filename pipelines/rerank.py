@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines import hub
 from pipelines.errors import ModelLoadError
 
 
@@ -31,8 +32,15 @@ class CrossEncoderReranker:
                 return
             from sentence_transformers import CrossEncoder
 
+            source = hub.locate(self.model_name, hub.RERANKER)  # fails in seconds when it cannot be had
             try:
-                self._model = CrossEncoder(self.model_name, device=self.device, max_length=self.max_length)
+                with hub.quiet():
+                    self._model = CrossEncoder(
+                        source.target,
+                        device=self.device,
+                        max_length=self.max_length,
+                        local_files_only=source.local_only,
+                    )
             except (OSError, ValueError) as error:
                 raise ModelLoadError(
                     f"再ランキングモデル「{self.model_name}」を読み込めません（{error}）。"
