@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 
@@ -105,9 +108,12 @@ def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
             share = (number + done / max(total, 1)) / len(files)
             bar.progress(min(share, 1.0), text=f"{name}: 埋め込み {done}/{total} チャンク")
 
-        bar.progress(number / len(files), text=f"{upload.name} を読み込んでいます…")
+        def say(text: str, number: int = number) -> None:
+            bar.progress(number / len(files), text=text)
+
         try:
-            with pipelines.write_lock:
+            with turn(pipelines.write_lock, upload.name, say):
+                say(f"{upload.name} を読み込んでいます…")
                 reports.append(pipelines.indexer.ingest_bytes(upload.name, upload.getvalue(), progress))
         except RagError as error:  # the store or the model refused: no file can go in, so stop here
             st.error(escape_markdown(str(error)))
@@ -121,6 +127,18 @@ def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
             st.error(f"{line}。{escape_markdown(report.message)}")
         else:
             st.info(f"{line}。{escape_markdown(report.message)}" if report.message else line)
+
+
+@contextlib.contextmanager
+def turn(lock: threading.Lock, name: str, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the page's write lock for one upload; while another session's upload holds it, say so (順番待ち)."""
+    if not lock.acquire(blocking=False):
+        say(f"順番待ち: ほかの取り込みが終わるのを待っています（{name}）。検索はこのまま使えます。")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def library_panel(pipelines: Pipelines) -> None:

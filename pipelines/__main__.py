@@ -2,4 +2,5 @@
 
 from pipelines.cli import run
 
-run()
+if __name__ == "__main__":  # not when a child process (the isolated file reader) imports this module
+    run()

@@ -286,3 +286,35 @@ def test_answer_panel_with_a_failing_model_shows_why_and_the_cards(
     next(b for b in page.button if b.label == "もう一度回答を作る").click().run()
     assert not page.error
     assert "首都は東京です\\[1\\]。" in texts(page)
+
+
+def test_an_upload_that_waits_for_another_says_so() -> None:
+    """While another session's upload holds the write lock, the upload says 順番待ち, then goes on in turn."""
+    import threading
+
+    from app import turn
+
+    lock = threading.Lock()
+    said: list[str] = []
+    order: list[str] = []
+    lock.acquire()  # another session is ingesting
+
+    def upload() -> None:
+        with turn(lock, "規程.pdf", said.append):
+            order.append("規程.pdf")
+
+    waiting = threading.Thread(target=upload)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not said and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert said == ["順番待ち: ほかの取り込みが終わるのを待っています（規程.pdf）。検索はこのまま使えます。"]
+    assert order == []  # still waiting its turn
+    order.append("ほかの取り込み")
+    lock.release()
+    waiting.join(10)
+    assert order == ["ほかの取り込み", "規程.pdf"]
+    with turn(lock, "空いている.txt", said.append):  # a free lock: no word about waiting
+        pass
+    assert len(said) == 1
+    assert not lock.locked()
