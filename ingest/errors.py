@@ -4,6 +4,10 @@ IngestError                 a file cannot become text; the message names the fil
 ├── UnsupportedFileError    the extension is not one the loaders read
 ├── EmptyDocumentError      the file holds no text (empty, blank, or a PDF without a text layer)
 ├── EncodingError           a text file in an encoding that cannot be detected
+├── FileTooLargeError       the file is larger than RAG_MAX_UPLOAD_MB
+├── ResourceLimitError      reading the file would pass a limit (pages, characters, pixels, ZIP contents)
+│   └── FileTimeoutError    reading the file took longer than RAG_SECONDS_PER_FILE (ingest/isolation.py)
+├── ReaderCrashedError      the child process reading the file died or ran out of its memory bound
 └── PdfError                a PDF that cannot be read (broken, truncated, or password-protected)
 """
 
@@ -26,6 +30,18 @@ class EncodingError(IngestError):
 
 class FileTooLargeError(IngestError):
     """The file is larger than the configured limit."""
+
+
+class ResourceLimitError(IngestError):
+    """Reading the file would pass one of the limits in ``ingest.limits.Limits``; the message names its setting."""
+
+
+class FileTimeoutError(ResourceLimitError):
+    """Reading the file did not end within its time; the reading process was stopped."""
+
+
+class ReaderCrashedError(IngestError):
+    """The process reading the file died (native crash) or passed its memory bound; the file is refused."""
 
 
 class PdfError(IngestError):

@@ -1,4 +1,8 @@
-"""Loaders: PDF (one text per page, page numbers kept) and text files in a detected Japanese encoding."""
+"""Loaders: PDF (one text per page, page numbers kept) and text files in a detected Japanese encoding.
+
+Both keep to ``Limits``: a PDF's pages are counted before any text is extracted, and characters are
+counted as each page is extracted or once a text file is decoded; a file over a limit is refused.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pypdf
-from pypdf.errors import DependencyError, PyPdfError
+from pypdf.errors import DependencyError, DeprecationError, PyPdfError
 
-from ingest.errors import EmptyDocumentError, EncodingError, PdfError, UnsupportedFileError
+from ingest.errors import EmptyDocumentError, EncodingError, PdfError, ResourceLimitError, UnsupportedFileError
+from ingest.limits import DEFAULT_LIMITS, Limits, check_chars, check_pages
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
 PDF_SUFFIXES = (".pdf",)
@@ -120,12 +125,19 @@ def decode_text(data: bytes, name: str = "") -> tuple[str, str]:
     )
 
 
-def _load_text(name: str, data: bytes) -> tuple[tuple[tuple[int | None, str], ...], str]:
+Pages = tuple[tuple[int | None, str], ...]
+
+
+def _load_text(name: str, data: bytes, limits: Limits) -> tuple[Pages, str]:
+    # Every candidate encoding takes at most 4 bytes a character (after a BOM of at most 3), so a file
+    # this long is over the limit however it decodes: refused before the slow plausibility scan.
+    check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
     text, encoding = decode_text(data, name)
+    check_chars(name, len(text), limits)
     return ((None, text),), encoding
 
 
-def _load_pdf(name: str, data: bytes) -> tuple[tuple[tuple[int | None, str], ...], None]:
+def _load_pdf(name: str, data: bytes, limits: Limits) -> tuple[Pages, None]:
     # pypdf logs warnings about every odd object in real-world PDFs; what matters reaches us as errors.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -134,20 +146,42 @@ def _load_pdf(name: str, data: bytes) -> tuple[tuple[tuple[int | None, str], ...
             raise PdfError(
                 f"{name}: パスワードで保護された PDF です。パスワードを外して保存した PDF をアップロードしてください。"
             )
-        pages = tuple((number, page.extract_text() or "") for number, page in enumerate(reader.pages, 1))
-    except PdfError:
+        check_pages(name, len(reader.pages), limits)  # walks the page tree; no page is parsed yet
+        pages: list[tuple[int | None, str]] = []
+        chars = 0
+        for number, page in enumerate(reader.pages, 1):
+            text = page.extract_text() or ""
+            chars += len(text)
+            check_chars(name, chars, limits, where=f"{number:,} ページ目までで ")
+            pages.append((number, text))
+    except (PdfError, ResourceLimitError):
         raise
-    except (PyPdfError, DependencyError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as error:
-        # pypdf signals a damaged file with a mix of its own and built-in exceptions.
+    except (
+        PyPdfError,
+        DependencyError,
+        DeprecationError,
+        NotImplementedError,
+        RecursionError,
+        ArithmeticError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OSError,
+    ) as error:
+        # pypdf signals a damaged file with a mix of its own and built-in exceptions. Found by fuzzing
+        # (tests/ingest/test_fuzz.py): a damaged filter name raises NotImplementedError, or pypdf's
+        # DeprecationError when it reads as a removed alias; arrays nested a thousand deep in a page,
+        # RecursionError; a huge character code in a font's widths, OverflowError.
         raise PdfError(
             f"{name}: PDF を読み取れません（{type(error).__name__}: {error}）。"
             "ファイルが壊れているか途中で切れています。元のファイルから PDF を作り直してください。"
         ) from error
-    return pages, None
+    return tuple(pages), None
 
 
-Pages = tuple[tuple[int | None, str], ...]
-Loader = Callable[[str, bytes], tuple[Pages, str | None]]
+Loader = Callable[[str, bytes, Limits], tuple[Pages, str | None]]
 
 _LOADERS: dict[str, Loader] = {
     **dict.fromkeys(PDF_SUFFIXES, _load_pdf),
@@ -166,12 +200,12 @@ def _loader_for(name: str) -> Loader:
     return loader
 
 
-def load_bytes(name: str, data: bytes) -> LoadedFile:
-    """Read a document given as its file name and bytes (an upload, or a file read from disk)."""
+def load_bytes(name: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> LoadedFile:
+    """Read a document given as its file name and bytes (an upload, or a file read from disk), within ``limits``."""
     loader = _loader_for(name)
     if not data:
         raise EmptyDocumentError(f"{name}: ファイルが空です（0 バイト）。")
-    pages, encoding = loader(name, data)
+    pages, encoding = loader(name, data, limits)
     if not any(text.strip("\x00 \t\r\n\f\u3000") for _, text in pages):
         if loader is _load_pdf:
             raise EmptyDocumentError(
@@ -182,8 +216,8 @@ def load_bytes(name: str, data: bytes) -> LoadedFile:
     return LoadedFile(source=name, content_hash=content_hash(data), pages=pages, encoding=encoding)
 
 
-def load_file(path: Path, source: str | None = None) -> LoadedFile:
-    """Read a document from disk; ``source`` is the name it is stored under (the file name by default)."""
+def load_file(path: Path, source: str | None = None, limits: Limits = DEFAULT_LIMITS) -> LoadedFile:
+    """Read a document from disk within ``limits``; ``source`` is the name it is stored under (the file name by default)."""
     name = source or path.name
     _loader_for(name)  # an unsupported file is refused before it is read
-    return load_bytes(name, path.read_bytes())
+    return load_bytes(name, path.read_bytes(), limits)

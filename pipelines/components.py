@@ -12,6 +12,8 @@ import functools
 import threading
 from dataclasses import dataclass, field
 
+from ingest.isolation import IsolatedReader
+from ingest.limits import Limits
 from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
@@ -20,7 +22,7 @@ from pipelines.profiles import prefixes_for
 from pipelines.remote import RemoteEmbedder
 from pipelines.rerank import CrossEncoderReranker
 from pipelines.retrieval import Searcher
-from pipelines.settings import Settings
+from pipelines.settings import LIMITS, Settings
 from pipelines.store import ChromaStore
 
 
@@ -90,7 +92,12 @@ def build(
 
 
 def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Indexer:
-    """The indexer with the configured chunking and upload limit, keeping the keyword index in step."""
+    """The indexer with the configured chunking, upload and file limits, keeping the keyword index in step.
+
+    Files are read in a child process (``IsolatedReader``): a file that hangs the parser, balloons or
+    crashes it is refused alone, and the page's process goes on.
+    """
+    limits = Limits(**{name: getattr(settings, name) for name in LIMITS})
     return Indexer(
         embedder,
         store,
@@ -98,6 +105,8 @@ def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, key
         settings.chunk_overlap,
         max_bytes=settings.max_upload_mb * 1024 * 1024,
         keyword=keyword,
+        limits=limits,
+        reader=IsolatedReader(seconds=limits.seconds_per_file, memory_mb=limits.reader_memory_mb),
     )
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
 from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
+from ingest.isolation import IsolatedReader
+from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_bytes, load_file
 from ingest.normalize import join_pages
 from pipelines.embedder import Progress, TextEmbedder
@@ -101,6 +103,8 @@ class Indexer:
 
     ``prefetch``: how many files ``ingest_paths`` reads, normalises and chunks ahead, in a background
     thread, while the current one is embedded (0: each file in turn, nothing in the background).
+    ``limits``: what one file may hold (pages, characters, …); a file over them is reported as failed.
+    ``reader``: reads files in a child process with a time and memory bound (None: in this process).
     """
 
     def __init__(
@@ -112,6 +116,8 @@ class Indexer:
         max_bytes: int = 50 * 1024 * 1024,
         keyword: KeywordIndex | None = None,
         prefetch: int = 2,
+        limits: Limits = DEFAULT_LIMITS,
+        reader: IsolatedReader | None = None,
     ) -> None:
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -122,6 +128,8 @@ class Indexer:
         self.max_bytes = max_bytes
         self.prefetch = prefetch
         self.keyword = keyword
+        self.limits = limits
+        self.reader = reader
         self._bound = False
 
     @property
@@ -241,7 +249,10 @@ class Indexer:
         name = upload_name(name)
         try:
             self._check_size(name, len(data))
-            return self.ingest_file(load_bytes(name, data), progress)
+            loaded = (
+                self.reader.load_bytes(name, data, self.limits) if self.reader else load_bytes(name, data, self.limits)
+            )
+            return self.ingest_file(loaded, progress)
         except IngestError as error:
             return FileReport(name, "failed", message=str(error))
 
@@ -290,7 +301,11 @@ class Indexer:
         """Read a file, its size checked first, and chunk it unless ``stored`` is None or holds its version."""
         try:
             self._check_size(source, path.stat().st_size)
-            loaded = load_file(path, source)
+            loaded = (
+                self.reader.load_file(path, source, self.limits)
+                if self.reader
+                else load_file(path, source, self.limits)
+            )
             if stored is None or self._version(loaded) in stored:
                 return _Prepared(loaded, None)
             return _Prepared(loaded, self.chunk(loaded))

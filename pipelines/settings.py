@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.limits import DEFAULT_LIMITS, Limits
 from pipelines.choices import MODES, PRECISIONS, QUERY_PRECISIONS, Mode, Precision, QueryPrecision
 from pipelines.errors import SettingsError
 
@@ -21,6 +22,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "query_precision": QUERY_PRECISIONS,
 }
+# settings that are fields of ingest.limits.Limits, under the same names
+LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ class Settings:
     query_precision: QueryPrecision = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
+    # what one file may hold (ingest/limits.py): PDF pages, characters, pixels of an image or rendered
+    # page, uncompressed MB, entries and compression ratio of a ZIP-based file; the seconds a file may
+    # take to read and the memory of the child process that reads it
+    max_pages: int = DEFAULT_LIMITS.max_pages
+    max_chars: int = DEFAULT_LIMITS.max_chars
+    max_pixels: int = DEFAULT_LIMITS.max_pixels
+    max_zip_mb: int = DEFAULT_LIMITS.max_zip_mb
+    max_zip_entries: int = DEFAULT_LIMITS.max_zip_entries
+    max_zip_ratio: int = DEFAULT_LIMITS.max_zip_ratio
+    seconds_per_file: int = DEFAULT_LIMITS.seconds_per_file
+    reader_memory_mb: int = DEFAULT_LIMITS.reader_memory_mb
     # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
     llm_url: str = ""
     llm_model: str = ""
@@ -82,7 +96,7 @@ class Settings:
                     f"{ENV_PREFIX}{name.upper()} は {'、'.join(allowed)} のどれかにしてください"
                     f"（現在 {getattr(self, name)!r}）。"
                 )
-        for name in ("batch_size", "top_k", "candidates", "rerank_candidates"):
+        for name in ("batch_size", "top_k", "candidates", "rerank_candidates", *LIMITS):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
         if self.max_upload_mb < 1:

@@ -8,16 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from ingest.limits import DEFAULT_LIMITS, Limits
+from pipelines.components import build
 from pipelines.embedder import Embedder
 from pipelines.errors import SettingsError
 from pipelines.indexing import Indexer, upload_name
 from pipelines.retrieval import Searcher
-from pipelines.settings import Settings
+from pipelines.settings import LIMITS, Settings
 from pipelines.store import ChromaStore
 from testkit.documents import make_blank_pdf, make_pdf
 
 KEEP = "この文書は最初から保存されていて、何があっても残ります。"
 TEXT = "吾輩は猫である。名前はまだ無い。"
+
+
+# what the `limited` indexer accepts: small, so that a test builds a file over them in milliseconds
+SMALL = Limits(max_pages=3, max_chars=10_000)
 
 
 def truncated_pdf() -> bytes:
@@ -36,6 +42,13 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ("バイナリ.txt", lambda: os.urandom(2048), "文字コードを判別できません"),
     ("大きすぎる.txt", lambda: ("あ" * 400_000).encode(), "大きすぎます"),
     ("制御文字だけ.txt", lambda: b"\x00\x01\x02\x00\x1b", "文字"),
+    (
+        "厚すぎる.pdf",
+        lambda: make_pdf([[TEXT]] * 4),
+        "ページ数が多すぎます（4 ページ、上限 3 ページ）。分割するか、上限を RAG_MAX_PAGES",
+    ),
+    ("長すぎる.txt", lambda: ("あ" * 10_001).encode("cp932"), "文字数が多すぎます（10,001 文字、上限 10,000 文字）"),
+    ("長すぎる.pdf", lambda: make_pdf([["東京" * 50] * 40] * 3), "（3 ページ目までで 12,120 文字、上限 10,000 文字）"),
 ]
 GOOD: list[tuple[str, Callable[[], bytes], str]] = [
     (
@@ -52,7 +65,7 @@ GOOD: list[tuple[str, Callable[[], bytes], str]] = [
 
 @pytest.fixture
 def limited(embedder: Embedder, store: ChromaStore) -> Indexer:
-    indexer = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8, max_bytes=1024 * 1024)
+    indexer = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8, max_bytes=1024 * 1024, limits=SMALL)
     assert indexer.ingest_bytes("保存済み.txt", KEEP.encode()).status == "added"
     return indexer
 
@@ -132,9 +145,76 @@ def test_large_file_on_disk_is_refused_before_reading(limited: Indexer, tmp_path
     assert (report.status, "大きすぎます" in report.message) == ("failed", True)
 
 
+def test_limits_apply_to_files_on_disk_too(limited: Indexer, embedder: Embedder, tmp_path: Path) -> None:
+    (tmp_path / "議事録.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "全集.pdf").write_bytes(make_pdf([[TEXT]] * 5))
+    reports = {r.source: r for r in limited.ingest_paths([tmp_path])}
+    assert reports["議事録.txt"].status == "added"
+    assert (reports["全集.pdf"].status, reports["全集.pdf"].message) == (
+        "failed",
+        "全集.pdf: ページ数が多すぎます（5 ページ、上限 3 ページ）。分割するか、上限を RAG_MAX_PAGES で変えてください。",
+    )
+    untouched(limited, embedder)
+
+
+def test_limit_settings_default_to_the_loaders_limits() -> None:
+    assert Limits(**{name: getattr(Settings(), name) for name in LIMITS}) == DEFAULT_LIMITS
+    assert LIMITS == (
+        "max_pages",
+        "max_chars",
+        "max_pixels",
+        "max_zip_mb",
+        "max_zip_entries",
+        "max_zip_ratio",
+        "seconds_per_file",
+        "reader_memory_mb",
+    )
+
+
+def test_limit_settings_reach_the_indexer(embedder: Embedder, tmp_path: Path) -> None:
+    values = dict(zip(LIMITS, (10, 20_000, 1_000_000, 5, 30, 50, 60, 2048), strict=True))
+    store = ChromaStore.persistent(tmp_path / "limits")
+    try:
+        settings = Settings.from_env({f"RAG_{name.upper()}": str(value) for name, value in values.items()})
+        indexer = build(settings, embedder=embedder, store=store).indexer
+    finally:
+        store.close()
+    assert indexer.limits == Limits(**values)
+    assert indexer.limits.max_pages == 10
+    assert indexer.reader is not None  # files are read in a child process, with the time and memory bounds
+    assert (indexer.reader.seconds, indexer.reader.memory_mb) == (60, 2048)
+
+
+@pytest.mark.parametrize("name", LIMITS)
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [("0", "は 1 以上にしてください（現在 0）。"), ("多い", "は整数で指定してください（現在 '多い'）。")],
+)
+def test_limit_settings_must_be_positive_integers(name: str, raw: str, message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({f"RAG_{name.upper()}": raw})
+    assert str(caught.value) == f"RAG_{name.upper()} {message}"
+
+
 @pytest.mark.parametrize("host", ["chroma.example.com", "10.0.0.5"])
 def test_remote_chroma_needs_a_token(host: str) -> None:
     with pytest.raises(SettingsError, match="RAG_CHROMA_TOKEN"):
         Settings(chroma_host=host)
     assert Settings(chroma_host=host, chroma_token="t").chroma_token == "t"
     assert Settings(chroma_host="127.0.0.1").chroma_host == "127.0.0.1"
+
+
+def test_a_file_that_outlasts_its_time_fails_alone(limited: Indexer, embedder: Embedder) -> None:
+    """Read in a child process: past its time the reading is stopped, the report says so, the store is as it was."""
+    from ingest.isolation import IsolatedReader
+
+    limited.reader = IsolatedReader(seconds=0.001)  # no child starts that fast: every read runs out of time
+    try:
+        report = limited.ingest_bytes("遅い.pdf", make_pdf([["読むのに時間がかかる文書です。"]]))
+        assert report.status == "failed"
+        assert report.message.startswith("遅い.pdf: 読み取りが 0 秒で終わらなかったため、中止しました。")
+        untouched(limited, embedder)
+        limited.reader.seconds = 60  # the next file gets a new child and is read
+        assert limited.ingest_bytes("次.txt", "次の文書は読めます。".encode()).status == "added"
+    finally:
+        limited.reader.close()

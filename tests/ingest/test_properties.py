@@ -78,3 +78,23 @@ def test_plain_text_chunking_never_crashes(text: str) -> None:
     paged = PagedText(normalize_text(text), (0,), (None,))
     for chunk in chunk_text(paged, count, 16, 4):
         assert chunk.tokens <= 16
+
+
+# A run with nowhere to cut but between characters; a kanji counts two tokens, so a prefix's count is not its
+# length, though it never falls as the prefix grows.
+KANJI = "漢字日本語東京"
+RUN = st.text(alphabet="あいうえおかきくけこアイウエオ" + KANJI, min_size=1, max_size=400)
+
+
+def uneven(text: str) -> int:
+    return len(text) + sum(c in KANJI for c in text) + 2
+
+
+@given(RUN, st.integers(4, 40))
+@settings(max_examples=200, deadline=None)
+def test_a_run_is_cut_into_the_longest_pieces_that_fit(text: str, budget: int) -> None:
+    chunks = chunk_text(PagedText(text, (0,), (None,)), uneven, budget)
+    assert "".join(c.text for c in chunks) == text
+    assert all(c.tokens == uneven(c.text) <= budget for c in chunks)
+    # one more character would not fit: each piece is the longest
+    assert all(uneven(text[c.start : c.end + 1]) > budget for c in chunks[:-1])
