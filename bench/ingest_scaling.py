@@ -10,10 +10,11 @@ product's chunker (``chunk_text``, ``--max-tokens`` / ``--overlap``), tokens cou
 model of the offline test model (``testkit/offline_model.py``) as the product counts a LUKE model's:
 ``len(sp.encode(text)) + 2``.
 
-Prints, per text: the chunker's seconds of CPU (the process's, the best of ``--repeats`` runs: the chunker
-runs on one core, so that other work on a shared machine does not count), seconds per MB, the time against
+Prints, per text: the chunker's seconds of CPU (the process's: the chunker runs on one core, so that waiting
+for a core on a shared machine does not count; the best of ``--repeats`` runs, taken in turns over all the
+texts, so that a burst of other work spoils one run of each at most), seconds per MB, the time against
 the text with sentence ends of the same size, chunks, the characters given to the token counter
-per character of text, and the peak of Python's heap while chunking (tracemalloc, in a second, untimed run);
+per character of text, and the peak of Python's heap while chunking (tracemalloc, in an untimed run);
 unless ``--no-normalize``, also the seconds of normalising the text first (``join_pages``: NFKC, control
 characters, line joining). Then the ratio of the slowest to the fastest chunker seconds per MB (the goal is
 at most 1.5: chunking costs the same per character whatever the text) and the process's peak resident memory
@@ -91,48 +92,46 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         count = sentencepiece_counter(Path(scratch))
     before = resident_peak_mb()
-    counted = [0]
-
-    def counting(text: str) -> int:
-        counted[0] += len(text)
-        return count(text)
-
     print(
         f"chunks of ≤ {args.max_tokens} tokens, overlap {args.overlap}; sentencepiece of the offline test model; "
         f"best of {args.repeats}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start"
     )
-    per_mb: dict[tuple[str, float], float] = {}
-    for name, make in VARIANTS.items():
-        unit = make()
-        for size in args.sizes:
-            text = sized(unit, size)
-            megabytes = len(text.encode("utf-8")) / MB
-            normalising = ""
-            if not args.no_normalize:
-                started = time.process_time()
-                join_pages([(1, text)])
-                normalising = f"; normalising first {time.process_time() - started:.2f} s"
-            paged = PagedText(text, (0,), (None,))
-            seconds = float("inf")
-            for _ in range(args.repeats):
-                counted[0] = 0
-                gc.collect()
-                started = time.process_time()
-                chunks = chunk_text(paged, counting, args.max_tokens, args.overlap)
-                seconds = min(seconds, time.process_time() - started)
-            ratio = counted[0] / len(text)
-            tracemalloc.start()
-            chunk_text(paged, count, args.max_tokens, args.overlap)
-            peak = tracemalloc.get_traced_memory()[1] / MB
-            tracemalloc.stop()
-            per_mb[name, size] = seconds / megabytes
-            against = per_mb[name, size] / per_mb[next(iter(VARIANTS)), size]
-            print(
-                f"  {name:18} {megabytes:5.2f} MB ({len(text):,} characters): {seconds:6.2f} s = "
-                f"{seconds / megabytes:.3f} s/MB (×{against:.2f} the sentences'), {len(chunks):,} chunks, "
-                f"{ratio:.2f} characters counted per character, Python heap peak {peak:,.1f} MB{normalising}",
-                flush=True,
-            )
+    texts = {(name, size): sized(make(), size) for name, make in VARIANTS.items() for size in args.sizes}
+    seconds = dict.fromkeys(texts, float("inf"))
+    # the repeats go round all the texts, so that a burst of other work spoils one run of each at most
+    for _ in range(args.repeats):
+        for key, text in texts.items():
+            gc.collect()
+            started = time.process_time()
+            chunk_text(PagedText(text, (0,), (None,)), count, args.max_tokens, args.overlap)
+            seconds[key] = min(seconds[key], time.process_time() - started)
+
+    per_mb = {key: seconds[key] / (len(text.encode("utf-8")) / MB) for key, text in texts.items()}
+    for (name, size), text in texts.items():
+        counted = 0
+
+        def counting(piece: str) -> int:
+            nonlocal counted
+            counted += len(piece)
+            return count(piece)
+
+        paged = PagedText(text, (0,), (None,))
+        tracemalloc.start()
+        chunks = chunk_text(paged, counting, args.max_tokens, args.overlap)
+        peak = tracemalloc.get_traced_memory()[1] / MB
+        tracemalloc.stop()
+        normalising = ""
+        if not args.no_normalize:
+            started = time.process_time()
+            join_pages([(1, text)])
+            normalising = f"; normalising first {time.process_time() - started:.2f} s"
+        against = per_mb[name, size] / per_mb[next(iter(VARIANTS)), size]
+        print(
+            f"  {name:18} {len(text.encode('utf-8')) / MB:5.2f} MB ({len(text):,} characters): "
+            f"{seconds[name, size]:6.2f} s = {per_mb[name, size]:.3f} s/MB (×{against:.2f} the sentences'), "
+            f"{len(chunks):,} chunks, {counted / len(text):.2f} characters counted per character, "
+            f"Python heap peak {peak:,.1f} MB{normalising}"
+        )
     slowest, fastest = max(per_mb, key=per_mb.__getitem__), min(per_mb, key=per_mb.__getitem__)
     print(
         f"slowest / fastest seconds per MB: {per_mb[slowest] / per_mb[fastest]:.2f} "

@@ -28,6 +28,7 @@ def test_defaults_suit_a_page_open_to_a_whole_company() -> None:
         "max_zip_entries": 10_000,
         "max_zip_ratio": 100,
         "seconds_per_file": 300,
+        "reader_memory_mb": 4096,
     }
 
 
