@@ -8,10 +8,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# A line that ends like this ends a sentence (or a heading written with a colon), so the line break
-# after it is meant. Closing brackets and quotes may follow the mark. Checked after NFKC, which turns
-# full-width ！？：； into ASCII.
-_SENTENCE_END = re.compile(r"[。.!?:;…][」』）)】〕〉》\"'’”\]]*$")
 # A line that starts like this begins a new item, so the line before it is not continued.
 _BLOCK_START = re.compile(
     r"""^(?:
@@ -55,7 +51,7 @@ def _heading_before(prev: str, nxt: str) -> bool:
     neighbours, so it does not look like this.
     """
     head = prev.strip()
-    first = nxt.strip().split("\n", 1)[0]
+    first = nxt.lstrip()[: 2 * _HEADING_CHARS + 1].split("\n", 1)[0].strip()
     if not head or not first or len(head) > _HEADING_CHARS or len(first) < 2 * len(head):
         return False
     if "、" in head or "," in head or _is_ascii_word_char(head[-1]):
@@ -79,26 +75,75 @@ def _joiner(prev: str, nxt: str) -> str:
 def continues(prev: str, nxt: str) -> bool:
     """Whether line ``nxt`` continues the sentence that line ``prev`` left open.
 
-    Both are lines of normalised text, or ``nxt`` is the start of the next page.
+    Both are lines of normalised text, or ``nxt`` is the start of the next page. Only the first and
+    last ``_VIEW`` characters of ``prev`` are looked at, so a line of any length costs the same.
     """
-    prev = prev.rstrip()
-    if not prev or not nxt.strip():
+    prev = _ends_of(prev)
+    end = len(prev)
+    while end and prev[end - 1].isspace():
+        end -= 1
+    if not end or not nxt.strip():
         return False
-    if _SENTENCE_END.search(prev) or _STANDALONE_LINE.match(prev.lstrip()):
+    if _ends_sentence(prev, end) or _STANDALONE_LINE.match(prev.lstrip()):
         return False
     return not _BLOCK_START.match(nxt) and not _heading_before(prev, nxt)
 
 
+# How much of each end of a line decides whether it continues: a heading is at most 20 characters,
+# and a run of closing brackets after a full stop is never this long in real text.
+_VIEW = 256
+_CLOSERS = frozenset("」』）)】〕〉》\"'’”]")
+_ENDERS = frozenset("。.!?:;…")
+
+
+def _ends_of(line: str) -> str:
+    """The line itself when short, else its first and last ``_VIEW`` characters (all ``continues`` reads)."""
+    return line if len(line) <= 2 * _VIEW else line[:_VIEW] + line[-_VIEW:]
+
+
+def _ends_sentence(line: str, end: int) -> bool:
+    """Whether ``line[:end]`` ends a sentence: 。.!?:;… followed only by closing brackets and quotes."""
+    while end and line[end - 1] in _CLOSERS:
+        end -= 1
+    return bool(end) and line[end - 1] in _ENDERS
+
+
+class _Line:
+    """An output line built from pieces, joined once at the end (adding to one string would copy it each time)."""
+
+    def __init__(self, first: str) -> None:
+        self.pieces = [first]
+        self.head = first[:_VIEW]
+        self.tail = first[-_VIEW:]
+        self.length = len(first)
+
+    def view(self) -> str:
+        """What ``continues`` needs of the line so far: all of it when short, else its two ends."""
+        if self.length <= 2 * _VIEW:
+            return "".join(self.pieces)
+        return self.head + self.tail
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.length += len(piece)
+        if len(self.head) < _VIEW:
+            self.head = (self.head + piece)[:_VIEW]
+        self.tail = (self.tail + piece)[-_VIEW:]
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
 def _unwrap(paragraph: str) -> str:
     lines = paragraph.split("\n")
-    out = [lines[0].rstrip()]
+    out = [_Line(lines[0].strip())]
     for line in lines[1:]:
-        if continues(out[-1], line):
+        if continues(out[-1].view(), line):
             piece = line.strip()
-            out[-1] = out[-1] + _joiner(out[-1], piece) + piece
+            out[-1].add(_joiner(out[-1].tail, piece) + piece)
         else:
-            out.append(line.rstrip())
-    cleaned = (_SPACES.sub(" ", line).strip() for line in out)
+            out.append(_Line(line.strip()))
+    cleaned = (_SPACES.sub(" ", line.text()).strip() for line in out)
     return "\n".join(line for line in cleaned if line)
 
 
@@ -136,17 +181,30 @@ class PagedText:
 
 def join_pages(pages: Sequence[tuple[int | None, str]]) -> PagedText:
     """Normalise pages and join them into one text, continuing a sentence that runs over a page break."""
-    text = ""
+    parts: list[str] = []
+    length = 0
+    last = _Line("")  # the last line of the text so far (its ends), for a sentence over the page break
     starts: list[int] = []
     numbers: list[int | None] = []
     for number, raw in pages:
         page = normalize_text(raw)
         if not page:
             continue
-        if text:
-            last_line = text.rsplit("\n", 1)[-1]
-            text += _joiner(text, page) if continues(last_line, page) else "\n\n"
-        starts.append(len(text))
+        if parts:
+            joiner = _joiner(parts[-1], page) if continues(last.view(), page) else "\n\n"
+            parts.append(joiner)
+            length += len(joiner)
+            if joiner == "\n\n":
+                last = _Line("")
+            else:
+                last.add(joiner)
+        starts.append(length)
         numbers.append(number)
-        text += page
-    return PagedText(text, tuple(starts), tuple(numbers))
+        parts.append(page)
+        length += len(page)
+        before, newline, after = page.rpartition("\n")
+        if newline:
+            last = _Line(after)
+        else:
+            last.add(before + after)
+    return PagedText("".join(parts), tuple(starts), tuple(numbers))

@@ -114,3 +114,33 @@ def test_join_pages_of_text_without_pages() -> None:
     paged = join_pages([(None, "テキストファイル。")])
     assert paged.text == "テキストファイル。"
     assert paged.page_at(3) is None
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped lines without 。", "pages on one line"])
+def test_normalising_a_long_unbroken_sentence_is_linear(wrapped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paragraph hard-wrapped without a sentence end, or pages that join into one line, is read once:
+    the characters that ``continues`` looks at grow with the text, not with its square."""
+    from ingest import normalize
+
+    looked: list[int] = []
+    real = normalize.continues
+
+    def counting(prev: str, nxt: str) -> bool:
+        looked.append(len(prev) + min(len(nxt), 2 * normalize._HEADING_CHARS + 1))
+        return real(prev, nxt)
+
+    monkeypatch.setattr(normalize, "continues", counting)
+    line = "これは句点のない長い文で改行で折り返されている"
+
+    def cost(lines: int) -> int:
+        looked.clear()
+        if wrapped:
+            text = normalize.normalize_text("\n".join([line] * lines))
+        else:
+            text = normalize.join_pages([(number, line) for number in range(1, lines + 1)]).text
+        assert text == line * lines  # one sentence, nothing lost, no space between Japanese characters
+        return sum(looked)
+
+    small, large = cost(500), cost(2000)
+    assert large <= 5 * small, (small, large)
+    assert large <= 2000 * 600  # a bounded view of the line so far, not all of it
