@@ -115,108 +115,29 @@ def test_no_commas_no_spaces_still_fits() -> None:
 # pages and counts, with sentences, commas and spaces within budget and cuts between characters. Three cases
 # ("crlf", "comma after the first sentence", "long comma sentences") differ from the recording where a
 # sentence after the first was cut at the comma's offset plus the sentence's start instead of at the comma.
-RECORDED = [
-    pytest.param(
+# The inputs of the recorded table, each chunked with both counters: (paged text, max tokens, overlap).
+INPUTS: dict[str, tuple[PagedText, int, int]] = {
+    "sentences": (
         plain("あいうえお。" * 10),
         20,
         0,
-        chars_plus_specials,
-        [
-            ("あいうえお。あいうえお。あいうえお。", 0, 18, None, None, 20),
-            ("あいうえお。あいうえお。あいうえお。", 18, 36, None, None, 20),
-            ("あいうえお。あいうえお。あいうえお。", 36, 54, None, None, 20),
-            ("あいうえお。", 54, 60, None, None, 8),
-        ],
-        id="sentences, chars",
     ),
-    pytest.param(
-        plain("あいうえお。" * 10),
-        20,
-        0,
-        pieces_plus_specials,
-        [
-            ("あいうえお。あいうえお。あいうえお。", 0, 18, None, None, 20),
-            ("あいうえお。あいうえお。あいうえお。", 18, 36, None, None, 20),
-            ("あいうえお。あいうえお。あいうえお。", 36, 54, None, None, 20),
-            ("あいうえお。", 54, 60, None, None, 8),
-        ],
-        id="sentences, pieces",
-    ),
-    pytest.param(
+    "overlap": (
         plain("".join(f"文{i}です。" for i in range(8))),
         17,
         5,
-        chars_plus_specials,
-        [
-            ("文0です。文1です。文2です。", 0, 15, None, None, 17),
-            ("文2です。文3です。文4です。", 10, 25, None, None, 17),
-            ("文4です。文5です。文6です。", 20, 35, None, None, 17),
-            ("文6です。文7です。", 30, 40, None, None, 12),
-        ],
-        id="overlap, chars",
     ),
-    pytest.param(
-        plain("".join(f"文{i}です。" for i in range(8))),
-        17,
-        5,
-        pieces_plus_specials,
-        [
-            ("文0です。文1です。文2です。", 0, 15, None, None, 14),
-            ("文2です。文3です。文4です。", 10, 25, None, None, 14),
-            ("文4です。文5です。文6です。", 20, 35, None, None, 14),
-            ("文6です。文7です。", 30, 40, None, None, 10),
-        ],
-        id="overlap, pieces",
-    ),
-    pytest.param(
+    "paragraphs": (
         plain(normalize_sample()),
         30,
         8,
-        chars_plus_specials,
-        [
-            ("吾輩は猫である。名前はまだ無い。", 0, 16, None, None, 18),
-            ("名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。", 8, 34, None, None, 28),
-            ("何でも薄暗いじめじめした所でニャーニャー泣いていた事だけ", 36, 64, None, None, 30),
-            ("は記憶している。", 64, 72, None, None, 10),
-        ],
-        id="paragraphs, chars",
     ),
-    pytest.param(
-        plain(normalize_sample()),
-        30,
-        8,
-        pieces_plus_specials,
-        [
-            ("吾輩は猫である。名前はまだ無い。", 0, 16, None, None, 18),
-            ("名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。", 8, 34, None, None, 28),
-            ("何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは", 36, 65, None, None, 30),
-            ("記憶している。", 65, 72, None, None, 9),
-        ],
-        id="paragraphs, pieces",
-    ),
-    pytest.param(
+    "pages": (
         join_pages([(1, "一ページ目です。"), (2, "二ページ目です。"), (3, "三ページ目です。")]),
         22,
         0,
-        chars_plus_specials,
-        [
-            ("一ページ目です。\n\n二ページ目です。", 0, 18, 1, 2, 20),
-            ("三ページ目です。", 20, 28, 3, 3, 10),
-        ],
-        id="pages, chars",
     ),
-    pytest.param(
-        join_pages([(1, "一ページ目です。"), (2, "二ページ目です。"), (3, "三ページ目です。")]),
-        22,
-        0,
-        pieces_plus_specials,
-        [
-            ("一ページ目です。\n\n二ページ目です。", 0, 18, 1, 2, 17),
-            ("三ページ目です。", 20, 28, 3, 3, 9),
-        ],
-        id="pages, pieces",
-    ),
-    pytest.param(
+    "crlf": (
         join_pages(
             [
                 (
@@ -228,6 +149,150 @@ RECORDED = [
         ),
         24,
         6,
+    ),
+    "commas": (
+        plain("今日は、" + "とても" * 20 + "長い、文です。"),
+        20,
+        0,
+    ),
+    "comma after the first sentence": (
+        plain("はい。あいうえおかきくけこ、さしすせそたちつてと、なにぬねの。"),
+        14,
+        0,
+    ),
+    "long comma sentences": (
+        plain(
+            "東京は日本の首都であり、政治と経済の中心地です。京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。"
+        ),
+        16,
+        4,
+    ),
+    "long clause": (
+        plain(
+            "雨が降ったので、試合は翌週に延期されましたが選手たちは毎日の練習を欠かさず続けていましたので、監督は満足でした。"
+        ),
+        14,
+        4,
+    ),
+    "spaces": (
+        plain(
+            "Retrieval augmented generation splits long documents into pieces that fit the model and searches them with vectors"
+        ),
+        12,
+        3,
+    ),
+    "spaces in a long run": (
+        plain("東京 大阪 名古屋 札幌 福岡 京都 神戸 横浜 川崎 さいたま 千葉 広島 仙台"),
+        8,
+        2,
+    ),
+    "characters": (
+        plain("あ" * 100),
+        10,
+        0,
+    ),
+    "no ends": (
+        plain(
+            "吾輩は猫である名前はまだ無いどこで生れたかとんと見当がつかぬ何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している"
+        ),
+        10,
+        2,
+    ),
+    "no ends, mixed": (
+        plain(
+            "会議の資料はPDFで配布し議事録はテキストファイルで保存してください社内規程によると有給休暇は入社6か月後から取得できます2024年4月1日"
+        ),
+        9,
+        0,
+    ),
+}
+RECORDED = [
+    pytest.param(
+        "sentences",
+        chars_plus_specials,
+        [
+            ("あいうえお。あいうえお。あいうえお。", 0, 18, None, None, 20),
+            ("あいうえお。あいうえお。あいうえお。", 18, 36, None, None, 20),
+            ("あいうえお。あいうえお。あいうえお。", 36, 54, None, None, 20),
+            ("あいうえお。", 54, 60, None, None, 8),
+        ],
+        id="sentences, chars",
+    ),
+    pytest.param(
+        "sentences",
+        pieces_plus_specials,
+        [
+            ("あいうえお。あいうえお。あいうえお。", 0, 18, None, None, 20),
+            ("あいうえお。あいうえお。あいうえお。", 18, 36, None, None, 20),
+            ("あいうえお。あいうえお。あいうえお。", 36, 54, None, None, 20),
+            ("あいうえお。", 54, 60, None, None, 8),
+        ],
+        id="sentences, pieces",
+    ),
+    pytest.param(
+        "overlap",
+        chars_plus_specials,
+        [
+            ("文0です。文1です。文2です。", 0, 15, None, None, 17),
+            ("文2です。文3です。文4です。", 10, 25, None, None, 17),
+            ("文4です。文5です。文6です。", 20, 35, None, None, 17),
+            ("文6です。文7です。", 30, 40, None, None, 12),
+        ],
+        id="overlap, chars",
+    ),
+    pytest.param(
+        "overlap",
+        pieces_plus_specials,
+        [
+            ("文0です。文1です。文2です。", 0, 15, None, None, 14),
+            ("文2です。文3です。文4です。", 10, 25, None, None, 14),
+            ("文4です。文5です。文6です。", 20, 35, None, None, 14),
+            ("文6です。文7です。", 30, 40, None, None, 10),
+        ],
+        id="overlap, pieces",
+    ),
+    pytest.param(
+        "paragraphs",
+        chars_plus_specials,
+        [
+            ("吾輩は猫である。名前はまだ無い。", 0, 16, None, None, 18),
+            ("名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。", 8, 34, None, None, 28),
+            ("何でも薄暗いじめじめした所でニャーニャー泣いていた事だけ", 36, 64, None, None, 30),
+            ("は記憶している。", 64, 72, None, None, 10),
+        ],
+        id="paragraphs, chars",
+    ),
+    pytest.param(
+        "paragraphs",
+        pieces_plus_specials,
+        [
+            ("吾輩は猫である。名前はまだ無い。", 0, 16, None, None, 18),
+            ("名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。", 8, 34, None, None, 28),
+            ("何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは", 36, 65, None, None, 30),
+            ("記憶している。", 65, 72, None, None, 9),
+        ],
+        id="paragraphs, pieces",
+    ),
+    pytest.param(
+        "pages",
+        chars_plus_specials,
+        [
+            ("一ページ目です。\n\n二ページ目です。", 0, 18, 1, 2, 20),
+            ("三ページ目です。", 20, 28, 3, 3, 10),
+        ],
+        id="pages, chars",
+    ),
+    pytest.param(
+        "pages",
+        pieces_plus_specials,
+        [
+            ("一ページ目です。\n\n二ページ目です。", 0, 18, 1, 2, 17),
+            ("三ページ目です。", 20, 28, 3, 3, 9),
+        ],
+        id="pages, pieces",
+    ),
+    pytest.param(
+        "crlf",
         chars_plus_specials,
         [
             ("東京は日本の首都であり、", 0, 12, 1, 1, 14),
@@ -240,17 +305,7 @@ RECORDED = [
         id="crlf, chars",
     ),
     pytest.param(
-        join_pages(
-            [
-                (
-                    1,
-                    "東京は日本の首都であり、\r\n政治と経済の中心地です。\r\n\r\n京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます！",
-                ),
-                (2, "富士山は日本で最も高い山で、標高は三七七六メートルです？"),
-            ]
-        ),
-        24,
-        6,
+        "crlf",
         pieces_plus_specials,
         [
             ("東京は日本の首都であり、政治と経済の中心地です。", 0, 24, 1, 1, 23),
@@ -262,9 +317,7 @@ RECORDED = [
         id="crlf, pieces",
     ),
     pytest.param(
-        plain("今日は、" + "とても" * 20 + "長い、文です。"),
-        20,
-        0,
+        "commas",
         chars_plus_specials,
         [
             ("今日は、", 0, 4, None, None, 6),
@@ -276,9 +329,7 @@ RECORDED = [
         id="commas, chars",
     ),
     pytest.param(
-        plain("今日は、" + "とても" * 20 + "長い、文です。"),
-        20,
-        0,
+        "commas",
         pieces_plus_specials,
         [
             ("今日は、", 0, 4, None, None, 6),
@@ -290,9 +341,7 @@ RECORDED = [
         id="commas, pieces",
     ),
     pytest.param(
-        plain("はい。あいうえおかきくけこ、さしすせそたちつてと、なにぬねの。"),
-        14,
-        0,
+        "comma after the first sentence",
         chars_plus_specials,
         [
             ("はい。", 0, 3, None, None, 5),
@@ -303,9 +352,7 @@ RECORDED = [
         id="comma after the first sentence, chars",
     ),
     pytest.param(
-        plain("はい。あいうえおかきくけこ、さしすせそたちつてと、なにぬねの。"),
-        14,
-        0,
+        "comma after the first sentence",
         pieces_plus_specials,
         [
             ("はい。", 0, 3, None, None, 5),
@@ -316,11 +363,7 @@ RECORDED = [
         id="comma after the first sentence, pieces",
     ),
     pytest.param(
-        plain(
-            "東京は日本の首都であり、政治と経済の中心地です。京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。"
-        ),
-        16,
-        4,
+        "long comma sentences",
         chars_plus_specials,
         [
             ("東京は日本の首都であり、", 0, 12, None, None, 14),
@@ -335,11 +378,7 @@ RECORDED = [
         id="long comma sentences, chars",
     ),
     pytest.param(
-        plain(
-            "東京は日本の首都であり、政治と経済の中心地です。京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。会議の資料はPDFで配布し、議事録はテキストファイルで保存してください。"
-        ),
-        16,
-        4,
+        "long comma sentences",
         pieces_plus_specials,
         [
             ("東京は日本の首都であり、", 0, 12, None, None, 12),
@@ -353,11 +392,7 @@ RECORDED = [
         id="long comma sentences, pieces",
     ),
     pytest.param(
-        plain(
-            "雨が降ったので、試合は翌週に延期されましたが選手たちは毎日の練習を欠かさず続けていましたので、監督は満足でした。"
-        ),
-        14,
-        4,
+        "long clause",
         chars_plus_specials,
         [
             ("雨が降ったので、", 0, 8, None, None, 10),
@@ -369,11 +404,7 @@ RECORDED = [
         id="long clause, chars",
     ),
     pytest.param(
-        plain(
-            "雨が降ったので、試合は翌週に延期されましたが選手たちは毎日の練習を欠かさず続けていましたので、監督は満足でした。"
-        ),
-        14,
-        4,
+        "long clause",
         pieces_plus_specials,
         [
             ("雨が降ったので、", 0, 8, None, None, 10),
@@ -385,11 +416,7 @@ RECORDED = [
         id="long clause, pieces",
     ),
     pytest.param(
-        plain(
-            "Retrieval augmented generation splits long documents into pieces that fit the model and searches them with vectors"
-        ),
-        12,
-        3,
+        "spaces",
         chars_plus_specials,
         [
             ("Retrieval", 0, 9, None, None, 11),
@@ -411,11 +438,7 @@ RECORDED = [
         id="spaces, chars",
     ),
     pytest.param(
-        plain(
-            "Retrieval augmented generation splits long documents into pieces that fit the model and searches them with vectors"
-        ),
-        12,
-        3,
+        "spaces",
         pieces_plus_specials,
         [
             ("Retrieval augmented generation splits long", 0, 42, None, None, 11),
@@ -429,9 +452,7 @@ RECORDED = [
         id="spaces, pieces",
     ),
     pytest.param(
-        plain("東京 大阪 名古屋 札幌 福岡 京都 神戸 横浜 川崎 さいたま 千葉 広島 仙台"),
-        8,
-        2,
+        "spaces in a long run",
         chars_plus_specials,
         [
             ("東京 大阪", 0, 5, None, None, 7),
@@ -449,9 +470,7 @@ RECORDED = [
         id="spaces in a long run, chars",
     ),
     pytest.param(
-        plain("東京 大阪 名古屋 札幌 福岡 京都 神戸 横浜 川崎 さいたま 千葉 広島 仙台"),
-        8,
-        2,
+        "spaces in a long run",
         pieces_plus_specials,
         [
             ("東京 大阪", 0, 5, None, None, 6),
@@ -469,9 +488,7 @@ RECORDED = [
         id="spaces in a long run, pieces",
     ),
     pytest.param(
-        plain("あ" * 100),
-        10,
-        0,
+        "characters",
         chars_plus_specials,
         [
             ("ああああああああ", 0, 8, None, None, 10),
@@ -491,9 +508,7 @@ RECORDED = [
         id="characters, chars",
     ),
     pytest.param(
-        plain("あ" * 100),
-        10,
-        0,
+        "characters",
         pieces_plus_specials,
         [
             ("ああああああああ", 0, 8, None, None, 10),
@@ -513,11 +528,7 @@ RECORDED = [
         id="characters, pieces",
     ),
     pytest.param(
-        plain(
-            "吾輩は猫である名前はまだ無いどこで生れたかとんと見当がつかぬ何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している"
-        ),
-        10,
-        2,
+        "no ends",
         chars_plus_specials,
         [
             ("吾輩は猫である名", 0, 8, None, None, 10),
@@ -533,11 +544,7 @@ RECORDED = [
         id="no ends, chars",
     ),
     pytest.param(
-        plain(
-            "吾輩は猫である名前はまだ無いどこで生れたかとんと見当がつかぬ何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している"
-        ),
-        10,
-        2,
+        "no ends",
         pieces_plus_specials,
         [
             ("吾輩は猫である名", 0, 8, None, None, 10),
@@ -552,11 +559,7 @@ RECORDED = [
         id="no ends, pieces",
     ),
     pytest.param(
-        plain(
-            "会議の資料はPDFで配布し議事録はテキストファイルで保存してください社内規程によると有給休暇は入社6か月後から取得できます2024年4月1日"
-        ),
-        9,
-        0,
+        "no ends, mixed",
         chars_plus_specials,
         [
             ("会議の資料はP", 0, 7, None, None, 9),
@@ -573,11 +576,7 @@ RECORDED = [
         id="no ends, mixed, chars",
     ),
     pytest.param(
-        plain(
-            "会議の資料はPDFで配布し議事録はテキストファイルで保存してください社内規程によると有給休暇は入社6か月後から取得できます2024年4月1日"
-        ),
-        9,
-        0,
+        "no ends, mixed",
         pieces_plus_specials,
         [
             ("会議の資料はPDF", 0, 9, None, None, 9),
@@ -596,14 +595,11 @@ RECORDED = [
 ]
 
 
-@pytest.mark.parametrize(("paged", "max_tokens", "overlap", "count", "expected"), RECORDED)
+@pytest.mark.parametrize(("name", "count", "expected"), RECORDED)
 def test_chunks_are_the_recorded_ones(
-    paged: PagedText,
-    max_tokens: int,
-    overlap: int,
-    count: Callable[[str], int],
-    expected: list[tuple[str, int, int, int | None, int | None, int]],
+    name: str, count: Callable[[str], int], expected: list[tuple[str, int, int, int | None, int | None, int]]
 ) -> None:
+    paged, max_tokens, overlap = INPUTS[name]
     chunks = chunk_text(paged, count, max_tokens, overlap)
     assert [(c.text, c.start, c.end, c.page, c.page_end, c.tokens) for c in chunks] == expected
 
