@@ -83,8 +83,7 @@ def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
         st.info(
             f"埋め込みモデル「{escape_markdown(parts.settings.embedding_model)}」を読み込んでいます"
             f"（{warmup.seconds:.0f} 秒、{warmup.stage}）。初回はモデル（約 0.5 GB）をダウンロードするため、"
-            "数分かかることがあります。文書のアップロードと一覧はこのまま使えます。",
-            icon="⏳",
+            "数分かかることがあります。文書のアップロードと一覧はこのまま使えます。"
         )
 
     progress()

@@ -18,7 +18,7 @@ class ModelWarmup:
 
     def __init__(self, embedder: TextEmbedder) -> None:
         self.embedder = embedder
-        self.stage = "読み込みを待っています"
+        self.stage = "まもなく読み込みを始めます"
         self._started = time.monotonic()
         self._finished_at: float | None = None
         self._done = threading.Event()
