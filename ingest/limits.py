@@ -8,6 +8,7 @@ figure and that setting; nothing is truncated.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from dataclasses import dataclass
 
@@ -121,7 +122,17 @@ def check_zip(name: str, data: bytes, limits: Limits) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as error:
+    # zipfile reports a damaged or exotic directory in several ways: an entry "needing" a newer ZIP
+    # version than it reads is a NotImplementedError, a cut-off record a struct.error
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        ValueError,
+        EOFError,
+        OSError,
+        struct.error,
+    ) as error:
         raise IngestError(
             f"{name}: ZIP 形式のファイルとして読めません（{type(error).__name__}: {error}）。"
             "ファイルが壊れているか、拡張子と中身が合っていません。元のアプリで保存し直してください。"

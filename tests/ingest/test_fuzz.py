@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import signal
 import zipfile
 from collections import Counter
@@ -28,7 +29,10 @@ from testkit.documents import SENTENCES, make_pdf
 HANG_SECONDS = 20
 CASES: Counter[str] = Counter()
 # A case may take a while on a busy machine; a hang is caught by ``outcome``'s alarm, not by this.
+# Random cases on a developer's machine, the same cases on CI (CI=true): a new finding is a developer's
+# to fix, never a reason for a submission to fail by chance.
 FUZZ = settings(
+    derandomize=bool(os.environ.get("CI")),
     max_examples=150,
     deadline=timedelta(seconds=5),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -285,6 +289,16 @@ def test_any_bytes_as_a_zip(data: bytes) -> None:
         st.builds(sample_zip).flatmap(flipped),
         st.builds(sample_zip).flatmap(truncated),
         st.builds(sample_zip).flatmap(lambda base: spliced(base, ZIP_TOKENS)),
+    )
+)
+@example(
+    # a central-directory entry that asks for ZIP version 6.4: zipfile raises NotImplementedError
+    bytes.fromhex(
+        "504b0304140000000800917b7b5dee4758661f0000001d000000130000005b436f6e74656e745f54797065735d2e786d6c"
+        "b3b1afc8cd51284b2d2ace cccfb35532d43350b2b7b309a92c482dd6b70300"
+        "504b01021403400000000800917b7b5dee4758661f0000001d00000013000000000000000000000080010000"
+        "00005b436f6e74656e745f54797065735d2e786d6c"
+        "504b0506000000000100010041000000500000000000".replace(" ", "")
     )
 )
 @settings(FUZZ, max_examples=300)
