@@ -48,6 +48,11 @@ def open_pipelines(settings: Settings) -> tuple[Pipelines, ModelWarmup]:
     return parts, ModelWarmup(parts.embedder)  # started once the page is drawn (main)
 
 
+def model_error(error: RagError) -> None:
+    """Why the model could not be loaded, as the page says it wherever the model was needed."""
+    st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(error))}")
+
+
 def model_ready(warmup: ModelWarmup) -> bool:
     """Wait for the model (with a spinner); False, with the reason shown, when it cannot be loaded."""
     try:
@@ -56,7 +61,7 @@ def model_ready(warmup: ModelWarmup) -> bool:
                 warmup.wait()
         return True
     except RagError as error:
-        st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(error))}")
+        model_error(error)
         return False
 
 
@@ -66,7 +71,7 @@ def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
         model_caption(parts)
         return
     if warmup.error is not None:
-        st.error(f"埋め込みモデルを読み込めませんでした。\n\n{escape_markdown(str(warmup.error))}")
+        model_error(warmup.error)
         st.info(
             "インターネットに接続できない環境では、モデルのディレクトリを用意し、"
             "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してから、もう一度読み込んでください。"

@@ -18,11 +18,31 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ingest.errors import FileTimeoutError, ReaderCrashedError
 from ingest.limits import Limits
 from ingest.loaders import LoadedFile, load_bytes, load_file
+
+
+class Reader(Protocol):
+    """How the indexer reads a file into text: in this process, or isolated in a child."""
+
+    def load_bytes(self, name: str, data: bytes, limits: Limits) -> LoadedFile: ...
+
+    def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile: ...
+
+
+class InProcessReader:
+    """Reads files in this process, with no time or memory bound (tests, scripts, trusted files)."""
+
+    def load_bytes(self, name: str, data: bytes, limits: Limits) -> LoadedFile:
+        """``ingest.loaders.load_bytes``."""
+        return load_bytes(name, data, limits)
+
+    def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile:
+        """``ingest.loaders.load_file``."""
+        return load_file(path, source, limits)
 
 
 def _limit_memory(megabytes: int) -> None:

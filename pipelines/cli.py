@@ -290,7 +290,7 @@ def _bar(stream: TextIO, description: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = build(settings).embedder
+    embedder = make_embedder(settings)  # the evaluation builds its own scratch store
     embedder.load()
     if args.task == "sts":
         pairs = evaluation.load_sts(args.file)[: args.limit]

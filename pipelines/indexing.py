@@ -16,9 +16,9 @@ import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
 from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
-from ingest.isolation import IsolatedReader
+from ingest.isolation import InProcessReader, Reader
 from ingest.limits import DEFAULT_LIMITS, Limits
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash, load_bytes, load_file
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash
 from ingest.normalize import join_pages
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
@@ -104,7 +104,8 @@ class Indexer:
     ``prefetch``: how many files ``ingest_paths`` reads, normalises and chunks ahead, in a background
     thread, while the current one is embedded (0: each file in turn, nothing in the background).
     ``limits``: what one file may hold (pages, characters, …); a file over them is reported as failed.
-    ``reader``: reads files in a child process with a time and memory bound (None: in this process).
+    ``reader``: how files are read: ``IsolatedReader`` in a child process with a time and memory bound
+    (what ``build`` gives), in this process by default.
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class Indexer:
         keyword: KeywordIndex | None = None,
         prefetch: int = 2,
         limits: Limits = DEFAULT_LIMITS,
-        reader: IsolatedReader | None = None,
+        reader: Reader | None = None,
     ) -> None:
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -129,7 +130,7 @@ class Indexer:
         self.prefetch = prefetch
         self.keyword = keyword
         self.limits = limits
-        self.reader = reader
+        self.reader: Reader = reader or InProcessReader()
         self._bound = False
 
     @property
@@ -249,10 +250,7 @@ class Indexer:
         name = upload_name(name)
         try:
             self._check_size(name, len(data))
-            loaded = (
-                self.reader.load_bytes(name, data, self.limits) if self.reader else load_bytes(name, data, self.limits)
-            )
-            return self.ingest_file(loaded, progress)
+            return self.ingest_file(self.reader.load_bytes(name, data, self.limits), progress)
         except IngestError as error:
             return FileReport(name, "failed", message=str(error))
 
@@ -301,11 +299,7 @@ class Indexer:
         """Read a file, its size checked first, and chunk it unless ``stored`` is None or holds its version."""
         try:
             self._check_size(source, path.stat().st_size)
-            loaded = (
-                self.reader.load_file(path, source, self.limits)
-                if self.reader
-                else load_file(path, source, self.limits)
-            )
+            loaded = self.reader.load_file(path, source, self.limits)
             if stored is None or self._version(loaded) in stored:
                 return _Prepared(loaded, None)
             return _Prepared(loaded, self.chunk(loaded))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.isolation import IsolatedReader
 from ingest.limits import DEFAULT_LIMITS, Limits
 from pipelines.components import build
 from pipelines.embedder import Embedder
@@ -181,7 +182,7 @@ def test_limit_settings_reach_the_indexer(embedder: Embedder, tmp_path: Path) ->
         store.close()
     assert indexer.limits == Limits(**values)
     assert indexer.limits.max_pages == 10
-    assert indexer.reader is not None  # files are read in a child process, with the time and memory bounds
+    assert isinstance(indexer.reader, IsolatedReader)  # files are read in a child process, with these bounds
     assert (indexer.reader.seconds, indexer.reader.memory_mb) == (60, 2048)
 
 
@@ -206,15 +207,13 @@ def test_remote_chroma_needs_a_token(host: str) -> None:
 
 def test_a_file_that_outlasts_its_time_fails_alone(limited: Indexer, embedder: Embedder) -> None:
     """Read in a child process: past its time the reading is stopped, the report says so, the store is as it was."""
-    from ingest.isolation import IsolatedReader
-
-    limited.reader = IsolatedReader(seconds=0.001)  # no child starts that fast: every read runs out of time
+    limited.reader = reader = IsolatedReader(seconds=0.001)  # no child starts that fast: every read runs out of time
     try:
         report = limited.ingest_bytes("遅い.pdf", make_pdf([["読むのに時間がかかる文書です。"]]))
         assert report.status == "failed"
         assert report.message.startswith("遅い.pdf: 読み取りが 0 秒で終わらなかったため、中止しました。")
         untouched(limited, embedder)
-        limited.reader.seconds = 60  # the next file gets a new child and is read
+        reader.seconds = 60  # the next file gets a new child and is read
         assert limited.ingest_bytes("次.txt", "次の文書は読めます。".encode()).status == "added"
     finally:
-        limited.reader.close()
+        reader.close()
