@@ -26,7 +26,8 @@ from pipelines.keyword import KeywordIndex
 from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
-CHUNKER_REVISION = 1
+# 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
+CHUNKER_REVISION = 2
 
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
 
