@@ -97,7 +97,7 @@ def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
 def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     st.subheader("文書を追加")
     files = st.file_uploader(
-        "PDF・テキスト・Markdown（複数可）",
+        "PDF・Word・Excel・PowerPoint・HTML・CSV・テキスト・Markdown・画像（複数可）",
         type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
         accept_multiple_files=True,
     )
@@ -125,8 +125,9 @@ def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     bar.progress(1.0, text="取り込みが終わりました")
     for report in reports:
         line = f"{escape_markdown(report.source)}: {STATUS_LABELS[report.status]}"
+        notes = "".join(f"（{escape_markdown(note)}）" for note in report.notes)
         if report.status in ("added", "replaced"):
-            st.success(f"{line}（{report.chunks} チャンク）")
+            st.success(f"{line}（{report.chunks} チャンク）{notes}")
         elif report.status == "failed":
             st.error(f"{line}。{escape_markdown(report.message)}")
         else:
@@ -149,7 +150,8 @@ def library_panel(pipelines: Pipelines) -> None:
     documents = pipelines.store.documents()
     st.subheader(f"登録済みの文書（{len(documents)} 件）")
     for document in documents:
-        pages = f"{document.pages} ページ・" if document.pages else ""
+        unit = "スライド" if document.kind == "pptx" else "ページ"
+        pages = f"{document.pages} {unit}・" if document.pages else ""
         st.caption(f"{escape_markdown(document.source)} — {pages}{document.chunks} チャンク・{document.added_at[:10]}")
     if not documents:
         return
@@ -182,15 +184,20 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
     return piece(0, start) + "**" + piece(start, end) + "**" + piece(end, len(text))
 
 
+def _ocr(hit: Hit) -> str:
+    """The card's word for a passage read from an image: its characters may be misrecognised."""
+    return "OCR で読み取り" if hit.place.ocr or hit.place_end.ocr else ""
+
+
 def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
     with st.container(border=True, key=f"card-{hit.rank}"):
-        page = f"{hit.page} ページ" if hit.page else "ページなし"
+        where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.location, _ocr(hit)) if part)
         keyword = f"{hit.keyword_score:.2f}" if hit.keyword_score is not None else "—"
         places = f"意味 {_place(hit.dense_rank)} ・ キーワード {_place(hit.keyword_rank)}"
         rerank = f" ・ 再ランキング **{hit.rerank_score:.3f}**" if hit.rerank_score is not None else ""
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}** ・ BM25 **{keyword}**{rerank} ・ {places}")
         st.progress(min(max(hit.cosine, 0.0), 1.0))
-        st.caption(f"{escape_markdown(hit.source)} ・ {page} ・ チャンク {hit.chunk_index}")
+        st.caption(f"{escape_markdown(hit.source)}{where} ・ チャンク {hit.chunk_index}")
         st.markdown(render_passage(hit.text, terms, emphasis))
         with st.expander("前後の文を表示"):
             before, after = pipelines.searcher.surroundings(hit)
@@ -247,8 +254,8 @@ def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> N
     else:
         slot.warning(escape_markdown(result.text))
     for citation in result.citations:
-        page = f"{citation.page} ページ" if citation.page else "ページなし"
-        st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)} ・ {page}")
+        where = f" ・ {escape_markdown(citation.location)}" if citation.location else ""
+        st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)}{where}")
     if result.dropped:
         numbers = "".join(f"\\[{n}\\]" for n in result.dropped)
         st.warning(f"回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。")

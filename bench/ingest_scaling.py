@@ -103,7 +103,7 @@ def main() -> None:
         for key, text in texts.items():
             gc.collect()
             started = time.process_time()
-            chunk_text(PagedText(text, (0,), (None,)), count, args.max_tokens, args.overlap)
+            chunk_text(PagedText.plain(text), count, args.max_tokens, args.overlap)
             seconds[key] = min(seconds[key], time.process_time() - started)
 
     per_mb = {key: seconds[key] / (len(text.encode("utf-8")) / MB) for key, text in texts.items()}
@@ -115,7 +115,7 @@ def main() -> None:
             counted += len(piece)
             return count(piece)
 
-        paged = PagedText(text, (0,), (None,))
+        paged = PagedText.plain(text)
         tracemalloc.start()
         chunks = chunk_text(paged, counting, args.max_tokens, args.overlap)
         peak = tracemalloc.get_traced_memory()[1] / MB

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ingest.document import Place
 from ingest.normalize import PagedText
 
 TokenCounter = Callable[[str], int]
@@ -29,9 +30,19 @@ class Chunk:
     text: str
     start: int
     end: int
-    page: int | None
-    page_end: int | None
+    place: Place
+    place_end: Place
     tokens: int
+
+    @property
+    def page(self) -> int | None:
+        """The page the chunk starts on (PDF), or None."""
+        return self.place.page
+
+    @property
+    def page_end(self) -> int | None:
+        """The page the chunk ends on (PDF), or None."""
+        return self.place_end.page
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -228,8 +239,8 @@ def chunk_text(
                 text=text[start:end],
                 start=start,
                 end=end,
-                page=paged.page_at(start),
-                page_end=paged.page_at(end - 1),
+                place=paged.place_at(start),
+                place_end=paged.place_at(end - 1),
                 tokens=tokens,
             )
         )

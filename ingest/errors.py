@@ -8,7 +8,9 @@ IngestError                 a file cannot become text; the message names the fil
 ├── ResourceLimitError      reading the file would pass a limit (pages, characters, pixels, ZIP contents)
 │   └── FileTimeoutError    reading the file took longer than RAG_SECONDS_PER_FILE (ingest/isolation.py)
 ├── ReaderCrashedError      the child process reading the file died or ran out of its memory bound
-└── PdfError                a PDF that cannot be read (broken, truncated, or password-protected)
+├── PdfError                a PDF that cannot be read (broken, truncated, or password-protected)
+├── FormatError             a Word, Excel, PowerPoint, HTML or CSV file its library cannot read
+└── MissingToolError        the file needs a program that is not installed (Tesseract, LibreOffice)
 """
 
 
@@ -46,3 +48,11 @@ class ReaderCrashedError(IngestError):
 
 class PdfError(IngestError):
     """A PDF file that pypdf cannot read."""
+
+
+class FormatError(IngestError):
+    """A file that its format's library cannot read (damaged, or not what its extension says)."""
+
+
+class MissingToolError(IngestError):
+    """Reading the file needs a program that is not installed; the message names the package to install."""

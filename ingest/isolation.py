@@ -18,11 +18,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.errors import FileTimeoutError, ReaderCrashedError
 from ingest.limits import Limits
 from ingest.loaders import LoadedFile, load_bytes, load_file
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrOptions
 
 
 class Reader(Protocol):
@@ -34,15 +37,21 @@ class Reader(Protocol):
 
 
 class InProcessReader:
-    """Reads files in this process, with no time or memory bound (tests, scripts, trusted files)."""
+    """Reads files in this process, with no time or memory bound (tests, scripts, trusted files).
+
+    ``ocr``: how scanned pages and images are recognised (default ``OcrOptions()``).
+    """
+
+    def __init__(self, ocr: OcrOptions | None = None) -> None:
+        self.ocr = ocr
 
     def load_bytes(self, name: str, data: bytes, limits: Limits) -> LoadedFile:
         """``ingest.loaders.load_bytes``."""
-        return load_bytes(name, data, limits)
+        return load_bytes(name, data, limits, self.ocr)
 
     def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile:
         """``ingest.loaders.load_file``."""
-        return load_file(path, source, limits)
+        return load_file(path, source, limits, self.ocr)
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -57,12 +66,16 @@ class IsolatedReader:
     """Reads documents in a child process with a time bound per file and a memory bound for the child.
 
     ``seconds``: the most a file may take to read (None: no bound). ``memory_mb``: the child's address
-    space (None: no bound). Thread-safe: files are read one at a time, in the order asked.
+    space (None: no bound); programs it starts (Tesseract, LibreOffice) inherit the bound. ``ocr``: how
+    scanned pages and images are recognised. Thread-safe: files are read one at a time, in the order asked.
     """
 
-    def __init__(self, seconds: float | None = 300, memory_mb: int | None = 4096) -> None:
+    def __init__(
+        self, seconds: float | None = 300, memory_mb: int | None = 4096, ocr: OcrOptions | None = None
+    ) -> None:
         self.seconds = seconds
         self.memory_mb = memory_mb
+        self.ocr = ocr
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -85,11 +98,11 @@ class IsolatedReader:
 
     def load_bytes(self, name: str, data: bytes, limits: Limits) -> LoadedFile:
         """``ingest.loaders.load_bytes`` in the child."""
-        return self.run(name, load_bytes, name, data, limits)
+        return self.run(name, load_bytes, name, data, limits, self.ocr)
 
     def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile:
         """``ingest.loaders.load_file`` in the child (it reads the file itself: the bytes are not copied over)."""
-        return self.run(source, load_file, path, source, limits)
+        return self.run(source, load_file, path, source, limits, self.ocr)
 
     def run(self, name: str, read: Callable[..., LoadedFile], *args: Any) -> LoadedFile:
         """``read(*args)`` in the child, for the file ``name``; ``read`` must be importable by the child."""

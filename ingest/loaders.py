@@ -1,47 +1,49 @@
-"""Loaders: PDF (one text per page, page numbers kept) and text files in a detected Japanese encoding.
+"""Loaders: from a file's name and bytes to its text in sections, each with its place in the original.
 
-Both keep to ``Limits``: a PDF's pages are counted before any text is extracted, and characters are
-counted as each page is extracted or once a text file is decoded; a file over a limit is refused.
+One reader per format (``FORMATS``), chosen by the file's extension: PDF (pages, OCR for scanned
+ones), text and Markdown in a detected Japanese encoding, Word, Excel, PowerPoint, HTML, CSV, images
+(OCR), and legacy .doc/.xls/.ppt through LibreOffice. Each keeps to ``Limits``: pages, characters,
+pixels and ZIP contents are checked before the work they would cost; a file over a limit is refused.
+Readers are imported when first used, so a process that reads only text never imports Office libraries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pypdf
-from pypdf.errors import DependencyError, DeprecationError, PyPdfError
+from ingest.document import Place, Reading, Section
+from ingest.encoding import decode_text
+from ingest.errors import EmptyDocumentError, UnsupportedFileError
+from ingest.limits import DEFAULT_LIMITS, Limits, check_chars
 
-from ingest.errors import EmptyDocumentError, EncodingError, PdfError, ResourceLimitError, UnsupportedFileError
-from ingest.limits import DEFAULT_LIMITS, Limits, check_chars, check_pages
-
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
-PDF_SUFFIXES = (".pdf",)
-SUPPORTED_SUFFIXES = PDF_SUFFIXES + TEXT_SUFFIXES
-
-# Encodings tried on a file without a byte-order mark, after UTF-8.
-_CANDIDATES = ("cp932", "euc_jp", "utf-16-le", "utf-16-be")
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-# Below this share of plausible characters a decoding is taken for a wrong guess.
-_MIN_PLAUSIBLE = 0.9
+if TYPE_CHECKING:
+    from ingest.ocr import OcrOptions
 
 
 @dataclass(frozen=True)
 class LoadedFile:
-    """A file's text, page by page, before normalisation."""
+    """A file's text in sections (pages, slides, rows, blocks under headings), before normalisation.
+
+    ``kind``: the format it was read as (``pdf``, ``docx``, …). ``notes``: what the reader wants the
+    person to know (pages read by OCR, a conversion), shown beside the file's result.
+    """
 
     source: str
     content_hash: str
-    pages: tuple[tuple[int | None, str], ...]
+    sections: tuple[Section, ...]
     encoding: str | None = None
+    kind: str = "text"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def pages(self) -> int:
+        """How many pages (PDF, scanned image) or slides the file has text on; 0 for files without pages."""
+        return len({s.place.page or s.place.slide for s in self.sections} - {None})
 
 
 def content_hash(data: bytes) -> str:
@@ -49,175 +51,190 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _plausibility(text: str) -> float:
-    """Share of characters that ordinary Japanese or ASCII text is made of; hiragana counts double.
-
-    Wrong guesses decode to half-width katakana (EUC-JP read as CP932), rare CJK blocks or control
-    characters (a multibyte encoding read as UTF-16), which all score zero.
-    """
-    if not text:
-        return 0.0
-    score = 0.0
-    for char in text:
-        code = ord(char)
-        if 0x3041 <= code <= 0x309F:
-            score += 2.0
-        elif (
-            (0x20 <= code <= 0x7E)
-            or char in "\n\r\t"
-            or 0x30A0 <= code <= 0x30FF  # katakana
-            or 0x4E00 <= code <= 0x9FFF  # CJK unified ideographs
-            or 0x3000 <= code <= 0x303F  # CJK punctuation
-            or 0xFF01 <= code <= 0xFF5E  # full-width ASCII
-            or 0x2010 <= code <= 0x2312  # general punctuation, arrows, maths
-            or 0x2460 <= code <= 0x24FF  # circled numbers
-            or 0x2500 <= code <= 0x257F  # box drawing
-            or 0x25A0 <= code <= 0x26FF  # shapes and symbols
-            or code in (0xA7, 0xA8, 0xB0, 0xB1, 0xB4, 0xB6, 0xD7, 0xF7)
-        ):
-            score += 1.0
-    return min(score / len(text), 1.0)
+def _read_text(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    text, encoding = _decode(name, data, limits)
+    return Reading((Section(text),), encoding)
 
 
-def decode_text(data: bytes, name: str = "") -> tuple[str, str]:
-    """Decode a Japanese text file, detecting its encoding: UTF-8, Shift_JIS/CP932, EUC-JP or UTF-16.
-
-    A byte-order mark decides; otherwise UTF-8 is taken when the bytes are valid UTF-8 and not
-    UTF-16 in disguise, and else the candidate whose decoding looks most like Japanese text.
-    Returns ``(text, encoding)``.
-    """
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), encoding
-            except UnicodeDecodeError as error:
-                raise EncodingError(
-                    f"{name}: 先頭に {encoding} の印 (BOM) がありますが、その文字コードとして読めません"
-                    f"（{error.start} バイト目）。UTF-8 で保存し直してください。"
-                ) from error
-    decoded: list[tuple[float, str, str]] = []
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        # ASCII in UTF-16 is valid UTF-8 with a NUL every other byte; a few stray NULs are just dirt.
-        looks_like_utf16 = text.count("\x00") * 3 >= len(text)
-        score = _plausibility(text.replace("\x00", ""))
-        if score >= _MIN_PLAUSIBLE and not looks_like_utf16:
-            return text, "utf-8"
-        decoded.append((score / 2 if looks_like_utf16 else score, text, "utf-8"))
-    for encoding in _CANDIDATES:
-        if encoding.startswith("utf-16") and len(data) % 2:
-            continue
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        decoded.append((_plausibility(text), text, encoding))
-    if decoded:
-        score, text, encoding = max(decoded, key=lambda item: item[0])
-        if score >= _MIN_PLAUSIBLE:
-            return text, encoding
-    raise EncodingError(
-        f"{name}: 文字コードを判別できません（UTF-8、Shift_JIS、EUC-JP、UTF-16 のいずれでもありません）。"
-        "テキストファイルでなければ対応形式（PDF、.txt、.md）に変換し、テキストなら UTF-8 で保存し直してください。"
-    )
-
-
-Pages = tuple[tuple[int | None, str], ...]
-
-
-def _load_text(name: str, data: bytes, limits: Limits) -> tuple[Pages, str]:
+def _decode(name: str, data: bytes, limits: Limits) -> tuple[str, str]:
     # Every candidate encoding takes at most 4 bytes a character (after a BOM of at most 3), so a file
     # this long is over the limit however it decodes: refused before the slow plausibility scan.
     check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
     text, encoding = decode_text(data, name)
     check_chars(name, len(text), limits)
-    return ((None, text),), encoding
+    return text, encoding
 
 
-def _load_pdf(name: str, data: bytes, limits: Limits) -> tuple[Pages, None]:
-    # pypdf logs warnings about every odd object in real-world PDFs; what matters reaches us as errors.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise PdfError(
-                f"{name}: パスワードで保護された PDF です。パスワードを外して保存した PDF をアップロードしてください。"
-            )
-        check_pages(name, len(reader.pages), limits)  # walks the page tree; no page is parsed yet
-        pages: list[tuple[int | None, str]] = []
-        chars = 0
-        for number, page in enumerate(reader.pages, 1):
-            text = page.extract_text() or ""
-            chars += len(text)
-            check_chars(name, chars, limits, where=f"{number:,} ページ目までで ")
-            pages.append((number, text))
-    except (PdfError, ResourceLimitError):
-        raise
-    except (
-        PyPdfError,
-        DependencyError,
-        DeprecationError,
-        NotImplementedError,
-        RecursionError,
-        ArithmeticError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        OSError,
-    ) as error:
-        # pypdf signals a damaged file with a mix of its own and built-in exceptions. Found by fuzzing
-        # (tests/ingest/test_fuzz.py): a damaged filter name raises NotImplementedError, or pypdf's
-        # DeprecationError when it reads as a removed alias; arrays nested a thousand deep in a page,
-        # RecursionError; a huge character code in a font's widths, OverflowError.
-        raise PdfError(
-            f"{name}: PDF を読み取れません（{type(error).__name__}: {error}）。"
-            "ファイルが壊れているか途中で切れています。元のファイルから PDF を作り直してください。"
-        ) from error
-    return tuple(pages), None
+# An ATX heading (# to ######) and a code fence, which hides headings until it closes.
+_MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_MD_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
-Loader = Callable[[str, bytes, Limits], tuple[Pages, str | None]]
+def markdown_sections(text: str) -> tuple[Section, ...]:
+    """Markdown cut at its ``#`` headings, each part under the path of headings above it.
 
-_LOADERS: dict[str, Loader] = {
-    **dict.fromkeys(PDF_SUFFIXES, _load_pdf),
-    **dict.fromkeys(TEXT_SUFFIXES, _load_text),
-}
+    A heading belongs to its own part (the path ends with it); lines in a fenced code block are never
+    headings. Setext headings (a line underlined with === or ---) are read as text.
+    """
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    fence: str | None = None
+
+    def close() -> None:
+        if "".join(lines).strip():
+            sections.append(Section("\n".join(lines), Place(heading=tuple(title for _, title in path))))
+        lines.clear()
+
+    for line in text.splitlines():
+        opened = _MD_FENCE.match(line)
+        if opened and (fence is None or opened.group(1) == fence):
+            fence = opened.group(1) if fence is None else None
+        heading = _MD_HEADING.match(line) if fence is None and not opened else None
+        if heading and heading.group(2).strip():
+            close()
+            level = len(heading.group(1))
+            path[:] = [(lv, title) for lv, title in path if lv < level]
+            path.append((level, heading.group(2).strip()))
+        lines.append(line)
+    close()
+    return tuple(sections)
 
 
-def _loader_for(name: str) -> Loader:
+def _read_markdown(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    text, encoding = _decode(name, data, limits)
+    return Reading(markdown_sections(text), encoding)
+
+
+def _read_pdf(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.pdf import read_pdf
+
+    return read_pdf(name, data, limits, options)
+
+
+def _read_image(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.ocr import read_image
+
+    return read_image(name, data, limits, options)
+
+
+def _read_docx(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.office import read_docx
+
+    return read_docx(name, data, limits)
+
+
+def _read_xlsx(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.office import read_xlsx
+
+    return read_xlsx(name, data, limits)
+
+
+def _read_pptx(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.office import read_pptx
+
+    return read_pptx(name, data, limits)
+
+
+def _read_html(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.web import read_html
+
+    return read_html(name, data, limits)
+
+
+def _read_csv(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
+    from ingest.tables import read_csv
+
+    return read_csv(name, data, limits)
+
+
+Read = Callable[[str, bytes, Limits, "OcrOptions"], Reading]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A kind of file the loaders read: its suffixes, its reader, and what it is called on the page."""
+
+    kind: str
+    label: str
+    suffixes: tuple[str, ...]
+    read: Read
+
+
+FORMATS = (
+    Format("pdf", "PDF", (".pdf",), _read_pdf),
+    Format("text", "テキスト", (".txt", ".text"), _read_text),
+    Format("markdown", "Markdown", (".md", ".markdown"), _read_markdown),
+    Format("docx", "Word", (".docx", ".docm"), _read_docx),
+    Format("xlsx", "Excel", (".xlsx", ".xlsm"), _read_xlsx),
+    Format("pptx", "PowerPoint", (".pptx", ".pptm"), _read_pptx),
+    Format("html", "HTML", (".html", ".htm"), _read_html),
+    Format("csv", "CSV", (".csv", ".tsv"), _read_csv),
+    Format("image", "画像（OCR）", (".png", ".jpg", ".jpeg", ".tif", ".tiff"), _read_image),
+)
+# Legacy Office files, converted by LibreOffice to the format after the arrow, then read as it.
+LEGACY = {".doc": ".docx", ".xls": ".xlsx", ".ppt": ".pptx"}
+_BY_SUFFIX = {suffix: f for f in FORMATS for suffix in f.suffixes}
+SUPPORTED_SUFFIXES = (*_BY_SUFFIX, *LEGACY)
+
+
+def supported(name: str) -> bool:
+    """Whether a file of this name is one the loaders read (by its extension)."""
+    return Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def unsupported_reason(name: str) -> str:
+    """Why a file is not read, for a folder walk's スキップ line and an upload's 失敗."""
     suffix = Path(name).suffix.lower()
-    loader = _LOADERS.get(suffix)
-    if loader is None:
+    return f"対応していない形式（{suffix or '拡張子なし'}）"
+
+
+def _format_for(name: str) -> Format:
+    suffix = Path(name).suffix.lower()
+    found = _BY_SUFFIX.get(LEGACY.get(suffix, suffix))
+    if found is None:
         supported = "、".join(SUPPORTED_SUFFIXES)
-        raise UnsupportedFileError(
-            f"{name}: この形式（{suffix or '拡張子なし'}）には対応していません。対応形式: {supported}"
-        )
-    return loader
+        raise UnsupportedFileError(f"{name}: {unsupported_reason(name)}のため読めません。対応形式: {supported}")
+    return found
 
 
-def load_bytes(name: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> LoadedFile:
-    """Read a document given as its file name and bytes (an upload, or a file read from disk), within ``limits``."""
-    loader = _loader_for(name)
+def load_bytes(name: str, data: bytes, limits: Limits = DEFAULT_LIMITS, ocr: OcrOptions | None = None) -> LoadedFile:
+    """Read a document given as its file name and bytes (an upload, or a file read from disk), within ``limits``.
+
+    ``ocr``: whether and how scanned pages and images are recognised (``ingest.ocr.OcrOptions``).
+    """
+    fmt = _format_for(name)
     if not data:
         raise EmptyDocumentError(f"{name}: ファイルが空です（0 バイト）。")
-    pages, encoding = loader(name, data, limits)
-    if not any(text.strip("\x00 \t\r\n\f\u3000") for _, text in pages):
-        if loader is _load_pdf:
-            raise EmptyDocumentError(
-                f"{name}: PDF に文字データがありません。スキャンした画像だけの PDF と思われます。"
-                "OCR には対応していないため、文字を含む PDF かテキストファイルにしてください。"
-            )
+    if ocr is None:
+        from ingest.ocr import OcrOptions
+
+        ocr = OcrOptions()
+    notes: tuple[str, ...] = ()
+    read_name, read_data = name, data
+    suffix = Path(name).suffix.lower()
+    if suffix in LEGACY:
+        from ingest.legacy import convert_legacy
+
+        read_name, read_data = convert_legacy(name, data, limits)
+        notes = (f"LibreOffice で {LEGACY[suffix]} に変換して読みました",)
+    reading = fmt.read(read_name, read_data, limits, ocr)
+    if not any(s.text.strip("\x00 \t\r\n\f\u3000") for s in reading.sections):
         raise EmptyDocumentError(f"{name}: 文字がありません（空白だけのファイルです）。")
-    return LoadedFile(source=name, content_hash=content_hash(data), pages=pages, encoding=encoding)
+    return LoadedFile(
+        source=name,
+        content_hash=content_hash(data),
+        sections=reading.sections,
+        encoding=reading.encoding,
+        kind=fmt.kind,
+        notes=notes + reading.notes,
+    )
 
 
-def load_file(path: Path, source: str | None = None, limits: Limits = DEFAULT_LIMITS) -> LoadedFile:
+def load_file(
+    path: Path, source: str | None = None, limits: Limits = DEFAULT_LIMITS, ocr: OcrOptions | None = None
+) -> LoadedFile:
     """Read a document from disk within ``limits``; ``source`` is the name it is stored under (the file name by default)."""
     name = source or path.name
-    _loader_for(name)  # an unsupported file is refused before it is read
-    return load_bytes(name, path.read_bytes(), limits)
+    _format_for(name)  # an unsupported file is refused before it is read
+    return load_bytes(name, path.read_bytes(), limits, ocr)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ingest.document import NOWHERE, Place, Section
 
 # A line that starts like this begins a new item, so the line before it is not continued.
 _BLOCK_START = re.compile(
@@ -167,31 +169,43 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class PagedText:
-    """A document's normalised text and where each page starts in it."""
+    """A document's normalised text, and where each of its sections starts in it and is in the original."""
 
     text: str
-    page_starts: tuple[int, ...]
-    page_numbers: tuple[int | None, ...]
+    starts: tuple[int, ...]
+    places: tuple[Place, ...]
+
+    @classmethod
+    def plain(cls, text: str) -> PagedText:
+        """A text with no place: one section."""
+        return cls(text, (0,), (NOWHERE,))
+
+    def place_at(self, offset: int) -> Place:
+        """The place of the section that holds character ``offset``."""
+        index = bisect.bisect_right(self.starts, offset) - 1
+        return self.places[max(index, 0)] if self.places else NOWHERE
 
     def page_at(self, offset: int) -> int | None:
         """The number of the page that holds character ``offset``."""
-        index = bisect.bisect_right(self.page_starts, offset) - 1
-        return self.page_numbers[max(index, 0)] if self.page_numbers else None
+        return self.place_at(offset).page
 
 
-def join_pages(pages: Sequence[tuple[int | None, str]]) -> PagedText:
-    """Normalise pages and join them into one text, continuing a sentence that runs over a page break."""
+def join_sections(sections: Iterable[Section]) -> PagedText:
+    """Normalise sections and join them into one text: a blank line between two sections, except where a
+    sentence runs on into a section that ``flows`` (a PDF page after a page break cut it)."""
     parts: list[str] = []
     length = 0
     last = _Line("")  # the last line of the text so far (its ends), for a sentence over the page break
     starts: list[int] = []
-    numbers: list[int | None] = []
-    for number, raw in pages:
-        page = normalize_text(raw)
+    places: list[Place] = []
+    for section in sections:
+        page = normalize_text(section.text)
         if not page:
             continue
         if parts:
-            joiner = _joiner(parts[-1], page) if continues(last.view(), page) else "\n\n"
+            joiner = "\n\n"
+            if section.flows and continues(last.view(), page):
+                joiner = _joiner(parts[-1], page)
             parts.append(joiner)
             length += len(joiner)
             if joiner == "\n\n":
@@ -199,7 +213,7 @@ def join_pages(pages: Sequence[tuple[int | None, str]]) -> PagedText:
             else:
                 last.add(joiner)
         starts.append(length)
-        numbers.append(number)
+        places.append(section.place)
         parts.append(page)
         length += len(page)
         before, newline, after = page.rpartition("\n")
@@ -207,4 +221,10 @@ def join_pages(pages: Sequence[tuple[int | None, str]]) -> PagedText:
             last = _Line(after)
         else:
             last.add(before + after)
-    return PagedText("".join(parts), tuple(starts), tuple(numbers))
+    return PagedText("".join(parts), tuple(starts), tuple(places))
+
+
+def join_pages(pages: Iterable[tuple[int | None, str]]) -> PagedText:
+    """Normalise numbered pages (None: a text without pages) and join them, continuing a sentence that runs
+    over a page break."""
+    return join_sections(Section(text, Place(page=number), flows=True) for number, text in pages)

@@ -73,9 +73,11 @@ class Citation:
     page: int | None
     rank: int
     chunk_index: int
+    location: str = ""
+    """Where the passage is in the original, as the card says it (「1–2 ページ」「スライド 3」…)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "source": self.source, "page": self.page, "rank": self.rank}
+        return {"n": self.n, "source": self.source, "page": self.page, "location": self.location, "rank": self.rank}
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,8 @@ class Answer:
 
 
 def passage_header(hit: Hit, n: int) -> str:
-    """The line that introduces passage ``n`` in the prompt: its number, file and page."""
-    if hit.page and hit.page_end and hit.page_end != hit.page:
-        where = f"（{hit.page}〜{hit.page_end} ページ）"
-    else:
-        where = f"（{hit.page} ページ）" if hit.page else ""
+    """The line that introduces passage ``n`` in the prompt: its number, file and place (page, slide, …)."""
+    where = f"（{hit.location}）" if hit.location else ""
     return f"[{n}] {hit.source}{where}"
 
 
@@ -178,7 +177,7 @@ def cite(text: str, passages: Sequence[Passage]) -> tuple[list[Citation], list[i
         if hit is None:
             dropped.append(n)
         else:
-            citations.append(Citation(n, hit.source, hit.page, hit.rank, hit.chunk_index))
+            citations.append(Citation(n, hit.source, hit.page, hit.rank, hit.chunk_index, hit.location))
     return citations, dropped
 
 

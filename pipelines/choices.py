@@ -16,3 +16,7 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 QueryPrecision = Literal["auto", "float32", "bfloat16", "int8"]
 """What questions are computed in; ``auto`` picks int8 where it reproduces float32."""
 QUERY_PRECISIONS: tuple[QueryPrecision, ...] = get_args(QueryPrecision)
+
+OcrMode = Literal["auto", "off", "force"]
+"""When scanned pages are read by OCR: pages without a usable text layer, never, or every PDF page."""
+OCR_MODES: tuple[OcrMode, ...] = get_args(OcrMode)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ingest.errors import IngestError
+from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
 from pipelines.choices import MODE_LABELS, MODES
 from pipelines.components import Pipelines, build, make_embedder
@@ -30,6 +31,7 @@ STATUS_LABELS = {
     "unchanged": "変更なし",
     "duplicate": "重複",
     "failed": "失敗",
+    "skipped": "スキップ",
 }
 
 
@@ -158,8 +160,8 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         choice = embedder.precision
         out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
         out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
-    if not reports:
-        err.write("取り込めるファイルが見つかりませんでした（対応形式: PDF、.txt、.md）。\n")
+    if all(r.status == "skipped" for r in reports):
+        err.write(f"取り込めるファイルが見つかりませんでした（対応形式: {'、'.join(SUPPORTED_SUFFIXES)}）。\n")
         return 1
     return 1 if any(r.status == "failed" for r in reports) else 0
 
@@ -168,7 +170,8 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
     for report in reports:
         label = STATUS_LABELS[report.status]
         detail = f"{report.chunks} チャンク" if report.status in ("added", "replaced", "unchanged") else report.message
-        out.write(f"{label}\t{report.source}\t{detail}\n")
+        notes = "".join(f"（{note}）" for note in report.notes)
+        out.write(f"{label}\t{report.source}\t{detail}{notes}\n")
 
 
 def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO) -> tuple[list[Hit], bool]:
@@ -185,12 +188,13 @@ def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO) -> tuple[list
 
 
 def _hit_line(hit: Hit) -> str:
-    page = f"p.{hit.page}" if hit.page else "-"
+    page = hit.location or "-"
+    ocr = "（OCR）" if hit.place.ocr or hit.place_end.ocr else ""
     keyword = f"BM25 {hit.keyword_score:.2f}" if hit.keyword_score is not None else "BM25 -"
     places = f"意味 {hit.dense_rank or '圏外'}・キーワード {hit.keyword_rank or '圏外'}"
     rerank = f"  再ランキング {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
     return (
-        f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.source}  {page}"
+        f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.source}  {page}{ocr}"
         f"  （チャンク {hit.chunk_index}）\n"
     )
 
@@ -244,7 +248,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
     answer = answerer.finish(args.question, passages, text)
     out.write("\n\n出典:\n" if answer.citations else "\n")
     for citation in answer.citations:
-        page = f"p.{citation.page}" if citation.page else "-"
+        page = citation.location or "-"
         out.write(
             f"[{citation.n}] {citation.source}  {page}  （{citation.rank} 位、チャンク {citation.chunk_index}）\n"
         )

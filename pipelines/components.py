@@ -12,6 +12,8 @@ import functools
 import threading
 from dataclasses import dataclass, field
 
+from ingest.ocr import OcrOptions
+
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
 from pipelines.answer import Answerer
@@ -106,7 +108,11 @@ def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, key
         max_bytes=settings.max_upload_mb * 1024 * 1024,
         keyword=keyword,
         limits=limits,
-        reader=IsolatedReader(seconds=limits.seconds_per_file, memory_mb=limits.reader_memory_mb),
+        reader=IsolatedReader(
+            seconds=limits.seconds_per_file,
+            memory_mb=limits.reader_memory_mb,
+            ocr=OcrOptions(mode=settings.ocr, langs=settings.ocr_langs),
+        ),
     )
 
 

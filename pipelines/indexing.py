@@ -15,21 +15,23 @@ from typing import Literal
 import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
+from ingest.document import Section
 from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
 from ingest.isolation import InProcessReader, Reader
 from ingest.limits import DEFAULT_LIMITS, Limits
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadedFile, content_hash
-from ingest.normalize import join_pages
+from ingest.loaders import LoadedFile, content_hash, supported, unsupported_reason
+from ingest.normalize import join_sections
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
 from pipelines.keyword import KeywordIndex
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
-CHUNKER_REVISION = 2
+# 3: files read in sections with places (Markdown cut at its headings); chunks carry their location.
+CHUNKER_REVISION = 3
 
-Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
+Status = Literal["added", "replaced", "unchanged", "duplicate", "failed", "skipped"]
 
 
 def upload_name(name: str) -> str:
@@ -60,6 +62,7 @@ class FileReport:
     chunks: int = 0
     tokens: int = 0
     message: str = ""
+    notes: tuple[str, ...] = ()
 
 
 FileProgress = Callable[[str], Progress | None]
@@ -80,11 +83,13 @@ def _failed(source: str, error: IngestError | OSError) -> FileReport:
     return FileReport(source, "failed", message=f"{source}: ファイルを読めません（{error.strerror or error}）。")
 
 
-def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """Files to ingest with the names they are stored under.
+def collect_paths(paths: Iterable[Path], skipped: list[str] | None = None) -> list[tuple[Path, str]]:
+    """Files to ingest with the names they are stored under, in a stable order.
 
-    A file given directly keeps its own name; files found in a folder are named by their path inside
-    that folder (``sub/報告書.pdf``), and only supported types are taken from folders.
+    A file given directly keeps its own name (and is read whatever its type, to be refused with the
+    reason); files found in a folder are named by their path inside that folder (``sub/報告書.pdf``),
+    hidden ones (a name starting with ``.``) are left out, and those of a type no loader reads are not
+    returned but added to ``skipped``, when given, by that name.
     """
     found: list[tuple[Path, str]] = []
     for path in paths:
@@ -92,11 +97,19 @@ def collect_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path)
                 hidden = any(part.startswith(".") for part in relative.parts)
-                if child.is_file() and not hidden and child.suffix.lower() in SUPPORTED_SUFFIXES:
+                if not child.is_file() or hidden:
+                    continue
+                if supported(child.name):
                     found.append((child, relative.as_posix()))
+                elif skipped is not None:
+                    skipped.append(relative.as_posix())
         else:
             found.append((path, path.name))
     return found
+
+
+def _skipped(source: str) -> FileReport:
+    return FileReport(source, "skipped", message=f"スキップ: {unsupported_reason(source)}")
 
 
 class Indexer:
@@ -156,7 +169,7 @@ class Indexer:
 
     def chunk(self, loaded: LoadedFile) -> list[Chunk]:
         """Normalise and cut a loaded file into chunks: CPU only, nothing read from or written to the store."""
-        paged = join_pages(loaded.pages)
+        paged = join_sections(loaded.sections)
         if not paged.text:
             raise EmptyDocumentError(
                 f"{loaded.source}: 正規化すると文字が残りません（制御文字や空白だけのファイルです）。"
@@ -192,8 +205,7 @@ class Indexer:
                     "version": version,
                     "content_hash": loaded.content_hash,
                     "chunk_index": chunk.index,
-                    "page": chunk.page or 0,
-                    "page_end": chunk.page_end or 0,
+                    **place_metadata(chunk.place, chunk.place_end),
                     "char_start": chunk.start,
                     "char_end": chunk.end,
                     "tokens": chunk.tokens,
@@ -207,11 +219,12 @@ class Indexer:
             source=loaded.source,
             version=version,
             content_hash=loaded.content_hash,
-            pages=sum(1 for number, _ in loaded.pages if number is not None),
+            pages=loaded.pages,
             chunks=len(chunks),
             tokens=sum(c.tokens for c in chunks),
             added_at=datetime.now(UTC).isoformat(timespec="seconds"),
             embedding_model=self.embedder.model_name,
+            kind=loaded.kind,
         )
         with self.store.writing():
             self.store.replace(document, records)
@@ -220,7 +233,7 @@ class Indexer:
                 self.keyword.add_document(loaded.source, version, [(r.id, r.text) for r in records])
                 self.keyword.save()
         status: Status = "added" if existing is None else "replaced"
-        return FileReport(loaded.source, status, document.chunks, document.tokens)
+        return FileReport(loaded.source, status, document.chunks, document.tokens, notes=loaded.notes)
 
     def _vectors(self, chunks: Sequence[Chunk], progress: Progress | None) -> list[np.ndarray]:
         """A vector per chunk, embedding each distinct text once and reusing vectors already stored."""
@@ -240,7 +253,7 @@ class Indexer:
 
     def ingest_text(self, source: str, text: str, progress: Progress | None = None) -> FileReport:
         """Index a text that is not a file (an evaluation article, say) under the name ``source``."""
-        loaded = LoadedFile(source=source, content_hash=content_hash(text.encode("utf-8")), pages=((None, text),))
+        loaded = LoadedFile(source=source, content_hash=content_hash(text.encode("utf-8")), sections=(Section(text),))
         return self.ingest_file(loaded, progress)
 
     def ingest_bytes(self, name: str, data: bytes, progress: Progress | None = None) -> FileReport:
@@ -265,11 +278,16 @@ class Indexer:
     def ingest_paths(self, paths: Sequence[Path], progress: FileProgress | None = None) -> list[FileReport]:
         """Index files and folders; one bad file is reported and the others go on.
 
-        Reports come in the order of the files. While a file is embedded, the next ``prefetch`` files
+        Reports come in the order of the files, then the files skipped in folders. While a file is embedded, the next ``prefetch`` files
         are read (pypdf is slow), normalised and chunked in a background thread; torch leaves the GIL
         during its matrix products, so both run at once. Only this thread touches the store.
         """
-        files = collect_paths(paths)
+        skipped: list[str] = []
+        files = collect_paths(paths, skipped)
+        # a file in a folder of a type no loader reads is reported as skipped, after the others, never opened
+        return self._ingest_files(files, progress) + [_skipped(source) for source in skipped]
+
+    def _ingest_files(self, files: Sequence[tuple[Path, str]], progress: FileProgress | None) -> list[FileReport]:
         if self.prefetch == 0 or len(files) < 2:
             return [self._ingest_prepared(self._prepare(path, source, None), progress) for path, source in files]
         reports: list[FileReport] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +17,6 @@ from pipelines.answer import Answerer, cite
 from pipelines.embedder import TextEmbedder
 from pipelines.retrieval import Hit, Searcher
 
-_HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit))
-
 
 def hit_document(hit: Hit) -> Document:
     """A hit as a LangChain document: its text, and every other field of the hit in the metadata."""
@@ -29,8 +26,7 @@ def hit_document(hit: Hit) -> Document:
 
 def document_hit(document: Document) -> Hit:
     """The hit back from a document that ``hit_document`` made."""
-    fields = {name: value for name, value in document.metadata.items() if name in _HIT_FIELDS}
-    return Hit(**{**fields, "text": document.page_content})
+    return Hit.from_dict({**document.metadata, "text": document.page_content})
 
 
 class SearcherRetriever(BaseRetriever):

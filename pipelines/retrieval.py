@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ingest.chunking import split_sentences, trim_span
+from ingest.document import NOWHERE, Place, describe
 from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
 from pipelines.embedder import Progress, TextEmbedder
@@ -64,9 +65,44 @@ class Hit:
     dense_rank: int | None = None
     keyword_rank: int | None = None
     rerank_score: float | None = None
+    place: Place = NOWHERE
+    place_end: Place = NOWHERE
+
+    @property
+    def location(self) -> str:
+        """Where the passage is in the original, as the card shows it (「1–2 ページ」「スライド 3」…; "" for none)."""
+        if self.place == NOWHERE and self.page:  # a hit made by hand with its pages only
+            return describe(Place(page=self.page), Place(page=self.page_end or self.page))
+        return describe(self.place, self.place_end)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hit for JSON: every score, and its location both as the card's label and field by field."""
+        fields = asdict(self)
+        del fields["place"], fields["place_end"]
+        first, last = self.place, self.place_end
+        return fields | {
+            "location": self.location,
+            "slide": first.slide,
+            "slide_end": last.slide,
+            "sheet": first.sheet,
+            "row": first.row,
+            "row_end": last.row,
+            "heading": list(first.heading),
+            "ocr": first.ocr or last.ocr,
+        }
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> Hit:
+        """``to_dict``'s inverse (fields it does not know are ignored)."""
+        own = {name: fields[name] for name in _HIT_FIELDS if name in fields}
+        heading, ocr = tuple(fields.get("heading") or ()), bool(fields.get("ocr", False))
+        page, page_end = fields.get("page"), fields.get("page_end")
+        first = Place(page, fields.get("slide"), fields.get("sheet"), fields.get("row"), heading, ocr)
+        last = Place(page_end, fields.get("slide_end"), fields.get("sheet"), fields.get("row_end"), heading, ocr)
+        return cls(**own, place=first, place_end=last)
+
+
+_HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit)) - {"place", "place_end"}
 
 
 class Scored(Protocol):
@@ -367,4 +403,6 @@ def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
         keyword_score=candidate.keyword_score,
         dense_rank=candidate.dense_rank,
         keyword_rank=candidate.keyword_rank,
+        place=chunk.place,
+        place_end=chunk.place_end,
     )

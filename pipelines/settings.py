@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from ingest.limits import DEFAULT_LIMITS, Limits
-from pipelines.choices import MODES, PRECISIONS, QUERY_PRECISIONS, Mode, Precision, QueryPrecision
+from pipelines.choices import (
+    MODES,
+    OCR_MODES,
+    PRECISIONS,
+    QUERY_PRECISIONS,
+    Mode,
+    OcrMode,
+    Precision,
+    QueryPrecision,
+)
 from pipelines.errors import SettingsError
 
 DEFAULT_MODEL = "pkshatech/GLuCoSE-base-ja"
@@ -21,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "retrieval_mode": MODES,
     "precision": PRECISIONS,
     "query_precision": QUERY_PRECISIONS,
+    "ocr": OCR_MODES,
 }
 # settings that are fields of ingest.limits.Limits, under the same names
 LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
@@ -73,6 +83,10 @@ class Settings:
     max_zip_ratio: int = DEFAULT_LIMITS.max_zip_ratio
     seconds_per_file: int = DEFAULT_LIMITS.seconds_per_file
     reader_memory_mb: int = DEFAULT_LIMITS.reader_memory_mb
+    # scanned PDF pages and images through Tesseract: auto (pages without a usable text layer), off, force
+    ocr: OcrMode = "auto"
+    # Tesseract's languages, as its -l option takes them
+    ocr_langs: str = "jpn+jpn_vert+eng"
     # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
     llm_url: str = ""
     llm_model: str = ""

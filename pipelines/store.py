@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 from chromadb.errors import ChromaError
 
+from ingest.document import NOWHERE, Place
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreError
 
 # Registry records need a vector because Chroma stores nothing without one; this one is never searched.
@@ -51,6 +52,8 @@ class StoredDocument:
     tokens: int
     added_at: str
     embedding_model: str
+    kind: str = ""
+    """The format it was read as (``pdf``, ``docx``, …; "" for documents stored before formats were kept)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,9 @@ class ChunkRecord:
 class StoredChunk:
     """A chunk as read back from the store: its text and where it lies in its document's version.
 
-    ``page`` and ``page_end`` are None for a document without pages; ``char_start`` and ``char_end``
-    locate the text in the document's normalised text.
+    ``page`` and ``page_end`` are None for a document without pages; ``place`` and ``place_end`` say
+    where the chunk starts and ends in the original (page, slide, sheet and row, headings);
+    ``char_start`` and ``char_end`` locate the text in the document's normalised text.
     """
 
     text: str
@@ -81,6 +85,8 @@ class StoredChunk:
     content_hash: str
     version: str
     chunk_id: str
+    place: Place = NOWHERE
+    place_end: Place = NOWHERE
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,6 +120,49 @@ def _chroma_failures_as_store_errors(method: F) -> F:
 
 def _page(value: Any) -> int | None:
     return int(value) or None if value is not None else None
+
+
+def place_metadata(first: Place, last: Place) -> dict[str, str | int | bool]:
+    """A chunk's places as Chroma metadata (scalars only): ``page``/``page_end`` always (0: none), the
+    slide, sheet, rows, headings (a JSON list) and whether it came from OCR only when they apply."""
+    meta: dict[str, str | int | bool] = {"page": first.page or 0, "page_end": last.page or 0}
+    if first.slide is not None:
+        meta |= {"slide": first.slide, "slide_end": last.slide or first.slide}
+    if first.sheet is not None:
+        meta["sheet"] = first.sheet
+    if last.sheet is not None and last.sheet != first.sheet:
+        meta["sheet_end"] = last.sheet
+    if first.row is not None:
+        meta |= {"row": first.row, "row_end": last.row or first.row}
+    if first.heading:
+        meta["heading"] = json.dumps(first.heading, ensure_ascii=False)
+    if first.ocr or last.ocr:
+        meta["ocr"] = True
+    return meta
+
+
+def places_from_metadata(meta: dict[str, Any]) -> tuple[Place, Place]:
+    """``place_metadata``'s inverse; chunks stored before places were kept come back with their pages only."""
+    heading = tuple(json.loads(meta["heading"])) if meta.get("heading") else ()
+    ocr = bool(meta.get("ocr", False))
+    sheet = meta.get("sheet")
+    first = Place(
+        page=_page(meta.get("page")),
+        slide=_page(meta.get("slide")),
+        sheet=sheet,
+        row=_page(meta.get("row")),
+        heading=heading,
+        ocr=ocr,
+    )
+    last = Place(
+        page=_page(meta.get("page_end")),
+        slide=_page(meta.get("slide_end")),
+        sheet=meta.get("sheet_end", sheet),
+        row=_page(meta.get("row_end")),
+        heading=heading,
+        ocr=ocr,
+    )
+    return first, last
 
 
 class ChromaStore:
@@ -434,7 +483,7 @@ class ChromaStore:
         documents = []
         for source, meta in zip(found["ids"], found["metadatas"], strict=True):
             if meta["version"]:
-                fields = {k: meta[k] for k in StoredDocument.__dataclass_fields__ if k != "source"}
+                fields = {k: meta[k] for k in StoredDocument.__dataclass_fields__ if k != "source" and k in meta}
                 documents.append(StoredDocument(source=source, **fields))
         return documents
 
@@ -600,6 +649,7 @@ class ChromaStore:
 
 
 def _stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
+    place, place_end = places_from_metadata(meta)
     return StoredChunk(
         text=text,
         source=meta["source"],
@@ -611,6 +661,8 @@ def _stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
         content_hash=str(meta["content_hash"]),
         version=str(meta["version"]),
         chunk_id=chunk_id(str(meta["version"]), int(meta["chunk_index"])),
+        place=place,
+        place_end=place_end,
     )
 
 

@@ -32,7 +32,7 @@ def sentences(text: str) -> list[str]:
 
 
 def plain(text: str) -> PagedText:
-    return PagedText(text, (0,), (None,))
+    return PagedText.plain(text)
 
 
 @pytest.mark.parametrize(

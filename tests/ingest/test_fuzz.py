@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from ingest.errors import IngestError, PdfError
 from ingest.limits import DEFAULT_LIMITS, check_zip
-from ingest.loaders import TEXT_SUFFIXES, LoadedFile, content_hash, load_bytes
+from ingest.loaders import FORMATS, LoadedFile, content_hash, load_bytes
 from testkit.documents import SENTENCES, make_pdf
 
 HANG_SECONDS = 20
@@ -72,7 +72,7 @@ def outcome(kind: str, name: str, data: bytes) -> LoadedFile | IngestError:
         else:
             assert loaded.source == name
             assert loaded.content_hash == content_hash(data)
-            assert loaded.pages
+            assert loaded.sections
             return loaded
     assert str(refused).startswith(f"{name}: "), str(refused)
     return refused
@@ -213,6 +213,7 @@ JAPANESE = st.lists(
     max_size=40,
 ).map("".join)
 ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "cp932", "euc_jp", "utf-16", "utf-16-le", "utf-16-be"])
+TEXT_SUFFIXES = tuple(s for f in FORMATS if f.kind in ("text", "markdown") for s in f.suffixes)
 TEXT_NAMES = st.sampled_from(TEXT_SUFFIXES).map(lambda suffix: "文書" + suffix)
 
 

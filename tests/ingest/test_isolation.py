@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.document import Section
 from ingest.errors import EmptyDocumentError, FileTimeoutError, ReaderCrashedError
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
@@ -30,7 +31,7 @@ def test_a_file_reads_as_it_does_in_process(reader: IsolatedReader, tmp_path: Pa
     assert reader.load_bytes("湖.pdf", data, Limits()) == load_bytes("湖.pdf", data)
     (tmp_path / "メモ.txt").write_bytes("有給休暇は十日です。".encode("cp932"))
     loaded = reader.load_file(tmp_path / "メモ.txt", "メモ.txt", Limits())
-    assert (loaded.source, loaded.pages, loaded.encoding) == ("メモ.txt", ((None, "有給休暇は十日です。"),), "cp932")
+    assert (loaded.source, loaded.sections, loaded.encoding) == ("メモ.txt", (Section("有給休暇は十日です。"),), "cp932")
 
 
 def test_a_file_that_cannot_be_read_keeps_its_own_error(reader: IsolatedReader) -> None:
@@ -47,7 +48,7 @@ def test_a_file_that_hangs_is_stopped_and_the_next_is_read(reader: IsolatedReade
     assert str(caught.value).startswith("無限.pdf: 読み取りが 1 秒で終わらなかったため、中止しました。")
     assert "RAG_SECONDS_PER_FILE" in str(caught.value)
     reader.seconds = 20
-    assert reader.load_bytes("湖.pdf", make_pdf(PAGES), Limits()).pages[1][0] == 2  # a new child reads on
+    assert reader.load_bytes("湖.pdf", make_pdf(PAGES), Limits()).sections[1].place.page == 2  # a new child reads on
 
 
 def test_a_reader_that_crashes_fails_its_file_only(reader: IsolatedReader) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
+from ingest.document import Section
 from ingest.errors import IngestError, ResourceLimitError
 from ingest.limits import DEFAULT_LIMITS, Limits, check_pixels, check_zip, guard_pillow
 from ingest.loaders import load_bytes, load_file
@@ -57,7 +58,7 @@ def test_pdf_with_too_many_pages_is_refused_before_any_text_is_extracted(monkeyp
 
 def test_pdf_at_the_page_limit_is_read() -> None:
     loaded = load_bytes("ちょうど.pdf", make_pdf([[TEXT]] * 3), Limits(max_pages=3))
-    assert [number for number, _ in loaded.pages] == [1, 2, 3]
+    assert [s.place.page for s in loaded.sections] == [1, 2, 3]
 
 
 def test_page_counts_in_messages_have_thousands_separators() -> None:
@@ -101,7 +102,7 @@ def test_text_over_the_character_limit_is_refused_whatever_its_encoding(codec: s
     assert str(caught.value) == (
         "長い.txt: 文字数が多すぎます（32 文字、上限 31 文字）。分割するか、上限を RAG_MAX_CHARS で変えてください。"
     )
-    assert load_bytes("長い.txt", data, Limits(max_chars=32)).pages == ((None, TEXT * 2),)
+    assert load_bytes("長い.txt", data, Limits(max_chars=32)).sections == (Section(TEXT * 2),)
 
 
 def test_text_far_over_the_limit_is_refused_before_it_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +116,7 @@ def test_text_far_over_the_limit_is_refused_before_it_is_decoded(monkeypatch: py
 
 def test_load_file_keeps_to_the_limits_it_is_given(tmp_path: Path) -> None:
     (tmp_path / "メモ.txt").write_text(TEXT, encoding="utf-8")
-    assert load_file(tmp_path / "メモ.txt").pages == ((None, TEXT),)
+    assert load_file(tmp_path / "メモ.txt").sections == (Section(TEXT),)
     with pytest.raises(ResourceLimitError, match="RAG_MAX_CHARS"):
         load_file(tmp_path / "メモ.txt", limits=Limits(max_chars=15))
     (tmp_path / "資料.pdf").write_bytes(make_pdf([[TEXT]] * 2))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.document import Place, Section
 from ingest.errors import EmptyDocumentError, EncodingError, PdfError, UnsupportedFileError
 from ingest.loaders import content_hash, decode_text, load_bytes, load_file
 from testkit.documents import make_blank_pdf, make_pdf
@@ -65,7 +66,7 @@ def test_text_and_markdown_files(tmp_path: Path) -> None:
     (tmp_path / "メモ.md").write_bytes("# 見出し\n本文です。".encode("cp932"))
     loaded = load_file(tmp_path / "メモ.md")
     assert loaded.source == "メモ.md"
-    assert loaded.pages == ((None, "# 見出し\n本文です。"),)
+    assert loaded.sections == (Section("# 見出し\n本文です。", Place(heading=("見出し",))),)
     assert loaded.encoding == "cp932"
     assert loaded.content_hash == content_hash("# 見出し\n本文です。".encode("cp932"))
 
@@ -73,17 +74,17 @@ def test_text_and_markdown_files(tmp_path: Path) -> None:
 def test_pdf_pages_keep_their_numbers() -> None:
     data = make_pdf([["東京は日本の首都であり、政治と経済の中心", "地です。"], [], ["三ページ目の文章です！"]])
     loaded = load_bytes("資料.pdf", data)
-    assert [number for number, _ in loaded.pages] == [1, 2, 3]
-    assert "政治と経済の中心\n地です。" in loaded.pages[0][1]
-    assert loaded.pages[1][1].strip() == ""
-    assert "三ページ目の文章です！" in loaded.pages[2][1]
+    assert [s.place.page for s in loaded.sections] == [1, 2, 3]
+    assert "政治と経済の中心\n地です。" in loaded.sections[0].text
+    assert loaded.sections[1].text.strip() == ""
+    assert "三ページ目の文章です！" in loaded.sections[2].text
     assert loaded.encoding is None
 
 
 def test_pdf_with_empty_user_password_is_read() -> None:
     data = make_pdf([["暗号化されているが開ける文書です。"]], password="")
     loaded = load_bytes("暗号.pdf", data)
-    assert "開ける文書" in loaded.pages[0][1]
+    assert "開ける文書" in loaded.sections[0].text
 
 
 def test_pdf_with_a_password_is_refused() -> None:
@@ -109,9 +110,9 @@ def test_truncated_pdf_is_refused() -> None:
         load_bytes("切れた.pdf", data[: len(data) // 3])
 
 
-def test_scanned_pdf_without_text_says_ocr_is_not_supported() -> None:
-    with pytest.raises(EmptyDocumentError, match="OCR"):
-        load_bytes("スキャン.pdf", make_blank_pdf(2))
+def test_pdf_of_blank_pages_is_refused_as_empty() -> None:
+    with pytest.raises(EmptyDocumentError, match="白紙.pdf"):
+        load_bytes("白紙.pdf", make_blank_pdf(2))
 
 
 @pytest.mark.parametrize(("name", "data"), [("空.txt", b""), ("空.pdf", b""), ("空白.md", " \r\n\u3000\n".encode())])
@@ -120,7 +121,7 @@ def test_empty_files_are_refused(name: str, data: bytes) -> None:
         load_bytes(name, data)
 
 
-@pytest.mark.parametrize("name", ["表.xlsx", "README", "画像.png"])
+@pytest.mark.parametrize("name", ["実行.exe", "README", "圧縮.zip"])
 def test_unsupported_types_are_refused_before_reading(tmp_path: Path, name: str) -> None:
-    with pytest.raises(UnsupportedFileError, match="対応していません"):
+    with pytest.raises(UnsupportedFileError, match="対応していない形式"):
         load_file(tmp_path / name)  # the file does not even exist: it is never opened

@@ -107,7 +107,7 @@ def test_join_pages_skips_empty_pages_and_keeps_numbers() -> None:
     paged = join_pages([(1, "表紙。"), (2, "  \n"), (3, "本文。")])
     assert paged.text == "表紙。\n\n本文。"
     assert paged.page_at(paged.text.index("本文")) == 3
-    assert paged.page_numbers == (1, 3)
+    assert [p.page for p in paged.places] == [1, 3]
 
 
 def test_join_pages_of_text_without_pages() -> None:

@@ -69,13 +69,13 @@ def test_chunks_cover_the_text_in_order_within_budget(pages: list[str], budget: 
         for i in range(chunk.start, chunk.end):
             covered[i] = True
     assert all(covered[i] or text[i].isspace() for i in range(len(text)))
-    assert all(c.page in paged.page_numbers for c in chunks)
+    assert all(c.place in paged.places for c in chunks)
 
 
 @given(TEXT)
 @settings(max_examples=100)
 def test_plain_text_chunking_never_crashes(text: str) -> None:
-    paged = PagedText(normalize_text(text), (0,), (None,))
+    paged = PagedText.plain(normalize_text(text))
     for chunk in chunk_text(paged, count, 16, 4):
         assert chunk.tokens <= 16
 
@@ -93,7 +93,7 @@ def uneven(text: str) -> int:
 @given(RUN, st.integers(4, 40))
 @settings(max_examples=200, deadline=None)
 def test_a_run_is_cut_into_the_longest_pieces_that_fit(text: str, budget: int) -> None:
-    chunks = chunk_text(PagedText(text, (0,), (None,)), uneven, budget)
+    chunks = chunk_text(PagedText.plain(text), uneven, budget)
     assert "".join(c.text for c in chunks) == text
     assert all(c.tokens == uneven(c.text) <= budget for c in chunks)
     # one more character would not fit: each piece is the longest

@@ -121,8 +121,8 @@ def test_citations_link_to_their_passages_and_unknown_ones_are_dropped() -> None
     assert answer.dropped == [4, 0]
     assert answer.answered
     assert answer.to_dict()["citations"] == [
-        {"n": 1, "source": "富士山.pdf", "page": 2, "rank": 1},
-        {"n": 2, "source": "東京.txt", "page": None, "rank": 2},
+        {"n": 1, "source": "富士山.pdf", "page": 2, "location": "2 ページ", "rank": 1},
+        {"n": 2, "source": "東京.txt", "page": None, "location": "", "rank": 2},
     ]
     assert answer.to_dict()["dropped_citations"] == [4, 0]
 

@@ -75,13 +75,13 @@ def test_search_human_and_json(docs: Path) -> None:
     status, out, _ = run("search", FUJI, "-k", "2")
     assert status == 0
     assert out.startswith("1. 類似度 ")
-    assert "富士山.pdf  p.2" in out
+    assert "富士山.pdf  2 ページ" in out
     status, out, _ = run("search", "ＦＵＪＩ？" + FUJI, "--json", "-k", "5")
     hits = json.loads(out)
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert {"rank", "cosine", "source", "page", "text", "chunk_index"} <= set(hits[0])
     best = next(h for h in hits if h["text"] == FUJI)
-    assert (best["source"], best["page"]) == ("富士山.pdf", 2)
+    assert (best["source"], best["page"], best["location"], best["ocr"]) == ("富士山.pdf", 2, "2 ページ", False)
     assert all(-1.0 <= h["cosine"] <= 1.0 for h in hits)
     # hybrid (the default) says which list each hit came from and its BM25 score
     assert all(h["dense_rank"] is not None or h["keyword_rank"] is not None for h in hits)
@@ -162,7 +162,7 @@ def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServ
     chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。")]
     status, out, err = run("ask", FUJI, "--llm-url", chat_server.url, "--llm-model", "テスト用モデル")
     assert status == 0, err
-    assert out.startswith("回答:\n富士山の標高は三七七六メートルです[1]。\n\n出典:\n[1] 富士山.pdf  p.2  （1 位、")
+    assert out.startswith("回答:\n富士山の標高は三七七六メートルです[1]。\n\n出典:\n[1] 富士山.pdf  2 ページ  （1 位、")
     assert chat_server.requests[0]["body"]["stream"] is True
     assert FUJI in chat_server.requests[0]["body"]["messages"][1]["content"]
 
@@ -178,7 +178,7 @@ def test_ask_json_with_an_unknown_citation(
     assert status == 0
     result = json.loads(out)
     assert result["answer"] == "富士山の標高は三七七六メートルです[1][7]。"
-    assert result["citations"] == [{"n": 1, "source": "富士山.pdf", "page": 2, "rank": 1}]
+    assert result["citations"] == [{"n": 1, "source": "富士山.pdf", "page": 2, "location": "2 ページ", "rank": 1}]
     assert result["dropped_citations"] == [7]
     assert result["error"] is None
     _, searched, _ = run("search", FUJI, "--json", "-k", "2")
@@ -195,7 +195,7 @@ def test_ask_with_a_failing_model_still_shows_the_passages(docs: Path, chat_serv
     assert "エラー: 回答を作れませんでした。" in err
     assert "HTTP 500" in err
     assert "検索で見つかった箇所:\n1. 類似度 " in out
-    assert "富士山.pdf  p.2" in out
+    assert "富士山.pdf  2 ページ" in out
     status, out, err = run("ask", FUJI, "--json", *model)
     assert status == 1
     result = json.loads(out)

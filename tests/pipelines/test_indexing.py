@@ -57,7 +57,7 @@ def corpus(tmp_path: Path) -> Path:
     write(folder, "東京.txt", TOKYO + "\n\n" + FUJI, encoding="cp932")
     write(folder, "京都.md", "# 京都\n" + KYOTO, encoding="euc_jp")
     write(folder, "sub/猫.txt", CAT, encoding="utf-16")
-    write(folder, "無視される.csv", "a,b")
+    write(folder, "無視される.exe", "MZ")
     write(folder, ".hidden.txt", "隠しファイル")
     return folder
 
@@ -68,7 +68,9 @@ def test_round_trip_finds_each_passage_with_its_cosine(indexer: Indexer, corpus:
         ("sub/猫.txt", "added"),
         ("京都.md", "added"),
         ("東京.txt", "added"),
+        ("無視される.exe", "skipped"),
     ]
+    assert reports[-1].message == "スキップ: 対応していない形式（.exe）"
     searcher = Searcher(embedder, indexer.store)
     for passage, source in [(CAT, "sub/猫.txt"), (FUJI, "東京.txt"), (KYOTO, "京都.md")]:
         hits = searcher.search(passage, k=3, mode="dense")
@@ -106,7 +108,7 @@ def test_unchanged_files_embed_nothing(indexer: Indexer, corpus: Path, embedder:
     indexer.ingest_paths([corpus])
     before = embedder.stats.texts
     reports = indexer.ingest_paths([corpus])
-    assert {r.status for r in reports} == {"unchanged"}
+    assert {r.status for r in reports} == {"unchanged", "skipped"}
     assert embedder.stats.texts == before
 
 
