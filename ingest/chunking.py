@@ -239,7 +239,7 @@ def chunk_text(
                 text=text[start:end],
                 start=start,
                 end=end,
-                place=paged.place_at(start),
+                place=paged.place_of(start, end),
                 place_end=paged.place_at(end - 1),
                 tokens=tokens,
             )

@@ -90,5 +90,5 @@ def decode_text(data: bytes, name: str = "") -> tuple[str, str]:
             return text, encoding
     raise EncodingError(
         f"{name}: 文字コードを判別できません（UTF-8、Shift_JIS、EUC-JP、UTF-16 のいずれでもありません）。"
-        "テキストファイルでなければ対応形式（PDF、.txt、.md）に変換し、テキストなら UTF-8 で保存し直してください。"
+        "テキストファイルでなければ拡張子が合っているか確かめ、テキストなら UTF-8 で保存し直してください。"
     )

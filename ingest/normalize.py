@@ -174,6 +174,8 @@ class PagedText:
     text: str
     starts: tuple[int, ...]
     places: tuple[Place, ...]
+    titles: tuple[bool, ...] = ()
+    """Per section: whether it is only its own heading's title (a heading paragraph of a Word file)."""
 
     @classmethod
     def plain(cls, text: str) -> PagedText:
@@ -184,6 +186,21 @@ class PagedText:
         """The place of the section that holds character ``offset``."""
         index = bisect.bisect_right(self.starts, offset) - 1
         return self.places[max(index, 0)] if self.places else NOWHERE
+
+    def place_of(self, start: int, end: int) -> Place:
+        """Where the span ``start:end`` begins, past headings that only lead into it: a chunk that starts
+        with 「第2章 出張」 and 「2.1 旅費」 and goes on under them is at 第2章 出張 > 2.1 旅費."""
+        if not self.places:
+            return NOWHERE
+        index = max(bisect.bisect_right(self.starts, start) - 1, 0)
+        while (
+            index + 1 < len(self.places)
+            and index < len(self.titles)
+            and self.titles[index]
+            and self.starts[index + 1] < end
+        ):
+            index += 1
+        return self.places[index]
 
     def page_at(self, offset: int) -> int | None:
         """The number of the page that holds character ``offset``."""
@@ -198,6 +215,7 @@ def join_sections(sections: Iterable[Section]) -> PagedText:
     last = _Line("")  # the last line of the text so far (its ends), for a sentence over the page break
     starts: list[int] = []
     places: list[Place] = []
+    titles: list[bool] = []
     for section in sections:
         page = normalize_text(section.text)
         if not page:
@@ -214,6 +232,8 @@ def join_sections(sections: Iterable[Section]) -> PagedText:
                 last.add(joiner)
         starts.append(length)
         places.append(section.place)
+        heading = section.place.heading
+        titles.append(bool(heading) and page.lstrip("#").strip() == normalize_text(heading[-1]))
         parts.append(page)
         length += len(page)
         before, newline, after = page.rpartition("\n")
@@ -221,7 +241,7 @@ def join_sections(sections: Iterable[Section]) -> PagedText:
             last = _Line(after)
         else:
             last.add(before + after)
-    return PagedText("".join(parts), tuple(starts), tuple(places))
+    return PagedText("".join(parts), tuple(starts), tuple(places), tuple(titles))
 
 
 def join_pages(pages: Iterable[tuple[int | None, str]]) -> PagedText:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+from ingest.ocr import OCR_MODES as _OCR_MODES
+from ingest.ocr import OcrMode as _OcrMode
+
 Mode = Literal["hybrid", "dense", "keyword"]
 """How search orders passages: meaning and words together, meaning only, or words only."""
 MODES: tuple[Mode, ...] = get_args(Mode)
@@ -17,6 +20,6 @@ QueryPrecision = Literal["auto", "float32", "bfloat16", "int8"]
 """What questions are computed in; ``auto`` picks int8 where it reproduces float32."""
 QUERY_PRECISIONS: tuple[QueryPrecision, ...] = get_args(QueryPrecision)
 
-OcrMode = Literal["auto", "off", "force"]
-"""When scanned pages are read by OCR: pages without a usable text layer, never, or every PDF page."""
-OCR_MODES: tuple[OcrMode, ...] = get_args(OcrMode)
+# When scanned pages are read by OCR (defined where the readers are, which cannot import pipelines)
+OcrMode = _OcrMode
+OCR_MODES = _OCR_MODES

@@ -149,7 +149,7 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         shown = "\n".join(cards.all_inner_texts())
         for line in HOSTILE:
             assert line in shown
-        assert "<img src=x onerror=alert(9)>注意.txt ・ ページなし" in shown
+        assert "<img src=x onerror=alert(9)>注意.txt ・ チャンク 0" in shown  # a text file has no page
         # no element that could run script exists, so no dialog can still be on its way
         assert page.locator("a[href^='javascript']").count() == 0
         assert page.locator("img[src=x]").count() == 0
@@ -159,6 +159,37 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("SCREENSHOT_TO"):
         shutil.copy(screenshot, os.environ["SCREENSHOT_TO"])
+
+
+def test_office_documents_upload_and_cards_say_where_each_passage_is(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_formats import docx_bytes, pptx_bytes, xlsx_bytes
+
+    files = {"出張規程.docx": docx_bytes(), "青果.xlsx": xlsx_bytes(), "支店報告.pptx": pptx_bytes()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
+        page.goto(server)
+        expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
+        page.locator("input[type=file]").set_input_files([str(tmp_path / name) for name in files])
+        page.get_by_role("button", name="取り込む").click()
+        for name in files:
+            expect(page.get_by_text(f"{name}: 追加しました")).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("支店報告.pptx — 2 スライド")).to_be_visible()
+        page.get_by_label("質問").fill("ドリアンの単価と出張の日当と新潟支店の売上")
+        page.get_by_label("質問").press("Enter")
+        cards = page.locator("[class*='st-key-card-']")
+        expect(cards.filter(has_text="品目: ドリアン").first).to_contain_text(
+            "青果.xlsx ・ シート 青果 ・ ", timeout=60_000
+        )
+        expect(cards.filter(has_text="日当は一日三千円").first).to_contain_text(
+            "出張規程.docx ・ 第2章 出張 > 2.1 旅費"
+        )
+        expect(cards.filter(has_text="一割増").first).to_contain_text("支店報告.pptx ・ スライド ")
+        browser.close()
 
 
 SESSIONS = 3

@@ -31,7 +31,11 @@ def test_a_file_reads_as_it_does_in_process(reader: IsolatedReader, tmp_path: Pa
     assert reader.load_bytes("湖.pdf", data, Limits()) == load_bytes("湖.pdf", data)
     (tmp_path / "メモ.txt").write_bytes("有給休暇は十日です。".encode("cp932"))
     loaded = reader.load_file(tmp_path / "メモ.txt", "メモ.txt", Limits())
-    assert (loaded.source, loaded.sections, loaded.encoding) == ("メモ.txt", (Section("有給休暇は十日です。"),), "cp932")
+    assert (loaded.source, loaded.sections, loaded.encoding) == (
+        "メモ.txt",
+        (Section("有給休暇は十日です。"),),
+        "cp932",
+    )
 
 
 def test_a_file_that_cannot_be_read_keeps_its_own_error(reader: IsolatedReader) -> None:

@@ -111,7 +111,7 @@ def test_truncated_pdf_is_refused() -> None:
 
 
 def test_pdf_of_blank_pages_is_refused_as_empty() -> None:
-    with pytest.raises(EmptyDocumentError, match="白紙.pdf"):
+    with pytest.raises(EmptyDocumentError, match=r"白紙\.pdf"):
         load_bytes("白紙.pdf", make_blank_pdf(2))
 
 
