@@ -36,6 +36,9 @@ class Limits:
     max_zip_entries: int = 10_000
     # the most an entry above 5 MB may expand, uncompressed size over compressed size
     max_zip_ratio: int = 100
+    # cells covered by merges in an Excel workbook, counted before it is loaded (openpyxl makes an
+    # object for each: a few bytes can merge a whole sheet, 17 billion cells)
+    max_merged_cells: int = 1_000_000
     # the seconds one file may take to read, and the memory of the process that reads it: enforced by
     # ingest.isolation.IsolatedReader, which reads each file in a child process, not by the loaders
     seconds_per_file: int = 300

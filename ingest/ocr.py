@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from ingest.document import Place, Reading, Section
 from ingest.encoding import plausibility
-from ingest.errors import EmptyDocumentError, FormatError, IngestError, MissingToolError, UnsupportedFileError
+from ingest.errors import (
+    EmptyDocumentError,
+    FileTimeoutError,
+    FormatError,
+    IngestError,
+    MissingToolError,
+    UnsupportedFileError,
+)
 from ingest.limits import Limits, check_chars, check_pages, check_pixels, guard_pillow
 
 if TYPE_CHECKING:
@@ -137,6 +144,10 @@ class _Recognised:
     chars: int
 
 
+# The most one Tesseract run on one page may take (a dense A4 page at 300 dpi takes 3-12 s here).
+_PAGE_SECONDS = 120
+
+
 def _run(program: str, name: str, png: Path, langs: str) -> _Recognised:
     """One Tesseract run on ``png``: its text and how sure it was, from the ``txt`` and ``tsv`` outputs."""
     out = png.with_name(f"{png.stem}-{langs.replace('+', '_')}")
@@ -144,8 +155,18 @@ def _run(program: str, name: str, png: Path, langs: str) -> _Recognised:
     # 0.6 s a page with one thread, 1.2 s with two); pages run side by side instead (ingest/pdf.py).
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     command = [program, str(png), str(out), "--psm", "3", "-l", langs, "txt", "tsv"]
+    # A page that takes minutes is refused; coreutils' timeout also ends Tesseract when the process that
+    # started it is killed first (ingest/isolation.py stops a file that runs out of time), not only here.
+    guard = shutil.which("timeout")
+    if guard:
+        command = [guard, "--signal=KILL", str(_PAGE_SECONDS + 5), *command]
     try:
-        done = subprocess.run(command, capture_output=True, env=env, check=False)
+        done = subprocess.run(command, capture_output=True, env=env, check=False, timeout=_PAGE_SECONDS)
+    except subprocess.TimeoutExpired as error:
+        raise FileTimeoutError(
+            f"{name}: 1 ページの文字の読み取りが {_PAGE_SECONDS} 秒で終わらなかったため、中止しました。"
+            "画像の解像度を下げるか、ページを分けてください。"
+        ) from error
     except OSError as error:
         raise MissingToolError(
             f"{name}: Tesseract を起動できません（{error}）。`apt-get install {PACKAGES}` で入れ直してください。"

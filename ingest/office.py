@@ -326,6 +326,21 @@ def _open_word(name: str, data: bytes) -> WordDocument:
     return part.document
 
 
+# An OLE2 compound file: what Office writes for a password-protected file (the encrypted package inside),
+# and what a legacy .doc/.xls/.ppt is.
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _check_package(name: str, data: bytes, limits: Limits) -> None:
+    """``check_zip``, after a clearer refusal for the one kind of non-ZIP file Office itself writes."""
+    if data.startswith(_OLE2):
+        raise FormatError(
+            f"{name}: パスワードで保護された Office ファイルか、古い形式（.doc / .xls / .ppt）のファイルです。"
+            "パスワードを外して保存し直すか、古い形式なら拡張子を .doc / .xls / .ppt にしてください。"
+        )
+    check_zip(name, data, limits)
+
+
 def read_docx(name: str, data: bytes, limits: Limits) -> Reading:
     """Read a Word document (.docx, .docm): its blocks in order, each under its path of headings.
 
@@ -336,7 +351,7 @@ def read_docx(name: str, data: bytes, limits: Limits) -> Reading:
     footers, each distinct text once (page numbers left out), under 「ヘッダー」 / 「フッター」: at the
     end, so that the first passage is placed under the body's first headings, not under the header.
     """
-    check_zip(name, data, limits)
+    _check_package(name, data, limits)
     out = _Sections(name, limits)
     with _unreadable_as(name, "Word 文書", "Word"):
         document = _open_word(name, data)
@@ -398,9 +413,6 @@ _UNDER_HEADER_SHARE = 0.8
 _WIDE_MERGE_SHARE = 0.1
 # Columns at most this wide (in characters) are a grid's squares (方眼紙); half the used ones make a grid.
 _NARROW_WIDTH = 4.0
-# openpyxl makes an object for every cell a merge covers, when it loads the sheet: a crafted merge of a
-# whole sheet (17 billion cells) in a file of a few bytes would take all memory. Real forms merge far fewer.
-_MAX_MERGED_CELLS = 1_000_000
 _EXCEL_ROWS, _EXCEL_COLUMNS = 1_048_576, 16_384
 
 _Row = dict[int, tuple[str, bool]]  # column -> (text, whether the value was a string)
@@ -527,15 +539,16 @@ def read_xlsx(name: str, data: bytes, limits: Limits) -> Reading:
     in each row), rows above its header and a grid's rows the row's values left to right, joined
     with spaces. Every section has ``Place(sheet=name, row=number)``.
     """
-    check_zip(name, data, limits)
+    _check_package(name, data, limits)
     out = _Sections(name, limits)
     hidden: list[str] = []
     with _unreadable_as(name, "Excel ブック", "Excel"):
         merged = _count_merged_cells(data)
-        if merged > _MAX_MERGED_CELLS:
+        # openpyxl makes an object for every cell a merge covers when it loads the sheet
+        if merged > limits.max_merged_cells:
             raise ResourceLimitError(
-                f"{name}: 結合されたセルが多すぎます（{merged:,} セル、上限 {_MAX_MERGED_CELLS:,} セル）。"
-                "行全体や列全体の結合を解除して保存し直してください。"
+                f"{name}: 結合されたセルが多すぎます（{merged:,} セル、上限 {limits.max_merged_cells:,} セル）。"
+                "行全体や列全体の結合を解除して保存し直すか、上限を RAG_MAX_MERGED_CELLS で変えてください。"
             )
         with warnings.catch_warnings():
             # openpyxl warns of every extension it drops (data validation, conditional formats, …)
@@ -603,7 +616,7 @@ def read_pptx(name: str, data: bytes, limits: Limits) -> Reading:
     Each is a section with ``Place(slide=number)``; a table gives a section per row. Hidden slides are
     read too (they are numbered as PowerPoint numbers them); SmartArt and pictures' text are not read.
     """
-    check_zip(name, data, limits)
+    _check_package(name, data, limits)
     out = _Sections(name, limits)
     with _unreadable_as(name, "PowerPoint プレゼンテーション", "PowerPoint"):
         presentation = pptx.Presentation(io.BytesIO(data))

@@ -81,6 +81,7 @@ class Settings:
     max_zip_mb: int = DEFAULT_LIMITS.max_zip_mb
     max_zip_entries: int = DEFAULT_LIMITS.max_zip_entries
     max_zip_ratio: int = DEFAULT_LIMITS.max_zip_ratio
+    max_merged_cells: int = DEFAULT_LIMITS.max_merged_cells
     seconds_per_file: int = DEFAULT_LIMITS.seconds_per_file
     reader_memory_mb: int = DEFAULT_LIMITS.reader_memory_mb
     # scanned PDF pages and images through Tesseract: auto (pages without a usable text layer), off, force

@@ -330,7 +330,7 @@ def test_excel_a_merge_over_the_whole_sheet_is_refused_before_openpyxl_loads_it(
         read_xlsx("結合.xlsx", data, DEFAULT_LIMITS)
     assert str(caught.value) == (
         "結合.xlsx: 結合されたセルが多すぎます（17,179,869,184 セル、上限 1,000,000 セル）。"
-        "行全体や列全体の結合を解除して保存し直してください。"
+        "行全体や列全体の結合を解除して保存し直すか、上限を RAG_MAX_MERGED_CELLS で変えてください。"
     )
 
 
@@ -454,3 +454,12 @@ def test_characters_are_counted_as_the_file_is_read(
     message = str(caught.value)
     assert message.startswith(f"{name}: 文字数が多すぎます（{where}")
     assert message.endswith("上限 60 文字）。分割するか、上限を RAG_MAX_CHARS で変えてください。")
+
+
+@pytest.mark.parametrize("name", ["暗号化.docx", "暗号化.xlsx", "暗号化.pptx"])
+def test_a_password_protected_office_file_is_refused_as_such(name: str) -> None:
+    # Office writes an encrypted file as an OLE2 compound file holding the encrypted package
+    data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504) + b"EncryptedPackage"
+    read = {".docx": read_docx, ".xlsx": read_xlsx, ".pptx": read_pptx}[name[-5:]]
+    with pytest.raises(FormatError, match=rf"^{name}: パスワードで保護された Office ファイルか"):
+        read(name, data, DEFAULT_LIMITS)
