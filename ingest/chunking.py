@@ -33,6 +33,8 @@ class Chunk:
     place: Place
     place_end: Place
     tokens: int
+    breaks: tuple[tuple[int, Place], ...] = ()
+    """The sections that start inside the chunk: (offset in ``text``, place), e.g. a page break."""
 
     @property
     def page(self) -> int | None:
@@ -242,6 +244,7 @@ def chunk_text(
                 place=paged.place_of(start, end),
                 place_end=paged.place_at(end - 1),
                 tokens=tokens,
+                breaks=paged.breaks_in(start, end),
             )
         )
         if last == len(units):

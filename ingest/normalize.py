@@ -202,6 +202,12 @@ class PagedText:
             index += 1
         return self.places[index]
 
+    def breaks_in(self, start: int, end: int) -> tuple[tuple[int, Place], ...]:
+        """The sections that start inside ``start:end`` (not at ``start``): ``(offset from start, place)``."""
+        first = bisect.bisect_right(self.starts, start)
+        last = bisect.bisect_left(self.starts, end)
+        return tuple((self.starts[i] - start, self.places[i]) for i in range(first, last))
+
     def page_at(self, offset: int) -> int | None:
         """The number of the page that holds character ``offset``."""
         return self.place_at(offset).page

@@ -300,6 +300,11 @@ def _key(line: str) -> str:
     return _DIGITS.sub("#", "".join(line.split()))
 
 
+def filled_lines(lines: list[str]) -> list[int]:
+    """The indices of the lines that are not blank."""
+    return [index for index, line in enumerate(lines) if line.strip()]
+
+
 def strip_running_lines(pages: list[str]) -> list[str]:
     """The pages without the running headers, footers and page numbers that repeat at their tops and bottoms.
 
@@ -309,10 +314,12 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     number (3, - 3 -, 3/10, p. 3, （３）, 3 ページ) is running at the top (bottom) when more than half of
     the pages, and at least 2, have one among their top (bottom) lines. Running lines are removed from
     each end of a page inward, while the line at that end is one; the rest of the page, line breaks
-    included, is left as it was.
+    included, is left as it was. A page that would have no line left keeps all of its lines: a line
+    that is all there is on its page is the page's content (a document of one short line a page), not
+    a header.
     """
     split = [page.splitlines(keepends=True) for page in pages]
-    filled = [[index for index, line in enumerate(lines) if line.strip()] for lines in split]
+    filled = [filled_lines(lines) for lines in split]
     # each page's top lines and bottom lines, as indices from the edge inward
     ends = [(indices[:_EDGE_LINES], indices[::-1][:_EDGE_LINES]) for indices in filled]
     counts = Counter(
@@ -332,5 +339,7 @@ def strip_running_lines(pages: list[str]) -> list[str]:
                 if _key(lines[index]) not in running and not (numbers_run[end] and _PAGE_NUMBER.match(lines[index])):
                     break
                 drop.add(index)
+        if drop.issuperset(filled_lines(lines)):
+            drop = set()
         stripped.append("".join(line for index, line in enumerate(lines) if index not in drop) if drop else page)
     return stripped

@@ -15,6 +15,7 @@ outermost heading of every section (pages often carry their site name there, so 
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ _ALIASES = {
 # Labels that templates put on pages whatever they hold: Japanese text declared as one of these is
 # taken for Japanese (decode_text refuses text that is not), and only other text for what it says.
 _WESTERN = frozenset(("iso-8859-1", "iso8859-1", "latin1", "latin-1", "us-ascii", "ascii", "windows-1252", "cp1252"))
+# Python codecs that no browser knows, some of which read bytes as escapes (and warn) or as names of
+# hosts: a page declaring one is decoded as if it declared a charset that does not exist.
+_NOT_WEB = frozenset(("unicode-escape", "raw-unicode-escape", "undefined", "idna", "punycode", "utf-7"))
 # A byte-order mark outweighs any declaration (as in browsers); decode_text reads it.
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
@@ -144,6 +148,10 @@ _MAX_COLSPAN = 1000
 _MAX_ROWSPAN = 65534
 
 _SPACE_RUN = re.compile(r"[ \t\n\r\f]+")
+# Characters XML forbids: lxml's parser keeps them in the tree, but refuses them when text is moved
+# (dropping an element joins its tail to the text before it), so they go before parsing; a form feed
+# is whitespace in HTML.
+_NOT_XML = dict.fromkeys([*range(0x09), 0x0B, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]) | {0x0C: " "}
 
 
 def _declared_charset(data: bytes) -> str | None:
@@ -168,8 +176,10 @@ def _decode(name: str, data: bytes) -> tuple[str, str, tuple[str, ...]]:
             return text, codec, (note,)
     if declared is not None:
         try:
+            if codecs.lookup(declared).name in _NOT_WEB:
+                raise LookupError(declared)
             return data.decode(declared), declared, ()
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             text, codec = decode_text(data, name)
             note = f"{name}: 宣言された文字コード {declared} では読めないため、{codec} と判定して読みました。"
             return text, codec, (note,)
@@ -490,7 +500,7 @@ def _parse(name: str, text: str) -> lxml.html.HtmlElement | None:
     try:
         # Parsed from UTF-8 bytes with the encoding given, so that the page's own declaration (which
         # may be wrong) is not applied a second time.
-        return lxml.html.document_fromstring(text.encode("utf-8"), parser=parser)
+        return lxml.html.document_fromstring(text.translate(_NOT_XML).encode("utf-8"), parser=parser)
     except etree.ParserError as error:
         if "empty" in str(error).lower():
             return None

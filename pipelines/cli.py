@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from ingest.document import describe
 from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
@@ -199,10 +200,29 @@ def _hit_line(hit: Hit) -> str:
     )
 
 
+def _best(parts: Pipelines, args: argparse.Namespace, hits: Sequence[Hit]) -> list[tuple[int, int]]:
+    """Each hit's sentence closest to the question (the one the page shows in bold)."""
+    return parts.searcher.best_sentences(args.question, hits) if hits else []
+
+
+def _with_best_sentence(hit: Hit, span: tuple[int, int]) -> dict[str, Any]:
+    """A hit for JSON, with its sentence closest to the question and where that sentence is (the page a
+    viewer opens: of a chunk over 1–2 ページ, the page the sentence is on)."""
+    place = hit.place_at(span[0])
+    return hit.to_dict() | {
+        "best_sentence": list(span),
+        "best_location": describe(place),
+        "best_page": place.page,
+        "best_slide": place.slide,
+        "best_row": place.row,
+    }
+
+
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    hits, stored = _find(args, build(settings), err)
+    parts = build(settings)
+    hits, stored = _find(args, parts, err)
     if args.json:
-        _dump([hit.to_dict() for hit in hits], out)
+        _dump([_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, args, hits), strict=True)], out)
         return 0
     if not hits and stored:
         out.write("該当する箇所は見つかりませんでした。\n")
@@ -273,7 +293,8 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     elif not documents:
         out.write("文書はまだありません。\n")
     for document in [] if args.json else documents:
-        pages = f"{document.pages} ページ" if document.pages else "ページなし"
+        unit = "スライド" if document.kind == "pptx" else "ページ"
+        pages = f"{document.pages} {unit}" if document.pages else "ページなし"
         out.write(f"{document.source}\t{pages}\t{document.chunks} チャンク\t{document.added_at}\n")
     return 0
 

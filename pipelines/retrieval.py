@@ -67,6 +67,25 @@ class Hit:
     rerank_score: float | None = None
     place: Place = NOWHERE
     place_end: Place = NOWHERE
+    breaks: tuple[tuple[int, int], ...] = ()
+    """Where in ``text`` a new page, slide or row starts: (offset, its number)."""
+
+    def place_at(self, offset: int) -> Place:
+        """The place of the character at ``offset`` in ``text``: its own page, slide or row (the heading
+        path stays the chunk's)."""
+        place = self.place
+        if place == NOWHERE and self.page:  # a hit made by hand with its pages only
+            place = Place(page=self.page)
+        for start, number in self.breaks:
+            if start > offset:
+                break
+            if place.page is not None:
+                place = dataclasses.replace(place, page=number)
+            elif place.slide is not None:
+                place = dataclasses.replace(place, slide=number)
+            elif place.row is not None:
+                place = dataclasses.replace(place, row=number)
+        return place
 
     @property
     def location(self) -> str:
@@ -79,6 +98,7 @@ class Hit:
         """The hit for JSON: every score, and its location both as the card's label and field by field."""
         fields = asdict(self)
         del fields["place"], fields["place_end"]
+        fields["breaks"] = [list(pair) for pair in self.breaks]
         first, last = self.place, self.place_end
         return fields | {
             "location": self.location,
@@ -99,10 +119,11 @@ class Hit:
         page, page_end = fields.get("page"), fields.get("page_end")
         first = Place(page, fields.get("slide"), fields.get("sheet"), fields.get("row"), heading, ocr)
         last = Place(page_end, fields.get("slide_end"), fields.get("sheet"), fields.get("row_end"), heading, ocr)
-        return cls(**own, place=first, place_end=last)
+        breaks = tuple((int(a), int(b)) for a, b in fields.get("breaks") or ())
+        return cls(**{**own, "breaks": breaks}, place=first, place_end=last)
 
 
-_HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit)) - {"place", "place_end"}
+_HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit)) - {"place", "place_end", "breaks"}
 
 
 class Scored(Protocol):
@@ -405,4 +426,5 @@ def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
         keyword_rank=candidate.keyword_rank,
         place=chunk.place,
         place_end=chunk.place_end,
+        breaks=chunk.breaks,
     )

@@ -87,6 +87,7 @@ class StoredChunk:
     chunk_id: str
     place: Place = NOWHERE
     place_end: Place = NOWHERE
+    breaks: tuple[tuple[int, int], ...] = ()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,10 +123,21 @@ def _page(value: Any) -> int | None:
     return int(value) or None if value is not None else None
 
 
-def place_metadata(first: Place, last: Place) -> dict[str, str | int | bool]:
+def _number(place: Place) -> int | None:
+    """The number that tells a place from its neighbours: its page, slide or row."""
+    return place.page or place.slide or place.row
+
+
+def place_metadata(
+    first: Place, last: Place, breaks: Sequence[tuple[int, Place]] = ()
+) -> dict[str, str | int | bool]:
     """A chunk's places as Chroma metadata (scalars only): ``page``/``page_end`` always (0: none), the
-    slide, sheet, rows, headings (a JSON list) and whether it came from OCR only when they apply."""
+    slide, sheet, rows, headings (a JSON list) and whether it came from OCR only when they apply, and
+    ``breaks``, where in its text a new page, slide or row starts (a JSON list of [offset, number])."""
     meta: dict[str, str | int | bool] = {"page": first.page or 0, "page_end": last.page or 0}
+    numbered = [[offset, _number(place)] for offset, place in breaks if _number(place) is not None]
+    if numbered and _number(first) is not None:
+        meta["breaks"] = json.dumps(numbered)
     if first.slide is not None:
         meta |= {"slide": first.slide, "slide_end": last.slide or first.slide}
     if first.sheet is not None:
@@ -139,6 +151,11 @@ def place_metadata(first: Place, last: Place) -> dict[str, str | int | bool]:
     if first.ocr or last.ocr:
         meta["ocr"] = True
     return meta
+
+
+def breaks_from_metadata(meta: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+    """``place_metadata``'s ``breaks``: (offset in the chunk's text, page, slide or row number) pairs."""
+    return tuple((int(offset), int(number)) for offset, number in json.loads(meta.get("breaks") or "[]"))
 
 
 def places_from_metadata(meta: dict[str, Any]) -> tuple[Place, Place]:
@@ -663,6 +680,7 @@ def _stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
         chunk_id=chunk_id(str(meta["version"]), int(meta["chunk_index"])),
         place=place,
         place_end=place_end,
+        breaks=breaks_from_metadata(meta),
     )
 
 

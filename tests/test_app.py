@@ -148,7 +148,7 @@ def test_recent_questions_and_document_filter(page: AppTest) -> None:
     page.text_input[0].input(TOKYO).run()
     assert not page.exception
     captions = [c.value for c in page.caption]
-    assert any(c.startswith("富士山\\.txt ・ ページなし") for c in captions)
+    assert any(c.startswith("富士山\\.txt ・ チャンク") for c in captions)  # a text file has no page
     assert not any(c.startswith("東京\\.txt ・") for c in captions)
     page.text_input[0].input("二つ目の質問").run()
     recent = [b.label for b in page.button if b.key and b.key.startswith("recent-")]
@@ -256,13 +256,13 @@ def test_answer_panel_streams_a_cited_answer_above_the_cards(
     assert [h.value for h in page.subheader if h.value == "回答"] == ["回答"]
     shown = texts(page)
     assert "富士山の標高は三七七六メートルです\\[1\\]。\\*\\*太字\\*\\*にはならない\\[5\\]" in shown
-    assert "\\[1\\] 1 位の箇所: 富士山\\.txt ・ ページなし" in shown
+    assert "\\[1\\] 1 位の箇所: 富士山\\.txt" in shown
     assert "回答にある \\[5\\] は渡した箇所にない番号のため、出典から外しました。" in shown
     assert "**1 位** 類似度" in shown  # the cards are there too
     assert len(chat_server.requests) == 1
     page.run()  # another action on the page keeps the answer without asking the model again
     assert len(chat_server.requests) == 1
-    assert "\\[1\\] 1 位の箇所: 富士山\\.txt ・ ページなし" in texts(page)
+    assert "\\[1\\] 1 位の箇所: 富士山\\.txt" in texts(page)
 
 
 def test_answer_panel_without_a_model_says_how_to_turn_it_on(page: AppTest) -> None:

@@ -112,6 +112,7 @@ def shared_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vertical = scan_image(columns, vertical=True)
     (folder / "縦書き.pdf").write_bytes(scanned_pdf([vertical]))
     (folder / "setup.exe").write_bytes(b"MZ\x90\x00")
+    (folder / "~$出張規程.docx").write_bytes(b"\x0bYamada" + bytes(150))  # Word's lock file while it is open
     return folder
 
 
@@ -163,6 +164,7 @@ def _first(question: str) -> dict[str, Any]:
 def test_every_format_is_stored_and_unsupported_files_are_named(ingested: dict[str, Any]) -> None:
     statuses = {f["source"]: (f["status"], f["message"]) for f in ingested["files"]}
     assert statuses.pop("setup.exe") == ("skipped", "スキップ: 対応していない形式（.exe）")
+    assert statuses.pop("~$出張規程.docx") == ("skipped", "スキップ: Office が開いている間だけ置く一時ファイル（~$）")
     assert {source: status for source, (status, _) in statuses.items()} == dict.fromkeys(
         [source for source, _ in QUESTIONS.values()], "added"
     ), statuses

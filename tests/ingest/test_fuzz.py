@@ -1,4 +1,4 @@
-"""Fuzzing (hypothesis): any bytes, damaged PDFs, corrupted text and ZIPs end in a document or an IngestError, soon.
+"""Fuzzing (hypothesis): any bytes, damaged PDFs, text, ZIPs, Office files, HTML, CSV and images end in a document or an IngestError, soon.
 
 Each case goes through ``outcome``, which allows only those two endings and stops a case that runs
 for more than ``HANG_SECONDS``. The number of cases per format is counted in ``CASES`` and written as
@@ -7,6 +7,7 @@ a test-suite property (seen in ``--junitxml`` output); nothing is printed.
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import os
@@ -16,15 +17,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
-from ingest.errors import IngestError, PdfError
+from ingest.errors import IngestError, MissingToolError, PdfError
 from ingest.limits import DEFAULT_LIMITS, check_zip
 from ingest.loaders import FORMATS, LoadedFile, content_hash, load_bytes
+from ingest.ocr import OcrOptions
 from testkit.documents import SENTENCES, make_pdf
+from testkit.office import make_docx, make_pptx, make_xlsx
+from testkit.scans import missing_ocr_tools
+from testkit.web import Declaration, make_csv, make_html
 
 HANG_SECONDS = 20
 CASES: Counter[str] = Counter()
@@ -61,12 +68,12 @@ def hang_guard(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def outcome(kind: str, name: str, data: bytes) -> LoadedFile | IngestError:
+def outcome(kind: str, name: str, data: bytes, ocr: OcrOptions | None = None) -> LoadedFile | IngestError:
     """Read ``data`` as ``name``: a LoadedFile or an IngestError with a message naming the file; anything else fails."""
     CASES[kind] += 1
     with hang_guard(HANG_SECONDS):
         try:
-            loaded = load_bytes(name, data)
+            loaded = load_bytes(name, data, ocr=ocr)
         except IngestError as error:
             refused = error
         else:
@@ -97,6 +104,9 @@ def sample_pdf(kind: str) -> bytes:
     return make_pdf([list(SENTENCES[:3]), list(SENTENCES[3:])])
 
 
+# Damaged PDFs are read with OCR on, as by default, so that pages that lost their text reach pdfium and
+# Tesseract too; in English at 72 dpi, as the default (Japanese at 300 dpi) takes seconds a page.
+PDF_OCR = OcrOptions(langs="eng", dpi=72)
 PDFS = st.sampled_from(["横書き", "縦書き", "暗号"]).map(sample_pdf)
 # bytes that mean something to a PDF parser, to insert where random bytes would rarely reach
 PDF_TOKENS = st.sampled_from(
@@ -138,28 +148,41 @@ def spliced(draw: st.DrawFn, base: bytes, tokens: st.SearchStrategy[bytes]) -> b
     return bytes(data)
 
 
+@st.composite
+def damaged(draw: st.DrawFn, base: bytes, tokens: st.SearchStrategy[bytes]) -> bytes:
+    """``base`` as it is, with bytes flipped, cut off, or with chunks (``tokens`` among them) inserted or deleted."""
+    damage = draw(st.sampled_from(["none", "flip", "truncate", "splice"]))
+    if damage == "flip":
+        return draw(flipped(base))
+    if damage == "truncate":
+        return draw(truncated(base))
+    if damage == "splice":
+        return draw(spliced(base, tokens))
+    return base
+
+
 @given(st.binary(max_size=4096), st.sampled_from([b"", b"%PDF-1.7\n", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<"]))
 @FUZZ
 def test_any_bytes_as_a_pdf(data: bytes, header: bytes) -> None:
-    outcome("pdf", "何か.pdf", header + data)
+    outcome("pdf", "何か.pdf", header + data, PDF_OCR)
 
 
 @given(PDFS.flatmap(flipped))
 @FUZZ
 def test_pdf_with_flipped_bytes(data: bytes) -> None:
-    outcome("pdf", "反転.pdf", data)
+    outcome("pdf", "反転.pdf", data, PDF_OCR)
 
 
 @given(PDFS.flatmap(truncated))
 @FUZZ
 def test_pdf_cut_off_anywhere(data: bytes) -> None:
-    outcome("pdf", "途中まで.pdf", data)
+    outcome("pdf", "途中まで.pdf", data, PDF_OCR)
 
 
 @given(PDFS.flatmap(lambda base: spliced(base, PDF_TOKENS)))
 @settings(FUZZ, max_examples=300)
 def test_pdf_with_chunks_inserted_or_deleted(data: bytes) -> None:
-    outcome("pdf", "継ぎはぎ.pdf", data)
+    outcome("pdf", "継ぎはぎ.pdf", data, PDF_OCR)
 
 
 def replaced(old: bytes, new: bytes) -> Callable[[], bytes]:
@@ -220,14 +243,7 @@ TEXT_NAMES = st.sampled_from(TEXT_SUFFIXES).map(lambda suffix: "文書" + suffix
 @st.composite
 def corrupted_text(draw: st.DrawFn) -> bytes:
     data = draw(JAPANESE).encode(draw(ENCODINGS))
-    damage = draw(st.sampled_from(["none", "flip", "truncate", "splice"]))
-    if damage == "flip":
-        return draw(flipped(data))
-    if damage == "truncate":
-        return draw(truncated(data))
-    if damage == "splice":
-        return draw(spliced(data, st.sampled_from([b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"\x82", b"\x8e", b"\r\n"])))
-    return data
+    return draw(damaged(data, st.sampled_from([b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"\x82", b"\x8e", b"\r\n"])))
 
 
 @given(st.binary(max_size=4096), TEXT_NAMES)
@@ -305,3 +321,333 @@ def test_any_bytes_as_a_zip(data: bytes) -> None:
 @settings(FUZZ, max_examples=300)
 def test_damaged_zip(data: bytes) -> None:
     zip_outcome(data)
+
+
+# Office files: the whole file damaged, or a valid ZIP whose one part is damaged, so that the damage
+# reaches the XML parsers and the readers behind the ZIP checks.
+
+OFFICE_NAMES = {"docx": "報告書.docx", "xlsx": "集計表.xlsx", "pptx": "発表資料.pptx"}
+# Parts each reader opens: the main story, the parts it refers to, relationships and content types.
+OFFICE_PARTS = {
+    "docx": (
+        "word/document.xml",
+        "word/styles.xml",
+        "word/footnotes.xml",
+        "word/header1.xml",
+        "word/_rels/document.xml.rels",
+        "[Content_Types].xml",
+        "_rels/.rels",
+    ),
+    "xlsx": (
+        "xl/worksheets/sheet1.xml",
+        "xl/worksheets/sheet2.xml",
+        "xl/workbook.xml",
+        "xl/styles.xml",
+        "xl/_rels/workbook.xml.rels",
+        "[Content_Types].xml",
+    ),
+    "pptx": (
+        "ppt/slides/slide2.xml",
+        "ppt/slides/slide1.xml",
+        "ppt/slides/_rels/slide2.xml.rels",
+        "ppt/notesSlides/notesSlide1.xml",
+        "ppt/presentation.xml",
+        "[Content_Types].xml",
+    ),
+}
+# Markup that means something to an XML parser or to the Office libraries reading the parsed tree.
+XML_TOKENS = st.sampled_from(
+    [
+        b"<",
+        b">",
+        b"</",
+        b"/>",
+        b"&",
+        b"&#0;",
+        b"&#x110000;",
+        b"&undefined;",
+        b"<![CDATA[",
+        b"]]>",
+        b"<!--",
+        b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>',
+        b'<?xml version="1.0" encoding="utf-16"?>',
+        b"\x00",
+        b"\xff\xfe",
+        b' r:id="rId999"',
+        b' val="-1"',
+        b' w:val="99999999999999999999"',
+        b' ref="A1:XFD1048576"',
+        b' r="XFD1048577"',
+        b' t="d"',
+        b' t="n"',
+        b' gridSpan="0"',
+        b' x="-9223372036854775809"',
+        b"<w:tbl><w:tr><w:tc>",
+        b'<c r="A1" t="s"><v>999</v></c>',
+        b"<p:sp><p:txBody>",
+        b'<sheet name="x" sheetId="9" r:id="rId1"/>',
+    ]
+)
+
+
+@functools.cache
+def sample_office(kind: str) -> bytes:
+    return {"docx": make_docx, "xlsx": make_xlsx, "pptx": make_pptx}[kind]()
+
+
+@functools.cache
+def office_part(kind: str, part: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(sample_office(kind))) as archive:
+        return archive.read(part)
+
+
+def with_part(kind: str, part: str, content: bytes) -> bytes:
+    """The sample file of ``kind`` with ``part`` replaced by ``content``: a valid ZIP, the damage inside it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(sample_office(kind))) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            data = content if info.filename == part else source.read(info)
+            target.writestr(info.filename, data, zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+# Values that well-formed parts may hold and their readers may not expect.
+ODD_VALUES = st.sampled_from(
+    [
+        "",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "1e308",
+        "nan",
+        "A0",
+        "XFD1048577",
+        "A1:XFD1048576",
+        "rId999",
+        "x",
+        "\u3000",
+    ]
+)
+
+
+@st.composite
+def reshaped_xml(draw: st.DrawFn, base: bytes) -> bytes:
+    """A part still well-formed, its elements removed, copied elsewhere, or given odd attributes and text."""
+    root = etree.fromstring(base)
+    elements = [element for element in root.iter() if isinstance(element.tag, str)]
+    for _ in range(draw(st.integers(1, 4))):
+        element = draw(st.sampled_from(elements))
+        action = draw(st.sampled_from(["attribute", "text", "remove", "copy"]))
+        if action == "attribute" and element.attrib:
+            element.set(draw(st.sampled_from(sorted(element.attrib))), draw(ODD_VALUES))
+        elif action == "text":
+            element.text = draw(ODD_VALUES)
+        elif action == "remove" and element.getparent() is not None:
+            element.getparent().remove(element)
+        elif action == "copy":
+            draw(st.sampled_from(elements)).append(copy.deepcopy(element))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+
+
+def damaged_xml(base: bytes) -> st.SearchStrategy[bytes]:
+    return st.one_of(reshaped_xml(base), damaged(base, XML_TOKENS), st.binary(max_size=1024))
+
+
+@st.composite
+def office_with_damaged_part(draw: st.DrawFn) -> tuple[str, bytes]:
+    kind = draw(st.sampled_from(sorted(OFFICE_PARTS)))
+    part = draw(st.sampled_from(OFFICE_PARTS[kind]))
+    return kind, with_part(kind, part, draw(damaged_xml(office_part(kind, part))))
+
+
+OFFICE_KINDS = st.sampled_from(sorted(OFFICE_NAMES))
+
+
+@given(OFFICE_KINDS.flatmap(lambda kind: st.tuples(st.just(kind), damaged(sample_office(kind), ZIP_TOKENS))))
+@FUZZ
+def test_office_file_damaged_anywhere(case: tuple[str, bytes]) -> None:
+    kind, data = case
+    outcome(kind, OFFICE_NAMES[kind], data)
+
+
+@given(office_with_damaged_part())
+@settings(FUZZ, max_examples=300)
+def test_office_file_with_a_damaged_part(case: tuple[str, bytes]) -> None:
+    kind, data = case
+    outcome(kind, OFFICE_NAMES[kind], data)
+
+
+# HTML: pages in Japanese encodings, declaring charsets that may lie, then damaged.
+
+HTML_BODIES = st.lists(
+    st.sampled_from(
+        [
+            "<h1>経費の手引き</h1>",
+            "<h2>申請</h2><p>申請書は総務課に提出してください。</p>",
+            "<main><article><h3>期限</h3><p>毎月末日まで</p></article></main>",
+            "<table><thead><tr><th>項目</th><th colspan=2>金額</th></tr></thead>"
+            "<tr><td rowspan=3>交通費</td><td>1,200円</td></tr><tr><td rowspan=0>宿泊費</td></tr></table>",
+            "<ul><li>一つ目<li>二つ目</ul>",
+            "<pre>  整形済み\n  テキスト</pre>",
+            "<ruby>漢字<rp>(</rp><rt>かんじ</rt><rp>)</rp></ruby>",
+            "<nav>メニュー</nav><script>var x = '<p>';</script>",
+            "<div hidden>隠し</div><div style='display:none'>見えない</div>",
+            "<form><p>入力欄</p></form>",
+        ]
+    ),
+    min_size=1,
+    max_size=6,
+).map("".join)
+# Labels a page may declare: right, wrong, unknown, and Python codecs that no browser knows.
+HTML_LABELS = st.sampled_from(
+    [
+        None,
+        "utf-8",
+        "Shift_JIS",
+        "euc-jp",
+        "utf-16",
+        "iso-8859-1",
+        "iso-2022-jp",
+        "utf-7",
+        "cp037",
+        "x-user-defined",
+        "no-such-charset",
+        "idna",
+        "undefined",
+        "rot13",
+        "base64",
+        "unicode_escape",
+    ]
+)
+HTML_TOKENS = st.sampled_from(
+    [
+        b"<",
+        b"</",
+        b"<table>",
+        b"<tr>",
+        b"<td rowspan=65534 colspan=1000>",
+        b"<th>",
+        b"</table>",
+        b"<pre>",
+        b"<h1>",
+        b"<br>",
+        b"<!--",
+        b"<![CDATA[",
+        b"<?xml encoding='utf-16'?>",
+        b"<meta charset=undefined>",
+        b"<meta charset=utf-7>",
+        b"<script>",
+        b"<main>",
+        b"&#0;",
+        b"&#xD800;",
+        b"&#x110000;",
+        b"\x00",
+        b"\xff\xfe",
+        b"\xef\xbb\xbf",
+        b"\x82",
+        b"+2ADYAA-",
+    ]
+)
+
+
+@st.composite
+def html_page(draw: st.DrawFn) -> bytes:
+    encoding = draw(st.sampled_from(["utf-8", "cp932", "euc_jp", "utf-16"]))
+    label = draw(HTML_LABELS)
+    declare = draw(st.sampled_from(get_args(Declaration)))
+    title = draw(st.sampled_from([None, "", "会社案内"]))
+    page = make_html(draw(HTML_BODIES), title=title, encoding=encoding, declare=declare, label=label)
+    return draw(damaged(page, HTML_TOKENS))
+
+
+@given(st.binary(max_size=4096), st.sampled_from([b"", b"<!DOCTYPE html>", b"<meta charset=shift_jis>", b"\xff\xfe"]))
+@FUZZ
+def test_any_bytes_as_html(data: bytes, head: bytes) -> None:
+    outcome("html", "何か.html", head + data)
+
+
+@given(html_page())
+@settings(FUZZ, max_examples=300)
+# Pages that once escaped the HTML reader: a charset whose Python codec raises UnicodeError, one that
+# warns of an invalid escape, and a control character that lxml refused once <head> was dropped.
+@example(make_html("<h1>経費の手引き</h1>", label="undefined"))
+@example(make_html("<p>C:\\Windows\\</p>", label="unicode_escape"))
+@example(b"\x01" + make_html("<h1>経費の手引き</h1>", title=""))
+def test_html_page_with_lying_charset_and_damaged_markup(data: bytes) -> None:
+    outcome("html", "ページ.htm", data)
+
+
+# CSV: Excel's exports in Japanese encodings, then quotes left open, NULs, stray delimiters and long fields.
+
+CSV_CELLS = st.one_of(
+    st.sampled_from(["日付", "商品", "金額", "りんご", "1,200", '"引用"', "改行\nあり", "", " "]),
+    st.text(alphabet='あア漢,\t;"\r\n\x00 a1', max_size=12),
+)
+CSV_TOKENS = st.sampled_from([b'"', b'""', b'"""', b"\x00", b"\r", b"\n", b",", b"\t", b";", b"\x82", b"x" * 100_000])
+
+
+@st.composite
+def csv_file(draw: st.DrawFn) -> bytes:
+    rows = draw(st.lists(st.lists(CSV_CELLS, min_size=1, max_size=5), min_size=1, max_size=8))
+    encoding = draw(st.sampled_from(["cp932", "utf-8", "utf-8-sig", "euc_jp", "utf-16"]))
+    delimiter = draw(st.sampled_from([",", "\t", ";"]))
+    try:
+        data = make_csv(rows, encoding=encoding, delimiter=delimiter)
+    except UnicodeEncodeError:
+        data = make_csv(rows, encoding="utf-8", delimiter=delimiter)
+    return draw(damaged(data, CSV_TOKENS))
+
+
+CSV_NAMES = st.sampled_from(["表.csv", "表.tsv"])
+
+
+@given(st.binary(max_size=4096), CSV_NAMES)
+@FUZZ
+def test_any_bytes_as_csv(data: bytes, name: str) -> None:
+    outcome("csv", name, data)
+
+
+@given(csv_file(), CSV_NAMES)
+@settings(FUZZ, max_examples=300)
+# 64 KiB that csv.Sniffer took over a minute to look at, when it was given the whole sample
+@example(b',"' * 32768, "表.csv")
+def test_csv_with_broken_quotes_nuls_and_long_fields(data: bytes, name: str) -> None:
+    outcome("csv", name, data)
+
+
+# Images: a tiny blank PNG, damaged; few cases, as each that Pillow decodes runs Tesseract (on so small
+# an image, in well under a second).
+
+requires_ocr = pytest.mark.skipif(
+    bool(missing_ocr_tools()) and not os.environ.get("CI"), reason=missing_ocr_tools() or "OCR tools present"
+)
+PNG_TOKENS = st.sampled_from(
+    [
+        b"IHDR",
+        b"IDAT",
+        b"IEND",
+        b"PLTE",
+        b"tRNS",
+        b"acTL",
+        b"\xff\xff\xff\xff",
+        b"\x00\x00\x00\x00",
+        b"\x7f\xff\xff\xff",
+    ]
+)
+
+
+@functools.cache
+def sample_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 32), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@requires_ocr
+@given(st.builds(sample_png).flatmap(lambda base: damaged(base, PNG_TOKENS)))
+@settings(FUZZ, max_examples=50)
+def test_damaged_image(data: bytes) -> None:
+    result = outcome("image", "スキャン.png", data)
+    assert not isinstance(result, MissingToolError), str(result)

@@ -28,6 +28,7 @@ def test_defaults_suit_a_page_open_to_a_whole_company() -> None:
         "max_zip_mb": 200,
         "max_zip_entries": 10_000,
         "max_zip_ratio": 100,
+        "max_merged_cells": 1_000_000,
         "seconds_per_file": 300,
         "reader_memory_mb": 4096,
     }

@@ -262,3 +262,10 @@ def test_large_page_is_drawn_at_a_lower_resolution() -> None:
 def test_unreadable_pdfs_keep_their_messages(data: bytes, message: str) -> None:
     with pytest.raises(PdfError, match=message):
         read_pdf("文書.pdf", data, DEFAULT_LIMITS)
+
+
+def test_a_line_that_is_all_its_page_holds_is_content_not_a_running_header() -> None:
+    pages = ["有給休暇は十日です。\n", "有給休暇は十日です。\n", "有給休暇は十日です。\n"]
+    assert strip_running_lines(pages) == pages
+    with_header = ["社外秘\n本文一。\n", "社外秘\n本文二。\n", "社外秘\n"]
+    assert strip_running_lines(with_header) == ["本文一。\n", "本文二。\n", "社外秘\n"]

@@ -209,3 +209,20 @@ def test_ask_without_a_model_says_how_to_set_one(docs: Path) -> None:
     assert (status, out) == (2, "")
     assert "RAG_LLM_URL と RAG_LLM_MODEL" in err
     assert "python -m pipelines search" in err
+
+
+def test_a_passage_over_a_page_break_shows_its_range_and_the_page_of_its_sentence(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    biwa = "琵琶湖は滋賀県にある日本最大の湖である。"
+    pdf = tmp_path / "琵琶湖.pdf"
+    pdf.write_bytes(make_pdf([["日本の湖について述べる。"], [biwa]]))
+    run("ingest", str(pdf))
+    status, out, _ = run("search", biwa, "--json", "-k", "1")
+    assert status == 0
+    (hit,) = json.loads(out)
+    assert (hit["location"], hit["page"], hit["page_end"]) == ("1–2 ページ", 1, 2)  # one chunk over the break
+    assert hit["text"][slice(*hit["best_sentence"])] == biwa
+    assert (hit["best_page"], hit["best_location"]) == (2, "2 ページ")  # the page a person should open
