@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 
 import streamlit as st
 
+from ingest.document import describe
+from ingest.errors import IngestError
+from ingest.limits import Limits
 from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.ocr import OcrOptions
 from pipelines.answer import Answer, Answerer
 from pipelines.choices import MODE_LABELS, MODES, Mode
 from pipelines.components import Pipelines, build
@@ -18,6 +24,8 @@ from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
+from pipelines.store import StoredChunk, StoredDocument
+from pipelines.viewer import document_view, render_page, rows_view, slide_view, view_for
 from pipelines.warmup import ModelWarmup
 
 STATUS_LABELS = {
@@ -199,6 +207,7 @@ def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[i
         st.progress(min(max(hit.cosine, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.source)}{where} ・ チャンク {hit.chunk_index}")
         st.markdown(render_passage(hit.text, terms, emphasis))
+        card_actions(pipelines, hit, emphasis[0])
         with st.expander("前後の文を表示"):
             before, after = pipelines.searcher.surroundings(hit)
             st.caption("前")
@@ -256,6 +265,13 @@ def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> N
     for citation in result.citations:
         where = f" ・ {escape_markdown(citation.location)}" if citation.location else ""
         st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)}{where}")
+        st.button(
+            f"[{citation.n}] の原文を開く",
+            key=f"cite-{citation.n}",
+            on_click=open_view,
+            args=(citation.source, citation.chunk_index, citation.page),
+            type="tertiary",
+        )
     if result.dropped:
         numbers = "".join(f"\\[{n}\\]" for n in result.dropped)
         st.warning(f"回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。")
@@ -308,6 +324,7 @@ def main() -> None:
         library_panel(pipelines)
         recent_slot = st.container()  # filled last, so that it lists this run's question too
     try:
+        viewer_panel(pipelines)
         search_panel(pipelines, warmup)
     finally:
         with recent_slot:
@@ -358,6 +375,198 @@ def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
         show_hit(pipelines, hit, terms, emphasis)
     with answer_slot:
         answer_panel(pipelines.answerer, question, hits)
+
+
+# The view of a passage in its original file (「原文を開く」), opened from a card, a citation or a link.
+#
+# The view is addressed by query parameters (?doc=…&chunk=…&page=…), so the browser's address is a link
+# that reopens it, for a colleague too. Every parameter is checked against the store: the name must be a
+# stored document's (a label, never a path), the chunk and page numbers within it. What is shown is
+# escaped text, or an image the server rendered.
+
+PARAMS = ("doc", "chunk", "page")
+
+
+def open_view(source: str, chunk: int, page: int | None) -> None:
+    """Point the address at a passage's view (a button's callback: the page then reruns and shows it)."""
+    params = {"doc": source, "chunk": str(chunk)}
+    if page:
+        params["page"] = str(page)
+    st.query_params.from_dict(params)
+
+
+def close_view() -> None:
+    for key in PARAMS:
+        st.query_params.pop(key, None)
+
+
+def link(source: str, chunk: int, page: int | None) -> str:
+    """The relative link that reopens a view."""
+    params = {"doc": source, "chunk": str(chunk), **({"page": str(page)} if page else {})}
+    return "?" + urllib.parse.urlencode(params)
+
+
+def download_name(source: str) -> str:
+    """The file name a download is saved under: the document's own, without the folders it was found in."""
+    return PurePosixPath(source).name or "document"
+
+
+def card_actions(pipelines: Pipelines, hit: Hit, focus: int) -> None:
+    """A card's doors into the original: open it at the sentence closest to the question, and download it."""
+    place = hit.place_at(focus)
+    kept = pipelines.originals.path(hit.content_hash) is not None
+    left, right = st.columns(2)
+    left.button(
+        "原文を開く",
+        key=f"open-{hit.rank}",
+        on_click=open_view,
+        args=(hit.source, hit.chunk_index, place.page or place.slide),
+        disabled=not kept,
+        help=None if kept else _NOT_KEPT,
+    )
+    right.download_button(
+        "元のファイルをダウンロード",
+        data=lambda: pipelines.originals.get(hit.content_hash) or b"",
+        file_name=download_name(hit.source),
+        key=f"download-{hit.rank}",
+        on_click="ignore",
+        disabled=not kept,
+        help=None if kept else _NOT_KEPT,
+    )
+
+
+_NOT_KEPT = (
+    "この文書の元のファイルは保存されていません（保存を始める前に取り込まれた文書です）。取り込み直すと保存されます。"
+)
+
+
+def _number(raw: str | None) -> int | None:
+    """A query parameter that must be a small positive whole number; None for anything else."""
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 7:
+        return None
+    return int(raw)
+
+
+def viewer_panel(pipelines: Pipelines) -> None:
+    """The view the address asks for, when it asks for one; each refusal says why."""
+    params = st.query_params
+    if "doc" not in params:
+        return
+    with st.container(border=True, key="viewer"):
+        source = params.get("doc", "")
+        st.subheader(f"原文: {source}", anchor=False)
+        document = next((d for d in pipelines.store.documents() if d.source == source), None)
+        chunk_index = _number(params.get("chunk"))
+        chunk = _chunk(pipelines, document, chunk_index)
+        if document is None:
+            st.warning(
+                f"「{escape_markdown(source)}」は登録されていません。削除されたか、名前が変わった可能性があります。"
+            )
+        elif chunk is None:
+            st.warning("リンクの箇所（chunk）がこの文書にありません。文書が取り込み直された可能性があります。")
+        else:
+            _show(pipelines, document, chunk, _number(params.get("page")))
+        st.button("閉じる", key="close-view", on_click=close_view)
+
+
+def _chunk(pipelines: Pipelines, document: StoredDocument | None, index: int | None) -> StoredChunk | None:
+    if document is None or index is None or index >= document.chunks:
+        return None
+    found = pipelines.store.chunks_at(document.source, document.version, [index])
+    return found[0] if found else None
+
+
+def _show(pipelines: Pipelines, document: StoredDocument, chunk: StoredChunk, page: int | None) -> None:
+    data = pipelines.originals.get(document.content_hash)
+    if data is None:
+        st.warning(_NOT_KEPT)
+        return
+    st.caption(
+        f"{escape_markdown(document.source)} ・ {escape_markdown(describe(chunk.place, chunk.place_end))}"
+        f" ・ チャンク {chunk.chunk_index}"
+    )
+    limits = pipelines.indexer.limits
+    kind = view_for(document.kind or _kind_of(document.source))
+    try:
+        if kind == "page":
+            ocr = OcrOptions(mode=pipelines.settings.ocr, langs=pipelines.settings.ocr_langs)
+            _page_view(document, chunk, data, page, limits, ocr)
+        elif kind == "rows":
+            view = rows_view(
+                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
+            )
+            rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in view.rows]
+            if view.sheet:
+                st.caption(f"シート {escape_markdown(view.sheet)}")
+            st.dataframe(rows, hide_index=True, key="view-rows")
+        elif kind == "slide":
+            slide = slide_view(
+                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
+            )
+            st.caption(f"スライド {slide.slide}")
+            st.markdown("  \n".join(_mark(line) if marked else escape_markdown(line) for line, marked in slide.lines))
+        else:
+            text = document_view(
+                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
+            )
+            with st.container(height=420, key="view-text"):
+                st.markdown(
+                    escape_markdown(text.before)
+                    + ("  \n" if text.before else "")
+                    + _mark(text.passage)
+                    + ("  \n" if text.after else "")
+                    + escape_markdown(text.after)
+                )
+    except (IngestError, ValueError, OSError) as error:
+        st.error(f"原文を表示できません。{escape_markdown(str(error))}")
+    st.markdown(f"[この箇所へのリンク]({link(document.source, chunk.chunk_index, page)})")
+    st.download_button(
+        "元のファイルをダウンロード",
+        data=data,
+        file_name=download_name(document.source),
+        key="view-download",
+        on_click="ignore",
+    )
+
+
+def _mark(text: str) -> str:
+    """Passage text, marked: each line highlighted (Markdown's background colour, escaped inside)."""
+    return "  \n".join(f":orange-background[{escape_markdown(line)}]" for line in text.split("\n") if line)
+
+
+def _page_view(
+    document: StoredDocument, chunk: StoredChunk, data: bytes, page: int | None, limits: Limits, ocr: OcrOptions
+) -> None:
+    first = chunk.place.page or 1
+    last = chunk.place_end.page or first
+    number = page if page is not None and page >= 1 else first
+    image = render_page(document.source, data, min(number, max(document.pages, 1)), chunk.text, limits=limits, ocr=ocr)
+    before, after = st.columns(2)
+    before.button(
+        "前のページ",
+        key="view-previous",
+        disabled=image.page <= 1,
+        on_click=open_view,
+        args=(document.source, chunk.chunk_index, image.page - 1),
+    )
+    after.button(
+        "次のページ",
+        key="view-next",
+        disabled=image.page >= image.pages,
+        on_click=open_view,
+        args=(document.source, chunk.chunk_index, image.page + 1),
+    )
+    if not first <= image.page <= last:
+        st.caption(f"この箇所は {describe(chunk.place, chunk.place_end)} にあります。")
+    elif image.boxes == 0:
+        st.caption("このページでは箇所に印を付けられませんでした。")
+    st.image(image.png, alt=image.alt, caption=image.alt)
+
+
+def _kind_of(source: str) -> str:
+    """A document stored before formats were kept: its kind from its extension."""
+    suffix = PurePosixPath(source).suffix.lower()
+    return {".pdf": "pdf", ".xlsx": "xlsx", ".csv": "csv", ".pptx": "pptx"}.get(suffix, "text")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The composition root: every face (the page, each CLI verb, evaluation, the HTTP API) gets its parts from ``build``.
 
 ``build(settings)`` wires the embedder (in-process or remote), the store (embedded or a server), the
-keyword index, the indexer, the searcher and, on first use, the answerer, so a setting means the same
+keyword index, the originals (each document's file, pipelines/originals.py), the indexer, the searcher and, on first use, the answerer, so a setting means the same
 on every face. Building loads no model and reads no document: the model loads on first use (or on
 ``embedder.load()``), so a command or page that needs none starts at once.
 """
@@ -12,14 +12,14 @@ import functools
 import threading
 from dataclasses import dataclass, field
 
-from ingest.ocr import OcrOptions
-
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
+from ingest.ocr import OcrOptions
 from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.originals import Originals
 from pipelines.profiles import prefixes_for
 from pipelines.remote import RemoteEmbedder
 from pipelines.rerank import CrossEncoderReranker
@@ -63,6 +63,8 @@ class Pipelines:
     keyword: KeywordIndex
     indexer: Indexer
     searcher: Searcher
+    # each stored document's file as it was given (none for a text that was no file: ``get`` is None)
+    originals: Originals
     # one writer at a time within this process (the store's file lock orders processes)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,23 +80,28 @@ def build(
     embedder: TextEmbedder | None = None,
     store: ChromaStore | None = None,
     keyword: KeywordIndex | None = None,
+    originals: Originals | None = None,
 ) -> Pipelines:
     """Every part, wired from ``settings``; a part given here (a loaded embedder, a scratch store) is used instead."""
     embedder = embedder or make_embedder(settings)
     store = store or _store(settings)
     keyword = keyword or _keyword_index(settings)
+    originals = originals or Originals(settings.originals_dir or settings.data_dir / "originals")
     return Pipelines(
         settings,
         embedder,
         store,
         keyword,
-        _indexer(settings, embedder, store, keyword),
+        _indexer(settings, embedder, store, keyword, originals),
         _searcher(settings, embedder, store, keyword),
+        originals,
     )
 
 
-def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Indexer:
-    """The indexer with the configured chunking, upload and file limits, keeping the keyword index in step.
+def _indexer(
+    settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex, originals: Originals
+) -> Indexer:
+    """The indexer with the configured chunking, upload and file limits, keeping the keyword index and originals in step.
 
     Files are read in a child process (``IsolatedReader``): a file that hangs the parser, balloons or
     crashes it is refused alone, and the page's process goes on.
@@ -108,6 +115,7 @@ def _indexer(settings: Settings, embedder: TextEmbedder, store: ChromaStore, key
         max_bytes=settings.max_upload_mb * 1024 * 1024,
         keyword=keyword,
         limits=limits,
+        originals=originals,
         reader=IsolatedReader(
             seconds=limits.seconds_per_file,
             memory_mb=limits.reader_memory_mb,

@@ -11,8 +11,13 @@
     └── GenerationError         the chat model for answers refuses, fails or does not answer in time
 
 Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
-the indexer reports them per file and carries on with the others.
+the indexer reports them per file and carries on with the others. One of them is raised here:
+
+    IngestError
+    └── FileChangedError        a file changed between being read and its original being kept
 """
+
+from ingest.errors import IngestError
 
 
 class RagError(Exception):
@@ -33,6 +38,10 @@ class TokenizerMismatchError(ModelLoadError):
 
 class EmbeddingServiceError(ModelLoadError):
     """A remote embeddings endpoint could not give the vectors."""
+
+
+class FileChangedError(IngestError):
+    """A file's bytes changed after it was read: its original would not be what was indexed (pipelines/originals.py)."""
 
 
 class ModelMismatchError(RagError):

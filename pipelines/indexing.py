@@ -24,6 +24,7 @@ from ingest.normalize import join_sections
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
 from pipelines.keyword import KeywordIndex
+from pipelines.originals import Originals
 from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
@@ -75,6 +76,7 @@ class _Prepared:
 
     loaded: LoadedFile
     chunks: list[Chunk] | None
+    path: Path
 
 
 def _failed(source: str, error: IngestError | OSError) -> FileReport:
@@ -88,8 +90,8 @@ def collect_paths(paths: Iterable[Path], skipped: list[str] | None = None) -> li
 
     A file given directly keeps its own name (and is read whatever its type, to be refused with the
     reason); files found in a folder are named by their path inside that folder (``sub/報告書.pdf``),
-    hidden ones (a name starting with ``.``) are left out, and those of a type no loader reads are not
-    returned but added to ``skipped``, when given, by that name.
+    hidden ones (a name starting with ``.``) are left out, and those of a type no loader reads, or Office's
+    lock files (``~$報告書.docx``), are not returned but added to ``skipped``, when given, by that name.
     """
     found: list[tuple[Path, str]] = []
     for path in paths:
@@ -99,7 +101,7 @@ def collect_paths(paths: Iterable[Path], skipped: list[str] | None = None) -> li
                 hidden = any(part.startswith(".") for part in relative.parts)
                 if not child.is_file() or hidden:
                     continue
-                if supported(child.name):
+                if supported(child.name) and not _owner_file(child.name):
                     found.append((child, relative.as_posix()))
                 elif skipped is not None:
                     skipped.append(relative.as_posix())
@@ -108,8 +110,15 @@ def collect_paths(paths: Iterable[Path], skipped: list[str] | None = None) -> li
     return found
 
 
+def _owner_file(name: str) -> bool:
+    """Whether a file is the lock file Office leaves beside a document while it is open (``~$報告書.docx``)."""
+    return name.startswith("~$")
+
+
 def _skipped(source: str) -> FileReport:
-    return FileReport(source, "skipped", message=f"スキップ: {unsupported_reason(source)}")
+    name = source.rsplit("/", 1)[-1]
+    reason = "Office が開いている間だけ置く一時ファイル（~$）" if _owner_file(name) else unsupported_reason(source)
+    return FileReport(source, "skipped", message=f"スキップ: {reason}")
 
 
 class Indexer:
@@ -120,6 +129,10 @@ class Indexer:
     ``limits``: what one file may hold (pages, characters, …); a file over them is reported as failed.
     ``reader``: how files are read: ``IsolatedReader`` in a child process with a time and memory bound
     (what ``build`` gives), in this process by default.
+    ``originals``: where each document's file is kept as it was given (None: not kept). An original
+    is written before its document becomes visible and removed after the last document with its
+    content is gone, so no visible document ever lacks its original, whatever point a run dies at;
+    what a dead run leaves is swept at the start of a later write.
     """
 
     def __init__(
@@ -133,6 +146,7 @@ class Indexer:
         prefetch: int = 2,
         limits: Limits = DEFAULT_LIMITS,
         reader: Reader | None = None,
+        originals: Originals | None = None,
     ) -> None:
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -145,6 +159,7 @@ class Indexer:
         self.keyword = keyword
         self.limits = limits
         self.reader: Reader = reader or InProcessReader()
+        self.originals = originals
         self._bound = False
 
     @property
@@ -177,19 +192,28 @@ class Indexer:
         return chunk_text(paged, self.embedder.count_tokens, self.chunk_tokens, self.chunk_overlap)
 
     def ingest_file(
-        self, loaded: LoadedFile, progress: Progress | None = None, *, chunks: list[Chunk] | None = None
+        self,
+        loaded: LoadedFile,
+        progress: Progress | None = None,
+        *,
+        chunks: list[Chunk] | None = None,
+        original: bytes | Path | None = None,
     ) -> FileReport:
         """Index one loaded file: added, replaced, unchanged or a duplicate of another stored file.
 
-        ``chunks``: what ``chunk(loaded)`` returned, when the caller cut the file ahead.
+        ``chunks``: what ``chunk(loaded)`` returned, when the caller cut the file ahead. ``original``:
+        the file's bytes, or the path to copy them from (checked against ``loaded.content_hash``), kept
+        in ``originals``; None for a text that is no file.
         """
         self._bind()
         version = self._version(loaded)
         existing = self.store.document(loaded.source)
         if existing is not None and existing.version == version:
+            self._keep(loaded.content_hash, original)  # a store from before originals were kept has none
             return FileReport(loaded.source, "unchanged", existing.chunks, existing.tokens)
         twin = self.store.document_with_version(version)
         if twin is not None:
+            self._keep(loaded.content_hash, original)
             return FileReport(loaded.source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
 
         if chunks is None:
@@ -205,7 +229,7 @@ class Indexer:
                     "version": version,
                     "content_hash": loaded.content_hash,
                     "chunk_index": chunk.index,
-                    **place_metadata(chunk.place, chunk.place_end),
+                    **place_metadata(chunk.place, chunk.place_end, chunk.breaks),
                     "char_start": chunk.start,
                     "char_end": chunk.end,
                     "tokens": chunk.tokens,
@@ -227,13 +251,41 @@ class Indexer:
             kind=loaded.kind,
         )
         with self.store.writing():
+            self._sweep()
+            previous = self.store.document(loaded.source)  # read again: another process may have written since
+            # before the commit: a document is never visible without its original
+            self._keep(loaded.content_hash, original)
             self.store.replace(document, records)
             if self.keyword is not None:
                 # after the commit: the keyword index never holds a version that Chroma does not show
                 self.keyword.add_document(loaded.source, version, [(r.id, r.text) for r in records])
                 self.keyword.save()
+            if previous is not None:
+                self._drop(previous.content_hash)
         status: Status = "added" if existing is None else "replaced"
         return FileReport(loaded.source, status, document.chunks, document.tokens, notes=loaded.notes)
+
+    def _keep(self, content_hash: str, original: bytes | Path | None) -> None:
+        """Keep the file given for ``content_hash`` as its original, unless it is kept already."""
+        if self.originals is None or original is None:
+            return
+        if isinstance(original, Path):
+            self.originals.put_file(content_hash, original)
+        else:
+            self.originals.put(content_hash, original)
+
+    def _drop(self, content_hash: str) -> None:
+        """After a commit or delete: forget the original of content no live document has any more."""
+        if self.originals is not None and content_hash and content_hash not in self._live_hashes():
+            self.originals.remove(content_hash)
+
+    def _sweep(self) -> None:
+        """At the start of a write: remove the originals a dead run left behind (old enough to be no one's)."""
+        if self.originals is not None:
+            self.originals.sweep(self._live_hashes())
+
+    def _live_hashes(self) -> set[str]:
+        return {d.content_hash for d in self.store.documents()}
 
     def _vectors(self, chunks: Sequence[Chunk], progress: Progress | None) -> list[np.ndarray]:
         """A vector per chunk, embedding each distinct text once and reusing vectors already stored."""
@@ -264,7 +316,7 @@ class Indexer:
         name = upload_name(name)
         try:
             self._check_size(name, len(data))
-            return self.ingest_file(self.reader.load_bytes(name, data, self.limits), progress)
+            return self.ingest_file(self.reader.load_bytes(name, data, self.limits), progress, original=data)
         except IngestError as error:
             return FileReport(name, "failed", message=str(error))
 
@@ -320,8 +372,8 @@ class Indexer:
             self._check_size(source, path.stat().st_size)
             loaded = self.reader.load_file(path, source, self.limits)
             if stored is None or self._version(loaded) in stored:
-                return _Prepared(loaded, None)
-            return _Prepared(loaded, self.chunk(loaded))
+                return _Prepared(loaded, None, path)
+            return _Prepared(loaded, self.chunk(loaded), path)
         except (IngestError, OSError) as error:
             return _failed(source, error)
 
@@ -330,15 +382,22 @@ class Indexer:
             return prepared
         source = prepared.loaded.source
         try:
-            return self.ingest_file(prepared.loaded, progress(source) if progress else None, chunks=prepared.chunks)
+            return self.ingest_file(
+                prepared.loaded,
+                progress(source) if progress else None,
+                chunks=prepared.chunks,
+                original=prepared.path,
+            )
         except (IngestError, OSError) as error:
             return _failed(source, error)
 
     def delete(self, source: str) -> StoredDocument:
-        """Remove a stored document and all its chunks."""
+        """Remove a stored document, all its chunks and, unless another document has the same content, its original."""
         with self.store.writing():
+            self._sweep()
             document = self.store.delete(source)
             if self.keyword is not None:
                 self.keyword.remove_document(source)
                 self.keyword.save()
+            self._drop(document.content_hash)
             return document

@@ -43,6 +43,9 @@ class Settings:
     embedding_model: str = DEFAULT_MODEL
     data_dir: Path = Path("data")
     collection: str = "documents"
+    # each document's file as it was given, by content hash; None: RAG_DATA_DIR/originals. App machines
+    # sharing a Chroma server point it at one shared directory
+    originals_dir: Path | None = None
     chunk_tokens: int = 128
     chunk_overlap: int = 32
     batch_size: int = 16
@@ -146,7 +149,7 @@ class Settings:
         for field in dataclasses.fields(cls):
             override = overrides.get(field.name)
             raw = override if override is not None else environ.get(ENV_PREFIX + field.name.upper())
-            if raw is None or (raw == "" and field.type in ("int", "bool", "Path")):
+            if raw is None or (raw == "" and field.type in ("int", "bool", "Path", "Path | None")):
                 continue  # unset, or set to nothing: the default
             values[field.name] = _convert(field.name, field.type, raw)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -161,7 +164,7 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
-    if kind == "Path":
+    if kind in ("Path", "Path | None"):
         return Path(raw).expanduser()
     if kind == "bool":
         if isinstance(raw, bool):

@@ -128,9 +128,7 @@ def _number(place: Place) -> int | None:
     return place.page or place.slide or place.row
 
 
-def place_metadata(
-    first: Place, last: Place, breaks: Sequence[tuple[int, Place]] = ()
-) -> dict[str, str | int | bool]:
+def place_metadata(first: Place, last: Place, breaks: Sequence[tuple[int, Place]] = ()) -> dict[str, str | int | bool]:
     """A chunk's places as Chroma metadata (scalars only): ``page``/``page_end`` always (0: none), the
     slide, sheet, rows, headings (a JSON list) and whether it came from OCR only when they apply, and
     ``breaks``, where in its text a new page, slide or row starts (a JSON list of [offset, number])."""

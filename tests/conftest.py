@@ -16,6 +16,7 @@ import pytest
 
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
+from pipelines.originals import Originals
 from pipelines.store import ChromaStore
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
@@ -78,5 +79,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChromaStor
 
 
 @pytest.fixture
-def indexer(embedder: Embedder, store: ChromaStore) -> Indexer:
-    return Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)
+def originals(tmp_path: Path) -> Originals:
+    """Originals in a temp dir, swept without waiting (no other writer shares it)."""
+    return Originals(tmp_path / "originals", grace=0)
+
+
+@pytest.fixture
+def indexer(embedder: Embedder, store: ChromaStore, originals: Originals) -> Indexer:
+    return Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8, originals=originals)

@@ -192,6 +192,55 @@ def test_office_documents_upload_and_cards_say_where_each_passage_is(server: str
         browser.close()
 
 
+def test_a_card_opens_the_page_its_sentence_is_on_with_the_passage_marked(server: str, tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect, sync_playwright
+
+    biwa = "琵琶湖は滋賀県にある日本最大の湖である。"
+    pdf = tmp_path / "琵琶湖.pdf"
+    pdf.write_bytes(make_pdf([["日本の湖について述べる。"], [biwa]]))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400}, locale="ja-JP")
+        page.goto(server)
+        expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
+        page.locator("input[type=file]").set_input_files([str(pdf)])
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.get_by_text("琵琶湖.pdf: 追加しました")).to_be_visible(timeout=60_000)
+        page.get_by_label("質問").fill(biwa)
+        page.get_by_label("質問").press("Enter")
+        card = page.locator("[class*='st-key-card-']").filter(has_text=biwa).first
+        expect(card).to_contain_text("琵琶湖.pdf ・ 1–2 ページ", timeout=60_000)  # the chunk runs over the break
+
+        # the download gives back the bytes that were uploaded
+        with page.expect_download() as download:
+            card.get_by_role("button", name="元のファイルをダウンロード").click()
+        assert Path(download.value.path()).read_bytes() == pdf.read_bytes()
+        assert download.value.suggested_filename == "琵琶湖.pdf"
+
+        # the view opens on page 2, where the sentence closest to the question is, with the passage marked
+        card.get_by_role("button", name="原文を開く").click()
+        image = page.locator("[class*='st-key-viewer'] img")
+        expect(image).to_have_attribute("alt", "琵琶湖.pdf の 2 ページ（全 2 ページ）、該当箇所に印", timeout=60_000)
+        assert "doc=" in page.url
+        assert "page=2" in page.url
+        page.get_by_role("button", name="前のページ").click()
+        expect(image).to_have_attribute("alt", "琵琶湖.pdf の 1 ページ（全 2 ページ）、該当箇所に印", timeout=30_000)
+
+        # the address is a link that reopens the view in a fresh page; a deleted document's link says so
+        fresh = browser.new_page(viewport={"width": 1400, "height": 1400}, locale="ja-JP")
+        fresh.goto(f"{server}/?doc={quote('琵琶湖.pdf')}&chunk=0&page=2")
+        expect(fresh.locator("[class*='st-key-viewer'] img")).to_have_attribute(
+            "alt", "琵琶湖.pdf の 2 ページ（全 2 ページ）、該当箇所に印", timeout=60_000
+        )
+        fresh.goto(f"{server}/?doc={quote('消えた.pdf')}&chunk=0")
+        expect(fresh.get_by_text("「消えた.pdf」は登録されていません")).to_be_visible(timeout=60_000)
+        fresh.goto(f"{server}/?doc={quote('琵琶湖.pdf')}&chunk=abc")
+        expect(fresh.get_by_text("リンクの箇所（chunk）がこの文書にありません")).to_be_visible(timeout=60_000)
+        browser.close()
+
+
 SESSIONS = 3
 OWN = [
     "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。",

@@ -1,4 +1,8 @@
-"""Crash safety: ingest in a child process, killed with SIGKILL at many points; nothing is ever half there."""
+"""Crash safety: ingest in a child process, killed with SIGKILL at many points; nothing is ever half there.
+
+Every document listed is whole, searchable and has its original file; what a killed run left (chunks
+of an uncommitted version, an original no document uses) is cleaned by a later write.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import time
 from pathlib import Path
 
 from pipelines.embedder import Embedder
+from pipelines.indexing import Indexer
+from pipelines.originals import Originals
 from pipelines.retrieval import Searcher
 from pipelines.store import ChromaStore
 from testkit.documents import SENTENCES
@@ -43,6 +49,10 @@ def check_consistent(data_dir: Path, embedder: Embedder) -> tuple[int, int, set[
         assert len(hits) == document.chunks, document.source
         assert {h.version for h in hits} == {document.version}
         assert sorted(h.chunk_index for h in hits) == list(range(document.chunks))
+    for document in documents:  # never visible without its original, and that is the file's bytes
+        path = Originals(data_dir / "originals").path(document.content_hash)
+        assert path is not None, document.source
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == document.content_hash
     visible = sum(d.chunks for d in documents)
     leftovers = store.count() - visible
     with store.writing():  # the next writer cleans what the killed one left
@@ -126,3 +136,69 @@ def lock_is_held(lock: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def kept(data_dir: Path) -> set[str]:
+    """Every file under the originals' directory (temporary ones too)."""
+    return {p.name for p in (data_dir / "originals").rglob("*") if p.is_file()}
+
+
+def test_sigkill_after_the_original_is_written_leaves_an_orphan_that_a_later_write_sweeps(
+    tmp_path: Path, model_dir: Path, embedder: Embedder
+) -> None:
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "RAG_EMBEDDING_MODEL": str(model_dir),
+        "RAG_DATA_DIR": str(data),
+        "RAG_CHUNK_TOKENS": "48",
+        "RAG_CHUNK_OVERLAP": "8",
+    }
+    first = corpus(tmp_path / "v1", 1)
+    assert ingest(first, env).wait(timeout=300) == 0
+    second = corpus(tmp_path / "v1", 2)
+    new_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in second.iterdir()}
+
+    # Kill a replacing run the moment a new version's original appears: after it is written, before
+    # (or just after) its document's commit.
+    orphans: set[str] = set()
+    for kill in range(3):
+        process = ingest(second, env)
+        written = kill_when_kept(process, data / "originals", new_hashes - kept(data))
+        assert written is not None, f"kill {kill}: the run ended before it wrote an original"
+        documents, _, live = check_consistent(data, embedder)
+        assert documents == 24
+        orphans |= kept(data) - live
+    assert orphans & new_hashes, "no kill landed between an original and its commit"
+
+    # A later write (here with no grace, as if the orphans were old) sweeps them; the live keep theirs.
+    extra = SENTENCES[1].encode()
+    store = ChromaStore.persistent(data)
+    indexer = Indexer(embedder, store, 48, 8, originals=Originals(data / "originals", grace=0))
+    assert indexer.ingest_bytes("追加.txt", extra).status == "added"
+    assert kept(data) == {d.content_hash for d in store.documents()}
+    store.close()
+
+    assert ingest(second, env).wait(timeout=300) == 0  # a re-run finishes the job
+    store = ChromaStore.persistent(data)
+    live = {d.content_hash for d in store.documents()}
+    store.close()
+    assert live == new_hashes | {hashlib.sha256(extra).hexdigest()}
+    assert kept(data) == live  # each old version's original went as it was replaced
+    print(f"killed 3 times after an original was written; orphans swept: {len(orphans)}")
+
+
+def kill_when_kept(process: subprocess.Popen[bytes], root: Path, hashes: set[str]) -> str | None:
+    """SIGKILL ``process`` as soon as the original of one of ``hashes`` is in ``root``; returns that hash."""
+    paths = {root / h[:2] / h: h for h in hashes}
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        for path, digest in paths.items():
+            if path.exists():
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return digest
+        time.sleep(0.0005)
+    process.kill()
+    process.wait()
+    return None
