@@ -498,7 +498,7 @@ def _show(pipelines: Pipelines, document: StoredDocument, chunk: StoredChunk, pa
             rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in view.rows]
             if view.sheet:
                 st.caption(f"シート {escape_markdown(view.sheet)}")
-            st.dataframe(rows, hide_index=True, key="view-rows")
+            st.table(rows)  # plain cells: escaped text, readable by a screen reader
         elif kind == "slide":
             slide = slide_view(
                 document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -148,13 +148,13 @@ class _Recognised:
 _PAGE_SECONDS = 120
 
 
-def _run(program: str, name: str, png: Path, langs: str) -> _Recognised:
-    """One Tesseract run on ``png``: its text and how sure it was, from the ``txt`` and ``tsv`` outputs."""
-    out = png.with_name(f"{png.stem}-{langs.replace('+', '_')}")
+def run_tesseract(program: str, name: str, png: Path, out: Path, langs: str, outputs: Sequence[str]) -> None:
+    """Run Tesseract on ``png`` (page layout analysis, ``langs``), writing ``out`` with each suffix of
+    ``outputs`` (``txt``, ``tsv``); a failure, or a page past ``_PAGE_SECONDS``, is an ``IngestError``."""
     # OpenMP threads inside one Tesseract run make it slower on a small machine (measured: 2 cores,
     # 0.6 s a page with one thread, 1.2 s with two); pages run side by side instead (ingest/pdf.py).
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    command = [program, str(png), str(out), "--psm", "3", "-l", langs, "txt", "tsv"]
+    command = [program, str(png), str(out), "--psm", "3", "-l", langs, *outputs]
     # A page that takes minutes is refused; coreutils' timeout also ends Tesseract when the process that
     # started it is killed first (ingest/isolation.py stops a file that runs out of time), not only here.
     guard = shutil.which("timeout")
@@ -177,6 +177,12 @@ def _run(program: str, name: str, png: Path, langs: str) -> _Recognised:
             f"{name}: Tesseract が文字の読み取りに失敗しました（終了コード {done.returncode}: {detail[0]}）。"
             "画像の解像度を下げるか、別の形式で保存し直してください。"
         )
+
+
+def _run(program: str, name: str, png: Path, langs: str) -> _Recognised:
+    """One Tesseract run on ``png``: its text and how sure it was, from the ``txt`` and ``tsv`` outputs."""
+    out = png.with_name(f"{png.stem}-{langs.replace('+', '_')}")
+    run_tesseract(program, name, png, out, langs, ("txt", "tsv"))
     text = out.with_suffix(".txt").read_text(encoding="utf-8", errors="replace")
     weighted, chars = 0.0, 0
     for row in out.with_suffix(".tsv").read_text(encoding="utf-8", errors="replace").splitlines()[1:]:

@@ -13,9 +13,7 @@ import bisect
 import ctypes
 import io
 import math
-import os
 import re
-import subprocess
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -24,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ingest.document import Place, Section
-from ingest.errors import FileTimeoutError, FormatError, IngestError, MissingToolError, PdfError
+from ingest.errors import FormatError, PdfError
 from ingest.limits import DEFAULT_LIMITS, Limits, check_pixels, guard_pillow
 from ingest.loaders import load_bytes
 from ingest.normalize import PagedText, join_sections, normalize_text
-from ingest.ocr import DEFAULT_OCR, IMAGE_SUFFIXES, PACKAGES, OcrOptions, close_japanese_spaces, garbled, tesseract
+from ingest.ocr import DEFAULT_OCR, IMAGE_SUFFIXES, OcrOptions, close_japanese_spaces, garbled, run_tesseract, tesseract
 
 if TYPE_CHECKING:
     import pypdfium2
@@ -52,8 +50,6 @@ _MIN_PIECE = 4
 _EDGE = 20
 # Where a passage is cut into pieces that are looked for on the page.
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])|\n")
-# The most one Tesseract run on one page may take.
-_OCR_SECONDS = 120
 # Characters of context shown before and after a passage in ``document_view``.
 CONTEXT_CHARS = 1_500
 # Where context is best cut: after a sentence's end or a line break.
@@ -377,24 +373,7 @@ def _ocr_marks(name: str, image: Image.Image, passage: str, ocr: OcrOptions, dpi
 def _ocr_words(program: str, name: str, png: Path, langs: str) -> list[tuple[str, Box]]:
     """The words Tesseract reads in ``png`` (its ``tsv`` output, level 5), with their boxes, in reading order."""
     out = png.with_name(f"words-{langs.replace('+', '_')}")
-    command = [program, str(png), str(out), "-l", langs, "--psm", "3", "tsv"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, check=False, timeout=_OCR_SECONDS, env={**os.environ, "OMP_THREAD_LIMIT": "1"}
-        )
-    except subprocess.TimeoutExpired as error:
-        raise FileTimeoutError(
-            f"{name}: ページの文字の読み取りが {_OCR_SECONDS} 秒で終わらなかったため、印を付けずに中止しました。"
-        ) from error
-    except OSError as error:
-        raise MissingToolError(
-            f"{name}: Tesseract を起動できません（{error}）。`apt-get install {PACKAGES}` で入れ直してください。"
-        ) from error
-    if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        raise IngestError(
-            f"{name}: Tesseract が文字の読み取りに失敗しました（終了コード {done.returncode}: {detail[0]}）。"
-        )
+    run_tesseract(program, name, png, out, langs, ("tsv",))
     words = []
     for row in out.with_suffix(".tsv").read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
         fields = row.split("\t", 11)
