@@ -224,7 +224,9 @@ def _forget_answer() -> None:
     st.session_state.pop("answer", None)
 
 
-def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> None:
+def answer_panel(
+    answerer: Answerer | None, question: str, hits: list[Hit], emphases: list[tuple[int, int]] | None = None
+) -> None:
     """The answer built from the passages found, written out as the model streams it, with its sources.
 
     The answer is kept for its question and passages, so that the page's other actions do not ask the
@@ -262,6 +264,8 @@ def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> N
         slot.markdown(escape_markdown(result.text))
     else:
         slot.warning(escape_markdown(result.text))
+    # a citation opens the page its passage's sentence closest to the question is on, as the card does
+    pages = {hit.rank: _focus_number(hit, span[0]) for hit, span in zip(hits, emphases or [], strict=False)}
     for citation in result.citations:
         where = f" ・ {escape_markdown(citation.location)}" if citation.location else ""
         st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)}{where}")
@@ -269,7 +273,7 @@ def answer_panel(answerer: Answerer | None, question: str, hits: list[Hit]) -> N
             f"[{citation.n}] の原文を開く",
             key=f"cite-{citation.n}",
             on_click=open_view,
-            args=(citation.source, citation.chunk_index, citation.page),
+            args=(citation.source, citation.chunk_index, pages.get(citation.rank, citation.page)),
             type="tertiary",
         )
     if result.dropped:
@@ -374,7 +378,7 @@ def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     for hit, emphasis in zip(hits, emphases, strict=True):
         show_hit(pipelines, hit, terms, emphasis)
     with answer_slot:
-        answer_panel(pipelines.answerer, question, hits)
+        answer_panel(pipelines.answerer, question, hits, emphases)
 
 
 # The view of a passage in its original file (「原文を開く」), opened from a card, a citation or a link.
@@ -411,16 +415,21 @@ def download_name(source: str) -> str:
     return PurePosixPath(source).name or "document"
 
 
+def _focus_number(hit: Hit, offset: int) -> int | None:
+    """The page (or slide) of the character at ``offset`` of a hit's text."""
+    place = hit.place_at(offset)
+    return place.page or place.slide
+
+
 def card_actions(pipelines: Pipelines, hit: Hit, focus: int) -> None:
     """A card's doors into the original: open it at the sentence closest to the question, and download it."""
-    place = hit.place_at(focus)
     kept = pipelines.originals.path(hit.content_hash) is not None
     left, right = st.columns(2)
     left.button(
         "原文を開く",
         key=f"open-{hit.rank}",
         on_click=open_view,
-        args=(hit.source, hit.chunk_index, place.page or place.slide),
+        args=(hit.source, hit.chunk_index, _focus_number(hit, focus)),
         disabled=not kept,
         help=None if kept else _NOT_KEPT,
     )
@@ -501,15 +510,18 @@ def _show(pipelines: Pipelines, document: StoredDocument, chunk: StoredChunk, pa
             st.table(rows)  # plain cells: escaped text, readable by a screen reader
         elif kind == "slide":
             slide = slide_view(
-                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
+                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text, slide=page
             )
             st.caption(f"スライド {slide.slide}")
             st.markdown("  \n".join(_mark(line) if marked else escape_markdown(line) for line, marked in slide.lines))
         else:
+            # a few lines either side, so that the passage shows without scrolling; the download has the rest
             text = document_view(
-                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
+                document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text, context=400
             )
-            with st.container(height=420, key="view-text"):
+            if text.place.heading:
+                st.caption(escape_markdown(" > ".join(text.place.heading)))
+            with st.container(height=480, key="view-text"):
                 st.markdown(
                     escape_markdown(text.before)
                     + ("  \n" if text.before else "")

@@ -1,6 +1,6 @@
 """OCR accuracy and speed on Japanese pages drawn at 300 dpi, 横書き and 縦書き.
 
-    .venv/bin/python bench/ocr_accuracy.py [--pages N] [--chars C] [--workers W]
+    .venv/bin/python bench/ocr_accuracy.py [--pages N] [--chars C] [--workers W] [--only horizontal|vertical]
 
 Draws N A4 pages at 300 dpi (2480×3508 pixels) of JSQuAD contexts (``bench/data.py``; the test
 sentences of ``testkit/documents.py`` when JGLUE is not there), each about C characters in IPA Gothic
@@ -8,7 +8,7 @@ at 10.5 pt (44 pixels), once 横書き and once 縦書き (columns right to left
 ``ingest.ocr.recognise`` as the product does. Prints, for each orientation, the character accuracy
 (1 − edit distance / reference length, NFKC, whitespace removed; ``testkit.scans.char_accuracy``) and
 the median seconds per page; then the same for one Tesseract pass with every language (the strategy
-``recognise`` does not take); then seconds per page when W pages are read side by side.
+``recognise`` does not take); then seconds per page when W pages are read side by side. ``--only`` measures one orientation.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=4)
     parser.add_argument("--chars", type=int, default=1200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=("horizontal", "vertical"), help="measure one orientation only")
     args = parser.parse_args()
     options = OcrOptions()
     program = tesseract(options.langs)
@@ -71,7 +72,8 @@ def main() -> None:
     print(
         f"{args.pages} pages of {statistics.mean(sum(map(len, lines)) for lines in texts):.0f} characters, A4 300 dpi"
     )
-    for vertical in (False, True):
+    orientations = {"horizontal": (False,), "vertical": (True,), None: (False, True)}[args.only]
+    for vertical in orientations:
         label = "縦書き" if vertical else "横書き"
         images = [scan_image(lines, vertical=vertical, size=A4_300DPI, font_px=FONT_PX) for lines in texts]
         for image in images:

@@ -248,7 +248,8 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             result |= answerer.answer(args.question, hits).to_dict() | {"error": None}
         except GenerationError as error:
             result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
-        _dump(result | {"hits": [hit.to_dict() for hit in hits]}, out)
+        found = [_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, args, hits), strict=True)]
+        _dump(result | {"hits": found}, out)
         if result["error"]:
             err.write(f"エラー: {result['error']}\n")
         return 1 if result["error"] else 0

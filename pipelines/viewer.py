@@ -247,6 +247,8 @@ def render_page(
         return _render_image(name, data, page, passage, limits, ocr)
     import pypdfium2
 
+    guard_pillow(limits)  # Pillow's guard is process-wide: the page is drawn within these limits, checked below
+
     try:
         document = pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError as error:
@@ -561,14 +563,17 @@ def slide_view(
     *,
     limits: Limits = DEFAULT_LIMITS,
     expected: str | None = None,
+    slide: int | None = None,
 ) -> SlideView:
-    """The slide of a PowerPoint file that the passage ``char_start:char_end`` starts on: each of its text
-    lines (the notes last, as 「ノート: …」) and whether the line is in the passage.
+    """A slide of a PowerPoint file that the passage ``char_start:char_end`` is on: each of its text lines
+    (the notes last, as 「ノート: …」) and whether the line is in the passage.
 
-    A passage that runs on to the next slide shows the slide it starts on. ``expected``: as ``document_view``.
+    ``slide``: which of the passage's slides (the one its sentence closest to the question is on); the
+    slide it starts on when None or not one of them. ``expected``: as ``document_view``.
     """
     read = _reread(name, data, char_start, char_end, limits, None, expected)
-    slide = read.sections[read.touched(char_start, char_end)[0]].place.slide
+    slides = [read.sections[index].place.slide for index in read.touched(char_start, char_end)]
+    slide = slide if slide in slides else slides[0]
     if slide is None:
         raise ValueError(f"{name}: スライドのあるファイルではありません。")
     lines = []

@@ -170,13 +170,14 @@ def test_limit_settings_default_to_the_loaders_limits() -> None:
         "max_zip_mb",
         "max_zip_entries",
         "max_zip_ratio",
+        "max_merged_cells",
         "seconds_per_file",
         "reader_memory_mb",
     )
 
 
 def test_limit_settings_reach_the_indexer(embedder: Embedder, tmp_path: Path) -> None:
-    values = dict(zip(LIMITS, (10, 20_000, 1_000_000, 5, 30, 50, 60, 2048), strict=True))
+    values = dict(zip(LIMITS, (10, 20_000, 1_000_000, 5, 30, 50, 7_000, 60, 2048), strict=True))
     store = ChromaStore.persistent(tmp_path / "limits")
     try:
         settings = Settings.from_env({f"RAG_{name.upper()}": str(value) for name, value in values.items()})

@@ -297,7 +297,7 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
             page.get_by_label("質問").press("Enter")
         for page, own in zip(pages, files, strict=True):
             first = page.locator("[class*='st-key-card-1']")
-            expect(first).to_contain_text(f"{own.name} ・ ページなし", timeout=60_000)
+            expect(first).to_contain_text(f"{own.name} ・ チャンク", timeout=60_000)
         browser.close()
 
     store = ChromaStore.persistent(tmp_path / "data")

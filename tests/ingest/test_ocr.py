@@ -141,3 +141,21 @@ def test_ordinary_pages_are_not_garbled(text: str) -> None:
 )
 def test_spaces_between_japanese_characters_are_closed(text: str, closed: str) -> None:
     assert close_japanese_spaces(text) == closed
+
+
+COLUMNS = (
+    "梅雨は、北海道と小笠原諸島を除く日本、朝鮮半島南部、中国の南部から長江流域にかけての沿海部、"
+    "および台湾など、東アジアの広範囲においてみられる特有の気象現象で、五月から七月にかけて毎年巡ってくる。",
+    "性質の違う二つの空気がぶつかる所は大気の状態が不安定になり、前線が発生する。",
+    "梅雨前線を構成する気団はいずれも勢力が拮抗しているため、ほぼ同じ地域を南北にゆっくりと移動する停滞前線となる。",
+)
+
+
+@requires_ocr
+def test_vertical_columns_are_read_right_to_left() -> None:
+    # each paragraph wraps into several columns: they must come out in order, not block by block
+    text = recognise("梅雨.png", scan_image(COLUMNS, vertical=True, size=(1000, 1000)), OcrOptions())
+    assert char_accuracy("".join(COLUMNS), text) >= 0.95
+    compact = "".join(text.split())
+    assert compact.index("梅雨は") < compact.index("性質の違う") < compact.index("梅雨前線を構成")
+    assert len(text.splitlines()) == len(COLUMNS)  # a paragraph's columns join, paragraphs do not
