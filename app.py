@@ -572,7 +572,7 @@ def _page_view(
         st.caption(f"この箇所は {describe(chunk.place, chunk.place_end)} にあります。")
     elif image.boxes == 0:
         st.caption("このページでは箇所に印を付けられませんでした。")
-    st.image(image.png, alt=image.alt, caption=image.alt)
+    st.image(image.png, alt=image.alt, caption=image.alt, width=760)  # a page as large as a screen shows it
 
 
 def _kind_of(source: str) -> str:

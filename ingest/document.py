@@ -38,11 +38,15 @@ class Section:
 
     ``flows``: a sentence left open at the end of the section before may go on in this one (a PDF page
     that a page break cut mid-sentence). Sections of structured files (rows, slides, paragraphs) do not.
+    ``wrapped``: a line break inside the section may be a wrap in the middle of a sentence, to be
+    re-joined (PDF pages, OCR, plain text); False where every line break is meant (a table row's
+    ``列名: 値`` lines, a slide's lines, line breaks in a Word paragraph or an HTML block).
     """
 
     text: str
     place: Place = NOWHERE
     flows: bool = False
+    wrapped: bool = True
 
 
 @dataclass(frozen=True)

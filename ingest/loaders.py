@@ -9,6 +9,7 @@ Readers are imported when first used, so a process that reads only text never im
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -172,6 +173,8 @@ FORMATS = (
     Format("csv", "CSV", (".csv", ".tsv"), _read_csv),
     Format("image", "画像（OCR）", (".png", ".jpg", ".jpeg", ".tif", ".tiff"), _read_image),
 )
+# Formats whose line breaks are all meant, never wraps in the middle of a sentence (Section.wrapped).
+_LINES_MEANT = frozenset({"docx", "xlsx", "pptx", "html", "csv"})
 # Legacy Office files, converted by LibreOffice to the format after the arrow, then read as it.
 LEGACY = {".doc": ".docx", ".xls": ".xlsx", ".ppt": ".pptx"}
 _BY_SUFFIX = {suffix: f for f in FORMATS for suffix in f.suffixes}
@@ -219,6 +222,9 @@ def load_bytes(name: str, data: bytes, limits: Limits = DEFAULT_LIMITS, ocr: Ocr
         read_name, read_data = convert_legacy(name, data, limits)
         notes = (f"LibreOffice で {LEGACY[suffix]} に変換して読みました",)
     reading = fmt.read(read_name, read_data, limits, ocr)
+    if fmt.kind in _LINES_MEANT:
+        sections = tuple(dataclasses.replace(s, wrapped=False) for s in reading.sections)
+        reading = dataclasses.replace(reading, sections=sections)
     if not any(s.text.strip("\x00 \t\r\n\f\u3000") for s in reading.sections):
         raise EmptyDocumentError(f"{name}: 文字がありません（空白だけのファイルです）。")
     return LoadedFile(

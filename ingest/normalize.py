@@ -136,11 +136,11 @@ class _Line:
         return "".join(self.pieces)
 
 
-def _unwrap(paragraph: str) -> str:
+def _unwrap(paragraph: str, rejoin: bool = True) -> str:
     lines = paragraph.split("\n")
     out = [_Line(lines[0].strip())]
     for line in lines[1:]:
-        if continues(out[-1].view(), line):
+        if rejoin and continues(out[-1].view(), line):
             piece = line.strip()
             out[-1].add(_joiner(out[-1].tail, piece) + piece)
         else:
@@ -149,13 +149,16 @@ def _unwrap(paragraph: str) -> str:
     return "\n".join(line for line in cleaned if line)
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, rejoin: bool = True) -> str:
     """Normalise one page of Japanese text for indexing and display.
 
     NFKC (full-width ASCII to half-width, half-width katakana to full-width), no control or
     zero-width characters, ``\\n`` line ends, lines broken mid-sentence re-joined without a space
     between Japanese characters, runs of spaces collapsed, and paragraphs (blank lines, or an
     indented line) kept as one blank line. Normalising twice changes nothing.
+
+    ``rejoin``: False for text whose line breaks are all meant (a table row's ``列名: 値`` lines, a
+    slide's lines, a Word paragraph's breaks): its lines are kept as they are.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n")
     text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
@@ -163,7 +166,7 @@ def normalize_text(text: str) -> str:
     text = _INVISIBLE.sub("", text)
     text = _INDENTED_LINE.sub("\n\n", text)
     paragraphs = _BLANK_LINES.split(text)
-    unwrapped = (_unwrap(p) for p in paragraphs)
+    unwrapped = (_unwrap(p, rejoin) for p in paragraphs)
     return "\n\n".join(p for p in unwrapped if p)
 
 
@@ -223,7 +226,7 @@ def join_sections(sections: Iterable[Section]) -> PagedText:
     places: list[Place] = []
     titles: list[bool] = []
     for section in sections:
-        page = normalize_text(section.text)
+        page = normalize_text(section.text, rejoin=section.wrapped)
         if not page:
             continue
         if parts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from ingest.chunking import chunk_text
@@ -76,3 +78,22 @@ def test_a_markdown_file_keeps_its_heading_paths() -> None:
     assert loaded.kind == "markdown"
     assert [s.place.heading for s in loaded.sections] == [("定例会議",), ("定例会議", "決定事項")]
     assert loaded.pages == 0
+
+
+def test_lines_that_are_meant_stay_lines() -> None:
+    # a table row's 列名: 値 lines end without 。, as a PDF line broken mid-sentence does: only the
+    # wrapped kinds of text are re-joined
+    row = "品目: みかん\n産地: 愛媛\n単価: 80"
+    assert join_sections([Section(row, Place(row=4), wrapped=False)]).text == row
+    assert join_sections([Section("この文は途中で\n折り返されている。")]).text == "この文は途中で折り返されている。"
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["品目", "産地", "単価"])
+    sheet.append(["みかん", "愛媛", 80])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    loaded = load_bytes("青果.xlsx", buffer.getvalue())
+    assert join_sections(loaded.sections).text == row

@@ -220,7 +220,7 @@ def test_document_view_refuses_a_passage_that_is_not_there() -> None:
 
 def test_rows_view_xlsx_marks_the_rows_and_keeps_to_the_sheet() -> None:
     data = make_xlsx()
-    passage = "日付: 2024-04-02 09:30商品: みかん金額: 80確認: FALSE"
+    passage = "日付: 2024-04-02 09:30\n商品: みかん\n金額: 80\n確認: FALSE"  # a row: its lines kept
     start, end = span_of("売上.xlsx", data, passage)
     view = rows_view("売上.xlsx", data, start, end, around=1, expected=passage)
     assert view.sheet == "売上"
@@ -247,7 +247,7 @@ def test_rows_view_csv_passage_over_two_rows() -> None:
 
 def test_slide_view_marks_the_lines_of_the_passage() -> None:
     data = make_pptx()
-    passage = "地域: 東日本売上: 1,200\n\n地域: 西日本売上: 900"
+    passage = "地域: 東日本\n売上: 1,200\n\n地域: 西日本\n売上: 900"
     start, end = span_of("報告.pptx", data, passage)
     view = slide_view("報告.pptx", data, start, end, expected=passage)
     assert view.slide == 2
