@@ -118,7 +118,7 @@ def _owner_file(name: str) -> bool:
 def _skipped(source: str) -> FileReport:
     name = source.rsplit("/", 1)[-1]
     reason = "Office が開いている間だけ置く一時ファイル（~$）" if _owner_file(name) else unsupported_reason(source)
-    return FileReport(source, "skipped", message=f"スキップ: {reason}")
+    return FileReport(source, "skipped", message=reason)
 
 
 class Indexer:

@@ -163,8 +163,8 @@ def _first(question: str) -> dict[str, Any]:
 
 def test_every_format_is_stored_and_unsupported_files_are_named(ingested: dict[str, Any]) -> None:
     statuses = {f["source"]: (f["status"], f["message"]) for f in ingested["files"]}
-    assert statuses.pop("setup.exe") == ("skipped", "スキップ: 対応していない形式（.exe）")
-    assert statuses.pop("~$出張規程.docx") == ("skipped", "スキップ: Office が開いている間だけ置く一時ファイル（~$）")
+    assert statuses.pop("setup.exe") == ("skipped", "対応していない形式（.exe）")
+    assert statuses.pop("~$出張規程.docx") == ("skipped", "Office が開いている間だけ置く一時ファイル（~$）")
     assert {source: status for source, (status, _) in statuses.items()} == dict.fromkeys(
         [source for source, _ in QUESTIONS.values()], "added"
     ), statuses

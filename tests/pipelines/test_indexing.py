@@ -70,7 +70,7 @@ def test_round_trip_finds_each_passage_with_its_cosine(indexer: Indexer, corpus:
         ("東京.txt", "added"),
         ("無視される.exe", "skipped"),
     ]
-    assert reports[-1].message == "スキップ: 対応していない形式（.exe）"
+    assert reports[-1].message == "対応していない形式（.exe）"
     searcher = Searcher(embedder, indexer.store)
     for passage, source in [(CAT, "sub/猫.txt"), (FUJI, "東京.txt"), (KYOTO, "京都.md")]:
         hits = searcher.search(passage, k=3, mode="dense")
