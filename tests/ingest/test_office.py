@@ -463,3 +463,41 @@ def test_a_password_protected_office_file_is_refused_as_such(name: str) -> None:
     read = {".docx": read_docx, ".xlsx": read_xlsx, ".pptx": read_pptx}[name[-5:]]
     with pytest.raises(FormatError, match=rf"^{name}: パスワードで保護された Office ファイルか"):
         read(name, data, DEFAULT_LIMITS)
+
+
+LAUGHS = (
+    b'<!DOCTYPE worksheet [<!ENTITY a "'
+    + b"\xe7\xac\x91" * 10
+    + b'">'
+    + b"".join(b'<!ENTITY %c "%s">' % (98 + i, b"&%c;" % (97 + i) * 10) for i in range(8))
+    + b"]>"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "part", "read"),
+    [
+        ("爆弾.xlsx", "xl/worksheets/sheet1.xml", read_xlsx),
+        ("爆弾.docx", "word/document.xml", read_docx),
+        ("爆弾.pptx", "ppt/slides/slide1.xml", read_pptx),
+    ],
+)
+def test_entity_expansion_is_never_performed(name: str, part: str, read: Reader) -> None:
+    # billion laughs: ten to the ninth 笑 from a few hundred bytes, declared in the part's DTD
+    make = {".xlsx": make_xlsx, ".docx": make_docx, ".pptx": make_pptx}[name[-5:]]
+
+    def declare(xml: bytes) -> bytes:
+        head, separator, body = xml.partition(b"?>")
+        return head + separator + LAUGHS + body if separator else LAUGHS + xml
+
+    started = time.perf_counter()
+    outcome: Reading | IngestError
+    try:
+        outcome = read(name, rewrite(make(), part, declare), DEFAULT_LIMITS)
+    except IngestError as error:  # refused (openpyxl with defusedxml)
+        outcome = error
+    assert time.perf_counter() - started < 5
+    if isinstance(outcome, IngestError):
+        assert str(outcome).startswith(f"{name}: ")
+    else:  # or read with the entities left unexpanded (lxml with resolve_entities off)
+        assert sum(len(s.text) for s in outcome.sections) < 10_000
