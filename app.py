@@ -14,7 +14,7 @@ import streamlit as st
 from ingest.document import describe
 from ingest.errors import IngestError
 from ingest.limits import Limits
-from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.loaders import SUPPORTED_SUFFIXES, kind_of
 from ingest.ocr import OcrOptions
 from pipelines.answer import Answer, Answerer
 from pipelines.choices import MODE_LABELS, MODES, Mode
@@ -391,12 +391,14 @@ def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
 PARAMS = ("doc", "chunk", "page")
 
 
+def _view_params(source: str, chunk: int, page: int | None) -> dict[str, str]:
+    """The query parameters that address a passage's view."""
+    return {"doc": source, "chunk": str(chunk), **({"page": str(page)} if page else {})}
+
+
 def open_view(source: str, chunk: int, page: int | None) -> None:
     """Point the address at a passage's view (a button's callback: the page then reruns and shows it)."""
-    params = {"doc": source, "chunk": str(chunk)}
-    if page:
-        params["page"] = str(page)
-    st.query_params.from_dict(params)
+    st.query_params.from_dict(_view_params(source, chunk, page))
 
 
 def close_view() -> None:
@@ -406,8 +408,7 @@ def close_view() -> None:
 
 def link(source: str, chunk: int, page: int | None) -> str:
     """The relative link that reopens a view."""
-    params = {"doc": source, "chunk": str(chunk), **({"page": str(page)} if page else {})}
-    return "?" + urllib.parse.urlencode(params)
+    return "?" + urllib.parse.urlencode(_view_params(source, chunk, page))
 
 
 def download_name(source: str) -> str:
@@ -495,7 +496,7 @@ def _show(pipelines: Pipelines, document: StoredDocument, chunk: StoredChunk, pa
         f" ・ チャンク {chunk.chunk_index}"
     )
     limits = pipelines.indexer.limits
-    kind = view_for(document.kind or _kind_of(document.source))
+    kind = view_for(document.kind or kind_of(document.source))  # stored before kinds were kept: by name
     try:
         if kind == "page":
             ocr = OcrOptions(mode=pipelines.settings.ocr, langs=pipelines.settings.ocr_langs)
@@ -573,12 +574,6 @@ def _page_view(
     elif image.boxes == 0:
         st.caption("このページでは箇所に印を付けられませんでした。")
     st.image(image.png, alt=image.alt, caption=image.alt, width=760)  # a page as large as a screen shows it
-
-
-def _kind_of(source: str) -> str:
-    """A document stored before formats were kept: its kind from its extension."""
-    suffix = PurePosixPath(source).suffix.lower()
-    return {".pdf": "pdf", ".xlsx": "xlsx", ".csv": "csv", ".pptx": "pptx"}.get(suffix, "text")
 
 
 if __name__ == "__main__":

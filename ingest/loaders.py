@@ -192,9 +192,20 @@ def unsupported_reason(name: str) -> str:
     return f"対応していない形式（{suffix or '拡張子なし'}）"
 
 
-def _format_for(name: str) -> Format:
+def _lookup(name: str) -> Format | None:
     suffix = Path(name).suffix.lower()
-    found = _BY_SUFFIX.get(LEGACY.get(suffix, suffix))
+    return _BY_SUFFIX.get(LEGACY.get(suffix, suffix))
+
+
+def kind_of(name: str) -> str:
+    """The kind of file a name says it is (``pdf``, ``docx``, …; legacy ``.doc`` is ``docx``), by its
+    extension; ``text`` for a name no reader takes."""
+    found = _lookup(name)
+    return found.kind if found else "text"
+
+
+def _format_for(name: str) -> Format:
+    found = _lookup(name)
     if found is None:
         supported = "、".join(SUPPORTED_SUFFIXES)
         raise UnsupportedFileError(f"{name}: {unsupported_reason(name)}のため読めません。対応形式: {supported}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -160,6 +161,7 @@ class Indexer:
         self.limits = limits
         self.reader: Reader = reader or InProcessReader()
         self.originals = originals
+        self._swept_at: float | None = None
         self._bound = False
 
     @property
@@ -280,9 +282,19 @@ class Indexer:
             self.originals.remove(content_hash)
 
     def _sweep(self) -> None:
-        """At the start of a write: remove the originals a dead run left behind (old enough to be no one's)."""
-        if self.originals is not None:
-            self.originals.sweep(self._live_hashes())
+        """At the start of a write: remove the originals a dead run left behind (old enough to be no one's).
+
+        Only orphans older than the originals' ``grace`` go, so sweeping more often than a tenth of it
+        finds nothing new: a folder of a thousand files reads the registry for it once a minute, not
+        once a file.
+        """
+        if self.originals is None:
+            return
+        now = time.monotonic()
+        if self._swept_at is not None and now - self._swept_at < self.originals.grace / 10:
+            return
+        self.originals.sweep(self._live_hashes())
+        self._swept_at = now
 
     def _live_hashes(self) -> set[str]:
         return {d.content_hash for d in self.store.documents()}
