@@ -553,7 +553,7 @@ def _page_view(
     first = chunk.place.page or 1
     last = chunk.place_end.page or first
     number = page if page is not None and page >= 1 else first
-    image = render_page(document.source, data, min(number, max(document.pages, 1)), chunk.text, limits=limits, ocr=ocr)
+    image = render_page(document.source, data, number, chunk.text, limits=limits, ocr=ocr)
     before, after = st.columns(2)
     before.button(
         "前のページ",
