@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ingest.errors import EncodingError
+from ingest.limits import Limits, check_chars
 
 # Encodings tried on a file without a byte-order mark, after UTF-8.
 _CANDIDATES = ("cp932", "euc_jp", "utf-16-le", "utf-16-be")
@@ -92,3 +93,20 @@ def decode_text(data: bytes, name: str = "") -> tuple[str, str]:
         f"{name}: 文字コードを判別できません（UTF-8、Shift_JIS、EUC-JP、UTF-16 のいずれでもありません）。"
         "テキストファイルでなければ拡張子が合っているか確かめ、テキストなら UTF-8 で保存し直してください。"
     )
+
+
+def check_encoded_size(name: str, data: bytes, limits: Limits) -> None:
+    """Refuse bytes too many to be within ``limits.max_chars`` in any encoding ``decode_text`` reads.
+
+    Each takes at most 4 bytes a character after a BOM of at most 3, so a file this long is over the
+    limit however it decodes: refused before the slow plausibility scan.
+    """
+    check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
+
+
+def decode_within(name: str, data: bytes, limits: Limits) -> tuple[str, str]:
+    """``decode_text`` for a file that must keep to ``limits.max_chars``, checked before and after decoding."""
+    check_encoded_size(name, data, limits)
+    text, encoding = decode_text(data, name)
+    check_chars(name, len(text), limits)
+    return text, encoding

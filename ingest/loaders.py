@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.document import Place, Reading, Section
-from ingest.encoding import decode_text
+from ingest.encoding import decode_within
 from ingest.errors import EmptyDocumentError, UnsupportedFileError
-from ingest.limits import DEFAULT_LIMITS, Limits, check_chars
+from ingest.limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from ingest.ocr import OcrOptions
@@ -53,17 +53,8 @@ def content_hash(data: bytes) -> str:
 
 
 def _read_text(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
-    text, encoding = _decode(name, data, limits)
+    text, encoding = decode_within(name, data, limits)
     return Reading((Section(text),), encoding)
-
-
-def _decode(name: str, data: bytes, limits: Limits) -> tuple[str, str]:
-    # Every candidate encoding takes at most 4 bytes a character (after a BOM of at most 3), so a file
-    # this long is over the limit however it decodes: refused before the slow plausibility scan.
-    check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
-    text, encoding = decode_text(data, name)
-    check_chars(name, len(text), limits)
-    return text, encoding
 
 
 # An ATX heading (# to ######) and a code fence, which hides headings until it closes.
@@ -103,7 +94,7 @@ def markdown_sections(text: str) -> tuple[Section, ...]:
 
 
 def _read_markdown(name: str, data: bytes, limits: Limits, options: OcrOptions) -> Reading:
-    text, encoding = _decode(name, data, limits)
+    text, encoding = decode_within(name, data, limits)
     return Reading(markdown_sections(text), encoding)
 
 

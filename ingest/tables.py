@@ -15,9 +15,9 @@ import io
 from pathlib import Path
 
 from ingest.document import Place, Reading, Section
-from ingest.encoding import decode_text
+from ingest.encoding import decode_within
 from ingest.errors import FormatError
-from ingest.limits import Limits, check_chars
+from ingest.limits import Limits
 
 TABLE_SUFFIXES = (".csv", ".tsv")
 
@@ -97,10 +97,7 @@ def read_csv(name: str, data: bytes, limits: Limits) -> Reading:
     A file of a header alone is that row, its cells joined by " | ". Returns no sections for a file of
     blank records (the caller reports it empty).
     """
-    # Every encoding decode_text reads takes at most 4 bytes a character after a BOM of at most 3.
-    check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
-    text, encoding = decode_text(data, name)
-    check_chars(name, len(text), limits)
+    text, encoding = decode_within(name, data, limits)
     # No field can be longer than the text, so none is refused by the csv module's own size limit
     # (a process-wide setting, only ever raised here).
     csv.field_size_limit(max(csv.field_size_limit(), limits.max_chars + 1))

@@ -24,7 +24,7 @@ import lxml.html
 from lxml import etree
 
 from ingest.document import Place, Reading, Section
-from ingest.encoding import decode_text
+from ingest.encoding import check_encoded_size, decode_text
 from ingest.errors import EncodingError, FormatError
 from ingest.limits import Limits, check_chars
 
@@ -522,8 +522,7 @@ def read_html(name: str, data: bytes, limits: Limits) -> Reading:
     """
     if not data:
         return Reading(sections=())
-    # Every encoding read here takes at most 4 bytes a character after a BOM of at most 3 (see loaders).
-    check_chars(name, (len(data) - 3) // 4, limits, where="少なくとも ")
+    check_encoded_size(name, data, limits)  # every encoding read here is one decode_text reads too
     text, encoding, notes = _decode(name, data)
     check_chars(name, len(text), limits)
     root = _parse(name, text)

@@ -110,7 +110,7 @@ def test_text_far_over_the_limit_is_refused_before_it_is_decoded(monkeypatch: py
     def never(*args: object) -> tuple[str, str]:
         raise AssertionError("decoded a file that no encoding could bring under the limit")
 
-    monkeypatch.setattr("ingest.loaders.decode_text", never)
+    monkeypatch.setattr("ingest.encoding.decode_text", never)
     with pytest.raises(ResourceLimitError, match="（少なくとも 249 文字、上限 100 文字）"):
         load_bytes("ログ.md", b"a" * 1_000, Limits(max_chars=100))
 

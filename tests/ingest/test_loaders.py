@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ingest.document import Place, Section
+from ingest.encoding import decode_text
 from ingest.errors import EmptyDocumentError, EncodingError, PdfError, UnsupportedFileError
-from ingest.loaders import content_hash, decode_text, load_bytes, load_file
+from ingest.loaders import content_hash, load_bytes, load_file
 from testkit.documents import make_blank_pdf, make_pdf
 
 JAPANESE = "吾輩は猫である。名前はまだ無い。\r\nどこで生れたかとんと見当がつかぬ。①㈱～ｶﾀｶﾅ"
