@@ -194,7 +194,7 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 
 def _ocr(hit: Hit) -> str:
     """The card's word for a passage read from an image: its characters may be misrecognised."""
-    return "OCR で読み取り" if hit.place.ocr or hit.place_end.ocr else ""
+    return "OCR で読み取り" if hit.ocr else ""
 
 
 def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:

@@ -190,7 +190,7 @@ def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO) -> tuple[list
 
 def _hit_line(hit: Hit) -> str:
     page = hit.location or "-"
-    ocr = "（OCR）" if hit.place.ocr or hit.place_end.ocr else ""
+    ocr = "（OCR）" if hit.ocr else ""
     keyword = f"BM25 {hit.keyword_score:.2f}" if hit.keyword_score is not None else "BM25 -"
     places = f"意味 {hit.dense_rank or '圏外'}・キーワード {hit.keyword_rank or '圏外'}"
     rerank = f"  再ランキング {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""

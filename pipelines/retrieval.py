@@ -88,6 +88,11 @@ class Hit:
         return place
 
     @property
+    def ocr(self) -> bool:
+        """Whether any of the passage was recognised from an image (its characters may be misread)."""
+        return self.place.ocr or self.place_end.ocr
+
+    @property
     def location(self) -> str:
         """Where the passage is in the original, as the card shows it (「1–2 ページ」「スライド 3」…; "" for none)."""
         if self.place == NOWHERE and self.page:  # a hit made by hand with its pages only
@@ -108,7 +113,7 @@ class Hit:
             "row": first.row,
             "row_end": last.row,
             "heading": list(first.heading),
-            "ocr": first.ocr or last.ocr,
+            "ocr": self.ocr,
         }
 
     @classmethod
