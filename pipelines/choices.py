@@ -12,11 +12,11 @@ Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
 
-Precision = Literal["auto", "float32", "bfloat16"]
-"""What passages are computed in; ``auto`` picks bfloat16 where it is native and reproduces float32."""
+Precision = Literal["auto", "float32", "bfloat16", "int8", "float16"]
+"""What passages are computed in; ``auto`` picks the fastest path here that reproduces float32 (pipelines/precision.py)."""
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
-QueryPrecision = Literal["auto", "float32", "bfloat16", "int8"]
+QueryPrecision = Literal["auto", "float32", "bfloat16", "int8", "float16"]
 """What questions are computed in; ``auto`` picks int8 where it reproduces float32."""
 QUERY_PRECISIONS: tuple[QueryPrecision, ...] = get_args(QueryPrecision)
 

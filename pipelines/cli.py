@@ -19,10 +19,10 @@ from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
 from pipelines.choices import MODE_LABELS, MODES
 from pipelines.components import Pipelines, build, make_embedder
-from pipelines.embedder import Progress
+from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
-from pipelines.indexing import FileReport
+from pipelines.indexing import FileReport, mixed_precisions
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 
@@ -118,9 +118,12 @@ def _progress_bars(stream: TextIO) -> Any:
     from tqdm import tqdm
 
     def for_file(source: str) -> Progress:
-        bar = tqdm(desc=source, unit="chunk", file=stream, leave=False, dynamic_ncols=True)
+        bars: list[Any] = []  # drawn at the first batch: a file that fails before (no model) draws none
 
         def update(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(desc=source, unit="chunk", file=stream, leave=False, dynamic_ncols=True))
+            bar = bars[0]
             bar.total = total
             bar.update(done - bar.n)
             if done >= total:
@@ -132,19 +135,24 @@ def _progress_bars(stream: TextIO) -> Any:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = make_embedder(settings)
-    embedder.load()  # before the store is opened: a model that cannot load writes nothing
-    parts = build(settings, embedder=embedder)
+    # The model loads at the first file to embed, before anything is written (a model that cannot load
+    # writes nothing); files that are unchanged or duplicates need none.
+    parts = build(settings)
+    embedder = parts.embedder
     started = time.perf_counter()
     reports = parts.indexer.ingest_paths(args.paths, progress=_progress_bars(err))
     elapsed = time.perf_counter() - started
     stats = embedder.stats
+    mixed = mixed_precisions(parts.store.documents()) if any(r.status in ("added", "replaced") for r in reports) else ""
     if args.json:
         summary = {
             "files": [asdict(r) for r in reports],
             "embedded_texts": stats.texts,
             "embedded_tokens": stats.tokens,
             "embedding_seconds": round(stats.seconds, 3),
+            "model_loaded": embedder.loaded,
+            "precision": asdict(embedder.precision) if embedder.loaded else None,
+            "warnings": [mixed] if mixed else [],
             "seconds": round(elapsed, 3),
         }
         _dump(summary, out)
@@ -158,13 +166,23 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
                 f"埋め込み: {stats.texts} チャンク、{stats.tokens:,} トークン、{stats.seconds:.1f} 秒"
                 f"（{stats.tokens_per_second:,.0f} トークン/秒）、全体 {elapsed:.1f} 秒\n"
             )
-        choice = embedder.precision
-        out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
-        out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
+        _print_precision(embedder, out)
+        if mixed:
+            err.write(f"注意: {mixed}\n")
     if all(r.status == "skipped" for r in reports):
         err.write(f"取り込めるファイルが見つかりませんでした（対応形式: {'、'.join(SUPPORTED_SUFFIXES)}）。\n")
         return 1
     return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def _print_precision(embedder: TextEmbedder, out: TextIO) -> None:
+    """What passages and questions are computed in, or that no model was needed (nothing new to embed)."""
+    if not embedder.loaded:
+        out.write("精度: なし（ベクトルにする文章がなく、モデルを読み込んでいません）\n")
+        return
+    choice = embedder.precision
+    out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
+    out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
 
 
 def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:

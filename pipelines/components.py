@@ -50,6 +50,8 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         document_prefix=document,
         precision=settings.precision,
         query_precision=settings.query_precision,
+        threads=settings.threads,
+        cache_dir=settings.cache_dir or settings.data_dir / "cache",
     )
 
 

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from pipelines import hub
+from pipelines import hub, int8
 from pipelines.choices import Precision, QueryPrecision
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
-from pipelines.precision import TOKENIZER_CHECK_TEXTS, PrecisionChoice, PrecisionPolicy
+from pipelines.precision import (
+    RANKING_PASSAGES,
+    TOKENIZER_CHECK_TEXTS,
+    PrecisionChoice,
+    PrecisionPolicy,
+    VerdictCache,
+    cpu_has_bf16,
+    model_files,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -54,6 +67,11 @@ class TextEmbedder(Protocol):
     def load(self, stage: Stage | None = None) -> None: ...
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (or, for a server, has answered): a command that embeds nothing leaves it False."""
+        ...
+
+    @property
     def precision(self) -> PrecisionChoice: ...
 
     @property
@@ -80,7 +98,12 @@ class Embedder:
 
     The model is loaded on first use (or by ``load()``), from a hub name or a local directory, through
     the same code path either way. A LUKE model (GLuCoSE) is checked at load time to be fed exactly the
-    token ids it was trained on.
+    token ids it was trained on. Counting tokens needs only the tokenizer, not the model.
+
+    ``cache_dir`` keeps the precision verdict and the int8 export between processes (``VerdictCache``):
+    a start that finds both embeds through ONNX Runtime without loading torch's copy of the model at
+    all. Without it, they are kept for this process only. ``threads``: the CPU threads of torch and
+    ONNX Runtime (0: the CPUs this process may use).
     """
 
     def __init__(
@@ -93,33 +116,47 @@ class Embedder:
         document_prefix: str = "",
         precision: Precision = "auto",
         query_precision: QueryPrecision = "auto",
+        threads: int = 0,
+        cache_dir: Path | None = None,
     ) -> None:
         self.policy = PrecisionPolicy(precision, query_precision)
         self._precision = PrecisionChoice.undecided()
-        self._query_model: Any = None  # the int8 copy of the model that embeds questions, when chosen
         self._loading = threading.RLock()  # reentrant: loading itself reads ``model``
         self.model_name = model_name
         self.device = device or None
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.cache = VerdictCache(cache_dir) if cache_dir is not None else None
         self.stats = EmbeddingStats()
         self._model: SentenceTransformer | None = None
+        self._ready = False
+        self._source: hub.ModelSource | None = None
         # Tokenizer arguments for every call: with them, "<s>" in a document is three characters,
         # not a control token, as the sentencepiece model reads it.
         self._text_kwargs: dict[str, Any] = {}
-        self._counter: Any = None  # the tokenizer that counts tokens; see load()
-        self._pieces: Any = None  # a LUKE model's sentencepiece model, which counts its tokens faster
+        self._tokenizer: Any = None  # counts tokens (and feeds the int8 path); see _open_tokenizer()
+        self._pieces: Any = None  # a LUKE model's sentencepiece model: its ids are derived from the pieces
         self._weights = "float32"  # bfloat16 once the linear layers' weights are stored so
+        self._int8: int8.Int8Runner | None = None  # the ONNX Runtime session of the int8 path, once opened
+        self._int8_dir: Path | None = None  # where the int8 export is kept
+        self._scratch: Path | None = None  # without a cache: this embedder's export, removed with it
+        self._shape: tuple[int, int] | None = None  # (dimension, max tokens) when no torch model is loaded
 
     # Loading ---------------------------------------------------------------------------------
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (through torch, ONNX Runtime or both) and its precision chosen."""
+        return self._ready
+
+    @property
     def model(self) -> SentenceTransformer:
-        """The loaded model; loads it on first access."""
-        if self._model is None:
-            self.load()
-        assert self._model is not None
+        """The torch model; loads it on first access (a start that embeds through int8 alone has none)."""
+        with self._loading:
+            if self._model is None:
+                self._model = self._open_model(self._locate())
         return self._model
 
     def load(self, stage: Stage | None = None) -> None:
@@ -128,32 +165,122 @@ class Embedder:
         Safe to call from several threads: one loads, the others wait for it. ``stage`` hears each step.
         """
         with self._loading:
-            if self._model is None:
+            if not self._ready:
                 self._load(stage or (lambda _: None))
+
+    def _locate(self) -> hub.ModelSource:
+        if self._source is None:
+            self._source = hub.locate(
+                self.model_name, hub.EMBEDDING
+            )  # fails in seconds when neither here nor reachable
+        return self._source
 
     def _load(self, stage: Stage) -> None:
         started = time.perf_counter()
         stage("モデルのファイルを開いています（初回はダウンロードします）")
-        model = self._open(self.model_name)
+        folder = self._cache_folder()
+        requested = (self.policy.requested, self.policy.requested_questions)
+        device = self.device or "cpu"
+        kept = self.cache.read(folder, device, requested, self.threads) if self.cache and folder else None
+        if kept is not None and kept.passages == kept.questions == "int8" and self._open_int8_alone(folder):
+            self._precision = kept  # checked and timed by an earlier start on this CPU: no torch needed
+            logger.info("%s: %s (kept), int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
+            self._ready = True
+            return
+        model = self.model
+        folder = folder or self._cache_folder()  # a hub model is in the local cache now
+        if kept is None or folder is None:
+            stage("計算精度を選んでいます（初回のみ）" if self.cache else "計算精度を選んでいます")
+            kept = self.policy.choose(model.device.type, self)
+            if self.cache and folder:
+                self.cache.write(folder, model.device.type, requested, self.threads, kept)
+        self._precision = kept
+        if "int8" in (kept.passages, kept.questions) and self.unavailable("int8") is not None:
+            self._precision = self.policy.choose(model.device.type, self)  # the export went missing: decide again
+        logger.info("%s: %s", self.model_name, self._precision)
+        if self._precision.passages == "bfloat16" and self._precision.questions != "float32":
+            self._store_weights_in_bfloat16()
+        self._ready = True
+        logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _cache_folder(self) -> Path | None:
+        """This model's folder in the cache, named by its files; None without a cache or files yet."""
+        if self.cache is None:
+            return None
+        directory = self._model_directory()
+        if directory is None:
+            return None
+        return self.cache.model_dir(self.model_name, model_files(directory))
+
+    def _model_directory(self) -> Path | None:
+        """The model's files on this machine: its directory, or its snapshot in the Hugging Face cache."""
+        source = self._locate()
+        path = Path(source.target).expanduser()
+        if path.is_dir():
+            return path
+        from huggingface_hub import snapshot_download
+
+        try:
+            with hub.quiet():
+                return Path(snapshot_download(self.model_name, local_files_only=True))
+        except (OSError, ValueError):  # not downloaded yet
+            return None
+
+    def _open_model(self, source: hub.ModelSource) -> SentenceTransformer:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.threads)
+        try:
+            with hub.quiet():
+                model = SentenceTransformer(source.target, device=self.device, local_files_only=source.local_only)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(
+                f"埋め込みモデル「{self.model_name}」を読み込めません（{cause}）。"
+                + hub.how_to_fix(self.model_name, hub.EMBEDDING)
+            ) from error
         backbone = getattr(model[0], "auto_model", None)
         if backbone is None or model.tokenizer is None:
             raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
         if getattr(backbone.config, "model_type", None) == "luke":
             self._text_kwargs = {"split_special_tokens": True}
-            stage("トークナイザが学習時と同じ ID を出すか確かめています")
             self._pieces = self._check_luke_tokenizer(model)
         # A fast (Rust) tokenizer rewrites its truncation settings on each call and fails with "Already
         # borrowed" when another thread is tokenizing meanwhile; the ingest counts tokens in a background
         # thread while encode runs, so counting gets its own copy. Slow tokenizers keep no such state.
-        self._counter = copy.deepcopy(model.tokenizer) if model.tokenizer.is_fast else model.tokenizer
-        self._model = model
-        stage("計算精度を選んでいます")
-        verdict = self.policy.choose(model.device.type, self._encode_in, lambda: int8_copy(model))
-        self._precision, self._query_model = verdict.choice, verdict.question_model
-        logger.info("%s: %s", self.model_name, self._precision)
-        if self._precision.passages == "bfloat16" and self._precision.questions != "float32":
-            self._store_weights_in_bfloat16()
-        logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+        self._tokenizer = copy.deepcopy(model.tokenizer) if model.tokenizer.is_fast else model.tokenizer
+        return model
+
+    def _open_tokenizer(self) -> None:
+        """What counts tokens, without the model: a LUKE model's sentencepiece file, else its tokenizer."""
+        with self._loading:
+            if self._tokenizer is not None or self._pieces is not None:
+                return
+            directory = self._model_directory()
+            if directory is None:  # not downloaded yet: the model's own load fetches it (and its tokenizer)
+                _ = self.model
+                return
+            pieces = _luke_pieces(directory)
+            if pieces is not None:
+                self._pieces, self._text_kwargs = pieces, {"split_special_tokens": True}
+                return
+            from transformers import AutoTokenizer
+
+            with hub.quiet():
+                self._tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+    def _open_int8_alone(self, folder: Path | None) -> bool:
+        """Open the kept int8 export with a LUKE model's sentencepiece ids, without torch; False if not possible."""
+        exported = int8.find(folder) if folder else None
+        directory = self._model_directory()
+        pieces = _luke_pieces(directory) if directory else None
+        if exported is None or pieces is None:
+            return False
+        self._pieces, self._text_kwargs = pieces, {"split_special_tokens": True}
+        self._int8, self._int8_dir = int8.Int8Runner(exported, self.threads), folder
+        self._shape = (exported.dimension, exported.max_tokens)
+        return True
 
     def _store_weights_in_bfloat16(self) -> None:
         """Keep the linear layers' weights in bfloat16, as autocast would cast them on every batch.
@@ -166,23 +293,9 @@ class Embedder:
 
         for module in self.model.modules():
             if isinstance(module, torch.nn.Linear):
-                # new tensors, not the old ones changed in place: the int8 copy keeps the float biases
                 for name, value in list(module.named_parameters(recurse=False)):
                     setattr(module, name, torch.nn.Parameter(value.detach().to(torch.bfloat16), requires_grad=False))
         self._weights = "bfloat16"
-
-    def _open(self, name: str) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
-
-        source = hub.locate(name, hub.EMBEDDING)  # fails in seconds when the model is neither here nor reachable
-        try:
-            with hub.quiet():
-                return SentenceTransformer(source.target, device=self.device, local_files_only=source.local_only)
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
-            cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelLoadError(
-                f"埋め込みモデル「{name}」を読み込めません（{cause}）。" + hub.how_to_fix(name, hub.EMBEDDING)
-            ) from error
 
     def _check_luke_tokenizer(self, model: SentenceTransformer) -> Any:
         """Compare the ids the model will be fed with the fairseq ids it was trained on.
@@ -201,7 +314,7 @@ class Embedder:
             )
         sp = spm.SentencePieceProcessor(model_file=str(vocab_file))
         for text in TOKENIZER_CHECK_TEXTS:
-            expected = [0] + [i + 1 if i else 3 for i in sp.encode(text)] + [2]
+            expected = luke_ids(sp, text)
             features = model.preprocess([text], processing_kwargs={"text": self._text_kwargs})
             fed = features["input_ids"][0].tolist()
             if fed != expected:
@@ -219,30 +332,95 @@ class Embedder:
     @property
     def dimension(self) -> int:
         """Length of the embedding vectors."""
-        dimension = self.model.get_embedding_dimension()
+        self.load()
+        if self._model is None:
+            assert self._shape is not None
+            return self._shape[0]
+        dimension = self._model.get_embedding_dimension()
         assert dimension is not None
         return dimension
 
     @property
     def max_tokens(self) -> int:
         """The most tokens the model reads in one text, special tokens included."""
-        return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
+        self.load()
+        if self._model is None:
+            assert self._shape is not None
+            return self._shape[1]
+        return int(self._model.max_seq_length or self._model.tokenizer.model_max_length)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model would read for passage ``text`` (its prefix and special tokens included)."""
         return self._count(self.document_prefix + text)
 
     def _count(self, text: str) -> int:
-        if self._counter is None:
-            self.load()
+        if self._pieces is None and self._tokenizer is None:
+            self._open_tokenizer()
         if self._pieces is not None:
             # the ids a LUKE model is fed are <s>, one per sentencepiece piece, </s> (checked at load)
             return len(self._pieces.encode(text)) + 2
-        return len(self._counter(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
+        return len(self._tokenizer(text, truncation=False, verbose=False, **self._text_kwargs)["input_ids"])
 
     def fingerprint(self) -> list[float]:
         """The embedding of a fixed sentence: tells this model's vectors from another model's."""
         return [float(x) for x in self._encode([FINGERPRINT_TEXT])[0]]
+
+    # The paths the precision policy checks and times (pipelines/precision.py, ``Paths``) -------
+
+    def unavailable(self, precision: str) -> str | None:
+        """Why ``precision`` cannot be computed here, in Japanese; None when it can."""
+        device = self.device or "cpu"
+        if precision == "bfloat16" and device == "cpu" and not cpu_has_bf16():
+            return "この CPU は bfloat16 をそのまま計算できません"
+        if precision == "float16" and device == "cpu":
+            return "float16 は GPU だけ"
+        if precision != "int8":
+            return None
+        if device != "cpu":
+            return "int8 は CPU だけ"
+        if self._int8 is not None:
+            return None
+        reason = int8.exportable(self.model)
+        if reason is not None:
+            return reason
+        try:
+            self._int8 = int8.Int8Runner(self._int8_export(), self.threads)
+        except (ImportError, OSError, RuntimeError, ValueError) as error:
+            return f"ONNX への書き出しに失敗しました（{type(error).__name__}: {str(error)[:120]}）"
+        return None
+
+    def _int8_export(self) -> int8.Int8Model:
+        """The int8 export of the model: the one kept in the cache, else written now (seconds, once)."""
+        folder = self._cache_folder()
+        if folder is None:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="int8-"))
+                weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+            folder = self._scratch
+        kept = int8.find(folder)
+        if kept is not None:
+            return kept
+        if self._weights != "float32":
+            raise RuntimeError("the weights are stored in bfloat16: the float32 model is no longer there to export")
+        started = time.perf_counter()
+        exported = int8.export(self.model, folder)
+        logger.info("%s: int8 export in %.1f s", self.model_name, time.perf_counter() - started)
+        return exported
+
+    def encode(self, texts: Sequence[str], precision: str) -> np.ndarray:
+        """Unit vectors for ``texts`` in ``precision`` (the policy's check)."""
+        return self._encode_in(texts, precision)
+
+    def tokens_per_second(self, precision: str) -> float:
+        """How fast ``precision`` embeds ``RANKING_PASSAGES`` as one batch: the best of three runs after one."""
+        tokens = sum(min(self._count(t), self.max_tokens) for t in RANKING_PASSAGES)
+        self._encode_in(RANKING_PASSAGES, precision)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            self._encode_in(RANKING_PASSAGES, precision)
+            best = min(best, time.perf_counter() - started)
+        return tokens / best
 
     # Embedding ---------------------------------------------------------------------------------
 
@@ -256,15 +434,32 @@ class Embedder:
         self.load()  # loading chooses the precision
         return self._encode_in(texts, precision or self._precision.passages)
 
-    def _encode_in(self, texts: Sequence[str], precision: str, model: Any = None) -> np.ndarray:
+    def _encode_in(self, texts: Sequence[str], precision: str) -> np.ndarray:
+        vectors = self._encode_int8(texts) if precision == "int8" else self._encode_torch(texts, precision)
+        # reduced precision output is normalised in low precision; normalise again in float32
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _encode_int8(self, texts: Sequence[str]) -> np.ndarray:
+        assert self._int8 is not None, "the int8 path is not open"
+        limit = self._int8.model.max_tokens
+        if self._pieces is not None:
+            ids, mask = int8.pad([luke_ids(self._pieces, t, limit) for t in texts], pad_id=1)
+        else:
+            features = self._tokenizer(
+                list(texts), padding=True, truncation=True, max_length=limit, return_tensors="np", **self._text_kwargs
+            )
+            ids, mask = features["input_ids"], features["attention_mask"]
+        return self._int8(ids, mask)
+
+    def _encode_torch(self, texts: Sequence[str], precision: str) -> np.ndarray:
         import torch
 
         if precision == "float32" and self._weights == "bfloat16":
             raise RuntimeError("the weights are stored in bfloat16: float32 is no longer computed")
-        if model is None:
-            model = self._query_model if precision == "int8" else self._model
-        assert model is not None, "no int8 copy of the model" if precision == "int8" else "model not loaded"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        model = self.model
+        device = model.device.type
+        half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+        with torch.autocast(device, dtype=half or torch.float32, enabled=half is not None):
             vectors = model.encode(
                 list(texts),
                 batch_size=max(len(texts), 1),
@@ -273,9 +468,7 @@ class Embedder:
                 show_progress_bar=False,
                 processing_kwargs={"text": self._text_kwargs},
             )
-        vectors = np.asarray(vectors, dtype=np.float32)
-        # bfloat16 output is normalised in low precision; normalise again in float32
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return np.asarray(vectors, dtype=np.float32)
 
     def embed_documents(
         self,
@@ -292,8 +485,9 @@ class Embedder:
 
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Embed questions, batched like passages, with the model's query prefix (GLuCoSE has none)."""
+        self.load()  # chooses the precision
         prefixed = [self.query_prefix + t for t in texts]
-        counts = [self._count(t) for t in prefixed]  # loads the model, and so chooses the precision
+        counts = [self._count(t) for t in prefixed]
         return self._embed_batches(prefixed, counts, progress, self._precision.questions)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -309,15 +503,23 @@ class Embedder:
     ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        self.load()
         counts = list(token_counts) if token_counts is not None else [self._count(t) for t in texts]
         # Sorting by length keeps padding, which costs as much as real tokens, near zero.
         order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        done = 0
-        for begin in range(0, len(order), self.batch_size):
-            batch = order[begin : begin + self.batch_size]
+        done, size = 0, self.batch_size
+        while done < len(order):
+            batch = order[done : done + size]
             started = time.perf_counter()
-            vectors[batch] = self._encode([texts[i] for i in batch], precision)
+            try:
+                vectors[batch] = self._encode([texts[i] for i in batch], precision)
+            except RuntimeError as error:  # a GPU's memory: halve the batch and go on
+                if "out of memory" not in str(error) or size == 1:
+                    raise
+                size //= 2
+                logger.warning("%s: out of memory, batches of %d from now on", self.model_name, size)
+                continue
             self.stats.seconds += time.perf_counter() - started
             self.stats.texts += len(batch)
             self.stats.tokens += sum(min(counts[i], self.max_tokens) for i in batch)
@@ -327,25 +529,26 @@ class Embedder:
         return vectors
 
 
-def int8_copy(model: SentenceTransformer) -> SentenceTransformer:
-    """A copy of ``model`` whose linear layers hold int8 weights (PyTorch dynamic quantization).
+def luke_ids(pieces: Any, text: str, limit: int | None = None) -> list[int]:
+    """The ids a LUKE model (fairseq vocabulary) is fed for ``text``: <s>, each piece shifted by one, </s>.
 
-    The embedding tables are shared with the original, not copied; the copy is for inference only.
+    Cut, as the tokenizer cuts, to ``limit`` ids with both special ones.
     """
-    import warnings
+    ids = [i + 1 if i else 3 for i in pieces.encode(text)]
+    if limit is not None:
+        ids = ids[: limit - 2]
+    return [0, *ids, 2]
 
-    import torch
 
-    # Modules the copy shares instead of copying: the embedding tables, and the float linear layers,
-    # which the quantization reads and replaces in the copy (copying their weights first would
-    # cost their size in memory for nothing).
-    kinds = (torch.nn.Embedding, torch.nn.Linear)
-    shared: dict[int, Any] = {id(m): m for m in model.modules() if isinstance(m, kinds)}
-    clone = copy.deepcopy(model, memo=shared)
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(clone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    for module in model.modules():  # the marks the quantization left on the shared float layers
-        if hasattr(module, "qconfig"):
-            del module.qconfig
-    return cast("SentenceTransformer", quantized)
+def _luke_pieces(directory: Path) -> Any:
+    """A LUKE model's sentencepiece model from its directory, or None for another model."""
+    import sentencepiece as spm
+
+    vocab = directory / "sentencepiece.bpe.model"
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if config.get("model_type") != "luke" or not vocab.is_file():
+        return None
+    return spm.SentencePieceProcessor(model_file=str(vocab))

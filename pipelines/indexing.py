@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import unicodedata
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +67,22 @@ class FileReport:
     notes: tuple[str, ...] = ()
 
 
+def mixed_precisions(documents: Sequence[StoredDocument]) -> str:
+    """A warning, in Japanese, when stored documents were embedded in different precisions; "" otherwise.
+
+    Their vectors differ by rounding (each path passed the guard against float32), so search works,
+    but a person should know, and can make them one by re-ingesting with ``RAG_PRECISION`` set.
+    """
+    counts = Counter(d.precision for d in documents if d.precision)
+    if len(counts) < 2:
+        return ""
+    parts = "、".join(f"{precision} {count} 件" for precision, count in counts.most_common())
+    return (
+        f"保存済みの文書は違う精度で埋め込まれています（{parts}）。検索はできますが、揃えるには "
+        "RAG_PRECISION を指定し、その文書を削除して取り込み直してください。"
+    )
+
+
 FileProgress = Callable[[str], Progress | None]
 """Given a file's name, returns the progress callback for its embedding batches (or None)."""
 
@@ -123,7 +139,7 @@ def _skipped(source: str) -> FileReport:
 
 
 class Indexer:
-    """Chunks, embeds and stores documents; unchanged files cost no embedding.
+    """Chunks, embeds and stores documents; unchanged files cost no embedding, and no model loaded.
 
     ``prefetch``: how many files ``ingest_paths`` reads, normalises and chunks ahead, in a background
     thread, while the current one is embedded (0: each file in turn, nothing in the background).
@@ -170,6 +186,11 @@ class Indexer:
         return f"c{CHUNKER_REVISION}-t{self.chunk_tokens}-o{self.chunk_overlap}"
 
     def _bind(self) -> None:
+        """Check the chunk budget against the model and the model against the store (loading the model).
+
+        Called before the first write, never for a file that is unchanged or a duplicate: a run with
+        nothing to embed loads no model.
+        """
         if self._bound:
             return
         limit = self.embedder.max_tokens
@@ -203,12 +224,17 @@ class Indexer:
     ) -> FileReport:
         """Index one loaded file: added, replaced, unchanged or a duplicate of another stored file.
 
+        The model is loaded, and checked against the store, only for a file that is written.
+
         ``chunks``: what ``chunk(loaded)`` returned, when the caller cut the file ahead. ``original``:
         the file's bytes, or the path to copy them from (checked against ``loaded.content_hash``), kept
         in ``originals``; None for a text that is no file.
         """
-        self._bind()
         version = self._version(loaded)
+        if not self._bound and self.store.bound_model() not in (None, self.embedder.model_name):
+            # a store made under another model's name: only the model's fingerprint says whether
+            # its files can be called unchanged, or its vectors are another model's
+            self._bind()
         existing = self.store.document(loaded.source)
         if existing is not None and existing.version == version:
             self._keep(loaded.content_hash, original)  # a store from before originals were kept has none
@@ -218,6 +244,7 @@ class Indexer:
             self._keep(loaded.content_hash, original)
             return FileReport(loaded.source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
 
+        self._bind()  # before anything is written: a model that cannot load, or does not fit, writes nothing
         if chunks is None:
             chunks = self.chunk(loaded)
         vectors = self._vectors(chunks, progress)
@@ -237,6 +264,7 @@ class Indexer:
                     "tokens": chunk.tokens,
                     "text_hash": text_hash(chunk.text),
                     "embedding_model": self.embedder.model_name,
+                    "embedding_precision": self.embedder.precision.passages,
                 },
             )
             for chunk, vector in zip(chunks, vectors, strict=True)
@@ -251,6 +279,7 @@ class Indexer:
             added_at=datetime.now(UTC).isoformat(timespec="seconds"),
             embedding_model=self.embedder.model_name,
             kind=loaded.kind,
+            precision=self.embedder.precision.passages,
         )
         with self.store.writing():
             self._sweep()
@@ -342,9 +371,11 @@ class Indexer:
     def ingest_paths(self, paths: Sequence[Path], progress: FileProgress | None = None) -> list[FileReport]:
         """Index files and folders; one bad file is reported and the others go on.
 
-        Reports come in the order of the files, then the files skipped in folders. While a file is embedded, the next ``prefetch`` files
-        are read (pypdf is slow), normalised and chunked in a background thread; torch leaves the GIL
-        during its matrix products, so both run at once. Only this thread touches the store.
+        Reports come in the order of the files, then the files skipped in folders. While a file is
+        embedded, the next ``prefetch`` files are read (pypdf is slow), normalised and chunked in a
+        background thread; torch leaves the GIL during its matrix products, so both run at once. A file
+        whose version (its content hash and the chunking) is stored already is read, not chunked. Only
+        this thread touches the store.
         """
         skipped: list[str] = []
         files = collect_paths(paths, skipped)
@@ -354,38 +385,39 @@ class Indexer:
     def _ingest_files(self, files: Sequence[tuple[Path, str]], progress: FileProgress | None) -> list[FileReport]:
         if self.prefetch == 0 or len(files) < 2:
             return [self._ingest_prepared(self._prepare(path, source, None), progress) for path, source in files]
+        # The versions the background thread cuts no chunks for: those stored now (their files are
+        # unchanged or duplicates) and, as it goes, those it has cut already (a later copy is a duplicate).
+        # Only that thread touches the set from here on. Neither reading nor chunking binds the model:
+        # this thread does, at the first file that is written.
+        known = {d.version for d in self.store.documents()}
         reports: list[FileReport] = []
         waiting = deque(files)
         pending: deque[Future[_Prepared | FileReport]] = deque()
-        # The versions stored when the model was bound: their files need no chunks. None before that,
-        # since chunking counts tokens with the model, which this thread loads at the first readable file;
-        # until then the background thread only reads, one file ahead.
-        stored: frozenset[str] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as pool:
             try:
                 while pending or waiting:
-                    if not pending:
-                        pending.append(pool.submit(self._prepare, *waiting.popleft(), stored))
-                    prepared = pending.popleft().result()
-                    if stored is None and isinstance(prepared, _Prepared):
-                        self._bind()
-                        stored = frozenset(d.version for d in self.store.documents())
-                    while waiting and len(pending) < (1 if stored is None else self.prefetch):
-                        pending.append(pool.submit(self._prepare, *waiting.popleft(), stored))
-                    reports.append(self._ingest_prepared(prepared, progress))
+                    while waiting and len(pending) <= self.prefetch:  # this file and ``prefetch`` ahead
+                        pending.append(pool.submit(self._prepare, *waiting.popleft(), known))
+                    reports.append(self._ingest_prepared(pending.popleft().result(), progress))
             finally:
                 for future in pending:
                     future.cancel()
         return reports
 
-    def _prepare(self, path: Path, source: str, stored: frozenset[str] | None) -> _Prepared | FileReport:
-        """Read a file, its size checked first, and chunk it unless ``stored`` is None or holds its version."""
+    def _prepare(self, path: Path, source: str, known: set[str] | None) -> _Prepared | FileReport:
+        """Read a file, its size checked first, and chunk it unless ``known`` is None or holds its version.
+
+        A version chunked here is added to ``known``.
+        """
         try:
             self._check_size(source, path.stat().st_size)
             loaded = self.reader.load_file(path, source, self.limits)
-            if stored is None or self._version(loaded) in stored:
+            version = self._version(loaded)
+            if known is None or version in known:
                 return _Prepared(loaded, None, path)
-            return _Prepared(loaded, self.chunk(loaded), path)
+            chunks = self.chunk(loaded)
+            known.add(version)
+            return _Prepared(loaded, chunks, path)
         except (IngestError, OSError) as error:
             return _failed(source, error)
 

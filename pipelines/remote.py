@@ -60,6 +60,11 @@ class RemoteEmbedder:
         """The server computes in its own precision."""
         return PrecisionChoice.decided_by(f"埋め込みサーバー（{self.url}）")
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the endpoint has answered."""
+        return self._probe is not None
+
     def load(self, stage: Stage | None = None) -> None:
         """Ask the endpoint once, so that a wrong URL, key or model name shows up before any work.
 

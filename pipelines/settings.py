@@ -50,6 +50,10 @@ class Settings:
     chunk_overlap: int = 32
     batch_size: int = 16
     device: str = ""
+    # CPU threads of torch and ONNX Runtime; 0: as many as the CPUs this process may use
+    threads: int = 0
+    # precision verdicts and int8 exports of the model, kept between starts; None: RAG_DATA_DIR/cache
+    cache_dir: Path | None = None
     top_k: int = 5
     # hybrid (keyword and meaning together), dense (meaning only) or keyword (words only)
     retrieval_mode: Mode = "hybrid"
@@ -69,9 +73,9 @@ class Settings:
     chroma_port: int = 8000
     chroma_ssl: bool = False
     chroma_token: str = ""
-    # auto: bfloat16 where the CPU runs it natively and it reproduces float32 on calibration texts
+    # auto: of int8 and bfloat16 (native only; float16 on a GPU), the fastest here that reproduces float32
     precision: Precision = "auto"
-    # questions: auto is int8 where it reproduces float32 on calibration texts, else as passages
+    # questions: auto is int8 on a CPU where it reproduces float32 on calibration texts, else as passages
     query_precision: QueryPrecision = "auto"
     # the largest file a person may upload or ingest
     max_upload_mb: int = 50
@@ -117,6 +121,8 @@ class Settings:
         for name in ("batch_size", "top_k", "candidates", "rerank_candidates", *LIMITS):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
+        if self.threads < 0:
+            raise SettingsError(f"RAG_THREADS は 0（自動）以上にしてください（現在 {self.threads}）。")
         if self.max_upload_mb < 1:
             raise SettingsError(f"RAG_MAX_UPLOAD_MB は 1 以上にしてください（現在 {self.max_upload_mb}）。")
         if self.chroma_host and not self.chroma_token and self.chroma_host not in LOOPBACK:

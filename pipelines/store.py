@@ -54,6 +54,8 @@ class StoredDocument:
     embedding_model: str
     kind: str = ""
     """The format it was read as (``pdf``, ``docx``, …; "" for documents stored before formats were kept)."""
+    precision: str = ""
+    """What its passages were computed in (``int8``, ``bfloat16``, ``float32``, ``server``…; "" before it was kept)."""
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,13 @@ class ChromaStore:
         self._require_same_model(bound, model_name, dimension, fingerprint)
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
+
+    @_chroma_failures_as_store_errors
+    def bound_model(self) -> str | None:
+        """The name of the embedding model the store is bound to (None: none yet), read without any model."""
+        chunks = self._chunk_collection()
+        name = (chunks.metadata or {}).get("embedding_model") if chunks is not None else None
+        return None if name is None else str(name)
 
     @_chroma_failures_as_store_errors
     def check_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:

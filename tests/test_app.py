@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,6 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pipelines.precision import cpu_has_bf16
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 
@@ -90,10 +90,9 @@ def test_empty_page_says_what_to_do(page: AppTest) -> None:
     assert "まだ文書がありません" in page.info[0].value
     assert page.button[0].label == "取り込む"
     assert page.button[0].disabled
-    # the precisions the embedder chose after its calibration checks (the offline model passes them)
+    # the precisions the embedder chose after its checks and timing: the fastest that passes on this CPU
     model_line = next(c for c in page.caption if c.value.startswith("埋め込みモデル: "))
-    passages = "bfloat16" if cpu_has_bf16() else "float32"
-    assert model_line.value.endswith(f"・ 計算精度: 文書 {passages}、質問 int8"), model_line.value
+    assert re.search(r"・ 計算精度: 文書 (int8|bfloat16|float32)、質問 (int8|bfloat16|float32)$", model_line.value)
 
 
 def test_upload_ingest_and_ask(page: AppTest) -> None:

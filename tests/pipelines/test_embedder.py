@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,19 +110,16 @@ def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
 
 
 def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
-    from pipelines.precision import cpu_has_bf16
-
     forced = Embedder(str(model_dir), device="cpu", precision="float32")
     forced.load()
     assert (forced.precision.passages, forced.precision.passages_reason) == ("float32", "RAG_PRECISION=float32")
     auto = Embedder(str(model_dir), device="cpu")
     auto.load()
-    if cpu_has_bf16():  # the tiny model passes the guard (tests/pipelines/test_precision.py)
-        assert auto.precision.passages == "bfloat16", auto.precision.passages_reason
+    # which path is fastest depends on the CPU; whichever it is, it passed the guard and says its speed
+    assert auto.precision.passages in ("int8", "bfloat16", "float32")
+    if auto.precision.passages != "float32":
         assert "順位も一致" in auto.precision.passages_reason
-    else:
-        assert auto.precision.passages == "float32"
-        assert auto.precision.passages_reason == "この CPU は bfloat16 をそのまま計算できません"
+    assert "トークン/秒" in auto.precision.passages_reason
     text = "有給休暇は入社後六か月から取得できます。"
     cosine = float(auto.embed_documents([text])[0] @ forced.embed_documents([text])[0])
     assert cosine >= 0.995  # whichever path auto chose, it stays within the guard of float32
@@ -130,83 +130,87 @@ def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
 QUESTIONS = ["富士山の高さは？", "有給休暇は何日もらえますか。", "ＧＰＵサーバーはどこにありますか"]
 
 
-def test_questions_take_the_int8_path_only_when_it_reproduces_float32(model_dir: Path) -> None:
+def test_the_int8_path_reproduces_float32_through_onnx_runtime(model_dir: Path) -> None:
     reference = Embedder(str(model_dir), device="cpu", precision="float32")
-    reference.load()
-    assert (reference.precision.questions, reference.precision.questions_reason) == (
-        "float32",
-        "RAG_PRECISION=float32 に合わせます",
-    )
-    auto = Embedder(str(model_dir), device="cpu")  # int8 is for CPUs: on a GPU questions go as passages
-    auto.load()
-    assert auto.precision.questions == "int8", auto.precision.questions_reason
-    assert "順位も一致" in auto.precision.questions_reason
-    cosines = (auto.embed_queries(QUESTIONS) * reference.embed_queries(QUESTIONS)).sum(axis=1)
+    fast = Embedder(str(model_dir), device="cpu", precision="int8", query_precision="int8")
+    fast.load()
+    assert (fast.precision.passages, fast.precision.questions) == ("int8", "int8")
+    texts = [*TEXTS[:6], *QUESTIONS, "。".join(QUESTIONS) * 100]  # the last is cut at 512 tokens on both paths
+    cosines = (fast.embed_documents(texts) * reference.embed_documents(texts)).sum(axis=1)
     assert cosines.min() >= 0.995
-    # the passages keep their own path: int8 is for questions only
-    assert auto.precision.passages != "int8"
-    passage = auto.embed_documents(QUESTIONS[:1])[0]
-    assert np.allclose(passage, auto._encode(QUESTIONS[:1], auto.precision.passages)[0])
+    assert (fast.embed_queries(QUESTIONS) * reference.embed_queries(QUESTIONS)).sum(axis=1).min() >= 0.995
 
 
-def test_an_int8_path_that_drifts_is_refused(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A quantised copy that ranks differently is not used: questions go the passages' way, and it says why."""
-    import torch
+def test_luke_ids_are_cut_as_the_tokenizer_cuts_them(embedder: Embedder) -> None:
+    from pipelines.embedder import luke_ids
 
-    from pipelines import embedder as module
+    long_text = "東京は日本の首都です。" * 200
+    for text in [*TEXTS, long_text]:
+        expected = embedder.model.tokenizer(text, truncation=True, max_length=512, split_special_tokens=True)
+        assert luke_ids(embedder._pieces, text, 512) == expected["input_ids"], text[:20]
 
-    real = module.int8_copy
 
-    def drifting(model: object) -> object:
-        copied = real(model)  # type: ignore[arg-type]
-        torch.manual_seed(0)
-        for parent in list(copied.modules()):
-            for name, table in list(parent.named_children()):
-                if isinstance(table, torch.nn.Embedding):  # shared with the original: give the copy its own
-                    noisy = table.weight.detach() + 0.5 * torch.randn_like(table.weight)
-                    setattr(parent, name, torch.nn.Embedding.from_pretrained(noisy, padding_idx=table.padding_idx))
-        return copied
+def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Path) -> None:
+    """The second start finds the verdict and the export on disk and embeds without importing torch."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from pipelines.embedder import Embedder\n"
+        f"e = Embedder({str(model_dir)!r}, precision='int8', query_precision='int8', cache_dir=Path({str(tmp_path)!r}))\n"
+        "e.load()\n"
+        "vectors = e.embed_documents(['富士山は日本一高い山です。']).tolist()\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'vectors': vectors, 'reason': e.precision.passages_reason}))\n"
+    )
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0]["torch"] is True  # the first start loads the model, exports it, keeps the verdict
+    assert runs[1]["torch"] is False
+    assert runs[1]["reason"] == "RAG_PRECISION=int8（検査なし）"
+    assert np.allclose(runs[0]["vectors"], runs[1]["vectors"], atol=1e-6)
+    assert len(list(tmp_path.glob("*/verdict-*.json"))) == 1
+    assert len(list(tmp_path.glob("*/model.int8.onnx"))) == 1
 
-    monkeypatch.setattr(module, "int8_copy", drifting)
-    embedder = Embedder(str(model_dir), device="cpu")
-    embedder.load()
-    reference = Embedder(str(model_dir), device="cpu", precision="float32")
-    # the original model is untouched: passages embed as before, within the guard of float32
-    assert (embedder.embed_documents(QUESTIONS) * reference.embed_documents(QUESTIONS)).sum(axis=1).min() >= 0.995
-    assert embedder.precision.questions == embedder.precision.passages != "int8"
-    assert embedder.precision.questions_reason.startswith("int8 は使いません: ")
-    assert embedder._query_model is None
+
+def test_a_kept_verdict_skips_the_checks(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    from pipelines.precision import PrecisionPolicy
+
+    def no_checks(*args: object) -> None:
+        raise AssertionError("the verdict was kept: nothing to check again")
+
+    monkeypatch.setattr(PrecisionPolicy, "choose", no_checks)
+    second = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    second.load()
+    assert second.precision == first.precision
+    # another request is another verdict
+    with pytest.raises(AssertionError, match="nothing to check again"):
+        Embedder(str(model_dir), device="cpu", query_precision="float32", cache_dir=tmp_path).load()
+
+
+def test_a_model_with_layers_after_pooling_is_not_exported(embedder: Embedder) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    from pipelines import int8
+
+    assert int8.exportable(embedder.model) is None
+    dense = Dense(embedder.dimension, 8)
+    extended = SentenceTransformer(modules=[embedder.model[0], embedder.model[1], dense], device="cpu")
+    assert int8.exportable(extended) == "プーリングの後に層を持つモデルです"
 
 
 def test_question_precision_can_be_forced(model_dir: Path) -> None:
-    forced = Embedder(str(model_dir), device="cpu", query_precision="int8")
-    forced.load()
-    assert (forced.precision.questions, forced.precision.questions_reason) == (
-        "int8",
-        "RAG_QUERY_PRECISION=int8（検査なし）",
-    )
     plain = Embedder(str(model_dir), device="cpu", query_precision="float32")
     plain.load()
-    assert plain.precision.questions == "float32"
-    assert plain._query_model is None
+    assert (plain.precision.questions, plain.precision.questions_reason) == (
+        "float32",
+        "RAG_QUERY_PRECISION=float32（検査なし）",
+    )
     with pytest.raises(ValueError, match="query_precision"):
         Embedder(str(model_dir), query_precision="int4")  # type: ignore[arg-type]
-
-
-def test_int8_copy_shares_the_embedding_tables_and_leaves_the_model_alone(embedder: Embedder) -> None:
-    import torch
-
-    from pipelines.embedder import int8_copy
-
-    before = embedder.embed_documents(QUESTIONS)
-    copied = int8_copy(embedder.model)
-    tables = [m for m in embedder.model.modules() if isinstance(m, torch.nn.Embedding)]
-    copied_tables = [m for m in copied.modules() if isinstance(m, torch.nn.Embedding)]
-    assert tables
-    assert all(a is b for a, b in zip(tables, copied_tables, strict=True))
-    assert not any(isinstance(m, torch.nn.Linear) for m in copied.modules())
-    assert any(isinstance(m, torch.nn.Linear) for m in embedder.model.modules())
-    assert np.array_equal(embedder.embed_documents(QUESTIONS), before)
 
 
 def test_question_precision_setting_reaches_the_embedder(model_dir: Path) -> None:
@@ -218,7 +222,7 @@ def test_question_precision_setting_reaches_the_embedder(model_dir: Path) -> Non
     embedder = make_embedder(settings)
     assert isinstance(embedder, Embedder)
     assert embedder.policy.requested_questions == "float32"
-    with pytest.raises(SettingsError, match="RAG_QUERY_PRECISION は auto、float32、bfloat16、int8"):
+    with pytest.raises(SettingsError, match="RAG_QUERY_PRECISION は auto、float32、bfloat16、int8、float16"):
         Settings.from_env({"RAG_QUERY_PRECISION": "int4"})
 
 
@@ -292,4 +296,9 @@ def test_cli_without_network_or_model_fails_fast_with_one_message(tmp_path: Path
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("エラー: 埋め込みモデル「pkshatech/GLuCoSE-base-ja」がこのマシンになく")
     assert "RAG_EMBEDDING_MODEL=models/GLuCoSE-base-ja" in lines[0]
-    assert not (tmp_path / "data" / "chroma").exists()  # nothing written
+    # the store is opened before the model is needed, and nothing is written to it
+    from pipelines.store import ChromaStore
+
+    if (tmp_path / "data" / "chroma").exists():
+        assert ChromaStore.persistent(tmp_path / "data").documents() == []
+    assert not any((tmp_path / "data" / "originals").rglob("*.*"))

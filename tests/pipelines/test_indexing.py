@@ -223,6 +223,24 @@ def test_same_model_under_another_path_is_accepted(
     assert Searcher(copy, store).search(KYOTO, k=1)[0].source == "二.txt"
 
 
+def test_each_document_records_its_precision_and_a_mixed_store_says_so(
+    indexer: Indexer, model_dir: Path, store: ChromaStore
+) -> None:
+    from pipelines.indexing import mixed_precisions
+
+    indexer.ingest_bytes("一.txt", TOKYO.encode())  # the shared embedder computes in float32
+    assert mixed_precisions(store.documents()) == ""
+    fast = Embedder(str(model_dir), precision="int8", query_precision="int8")
+    assert Indexer(fast, store, 48, 8).ingest_bytes("二.txt", KYOTO.encode()).status == "added"
+    assert {d.source: d.precision for d in store.documents()} == {"一.txt": "float32", "二.txt": "int8"}
+    warning = mixed_precisions(store.documents())
+    assert warning.startswith("保存済みの文書は違う精度で埋め込まれています（")
+    assert "float32 1 件" in warning and "int8 1 件" in warning
+    # both are found: the paths differ by rounding, within the guard
+    assert Searcher(fast, store).search(TOKYO, k=1)[0].source == "一.txt"
+    assert Searcher(indexer.embedder, store).search(KYOTO, k=1)[0].source == "二.txt"
+
+
 def test_chunk_budget_above_the_model_limit_is_refused(embedder: Embedder, store: ChromaStore) -> None:
     with pytest.raises(SettingsError, match="512"):
         Indexer(embedder, store, chunk_tokens=600, chunk_overlap=0).ingest_bytes("a.txt", TOKYO.encode())

@@ -103,11 +103,8 @@ def test_bad_files_in_the_middle_are_reported_in_order_and_the_others_stored(
     store.close()
 
 
-def test_unchanged_files_are_not_chunked_again(
-    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    corpus = write_corpus(tmp_path / "文書")
-    ingest(embedder, tmp_path / "data", corpus, prefetch=2)[2].close()
+def chunked_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files the indexer cuts into chunks from now on, in order."""
     chunked: list[str] = []
     original = Indexer.chunk
 
@@ -116,11 +113,42 @@ def test_unchanged_files_are_not_chunked_again(
         return original(self, loaded)
 
     monkeypatch.setattr(Indexer, "chunk", counting)
+    return chunked
+
+
+def test_unchanged_files_are_not_chunked_again(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = write_corpus(tmp_path / "文書")
+    ingest(embedder, tmp_path / "data", corpus, prefetch=2)[2].close()
+    chunked = chunked_files(monkeypatch)
     (corpus / "2-メモ.txt").write_text("\n\n".join(SENTENCES[::-1]), encoding="utf-8")  # changed
     reports, _, store = ingest(embedder, tmp_path / "data", corpus, prefetch=2)
     assert {r.status for r in reports} == {"unchanged", "failed", "replaced", "duplicate"}
     assert [r.source for r in reports if r.status == "replaced"] == ["2-メモ.txt"]
     assert chunked == ["2-メモ.txt"]  # the only file cut again
+    store.close()
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_copies_in_one_run_are_cut_once(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch: int
+) -> None:
+    """A file is chunked only when it will be written: a copy of one just added is a duplicate, never cut."""
+    corpus = tmp_path / "写し"
+    corpus.mkdir()
+    for name in ("一.txt", "二.txt", "三.txt"):
+        (corpus / name).write_text("\n\n".join(SENTENCES[:4]), encoding="utf-8")
+    (corpus / "四.txt").write_text(SENTENCES[5], encoding="utf-8")
+    chunked = chunked_files(monkeypatch)
+    reports, _, store = ingest(embedder, tmp_path / "data", corpus, prefetch=prefetch)
+    assert [(r.source, r.status) for r in reports] == [
+        ("一.txt", "added"),
+        ("三.txt", "duplicate"),
+        ("二.txt", "duplicate"),
+        ("四.txt", "added"),
+    ]
+    assert chunked == ["一.txt", "四.txt"]
     store.close()
 
 

@@ -1,0 +1,182 @@
+"""The int8 path: the model exported to ONNX with its pooling, its matrix products quantized to int8.
+
+On a CPU without native bfloat16 (AVX2 and FMA only: most AMD and older Intel machines), float32 is
+what torch computes, and int8 matrix products are the fast path that is left. ONNX Runtime's dynamic
+quantization (weights int8 per output channel, activations quantized per batch) runs them through its
+own kernels on AVX2, AVX-512 and VNNI alike, and a short question runs without torch's per-call
+overhead. The export takes seconds once per model and library versions, and is kept on disk
+(``pipelines/precision_cache.py`` says where); the precision policy decides whether it is used.
+
+Only models that are a transformer and a pooling (mean or CLS), with or without normalisation, as
+GLuCoSE is, are exported; for anything else ``exportable`` says why not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.int8.onnx"
+META_FILE = "int8.json"
+# Raised when the export or the graph changes, so that an old file on disk is not used.
+EXPORT_REVISION = 1
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """An exported, quantized model on disk, and what a runner needs to know about it."""
+
+    path: Path
+    dimension: int
+    max_tokens: int
+    pooling: str
+
+
+def exportable(model: SentenceTransformer) -> str | None:
+    """Why ``model`` cannot take the int8 path (in Japanese), or None when it can."""
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    modules = list(model)
+    if len(modules) < 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
+        return "変換器とプーリング以外の層を持つモデルです"
+    if any(not isinstance(m, Normalize) for m in modules[2:]):
+        return "プーリングの後に層を持つモデルです"
+    if _pooling(modules[1]) is None:
+        return f"プーリング（{getattr(modules[1], 'pooling_mode', '?')}）に対応していません"
+    if getattr(modules[0], "do_lower_case", False):
+        return "小文字化するモデルです"
+    return None
+
+
+def _pooling(pooling: Any) -> str | None:
+    mode = getattr(pooling, "pooling_mode", None)
+    return mode if mode in ("mean", "cls") else None
+
+
+def export(model: SentenceTransformer, directory: Path) -> Int8Model:
+    """Export ``model`` (float32, on the CPU) with its pooling to ONNX, quantize it to int8 into ``directory``.
+
+    The float32 graph is written to a temporary file and removed; the int8 one is written beside its
+    final name and renamed, so that a crash leaves no half file that a later start would load.
+    """
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    reason = exportable(model)
+    if reason is not None:
+        raise ValueError(reason)
+    pooling = _pooling(model[1])
+    assert pooling is not None
+    backbone: Any = model[0].auto_model  # a transformers model (LukeModel for GLuCoSE)
+
+    class Pooled(torch.nn.Module):
+        """The backbone and its pooling, as one graph from token ids to a sentence vector."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            tokens = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if pooling == "cls":
+                return tokens[:, 0]
+            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sample = model.tokenizer(["日本語の文です。", "二つめ"], padding=True, return_tensors="pt")
+    inputs = (sample["input_ids"], sample["attention_mask"])
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        float_path = Path(scratch) / "model.onnx"
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")  # the TorchScript exporter announces its successor
+                torch.onnx.export(
+                    Pooled(),
+                    inputs,
+                    str(float_path),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["sentence_embedding"],
+                    dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+        finally:
+            backbone.train(was_training)
+        partial = Path(scratch) / MODEL_FILE
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing at WARNING
+        try:
+            quantize_dynamic(float_path, partial, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            quiet.setLevel(level)
+        exported = Int8Model(
+            directory / MODEL_FILE,
+            dimension=int(model.get_embedding_dimension() or 0),
+            max_tokens=int(model.max_seq_length or model.tokenizer.model_max_length),
+            pooling=pooling,
+        )
+        os.replace(partial, exported.path)
+    meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
+    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": pooling}), encoding="utf-8")
+    return exported
+
+
+def find(directory: Path) -> Int8Model | None:
+    """The exported model in ``directory``, or None when there is none of this revision."""
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    path = directory / MODEL_FILE
+    if meta.get("revision") != EXPORT_REVISION or not path.is_file():
+        return None
+    return Int8Model(path, int(meta["dimension"]), int(meta["max_tokens"]), str(meta["pooling"]))
+
+
+class Int8Runner:
+    """One ONNX Runtime session of an exported model: token ids in, sentence vectors (not normalised) out."""
+
+    def __init__(self, exported: Int8Model, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's own choice, one thread per physical core
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.model = exported
+        self._session = ort.InferenceSession(str(exported.path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+
+
+def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of several texts as one padded batch and its attention mask."""
+    width = max((len(r) for r in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask
