@@ -235,7 +235,8 @@ def test_each_document_records_its_precision_and_a_mixed_store_says_so(
     assert {d.source: d.precision for d in store.documents()} == {"一.txt": "float32", "二.txt": "int8"}
     warning = mixed_precisions(store.documents())
     assert warning.startswith("保存済みの文書は違う精度で埋め込まれています（")
-    assert "float32 1 件" in warning and "int8 1 件" in warning
+    assert "float32 1 件" in warning
+    assert "int8 1 件" in warning
     # both are found: the paths differ by rounding, within the guard
     assert Searcher(fast, store).search(TOKYO, k=1)[0].source == "一.txt"
     assert Searcher(indexer.embedder, store).search(KYOTO, k=1)[0].source == "二.txt"
