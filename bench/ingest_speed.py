@@ -1,55 +1,80 @@
-"""Ingest speed of the product on a GLuCoSE-sized model, against the LangChain tutorial pipeline on the same model.
+"""Ingest speed of the product as a user runs it, whole processes, against the LangChain tutorial on the same files and model.
 
-    .venv/bin/python bench/ingest_speed.py [--articles N] [--batch-size B] [--precision auto float32] [--pdf-overlap]
+    .venv/bin/python bench/ingest_speed.py [--articles N] [--rounds R] [--paths auto int8 bfloat16 float32]
+        [--without avx512] [--no-baseline] [--pdf-overlap]
 
 Builds, offline, a random-weight model with GLuCoSE-base-ja's architecture and size (LUKE, 768 hidden,
 12 layers, 12 heads, 3072 intermediate, 32,772-token vocabulary), so the cost per token is the real
 one; writes the JSQuAD articles of ``../shared/data`` as text files (one per article, its paragraphs
 joined, the title as the name). Then, in one run:
 
-1. the machine's matrix-multiply peak (float32 and bfloat16), with torch, in GFLOP/s;
-2. the product's ingest (load, normalise, chunk, embed, store) into a fresh Chroma store, for each
-   ``--precision``, then a second ingest of the unchanged files;
-3. the ingest a user would write from a LangChain tutorial on the same files and model: each file
-   read into a ``Document``, ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``,
-   ``HuggingFaceEmbeddings(model_name=<the model's folder>)``, ``Chroma.from_documents`` into a
-   temporary persistent directory;
-4. the ratios, and the product's rate as a share of the peak.
+1. the CPU's features, and its matrix-multiply peaks on the model's shapes: float32 and bfloat16 with
+   torch (GFLOP/s), int8 with ONNX Runtime's ``MatMulInteger``, uint8 × int8 (GOPS);
+2. a user's very first run, once: ``python -m pipelines ingest DOCS --json`` with ``RAG_PRECISION=auto``
+   and an empty cache directory (``RAG_CACHE_DIR``), which pays the int8 export and the precision
+   checks; then one untimed run for each other path of ``--paths``, so that each has its verdict and
+   export in its own cache directory, as every later start of the product has;
+3. ``--rounds`` rounds, each: the tutorial's ingest as its own process (``bench/tutorial_ingest.py``:
+   ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, ``HuggingFaceEmbeddings``,
+   ``Chroma.from_documents``), then for each path the product's ingest into a fresh data directory,
+   then the same command again on the unchanged files (the re-ingest). Every time is a whole process
+   timed from outside: interpreter start, imports and model load included;
+4. per path, the medians of the rounds: seconds, tokens/s, the tutorial's seconds over the product's
+   for the same files, the re-ingest's share of the first ingest, the embedding's share of the process,
+   the embedding's rate as a share of the peak of the precision used, and that precision and why; the
+   goals (at least 3× the tutorial, 4× on a CPU with native bfloat16; a re-ingest under 10% of the
+   first); a markdown table.
+
+``bfloat16`` is skipped where the CPU lacks AVX512-BF16. ``--without avx512`` runs all of it, child
+processes included, as a CPU with AVX2 and FMA only would (``bench/cpu_mask.py``): the instructions
+change, not the cores, caches or memory. Variables ``RAG_*`` of the calling shell are not passed on.
 
 Tokens are what the model read, counted with its own tokenizer: the tutorial's 1,000-character chunks
-are cut by the model at 512 tokens, and only those count. ``--pdf-overlap`` also writes the articles
-as Japanese PDFs and times the product's ingest of them with and without reading and chunking the
-next files in a background thread (``Indexer(prefetch=...)``).
+are cut by the model at 512 tokens, and only those count; the product's are its chunks, as its
+``Indexer.chunk`` cuts them. ``--pdf-overlap`` also writes the articles as Japanese PDFs and times the
+product's ingest of them, in this process, with and without reading and chunking the next files in a
+background thread (``Indexer(prefetch=...)``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import cpu_mask  # noqa: E402
 from bench.data import jglue_dir  # noqa: E402
-from ingest.loaders import load_file  # noqa: E402
-from pipelines.choices import PRECISIONS, Precision  # noqa: E402
-from pipelines.embedder import Embedder  # noqa: E402
-from pipelines.indexing import Indexer, collect_paths  # noqa: E402
-from pipelines.store import ChromaStore  # noqa: E402
 from testkit.offline_model import build_offline_model  # noqa: E402
 
 JSQUAD = jglue_dir() / "jsquad-v1.3-valid.json"
 GLUCOSE_SHAPE = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072}
-TUTORIAL_CHUNK_SIZE, TUTORIAL_CHUNK_OVERLAP = 1000, 200
+TUTORIAL = REPO / "bench" / "tutorial_ingest.py"
+PATHS = ("auto", "int8", "bfloat16", "float32")
+# the model's feed-forward products for 2,048 tokens at once
+MATMUL_SHAPES = ((2048, 768, 3072), (2048, 3072, 768))
+# prints the precision a start with these settings computes passages in, and why (the CLI's 精度: line)
+PRECISION_PROBE = """
+import json
+from pipelines.components import make_embedder
+from pipelines.settings import Settings
+embedder = make_embedder(Settings.from_env())
+embedder.load()
+print(json.dumps([embedder.precision.passages, embedder.precision.passages_reason], ensure_ascii=False))
+"""
 
 
 def read_articles(source: Path, limit: int | None) -> list[tuple[str, str]]:
@@ -135,239 +160,449 @@ def cpu_stall_microseconds() -> int:
     return int(line.rsplit("total=", 1)[-1])
 
 
-def matmul_peak(dtype: Any, bursts: int = 6, burst_seconds: float = 0.5) -> float:
-    """The best GFLOP/s of torch matrix products in ``dtype``, on the model's own shapes and a square one.
+# Peaks ---------------------------------------------------------------------------------------
 
-    The best of several short bursts, so that a moment of other work on the machine does not lower it.
+
+def best_rate(step: Callable[[], object], operations: float, bursts: int = 6, burst_seconds: float = 0.5) -> float:
+    """The best rate of ``step`` (``operations`` each call), in G operations a second, over short bursts.
+
+    The best of several bursts after three calls to warm up, so that a moment of other work on the
+    machine does not lower it.
     """
-    import torch
-
+    for _ in range(3):
+        step()
     best = 0.0
-    for m, k, n in ((2048, 768, 3072), (2048, 3072, 768), (2048, 2048, 2048)):
-        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-        for _ in range(3):
-            torch.mm(a, b)
-        for _ in range(bursts):
-            runs, started = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < burst_seconds:
-                torch.mm(a, b)
-                runs += 1
-            best = max(best, 2 * m * k * n * runs / elapsed / 1e9)
+    for _ in range(bursts):
+        runs, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < burst_seconds:
+            step()
+            runs += 1
+        best = max(best, operations * runs / elapsed / 1e9)
     return best
 
 
+def matmul_peak(dtype: Any) -> float:
+    """The best GFLOP/s of torch matrix products in ``dtype``, on the model's own shapes and a square one."""
+    import torch
+
+    best = 0.0
+    for m, k, n in (*MATMUL_SHAPES, (2048, 2048, 2048)):
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+        best = max(best, best_rate(functools.partial(torch.mm, a, b), 2 * m * k * n))
+    return best
+
+
+def int8_peak() -> float:
+    """The best GOPS of ONNX Runtime's int8 matrix product, ``MatMulInteger`` (uint8 × int8 → int32), on the model's shapes.
+
+    What the int8 path's quantized products run on (activations uint8, weights int8), with ONNX
+    Runtime's default threads; 2·M·K·N operations a product, as for floats.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    best = 0.0
+    for m, k, n in MATMUL_SHAPES:
+        weights = numpy_helper.from_array(rng.integers(-128, 128, (k, n), dtype=np.int8), name="B")
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])],
+            "int8_peak",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+            [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])],
+            [weights],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = {"A": rng.integers(0, 256, (m, k), dtype=np.uint8)}
+        best = max(best, best_rate(functools.partial(session.run, None, feed), 2 * m * k * n))
+    return best
+
+
+# Whole processes ------------------------------------------------------------------------------
+
+
 @dataclass
-class Run:
-    """What one ingest took: seconds, texts and tokens the model read, sequence lengths."""
+class Timed:
+    """One whole process, timed from outside: wall seconds, the JSON it printed, how contended the CPUs were."""
 
-    label: str
     seconds: float
-    chunks: int
-    tokens: int
-    lengths: list[int]
-    embed_seconds: float = 0.0
-    again_seconds: float = 0.0
-    precision: str = "float32"
-    note: str = ""
-    stalled: float = 0.0  # share of the run in which some task of the machine waited for a CPU
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds
-
-    @property
-    def chunks_per_second(self) -> float:
-        return self.chunks / self.seconds
+    summary: dict[str, Any]
+    stalled: float  # share of the run in which some task of the machine waited for a CPU
 
 
-def product_ingest(
-    model: Path, docs: Path, data: Path, args: argparse.Namespace, precision: Precision, prefetch: int = 2
-) -> tuple[Run, Indexer]:
-    """The product's ingest of ``docs`` into a fresh store, then again unchanged."""
-    embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=precision)
-    embedder.load()
-    store = ChromaStore.persistent(data)
-    indexer = Indexer(embedder, store, args.chunk_tokens, args.chunk_overlap, prefetch=prefetch)
+def timed_process(command: Sequence[str], env: dict[str, str]) -> Timed:
+    """Run ``command`` from the repository root; a failure stops the bench with what the process said."""
     started, stall = time.perf_counter(), cpu_stall_microseconds()
-    reports = indexer.ingest_paths([docs])
+    done = subprocess.run(list(command), cwd=REPO, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     stalled = (cpu_stall_microseconds() - stall) / 1e6 / seconds
-    stats = embedder.stats
-    started = time.perf_counter()
-    again = indexer.ingest_paths([docs])
-    again_seconds = time.perf_counter() - started
-    failed = [(r.source, r.status, r.message) for r in reports if r.status not in ("added", "duplicate")]
-    if failed or {r.status for r in again} != {"unchanged"}:
-        raise SystemExit(f"unexpected statuses: {failed} / {sorted({r.status for r in again})}")
-    # the lengths of the distinct texts the model read (a text repeated is embedded once)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    # the JSON is the last text that starts a line with "{" (the CLI indents its own lines)
+    start = done.stdout.rfind("\n{") + 1
+    return Timed(seconds, json.loads(done.stdout[start:]), stalled)
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without ``RAG_*`` settings (the CPU mask's LD_PRELOAD stays)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
+
+
+def product_environment(
+    model: Path, data: Path, cache: Path, precision: str, args: argparse.Namespace
+) -> dict[str, str]:
+    """The settings of one product run: this model, data and cache directories, precision and chunking."""
+    return {
+        **clean_environment(),
+        "RAG_EMBEDDING_MODEL": str(model),
+        "RAG_DATA_DIR": str(data),
+        "RAG_CACHE_DIR": str(cache),
+        "RAG_PRECISION": precision,
+        "RAG_BATCH_SIZE": str(args.batch_size),
+        "RAG_CHUNK_TOKENS": str(args.chunk_tokens),
+        "RAG_CHUNK_OVERLAP": str(args.chunk_overlap),
+    }
+
+
+def product_ingest(docs: Path, env: dict[str, str], expected: set[str]) -> Timed:
+    """``python -m pipelines ingest DOCS --json`` as a whole process; every file must end in ``expected``."""
+    run = timed_process([sys.executable, "-m", "pipelines", "ingest", str(docs), "--json"], env)
+    statuses = {f["status"] for f in run.summary["files"]}
+    if not statuses <= expected:
+        wrong = [(f["source"], f["status"], f["message"]) for f in run.summary["files"] if f["status"] not in expected]
+        raise SystemExit(f"product ingest: expected {sorted(expected)}, got {wrong[:5]}")
+    return run
+
+
+def chosen_precision(env: dict[str, str]) -> tuple[str, str]:
+    """What a start with ``env`` computes passages in, and why (after the warm-up, from the kept verdict)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PRECISION_PROBE], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return "?", f"could not ask: {done.stderr.strip().splitlines()[-1:]}"
+    precision, reason = json.loads(done.stdout.strip().splitlines()[-1])
+    return precision, reason
+
+
+def product_lengths(env: dict[str, str], docs: Path, scratch: Path) -> tuple[list[int], int]:
+    """The tokens of each distinct text the product embeds from ``docs`` (a repeated text is embedded once), and the model's parameters.
+
+    Chunked as the product chunks (``Indexer.chunk``), counted by its embedder, cut at the model's limit.
+    """
+    from ingest.loaders import load_file
+    from pipelines.components import make_embedder
+    from pipelines.embedder import Embedder
+    from pipelines.indexing import Indexer, collect_paths
+    from pipelines.settings import Settings
+    from pipelines.store import ChromaStore
+
+    # float32 for both: nothing to check or time, the torch model is loaded as is
+    settings = Settings.from_env(env, precision="float32", query_precision="float32")
+    embedder = make_embedder(settings)
+    indexer = Indexer(embedder, ChromaStore.persistent(scratch), settings.chunk_tokens, settings.chunk_overlap)
+    limit = embedder.max_tokens
     texts: dict[str, int] = {}
     for path, source in collect_paths([docs]):
         for chunk in indexer.chunk(load_file(path, source)):
-            texts[chunk.text] = min(chunk.tokens, embedder.max_tokens)
-    lengths = list(texts.values())
-    assert sum(lengths) == stats.tokens, (sum(lengths), stats.tokens)
-    return (
-        Run(
-            label=f"product, {embedder.precision.passages}" + (", no prefetch" if prefetch == 0 else ""),
-            seconds=seconds,
-            chunks=sum(r.chunks for r in reports),
-            tokens=stats.tokens,
-            lengths=lengths,
-            embed_seconds=stats.seconds,
-            again_seconds=again_seconds,
-            precision=embedder.precision.passages,
-            note=embedder.precision.passages_reason,
-            stalled=stalled,
-        ),
-        indexer,
+            texts[chunk.text] = min(chunk.tokens, limit)
+    parameters = sum(p.numel() for p in embedder.model.parameters()) if isinstance(embedder, Embedder) else 0
+    return list(texts.values()), parameters
+
+
+@dataclass
+class Row:
+    """One line of the results: medians over the rounds of one path (or the tutorial, or the first start)."""
+
+    label: str
+    precision: str
+    seconds: float  # whole process
+    tokens: int
+    flops: float  # of the model's forward passes over what it read
+    embedding_seconds: float | None = None
+    again_seconds: float | None = None
+    # what the process itself timed: the CLI's ``seconds``, the tutorial's pipeline after its model loaded
+    inside_seconds: float | None = None
+    stalled: float = 0.0  # the most of any of its processes
+    reason: str = ""
+
+    def peak_share(self, peak: dict[str, float]) -> float | None:
+        """The embedding's rate (the tutorial's: its whole pipeline's) as a share of the precision's peak."""
+        seconds = self.embedding_seconds or self.inside_seconds
+        if not seconds or self.precision not in peak:
+            return None
+        return self.flops / seconds / 1e9 / peak[self.precision]
+
+
+def product_row(label: str, precision: str, reason: str, firsts: list[Timed], agains: list[Timed], flops: float) -> Row:
+    """The medians of a path's rounds."""
+    return Row(
+        label=label,
+        precision=precision,
+        seconds=statistics.median(t.seconds for t in firsts),
+        tokens=firsts[0].summary["embedded_tokens"],
+        flops=flops,
+        embedding_seconds=statistics.median(t.summary["embedding_seconds"] for t in firsts),
+        again_seconds=statistics.median(t.seconds for t in agains) if agains else None,
+        inside_seconds=statistics.median(t.summary["seconds"] for t in firsts),
+        stalled=max(t.stalled for t in firsts + agains),
+        reason=reason,
     )
 
 
-def langchain_tutorial_ingest(model: Path, docs: Path, persist: Path, count_tokens: Any) -> Run:
-    """What a user writes from the LangChain RAG tutorial, on the same files and model."""
-    from langchain_chroma import Chroma
-    from langchain_core.documents import Document
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    embeddings = HuggingFaceEmbeddings(model_name=str(model))  # loaded before the clock, like the product's
-    started, stall = time.perf_counter(), cpu_stall_microseconds()
-    documents = [
-        Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": str(path)})
-        for path in sorted(docs.glob("*.txt"))
-    ]
-    splitter = RecursiveCharacterTextSplitter(chunk_size=TUTORIAL_CHUNK_SIZE, chunk_overlap=TUTORIAL_CHUNK_OVERLAP)
-    chunks = splitter.split_documents(documents)
-    store = Chroma.from_documents(chunks, embeddings, persist_directory=str(persist))
-    seconds = time.perf_counter() - started
-    stalled = (cpu_stall_microseconds() - stall) / 1e6 / seconds
-    assert store._collection.count() == len(chunks)
-    limit = embeddings._client.max_seq_length
-    # HuggingFaceEmbeddings replaces line ends with spaces before encoding; the model stops at its limit
-    lengths = [min(count_tokens(c.page_content.replace("\n", " ")), limit) for c in chunks]
-    return Run("LangChain tutorial, float32", seconds, len(chunks), sum(lengths), lengths, stalled=stalled)
+def tutorial_row(runs: list[Timed]) -> Row:
+    """The medians of the tutorial's rounds; the seconds it spent counting tokens for this bench are taken off."""
+    lengths = runs[0].summary["lengths"]
+    return Row(
+        label="LangChain tutorial",
+        precision="float32",
+        seconds=statistics.median(t.seconds - t.summary["count_seconds"] for t in runs),
+        tokens=sum(lengths),
+        flops=forward_flops(lengths),
+        inside_seconds=statistics.median(t.summary["pipeline_seconds"] for t in runs),
+        stalled=max(t.stalled for t in runs),
+    )
 
 
-def disturbed(run: Run) -> str:
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def disturbed(row: Row) -> str:
     """A warning when other work on the machine took the CPUs for a noticeable part of a run."""
-    return "  ← DISTURBED by other work: not comparable" if run.stalled > 0.1 else ""
+    return "  ← DISTURBED by other work: not comparable" if row.stalled > 0.1 else ""
 
 
-def show(run: Run, peak: dict[str, float]) -> None:
-    achieved = forward_flops(run.lengths) / run.seconds / 1e9
+def show(row: Row, peak: dict[str, float], tutorial: Row | None) -> None:
+    """The details of one row."""
+    print(f"  {row.label}: {row.seconds:.1f} s whole process = {row.tokens / row.seconds:,.0f} tokens/s", end="")
+    if tutorial and row is not tutorial:
+        print(f", {tutorial.seconds / row.seconds:.2f}× less time than the tutorial", end="")
+    print(f"; some task waited for a CPU up to {row.stalled:.0%} of the time{disturbed(row)}")
+    if row.embedding_seconds is not None and row.inside_seconds is not None:
+        print(
+            f"    embedding {row.embedding_seconds:.1f} s = {row.embedding_seconds / row.seconds:.0%} of the process, "
+            f"{row.tokens / row.embedding_seconds:,.0f} tokens/s = {percent(row.peak_share(peak))} of the "
+            f"{row.precision} peak; the ingest itself {row.inside_seconds:.1f} s, start and imports "
+            f"{row.seconds - row.inside_seconds:.1f} s"
+        )
+    elif row.inside_seconds is not None:
+        print(
+            f"    after the model is loaded {row.inside_seconds:.1f} s (splitting, embedding, storing) = "
+            f"{percent(row.peak_share(peak))} of the float32 peak"
+        )
+    if row.again_seconds is not None:
+        print(
+            f"    re-ingest unchanged: {row.again_seconds:.2f} s = {row.again_seconds / row.seconds:.1%} of the first"
+        )
+    if row.reason:
+        print(f"    precision: {row.precision} ({row.reason})")
+
+
+def table(rows: Sequence[Row], peak: dict[str, float], tutorial: Row | None) -> str:
+    """The rows as a markdown table."""
+    lines = [
+        "| run | precision | seconds | tokens/s | tutorial ÷ this | re-ingest s | re-ingest share | embedding share "
+        "| share of peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        ratio = f"{tutorial.seconds / row.seconds:.2f}×" if tutorial else "–"
+        again = "–" if row.again_seconds is None else f"{row.again_seconds:.2f}"
+        again_share = None if row.again_seconds is None else row.again_seconds / row.seconds
+        embedding = None if row.embedding_seconds is None else row.embedding_seconds / row.seconds
+        lines.append(
+            f"| {row.label} | {row.precision} | {row.seconds:.1f} | {row.tokens / row.seconds:,.0f} | {ratio} | {again} "
+            f"| {percent(again_share)} | {percent(embedding)} | {percent(row.peak_share(peak))} |"
+        )
+    return "\n".join(lines)
+
+
+def goals(rows: Sequence[Row], tutorial: Row | None, native_bf16: bool) -> list[str]:
+    """The issue's goals, each met or not: the ingest against the tutorial, the re-ingest against the first."""
+    lines = []
+    target = 4.0 if native_bf16 else 3.0
+    cpu = "with" if native_bf16 else "without"
+    for row in rows:
+        if tutorial and row.label == "auto":
+            ratio = tutorial.seconds / row.seconds
+            verdict = "met" if ratio >= target else "NOT met"
+            lines.append(f"auto ≥ {target:.0f}× the tutorial (a CPU {cpu} native bf16): {ratio:.2f}× — {verdict}")
+        if row.again_seconds is not None:
+            share = row.again_seconds / row.seconds
+            verdict = "met" if share < 0.1 else "NOT met"
+            lines.append(f"{row.label}: re-ingest < 10% of the first: {share:.1%} — {verdict}")
+    return lines
+
+
+# PDFs, in process ------------------------------------------------------------------------------
+
+
+def pdf_overlap(model: Path, pdfs: Path, scratch: Path, cache: Path, precision: str, args: argparse.Namespace) -> None:
+    """The product's ingest of ``pdfs`` in this process, without and with prefetch, best of two each."""
+    from ingest.loaders import load_file
+    from pipelines.choices import Precision
+    from pipelines.embedder import Embedder
+    from pipelines.indexing import Indexer, collect_paths
+    from pipelines.store import ChromaStore
+
+    chosen = cast(Precision, precision)
+    embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=chosen, cache_dir=cache)
+    embedder.load()
+    started = time.perf_counter()
+    probe = Indexer(embedder, ChromaStore.persistent(scratch / "pdf-probe"), args.chunk_tokens, args.chunk_overlap)
+    for path, source in collect_paths([pdfs]):
+        probe.chunk(load_file(path, source))
     print(
-        f"  {run.label}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s, {run.chunks_per_second:.1f} chunks/s"
-        f" ({run.chunks:,} chunks, {run.tokens:,} tokens, {sum(run.lengths) / len(run.lengths):.0f} tokens per text);"
-        f" {achieved:,.0f} GFLOP/s = {achieved / peak[run.precision]:.0%} of the {run.precision} peak;"
-        f" some task waited for a CPU {run.stalled:.0%} of the time{disturbed(run)}"
+        f"PDFs: the same articles as {len(list(pdfs.iterdir()))} files; reading (pypdf), normalising and chunking "
+        f"them alone takes {time.perf_counter() - started:.1f} s; {embedder.precision.passages}, in this process"
     )
-    if run.embed_seconds:
-        print(
-            f"    embedding {run.embed_seconds / run.seconds:.0%} of the time, at {run.tokens / run.embed_seconds:,.0f}"
-            f" tokens/s = {forward_flops(run.lengths) / run.embed_seconds / 1e9 / peak[run.precision]:.0%} of the peak"
-        )
-    if run.again_seconds:
-        print(
-            f"    re-ingest unchanged: {run.again_seconds:.2f} s = {run.again_seconds / run.seconds:.1%} of the first ingest"
-        )
+    best: dict[int, float] = {}
+    for number, prefetch in enumerate((0, 2, 0, 2)):
+        store = ChromaStore.persistent(scratch / f"pdf-{number}")
+        indexer = Indexer(embedder, store, args.chunk_tokens, args.chunk_overlap, prefetch=prefetch)
+        tokens, started = embedder.stats.tokens, time.perf_counter()
+        indexer.ingest_paths([pdfs])
+        seconds = time.perf_counter() - started
+        print(f"  prefetch {prefetch}: {seconds:.1f} s = {(embedder.stats.tokens - tokens) / seconds:,.0f} tokens/s")
+        best[prefetch] = min(best.get(prefetch, seconds), seconds)
+    saved = best[0] - best[2]
+    print(
+        f"  best of two: without overlap {best[0]:.1f} s, with {best[2]:.1f} s: {saved:+.1f} s ({saved / best[0]:+.1%})"
+    )
+
+
+# Main ---------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--articles", type=int, default=None, help="only the first N articles (default: all 59)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; medians are reported (default 2)")
+    parser.add_argument(
+        "--paths", nargs="+", default=list(PATHS), choices=PATHS, help="RAG_PRECISION values to time (default: all)"
+    )
+    parser.add_argument(
+        "--without", choices=["avx512"], help="avx512: run everything as a CPU with AVX2 and FMA only would"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--chunk-overlap", type=int, default=32)
-    parser.add_argument(
-        "--precision",
-        nargs="+",
-        default=["auto", "float32"],
-        choices=PRECISIONS,
-        help="the product's precisions to time (default: auto float32)",
-    )
-    parser.add_argument("--no-baseline", action="store_true", help="skip the LangChain tutorial pipeline")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the LangChain tutorial")
     parser.add_argument("--pdf-overlap", action="store_true", help="also time PDFs with and without prefetch")
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
     args = parser.parse_args()
+    if args.without == "avx512":
+        cpu_mask.run_masked()  # this process again, masked, in place of this one; returns once masked
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
+    import onnxruntime
     import torch
 
     print(
-        f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}, ONNX Runtime {onnxruntime.__version__}, "
         f"load average {os.getloadavg()[0]:.2f} at the start"
     )
-    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
-    print(f"matrix-multiply peak: float32 {peak['float32']:,.0f} GFLOP/s, bfloat16 {peak['bfloat16']:,.0f} GFLOP/s")
+    print(cpu_mask.describe())
+    native_bf16 = cpu_mask.features()["AVX512BF16"]
+    paths = list(dict.fromkeys(args.paths))
+    if "bfloat16" in paths and not native_bf16:
+        paths.remove("bfloat16")
+        print("bfloat16: skipped, this CPU has no AVX512-BF16 (the product would compute float32 in its place)")
+    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16), "int8": int8_peak()}
+    print(
+        f"matrix-multiply peak: float32 {peak['float32']:,.0f} GFLOP/s, bfloat16 {peak['bfloat16']:,.0f} GFLOP/s "
+        f"(torch); int8 {peak['int8']:,.0f} GOPS (ONNX Runtime MatMulInteger)"
+    )
 
-    with tempfile.TemporaryDirectory() as scratch:
-        docs = Path(scratch) / "docs"
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        docs = scratch / "docs"
         chars = write_articles(JSQUAD, docs, args.articles)
         corpus = "\n".join(p.read_text(encoding="utf-8") for p in sorted(docs.iterdir()))
-        started = time.perf_counter()
         model = glucose_sized_model(args.cache, corpus)
-        probe = Embedder(str(model), device="cpu", precision="float32")
-        probe.load()
         shape = json.loads((model / "config.json").read_text(encoding="utf-8"))
-        parameters = sum(p.numel() for p in probe.model.parameters())
+        lengths, parameters = product_lengths(
+            product_environment(model, scratch / "probe", scratch / "probe-cache", "float32", args), docs, scratch
+        )
         print(
             f"model: GLuCoSE-shaped LUKE ({shape['num_hidden_layers']} layers, {shape['hidden_size']} hidden, "
             f"{shape['intermediate_size']} feed-forward), {parameters / 1e6:.0f}M parameters, random weights; "
-            f"loaded in {time.perf_counter() - started:.1f} s; {forward_flops([1]) / 1e6:.0f} MFLOP per token "
-            "plus attention"
+            f"{forward_flops([1]) / 1e6:.0f} MFLOP per token plus attention"
         )
         print(f"corpus: {len(list(docs.iterdir()))} JSQuAD articles as text files, {chars:,} characters")
         print(
-            f"product: chunks of ≤ {args.chunk_tokens} tokens, overlap {args.chunk_overlap}, batch {args.batch_size}; "
-            f"tutorial: {TUTORIAL_CHUNK_SIZE}/{TUTORIAL_CHUNK_OVERLAP} characters, HuggingFaceEmbeddings defaults (batch 32)"
+            f"product: python -m pipelines ingest DOCS --json; chunks of ≤ {args.chunk_tokens} tokens, overlap "
+            f"{args.chunk_overlap}, batch {args.batch_size}: {len(lengths):,} texts, {sum(lengths):,} tokens; "
+            "tutorial: bench/tutorial_ingest.py, 1000/200 characters, HuggingFaceEmbeddings defaults (batch 32)"
         )
 
-        runs: list[Run] = []
-        for number, precision in enumerate(args.precision):
-            run, _ = product_ingest(model, docs, Path(scratch) / f"product-{number}", args, precision)
-            runs.append(run)
-            show(run, peak)
-            print(f"    precision {precision}: {run.precision} ({run.note})")
-        if not args.no_baseline:
-            baseline = langchain_tutorial_ingest(model, docs, Path(scratch) / "langchain", probe.count_tokens)
-            show(baseline, peak)
-            for run in runs:
+        def settings(path: str, data: str) -> dict[str, str]:
+            """A product run of ``path`` into data directory ``data``, with the path's own cache directory."""
+            return product_environment(model, scratch / data, scratch / f"cache-{path}", path, args)
+
+        warm: dict[str, Timed] = {}
+        for path in paths:
+            warm[path] = product_ingest(docs, settings(path, f"warm-up-{path}"), {"added", "duplicate"})
+            if path == "auto":
                 print(
-                    f"  ratio {run.label} / tutorial: {run.tokens_per_second / baseline.tokens_per_second:.2f}× tokens/s, "
-                    f"{baseline.seconds / run.seconds:.2f}× less time for the same corpus "
-                    f"({run.tokens / baseline.tokens:.2f}× the tokens read)"
+                    f"first start, auto, empty cache: {warm[path].seconds:.1f} s (with the int8 export and the checks)"
+                )
+            else:
+                print(f"warm-up, {path}: {warm[path].seconds:.1f} s (untimed)")
+        embedded = sorted({t.summary["embedded_tokens"] for t in warm.values()})
+        if embedded != [sum(lengths)]:
+            print(
+                f"  note: the product embedded {embedded} tokens, its chunks hold {sum(lengths)}: shares are approximate"
+            )
+
+        chosen = {path: chosen_precision(settings(path, f"warm-up-{path}")) for path in paths}
+        firsts: dict[str, list[Timed]] = {path: [] for path in paths}
+        agains: dict[str, list[Timed]] = {path: [] for path in paths}
+        tutorials: list[Timed] = []
+        for number in range(args.rounds):
+            if not args.no_baseline:
+                persist = scratch / f"tutorial-{number}"
+                tutorials.append(
+                    timed_process(
+                        [sys.executable, str(TUTORIAL), str(model), str(docs), str(persist)], clean_environment()
+                    )
+                )
+                print(f"round {number + 1}: tutorial {tutorials[-1].seconds:.1f} s")
+            for path in paths:
+                env = settings(path, f"{path}-{number}")
+                firsts[path].append(product_ingest(docs, env, {"added", "duplicate"}))
+                agains[path].append(product_ingest(docs, env, {"unchanged"}))
+                print(
+                    f"round {number + 1}: {path} {firsts[path][-1].seconds:.1f} s, "
+                    f"re-ingest {agains[path][-1].seconds:.2f} s"
                 )
 
-        if args.pdf_overlap:
-            pdfs = Path(scratch) / "pdfs"
-            pages = write_pdfs(JSQUAD, pdfs, args.articles)
-            indexer = Indexer(
-                probe, ChromaStore.persistent(Path(scratch) / "probe"), args.chunk_tokens, args.chunk_overlap
-            )
-            started = time.perf_counter()
-            for path, source in collect_paths([pdfs]):
-                indexer.chunk(load_file(path, source))
-            prepare = time.perf_counter() - started
-            print(
-                f"PDFs: the same {len(list(pdfs.iterdir()))} articles as {pages} pages; reading (pypdf), normalising "
-                f"and chunking them alone takes {prepare:.1f} s"
-            )
-            precision = args.precision[0]
-            timed: dict[int, Run] = {}
-            for prefetch in (0, 2, 0, 2):
-                run, _ = product_ingest(
-                    model, pdfs, Path(scratch) / f"pdf-{prefetch}-{time.time()}", args, precision, prefetch
-                )
-                print(
-                    f"  prefetch {prefetch}: {run.seconds:.1f} s = {run.tokens_per_second:,.0f} tokens/s"
-                    f" (some task waited for a CPU {run.stalled:.0%} of the time){disturbed(run)}"
-                )
-                timed[prefetch] = min(timed.get(prefetch, run), run, key=lambda r: r.seconds)
-            saved = timed[0].seconds - timed[2].seconds
-            print(
-                f"  best of two, {timed[2].precision}: without overlap {timed[0].seconds:.1f} s, with {timed[2].seconds:.1f} s: "
-                f"{saved:+.1f} s ({saved / timed[0].seconds:+.1%}); {timed[2].tokens_per_second:,.0f} tokens/s"
-            )
-    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+        flops = forward_flops(lengths)
+        tutorial = tutorial_row(tutorials) if tutorials else None
+        rows = [product_row(path, *chosen[path], firsts[path], agains[path], flops) for path in paths]
+        if "auto" in warm:
+            rows.append(product_row("auto, first start (empty cache)", *chosen["auto"], [warm["auto"]], [], flops))
+        print(f"\nmedians of {args.rounds} round(s):")
+        for row in [*([tutorial] if tutorial else []), *rows]:
+            show(row, peak, tutorial)
+        if args.without:
+            print(f"CPU masked to AVX2 and FMA: {cpu_mask.NOTE}")
+        print("goals:")
+        for line in goals(rows, tutorial, native_bf16):
+            print(f"  {line}")
+
+        if args.pdf_overlap and paths:
+            pdfs = scratch / "pdfs"
+            write_pdfs(JSQUAD, pdfs, args.articles)
+            pdf_overlap(model, pdfs, scratch, scratch / f"cache-{paths[0]}", paths[0], args)
+
+        print()
+        print(table([*([tutorial] if tutorial else []), *rows], peak, tutorial))
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

@@ -332,7 +332,8 @@ class Embedder:
     @property
     def dimension(self) -> int:
         """Length of the embedding vectors."""
-        self.load()
+        if self._model is None and self._shape is None:
+            self.load()
         if self._model is None:
             assert self._shape is not None
             return self._shape[0]
@@ -343,7 +344,8 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """The most tokens the model reads in one text, special tokens included."""
-        self.load()
+        if self._model is None and self._shape is None:
+            self.load()
         if self._model is None:
             assert self._shape is not None
             return self._shape[1]
