@@ -1,4 +1,4 @@
-"""Ingest speed of the product as a user runs it, whole processes, against the LangChain tutorial on the same files and model.
+"""Ingest speed of the product, whole processes as a user runs them, against the LangChain tutorial on the same files.
 
     .venv/bin/python bench/ingest_speed.py [--articles N] [--rounds R] [--paths auto int8 bfloat16 float32]
         [--without avx512] [--no-baseline] [--pdf-overlap]
@@ -9,7 +9,8 @@ one; writes the JSQuAD articles of ``../shared/data`` as text files (one per art
 joined, the title as the name). Then, in one run:
 
 1. the CPU's features, and its matrix-multiply peaks on the model's shapes: float32 and bfloat16 with
-   torch (GFLOP/s), int8 with ONNX Runtime's ``MatMulInteger``, uint8 × int8 (GOPS);
+   torch (GFLOP/s), int8 with ONNX Runtime's ``MatMulInteger``, uint8 × int8 (GOPS); measured again
+   after the rounds, the better of the two kept;
 2. a user's very first run, once: ``python -m pipelines ingest DOCS --json`` with ``RAG_PRECISION=auto``
    and an empty cache directory (``RAG_CACHE_DIR``), which pays the int8 export and the precision
    checks; then one untimed run for each other path of ``--paths``, so that each has its verdict and
@@ -163,37 +164,73 @@ def cpu_stall_microseconds() -> int:
 # Peaks ---------------------------------------------------------------------------------------
 
 
-def best_rate(step: Callable[[], object], operations: float, bursts: int = 6, burst_seconds: float = 0.5) -> float:
+def best_rate(
+    step: Callable[[], object], operations: float, bursts: int = 6, burst_seconds: float = 0.5, warm_up: int = 3
+) -> float:
     """The best rate of ``step`` (``operations`` each call), in G operations a second, over short bursts.
 
-    The best of several bursts after three calls to warm up, so that a moment of other work on the
+    The best of several bursts after a few calls to warm up, so that a moment of other work on the
     machine does not lower it.
     """
-    for _ in range(3):
+    for _ in range(warm_up):
         step()
     best = 0.0
     for _ in range(bursts):
         runs, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < burst_seconds:
+        while True:  # at least one call, however long it takes
             step()
             runs += 1
+            if (elapsed := time.perf_counter() - started) >= burst_seconds:
+                break
         best = max(best, operations * runs / elapsed / 1e9)
     return best
 
 
-def matmul_peak(dtype: Any) -> float:
-    """The best GFLOP/s of torch matrix products in ``dtype``, on the model's own shapes and a square one."""
+def matmul_peak(dtype: Any, native: bool = True) -> float:
+    """The best GFLOP/s of torch matrix products in ``dtype``, on the model's own shapes and a square one.
+
+    Not ``native`` (bfloat16 without AVX512-BF16), torch takes a path a hundred times slower: one
+    short product, timed once, says so without taking minutes.
+    """
     import torch
 
+    shapes = (*MATMUL_SHAPES, (2048, 2048, 2048)) if native else ((256, 768, 3072),)
     best = 0.0
-    for m, k, n in (*MATMUL_SHAPES, (2048, 2048, 2048)):
+    for m, k, n in shapes:
         a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-        best = max(best, best_rate(functools.partial(torch.mm, a, b), 2 * m * k * n))
+        step = functools.partial(torch.mm, a, b)
+        rate = best_rate(step, 2 * m * k * n) if native else best_rate(step, 2 * m * k * n, 1, 0.0, 1)
+        best = max(best, rate)
     return best
 
 
+def rate(value: float) -> str:
+    """A rate in G operations a second: whole numbers, or two decimals below 10."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+
+
+def measure_peaks(native_bf16: bool, before: dict[str, float] | None = None) -> dict[str, float]:
+    """float32 and bfloat16 peaks (torch, GFLOP/s), int8's (ONNX Runtime, GOPS); the better of now and ``before``."""
+    import torch
+
+    peak = {
+        "float32": matmul_peak(torch.float32),
+        "bfloat16": matmul_peak(torch.bfloat16, native_bf16),
+        "int8": int8_peak(),
+    }
+    if before is not None:
+        peak = {name: max(rate, before[name]) for name, rate in peak.items()}
+    slow = "" if native_bf16 else ", not native here"
+    print(
+        f"matrix-multiply peak{' (the better of the start and the end)' if before else ''}: "
+        f"float32 {rate(peak['float32'])} GFLOP/s, bfloat16 {rate(peak['bfloat16'])} GFLOP/s{slow} (torch); "
+        f"int8 {rate(peak['int8'])} GOPS (ONNX Runtime MatMulInteger)"
+    )
+    return peak
+
+
 def int8_peak() -> float:
-    """The best GOPS of ONNX Runtime's int8 matrix product, ``MatMulInteger`` (uint8 × int8 → int32), on the model's shapes.
+    """The best GOPS of ONNX Runtime's ``MatMulInteger`` (uint8 × int8 → int32) on the model's shapes.
 
     What the int8 path's quantized products run on (activations uint8, weights int8), with ONNX
     Runtime's default threads; 2·M·K·N operations a product, as for floats.
@@ -239,7 +276,12 @@ def timed_process(command: Sequence[str], env: dict[str, str]) -> Timed:
     seconds = time.perf_counter() - started
     stalled = (cpu_stall_microseconds() - stall) / 1e6 / seconds
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        log = REPO / "bench-out" / f"failed-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{' '.join(command)}\n\n{done.stdout}\n\n{done.stderr}", encoding="utf-8")
+        raise SystemExit(
+            f"{' '.join(command)}: exit {done.returncode}\n{done.stderr[-2000:]}\nall of its output: {log}"
+        )
     # the JSON is the last text that starts a line with "{" (the CLI indents its own lines)
     start = done.stdout.rfind("\n{") + 1
     return Timed(seconds, json.loads(done.stdout[start:]), stalled)
@@ -282,15 +324,17 @@ def chosen_precision(env: dict[str, str]) -> tuple[str, str]:
         [sys.executable, "-c", PRECISION_PROBE], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        return "?", f"could not ask: {done.stderr.strip().splitlines()[-1:]}"
+        said = done.stderr.strip().splitlines()
+        return "?", f"could not ask: {said[-1] if said else f'exit {done.returncode}'}"
     precision, reason = json.loads(done.stdout.strip().splitlines()[-1])
     return precision, reason
 
 
-def product_lengths(env: dict[str, str], docs: Path, scratch: Path) -> tuple[list[int], int]:
-    """The tokens of each distinct text the product embeds from ``docs`` (a repeated text is embedded once), and the model's parameters.
+def product_lengths(env: dict[str, str], docs: Path) -> tuple[list[int], int]:
+    """The tokens of each distinct text the product embeds from ``docs``, and the model's parameters.
 
-    Chunked as the product chunks (``Indexer.chunk``), counted by its embedder, cut at the model's limit.
+    Chunked as the product chunks (``Indexer.chunk``), counted by its embedder, cut at the model's limit;
+    a text that comes twice is embedded once.
     """
     from ingest.loaders import load_file
     from pipelines.components import make_embedder
@@ -302,7 +346,9 @@ def product_lengths(env: dict[str, str], docs: Path, scratch: Path) -> tuple[lis
     # float32 for both: nothing to check or time, the torch model is loaded as is
     settings = Settings.from_env(env, precision="float32", query_precision="float32")
     embedder = make_embedder(settings)
-    indexer = Indexer(embedder, ChromaStore.persistent(scratch), settings.chunk_tokens, settings.chunk_overlap)
+    indexer = Indexer(
+        embedder, ChromaStore.persistent(settings.data_dir), settings.chunk_tokens, settings.chunk_overlap
+    )
     limit = embedder.max_tokens
     texts: dict[str, int] = {}
     for path, source in collect_paths([docs]):
@@ -379,7 +425,7 @@ def show(row: Row, peak: dict[str, float], tutorial: Row | None) -> None:
     """The details of one row."""
     print(f"  {row.label}: {row.seconds:.1f} s whole process = {row.tokens / row.seconds:,.0f} tokens/s", end="")
     if tutorial and row is not tutorial:
-        print(f", {tutorial.seconds / row.seconds:.2f}× less time than the tutorial", end="")
+        print(f"; the tutorial takes {tutorial.seconds / row.seconds:.2f}× as long", end="")
     print(f"; some task waited for a CPU up to {row.stalled:.0%} of the time{disturbed(row)}")
     if row.embedding_seconds is not None and row.inside_seconds is not None:
         print(
@@ -414,8 +460,8 @@ def table(rows: Sequence[Row], peak: dict[str, float], tutorial: Row | None) -> 
         again_share = None if row.again_seconds is None else row.again_seconds / row.seconds
         embedding = None if row.embedding_seconds is None else row.embedding_seconds / row.seconds
         lines.append(
-            f"| {row.label} | {row.precision} | {row.seconds:.1f} | {row.tokens / row.seconds:,.0f} | {ratio} | {again} "
-            f"| {percent(again_share)} | {percent(embedding)} | {percent(row.peak_share(peak))} |"
+            f"| {row.label} | {row.precision} | {row.seconds:.1f} | {row.tokens / row.seconds:,.0f} | {ratio} "
+            f"| {again} | {percent(again_share)} | {percent(embedding)} | {percent(row.peak_share(peak))} |"
         )
     return "\n".join(lines)
 
@@ -512,11 +558,7 @@ def main() -> None:
     if "bfloat16" in paths and not native_bf16:
         paths.remove("bfloat16")
         print("bfloat16: skipped, this CPU has no AVX512-BF16 (the product would compute float32 in its place)")
-    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16), "int8": int8_peak()}
-    print(
-        f"matrix-multiply peak: float32 {peak['float32']:,.0f} GFLOP/s, bfloat16 {peak['bfloat16']:,.0f} GFLOP/s "
-        f"(torch); int8 {peak['int8']:,.0f} GOPS (ONNX Runtime MatMulInteger)"
-    )
+    peak = measure_peaks(native_bf16)
 
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
@@ -526,7 +568,7 @@ def main() -> None:
         model = glucose_sized_model(args.cache, corpus)
         shape = json.loads((model / "config.json").read_text(encoding="utf-8"))
         lengths, parameters = product_lengths(
-            product_environment(model, scratch / "probe", scratch / "probe-cache", "float32", args), docs, scratch
+            product_environment(model, scratch / "probe", scratch / "probe-cache", "float32", args), docs
         )
         print(
             f"model: GLuCoSE-shaped LUKE ({shape['num_hidden_layers']} layers, {shape['hidden_size']} hidden, "
@@ -555,9 +597,7 @@ def main() -> None:
                 print(f"warm-up, {path}: {warm[path].seconds:.1f} s (untimed)")
         embedded = sorted({t.summary["embedded_tokens"] for t in warm.values()})
         if embedded != [sum(lengths)]:
-            print(
-                f"  note: the product embedded {embedded} tokens, its chunks hold {sum(lengths)}: shares are approximate"
-            )
+            print(f"  note: the product embedded {embedded} tokens, its chunks {sum(lengths)}: shares are approximate")
 
         chosen = {path: chosen_precision(settings(path, f"warm-up-{path}")) for path in paths}
         firsts: dict[str, list[Timed]] = {path: [] for path in paths}
@@ -581,6 +621,7 @@ def main() -> None:
                     f"re-ingest {agains[path][-1].seconds:.2f} s"
                 )
 
+        peak = measure_peaks(native_bf16, peak)  # again: other work on the machine may have lowered the first
         flops = forward_flops(lengths)
         tutorial = tutorial_row(tutorials) if tutorials else None
         rows = [product_row(path, *chosen[path], firsts[path], agains[path], flops) for path in paths]
@@ -602,6 +643,10 @@ def main() -> None:
 
         print()
         print(table([*([tutorial] if tutorial else []), *rows], peak, tutorial))
+        print(
+            "\nseconds: whole processes, medians; tokens: what the model read; share of peak: the embedding's rate "
+            "over the peak of the precision used (the tutorial's: its whole pipeline after the model loaded)"
+        )
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -103,7 +103,9 @@ def main() -> None:
 
     articles = read_articles(JSQUAD, None)
     corpus = "\n".join(text for _, text in articles)
-    embedder = Embedder(str(glucose_sized_model(args.cache, corpus)), batch_size=16)
+    # the precision verdict and int8 export kept between runs, as the product keeps them in its data directory
+    verdicts = args.cache.parent / "verdicts"
+    embedder = Embedder(str(glucose_sized_model(args.cache, corpus)), batch_size=16, cache_dir=verdicts)
     embedder.load()
     print(
         f"model: GLuCoSE-shaped, random weights; passages {embedder.precision.passages} ({embedder.precision.passages_reason}); "
