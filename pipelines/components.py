@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
 from ingest.ocr import OcrOptions
-from pipelines.answer import Answerer
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
@@ -26,6 +26,9 @@ from pipelines.rerank import CrossEncoderReranker
 from pipelines.retrieval import Searcher
 from pipelines.settings import LIMITS, Settings
 from pipelines.store import ChromaStore
+
+if TYPE_CHECKING:
+    from pipelines.answer import Answerer
 
 
 def make_embedder(settings: Settings) -> TextEmbedder:
@@ -171,6 +174,8 @@ def make_answerer(settings: Settings) -> Answerer | None:
         return None
     from langchain_openai import ChatOpenAI  # over a second to import: only when answers are on
     from pydantic import SecretStr
+
+    from pipelines.answer import Answerer  # LangChain: a second to import, for a command that answers
 
     model = ChatOpenAI(
         model=settings.llm_model,
