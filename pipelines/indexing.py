@@ -88,6 +88,15 @@ FileProgress = Callable[[str], Progress | None]
 
 
 @dataclass(frozen=True)
+class _Unread:
+    """A file whose content hash says it is stored already (unchanged or a duplicate), hashed, not read."""
+
+    source: str
+    content_hash: str
+    path: Path
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """A file read from disk and, when it will probably be embedded, already cut into chunks."""
 
@@ -203,7 +212,27 @@ class Indexer:
         self._bound = True
 
     def _version(self, loaded: LoadedFile) -> str:
-        return f"{loaded.content_hash[:32]}-{self.chunking}"
+        return self._version_of(loaded.content_hash)
+
+    def _version_of(self, content_hash: str) -> str:
+        return f"{content_hash[:32]}-{self.chunking}"
+
+    def _already(self, source: str, content_hash: str, original: bytes | Path | None) -> FileReport | None:
+        """The report of a file whose content is stored already (unchanged, or a duplicate); None otherwise."""
+        if not self._bound and self.store.bound_model() not in (None, self.embedder.model_name):
+            # a store made under another model's name: only the model's fingerprint says whether
+            # its files can be called unchanged, or its vectors are another model's
+            self._bind()
+        version = self._version_of(content_hash)
+        existing = self.store.document(source)
+        if existing is not None and existing.version == version:
+            self._keep(content_hash, original)  # a store from before originals were kept has none
+            return FileReport(source, "unchanged", existing.chunks, existing.tokens)
+        twin = self.store.document_with_version(version)
+        if twin is not None:
+            self._keep(content_hash, original)
+            return FileReport(source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
+        return None
 
     def chunk(self, loaded: LoadedFile) -> list[Chunk]:
         """Normalise and cut a loaded file into chunks: CPU only, nothing read from or written to the store."""
@@ -231,18 +260,9 @@ class Indexer:
         in ``originals``; None for a text that is no file.
         """
         version = self._version(loaded)
-        if not self._bound and self.store.bound_model() not in (None, self.embedder.model_name):
-            # a store made under another model's name: only the model's fingerprint says whether
-            # its files can be called unchanged, or its vectors are another model's
-            self._bind()
-        existing = self.store.document(loaded.source)
-        if existing is not None and existing.version == version:
-            self._keep(loaded.content_hash, original)  # a store from before originals were kept has none
-            return FileReport(loaded.source, "unchanged", existing.chunks, existing.tokens)
-        twin = self.store.document_with_version(version)
-        if twin is not None:
-            self._keep(loaded.content_hash, original)
-            return FileReport(loaded.source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
+        already = self._already(loaded.source, loaded.content_hash, original)
+        if already is not None:
+            return already
 
         self._bind()  # before anything is written: a model that cannot load, or does not fit, writes nothing
         if chunks is None:
@@ -293,7 +313,7 @@ class Indexer:
                 self.keyword.save()
             if previous is not None:
                 self._drop(previous.content_hash)
-        status: Status = "added" if existing is None else "replaced"
+        status: Status = "added" if previous is None else "replaced"
         return FileReport(loaded.source, status, document.chunks, document.tokens, notes=loaded.notes)
 
     def _keep(self, content_hash: str, original: bytes | Path | None) -> None:
@@ -383,16 +403,16 @@ class Indexer:
         return self._ingest_files(files, progress) + [_skipped(source) for source in skipped]
 
     def _ingest_files(self, files: Sequence[tuple[Path, str]], progress: FileProgress | None) -> list[FileReport]:
-        if self.prefetch == 0 or len(files) < 2:
-            return [self._ingest_prepared(self._prepare(path, source, None), progress) for path, source in files]
-        # The versions the background thread cuts no chunks for: those stored now (their files are
-        # unchanged or duplicates) and, as it goes, those it has cut already (a later copy is a duplicate).
-        # Only that thread touches the set from here on. Neither reading nor chunking binds the model:
-        # this thread does, at the first file that is written.
+        # The versions stored now (their files are unchanged or duplicates: hashed, not read) and, as
+        # files are cut, those cut already (a later copy is a duplicate). With prefetch, only the
+        # background thread touches the set from here on. Neither reading nor chunking binds the
+        # model: this thread does, at the first file that is written.
         known = {d.version for d in self.store.documents()}
+        if self.prefetch == 0 or len(files) < 2:
+            return [self._ingest_prepared(self._prepare(path, source, known), progress) for path, source in files]
         reports: list[FileReport] = []
         waiting = deque(files)
-        pending: deque[Future[_Prepared | FileReport]] = deque()
+        pending: deque[Future[_Prepared | _Unread | FileReport]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as pool:
             try:
                 while pending or waiting:
@@ -404,13 +424,17 @@ class Indexer:
                     future.cancel()
         return reports
 
-    def _prepare(self, path: Path, source: str, known: set[str] | None) -> _Prepared | FileReport:
+    def _prepare(self, path: Path, source: str, known: set[str] | None) -> _Prepared | _Unread | FileReport:
         """Read a file, its size checked first, and chunk it unless ``known`` is None or holds its version.
 
         A version chunked here is added to ``known``.
         """
         try:
             self._check_size(source, path.stat().st_size)
+            if known is not None:
+                digest = content_hash(path.read_bytes())
+                if self._version_of(digest) in known:  # unchanged or a duplicate: no need to read it
+                    return _Unread(source, digest, path)
             loaded = self.reader.load_file(path, source, self.limits)
             version = self._version(loaded)
             if known is None or version in known:
@@ -421,9 +445,17 @@ class Indexer:
         except (IngestError, OSError) as error:
             return _failed(source, error)
 
-    def _ingest_prepared(self, prepared: _Prepared | FileReport, progress: FileProgress | None) -> FileReport:
+    def _ingest_prepared(self, prepared: _Prepared | _Unread | FileReport, progress: FileProgress | None) -> FileReport:
         if isinstance(prepared, FileReport):
             return prepared
+        if isinstance(prepared, _Unread):
+            already = self._already(prepared.source, prepared.content_hash, prepared.path)
+            if already is not None:
+                return already
+            # the store changed since the file was hashed (another process deleted it): read it now
+            prepared = self._prepare(prepared.path, prepared.source, None)
+            if not isinstance(prepared, _Prepared):
+                return self._ingest_prepared(prepared, progress)
         source = prepared.loaded.source
         try:
             return self.ingest_file(

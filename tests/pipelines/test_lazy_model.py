@@ -160,3 +160,45 @@ def test_a_chunk_budget_over_the_model_limit_is_refused_before_anything_is_writt
     assert store.documents() == []
     assert store.count() == 0
     store.close()
+
+
+class CountingReader:
+    """The in-process reader, counting the files it reads."""
+
+    def __init__(self) -> None:
+        from pipelines.indexing import InProcessReader
+
+        self.inner = InProcessReader()
+        self.read: list[str] = []
+
+    def load_file(self, path: Path, source: str, limits: object) -> object:
+        self.read.append(source)
+        return self.inner.load_file(path, source, limits)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_stored_files_are_hashed_not_read(
+    embedder: Embedder, model_dir: Path, store: ChromaStore, folder: Path, prefetch: int
+) -> None:
+    ingested(embedder, store, folder)
+    (folder / "東京.txt").write_text(TOKYO, encoding="utf-8")  # changed: read and embedded again
+    reader = CountingReader()
+    indexer = Indexer(fresh(model_dir), store, chunk_tokens=48, chunk_overlap=8, prefetch=prefetch, reader=reader)  # type: ignore[arg-type]
+    reports = {r.source: r.status for r in indexer.ingest_paths([folder])}
+    assert reports["東京.txt"] == "replaced"
+    assert reports["京都.md"] == reports["sub/猫.txt"] == "unchanged"
+    assert reports["猫の写し.txt"] == "duplicate"
+    assert reader.read == ["東京.txt"]  # the others' content hashes were stored already
+
+
+def test_a_hashed_file_deleted_from_the_store_meanwhile_is_read_and_stored(
+    embedder: Embedder, model_dir: Path, store: ChromaStore, folder: Path
+) -> None:
+    ingested(embedder, store, folder)
+    indexer = Indexer(fresh(model_dir), store, chunk_tokens=48, chunk_overlap=8, prefetch=0)
+    known = {d.version for d in store.documents()}
+    unread = indexer._prepare(folder / "京都.md", "京都.md", known)
+    Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8).delete("京都.md")  # another process deletes it
+    report = indexer._ingest_prepared(unread, None)
+    assert (report.source, report.status) == ("京都.md", "added")
+    assert "京都.md" in {d.source for d in store.documents()}
