@@ -127,7 +127,7 @@ class Embedder:
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
-        self.threads = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or usable_cpus()
         self.cache = VerdictCache(cache_dir) if cache_dir is not None else None
         self.stats = EmbeddingStats()
         self._model: SentenceTransformer | None = None
@@ -140,6 +140,7 @@ class Embedder:
         self._pieces: Any = None  # a LUKE model's sentencepiece model: its ids are derived from the pieces
         self._weights = "float32"  # bfloat16 once the linear layers' weights are stored so
         self._int8: int8.Int8Runner | None = None  # the ONNX Runtime session of the int8 path, once opened
+        self._feeder: Any = None  # the tokenizer that feeds the int8 path: not the counting one (see _open_model)
         self._int8_dir: Path | None = None  # where the int8 export is kept
         self._scratch: Path | None = None  # without a cache: this embedder's export, removed with it
         self._shape: tuple[int, int] | None = None  # (dimension, max tokens) when no torch model is loaded
@@ -447,7 +448,11 @@ class Embedder:
         if self._pieces is not None:
             ids, mask = int8.pad([luke_ids(self._pieces, t, limit) for t in texts], pad_id=1)
         else:
-            features = self._tokenizer(
+            if self._feeder is None:  # counting runs in another thread: a fast tokenizer of its own
+                self._open_tokenizer()
+                fast = getattr(self._tokenizer, "is_fast", False)
+                self._feeder = copy.deepcopy(self._tokenizer) if fast else self._tokenizer
+            features = self._feeder(
                 list(texts), padding=True, truncation=True, max_length=limit, return_tensors="np", **self._text_kwargs
             )
             ids, mask = features["input_ids"], features["attention_mask"]
@@ -529,6 +534,12 @@ class Embedder:
             if progress is not None:
                 progress(done, len(texts))
         return vectors
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it), at least one."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def luke_ids(pieces: Any, text: str, limit: int | None = None) -> list[int]:
