@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -169,6 +170,25 @@ class Embedder:
             if not self._ready:
                 self._load(stage or (lambda _: None))
 
+    def _device(self) -> str:
+        """``RAG_DEVICE``, else a GPU where torch finds one, else ``cpu``: decided once, before loading.
+
+        Without a GPU's device file, torch is not imported to ask (a start with a kept int8 verdict
+        never imports it).
+        """
+        if self.device is None:
+            gpu_files = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+            if sys.platform != "darwin" and not any(Path(f).exists() for f in gpu_files):
+                self.device = "cpu"
+            else:
+                import torch
+
+                mps = getattr(torch.backends, "mps", None)
+                self.device = (
+                    "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+                )
+        return self.device
+
     def _locate(self) -> hub.ModelSource:
         if self._source is None:
             self._source = hub.locate(
@@ -181,23 +201,23 @@ class Embedder:
         stage("モデルのファイルを開いています（初回はダウンロードします）")
         folder = self._cache_folder()
         requested = (self.policy.requested, self.policy.requested_questions)
-        device = self.device or "cpu"
+        device = self._device()
         kept = self.cache.read(folder, device, requested, self.threads) if self.cache and folder else None
         if kept is not None and kept.passages == kept.questions == "int8" and self._open_int8_alone(folder):
             self._precision = kept  # checked and timed by an earlier start on this CPU: no torch needed
             logger.info("%s: %s (kept), int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
             self._ready = True
             return
-        model = self.model
+        _ = self.model  # loads it (downloading a hub model the first time)
         folder = folder or self._cache_folder()  # a hub model is in the local cache now
         if kept is None or folder is None:
             stage("計算精度を選んでいます（初回のみ）" if self.cache else "計算精度を選んでいます")
-            kept = self.policy.choose(model.device.type, self)
+            kept = self.policy.choose(device, self)
             if self.cache and folder:
-                self.cache.write(folder, model.device.type, requested, self.threads, kept)
+                self.cache.write(folder, device, requested, self.threads, kept)
         self._precision = kept
         if "int8" in (kept.passages, kept.questions) and self.unavailable("int8") is not None:
-            self._precision = self.policy.choose(model.device.type, self)  # the export went missing: decide again
+            self._precision = self.policy.choose(device, self)  # the export went missing: decide again
         logger.info("%s: %s", self.model_name, self._precision)
         if self._precision.passages == "bfloat16" and self._precision.questions != "float32":
             self._store_weights_in_bfloat16()
@@ -234,7 +254,7 @@ class Embedder:
         torch.set_num_threads(self.threads)
         try:
             with hub.quiet():
-                model = SentenceTransformer(source.target, device=self.device, local_files_only=source.local_only)
+                model = SentenceTransformer(source.target, device=self._device(), local_files_only=source.local_only)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(
@@ -372,7 +392,7 @@ class Embedder:
 
     def unavailable(self, precision: str) -> str | None:
         """Why ``precision`` cannot be computed here, in Japanese; None when it can."""
-        device = self.device or "cpu"
+        device = self._device()
         if precision == "bfloat16" and device == "cpu" and not cpu_has_bf16():
             return "この CPU は bfloat16 をそのまま計算できません"
         if precision == "float16" and device == "cpu":
