@@ -43,6 +43,9 @@ Stage = Callable[[str], None]
 """Called with what loading is doing now, in Japanese, for a face to show while a model loads."""
 
 # The sentence whose embedding identifies a model in the store's metadata.
+# A LUKE model's tokenizer arguments for every call: with them, "<s>" in a document is three
+# characters, not a control token, as the sentencepiece model reads it.
+LUKE_TEXT_KWARGS = {"split_special_tokens": True}
 FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
 
 
@@ -265,7 +268,7 @@ class Embedder:
         if backbone is None or model.tokenizer is None:
             raise ModelLoadError(f"「{self.model_name}」はテキスト用の sentence-transformers モデルではありません。")
         if getattr(backbone.config, "model_type", None) == "luke":
-            self._text_kwargs = {"split_special_tokens": True}
+            self._text_kwargs = dict(LUKE_TEXT_KWARGS)
             self._pieces = self._check_luke_tokenizer(model)
         # A fast (Rust) tokenizer rewrites its truncation settings on each call and fails with "Already
         # borrowed" when another thread is tokenizing meanwhile; the ingest counts tokens in a background
@@ -284,7 +287,7 @@ class Embedder:
                 return
             pieces = _luke_pieces(directory)
             if pieces is not None:
-                self._pieces, self._text_kwargs = pieces, {"split_special_tokens": True}
+                self._pieces, self._text_kwargs = pieces, dict(LUKE_TEXT_KWARGS)
                 return
             from transformers import AutoTokenizer
 
@@ -298,7 +301,7 @@ class Embedder:
         pieces = _luke_pieces(directory) if directory else None
         if exported is None or pieces is None:
             return False
-        self._pieces, self._text_kwargs = pieces, {"split_special_tokens": True}
+        self._pieces, self._text_kwargs = pieces, dict(LUKE_TEXT_KWARGS)
         self._int8, self._int8_dir = int8.Int8Runner(exported, self.threads), folder
         self._shape = (exported.dimension, exported.max_tokens)
         return True

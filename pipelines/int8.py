@@ -136,7 +136,7 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
         )
         os.replace(partial, exported.path)
     meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
-    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": pooling}), encoding="utf-8")
+    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
     return exported
 
 
