@@ -306,12 +306,16 @@ def recent_panel() -> None:
 
 
 def model_caption(pipelines: Pipelines) -> None:
-    """The model, and the precision passages and questions are computed in, with the reasons on hover."""
+    """The model, the precision passages and questions are computed in, and how tokens are counted (reasons on hover)."""
     choice = pipelines.embedder.precision
+    counting = pipelines.embedder.counting
     st.caption(
         f"埋め込みモデル: {escape_markdown(pipelines.settings.embedding_model)} ・ "
-        f"計算精度: 文書 {choice.passages}、質問 {choice.questions}",
-        help=escape_markdown(f"文書: {choice.passages_reason}\n\n質問: {choice.questions_reason}"),
+        f"計算精度: 文書 {choice.passages}、質問 {choice.questions} ・ "
+        f"トークンの数え方: {escape_markdown(counting)}",
+        help=escape_markdown(
+            f"文書: {choice.passages_reason}\n\n質問: {choice.questions_reason}\n\nトークンの数え方: {counting}"
+        ),
     )
 
 

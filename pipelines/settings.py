@@ -48,6 +48,8 @@ class Settings:
     originals_dir: Path | None = None
     chunk_tokens: int = 128
     chunk_overlap: int = 32
+    # each chunk embedded and keyword-indexed with its document's title and heading path before it
+    chunk_context: bool = True
     batch_size: int = 16
     device: str = ""
     # CPU threads of torch and ONNX Runtime; 0: as many as the CPUs this process may use
@@ -59,12 +61,17 @@ class Settings:
     retrieval_mode: Mode = "hybrid"
     # how many chunks each of the dense and keyword lists contributes before ordering
     candidates: int = 50
+    # hybrid mode's share of the keyword score: w·bm25/max + (1 − w)·cosine/max
+    keyword_weight: float = 0.25
     # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
     reranker: str = ""
     rerank_candidates: int = 20
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
     embedding_api_key: str = ""
+    # a local tokenizer (hub name or directory) that counts the remote model's tokens, where the server
+    # has no /tokenize; empty: the ratio learned from the server's usage figures, else characters
+    embedding_tokenizer: str = ""
     # None: the built-in profile of the model (pipelines/profiles.py); "" means no prefix
     query_prefix: str | None = None
     document_prefix: str | None = None
@@ -121,6 +128,8 @@ class Settings:
         for name in ("batch_size", "top_k", "candidates", "rerank_candidates", *LIMITS):
             if getattr(self, name) < 1:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
+        if not 0.0 <= self.keyword_weight <= 1.0:
+            raise SettingsError(f"RAG_KEYWORD_WEIGHT は 0 以上 1 以下にしてください（現在 {self.keyword_weight}）。")
         if self.threads < 0:
             raise SettingsError(f"RAG_THREADS は 0（自動）以上にしてください（現在 {self.threads}）。")
         if self.max_upload_mb < 1:
@@ -155,7 +164,7 @@ class Settings:
         for field in dataclasses.fields(cls):
             override = overrides.get(field.name)
             raw = override if override is not None else environ.get(ENV_PREFIX + field.name.upper())
-            if raw is None or (raw == "" and field.type in ("int", "bool", "Path", "Path | None")):
+            if raw is None or (raw == "" and field.type in ("int", "float", "bool", "Path", "Path | None")):
                 continue  # unset, or set to nothing: the default
             values[field.name] = _convert(field.name, field.type, raw)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -170,6 +179,11 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} は数値で指定してください（現在 {raw!r}）。") from None
     if kind in ("Path", "Path | None"):
         return Path(raw).expanduser()
     if kind == "bool":

@@ -130,6 +130,11 @@ def _number(place: Place) -> int | None:
     return place.page or place.slide or place.row
 
 
+def with_context(context: str, text: str) -> str:
+    """A chunk's text as it is embedded and keyword-indexed: its context (metadata ``context``) on the line before it."""
+    return f"{context}\n{text}" if context else text
+
+
 def place_metadata(first: Place, last: Place, breaks: Sequence[tuple[int, Place]] = ()) -> dict[str, str | int | bool]:
     """A chunk's places as Chroma metadata (scalars only): ``page``/``page_end`` always (0: none), the
     slide, sheet, rows, headings (a JSON list) and whether it came from OCR only when they apply, and
@@ -550,7 +555,8 @@ class ChromaStore:
 
     @_chroma_failures_as_store_errors
     def chunk_texts(self, source: str, version: str) -> list[tuple[str, str]]:
-        """Record id and text of every chunk of one version of a document, in document order."""
+        """Record id and text of every chunk of one version of a document, in document order, as keyword-indexed
+        (with the chunk's context before it, when it was stored with one)."""
         chunks = self._chunk_collection()
         if chunks is None:
             return []
@@ -560,7 +566,7 @@ class ChromaStore:
         rows = sorted(
             zip(found["metadatas"], found["ids"], found["documents"], strict=True), key=lambda r: r[0]["chunk_index"]
         )
-        return [(chunk_id, text) for _, chunk_id, text in rows]
+        return [(chunk_id, with_context(str(meta.get("context") or ""), text)) for meta, chunk_id, text in rows]
 
     def _live(self, sources: Iterable[str]) -> dict[str, str]:
         return {d.source: d.version for d in self._documents(ids=sorted(set(sources)))}

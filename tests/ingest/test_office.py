@@ -337,18 +337,20 @@ def test_excel_a_merge_over_the_whole_sheet_is_refused_before_openpyxl_loads_it(
 # PowerPoint
 
 
-def test_powerpoint_slides_title_first_shapes_by_position_notes_last() -> None:
+def test_powerpoint_slides_title_first_shapes_by_position_notes_last_title_as_heading() -> None:
     reading = read_pptx("報告.pptx", make_pptx(), DEFAULT_LIMITS)
+    # each slide's title is the heading of its sections (put before its chunks when they are embedded)
+    first, second = Place(slide=1, heading=("四半期報告",)), Place(slide=2, heading=("売上の概要",))
     assert [(s.text, s.place) for s in reading.sections] == [
-        ("四半期報告", Place(slide=1)),
-        ("2024年度 第1四半期", Place(slide=1)),
-        ("売上の概要", Place(slide=2)),
-        ("東日本が好調", Place(slide=2)),
-        ("地域: 東日本\n売上: 1,200", Place(slide=2)),
-        ("地域: 西日本\n売上: 900", Place(slide=2)),
-        ("前年比で増加しました。", Place(slide=2)),
-        ("注: 速報値", Place(slide=2)),
-        ("ノート: 口頭で補足する", Place(slide=2)),
+        ("四半期報告", first),
+        ("2024年度 第1四半期", first),
+        ("売上の概要", second),
+        ("東日本が好調", second),
+        ("地域: 東日本\n売上: 1,200", second),
+        ("地域: 西日本\n売上: 900", second),
+        ("前年比で増加しました。", second),
+        ("注: 速報値", second),
+        ("ノート: 口頭で補足する", second),
     ]
 
 
