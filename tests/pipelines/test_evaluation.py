@@ -137,6 +137,21 @@ def test_qa_searches_as_the_settings_say(embedder: Embedder) -> None:
     assert dense.ranks[0] is not None  # the nearest by meaning are always there
 
 
+def test_qa_fuses_with_the_settings_weight(embedder: Embedder) -> None:
+    """RAG_KEYWORD_WEIGHT reaches the evaluation's searcher: 0 orders hybrid as dense, 1 as keyword."""
+    articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
+    questions = [Question(str(i), text[:6] + "について", (text,)) for i, text in enumerate(SENTENCES)]
+    chunks = {"chunk_tokens": 48, "chunk_overlap": 8, "chunk_context": False}
+
+    def ranks(**settings: object) -> list[int | None]:
+        return evaluate_qa(Settings(**chunks, **settings), embedder, articles, questions).ranks  # type: ignore[arg-type]
+
+    dense, keyword = ranks(retrieval_mode="dense"), ranks(retrieval_mode="keyword")
+    assert dense != keyword  # the random-weight model and BM25 disagree, so the weight shows
+    assert ranks(retrieval_mode="hybrid", keyword_weight=0.0) == dense
+    assert ranks(retrieval_mode="hybrid", keyword_weight=1.0) == keyword
+
+
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
