@@ -226,7 +226,7 @@ class Answerer:
         if not passages:
             yield NO_ANSWER
             return
-        with self._explained():
+        with explained(self.model_description):
             for piece in self.generation.stream({"question": question, "passages": list(passages)}, config):
                 if piece:
                     yield piece
@@ -241,20 +241,21 @@ class Answerer:
         passages = self.passages(hits)
         if not passages:
             return self.finish(question, passages, NO_ANSWER)
-        with self._explained():
+        with explained(self.model_description):
             text = self.generation.invoke({"question": question, "passages": passages})
         return self.finish(question, passages, text)
 
-    @contextlib.contextmanager
-    def _explained(self) -> Iterator[None]:
-        """The endpoint's failures as a GenerationError that says what to check; anything else as it is."""
-        try:
-            yield
-        except Exception as error:
-            failure = explain_failure(error, self.model_description)
-            if failure is None:
-                raise
-            raise failure from error
+
+@contextlib.contextmanager
+def explained(model_description: str) -> Iterator[None]:
+    """The chat endpoint's failures as a GenerationError that says what to check; anything else as it is."""
+    try:
+        yield
+    except Exception as error:
+        failure = explain_failure(error, model_description)
+        if failure is None:
+            raise
+        raise failure from error
 
 
 def explain_failure(error: BaseException, model_description: str) -> GenerationError | None:
