@@ -97,7 +97,7 @@ class Answer:
     @property
     def answered(self) -> bool:
         """Whether the model found an answer in the passages (it was told to say so when not)."""
-        return bool(self.text.strip()) and NO_ANSWER.rstrip("。") not in self.text
+        return answered(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +107,11 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "dropped_citations": self.dropped,
         }
+
+
+def answered(text: str) -> bool:
+    """Whether an answer's text answers (the model was told to say ``NO_ANSWER`` when the passages do not)."""
+    return bool(text.strip()) and NO_ANSWER.rstrip("。") not in text
 
 
 def passage_header(hit: Hit, n: int) -> str:

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -21,7 +20,7 @@ from pipelines import evaluation
 from pipelines.answer import Answer
 from pipelines.choices import MODE_LABELS, MODES
 from pipelines.components import Pipelines, build, make_embedder, make_querylog
-from pipelines.conversation import Turn, load_history, save_history
+from pipelines.conversation import Conversation, Turn, load_history, save_history
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
@@ -281,8 +280,8 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
             "検索だけなら `python -m pipelines search` を使ってください。"
         )
-    conversation, turns = load_history(args.history) if args.history else ("", [])
-    conversation = conversation or (uuid.uuid4().hex if args.history else "")
+    conversation = load_history(args.history) if args.history else None
+    turns = conversation.turns if conversation else []
     standalone = args.question
     if turns:
         assert parts.rewriter is not None  # there is a chat model
@@ -293,13 +292,13 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
         if standalone != args.question and not args.json:
             out.write(f"検索した質問: {standalone}\n")
     hits, stored = _find(args, parts, err, standalone)
-    query_id = _log(parts, args, standalone, hits, stored, conversation, len(turns))
+    query_id = _log(parts, args, standalone, hits, stored, conversation.id if conversation else "", len(turns))
     if args.json:
         result: dict[str, Any] = {"question": args.question, "standalone_question": standalone}
         try:
             answer = answerer.answer(standalone, hits)
             result |= answer.to_dict() | {"question": args.question, "error": None}
-            _remember(parts, args, conversation, turns, standalone, answer, query_id)
+            _remember(parts, args, conversation, standalone, answer, query_id)
         except GenerationError as error:
             result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
         found = [_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, standalone, hits), strict=True)]
@@ -321,7 +320,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
         _print_found(hits, out)
         return 1
     answer = answerer.finish(standalone, passages, text)
-    _remember(parts, args, conversation, turns, standalone, answer, query_id)
+    _remember(parts, args, conversation, standalone, answer, query_id)
     out.write("\n\n出典:\n" if answer.citations else "\n")
     for citation in answer.citations:
         page = citation.location or "-"
@@ -368,17 +367,16 @@ def _log(
 def _remember(
     parts: Pipelines,
     args: argparse.Namespace,
-    conversation: str,
-    turns: list[Turn],
+    conversation: Conversation | None,
     standalone: str,
     answer: Answer,
     query_id: int | None,
 ) -> None:
     """The answer into the log, and the turn appended to the history file (``--history``)."""
     parts.querylog.record_answer(query_id, answer.text, [c.to_dict() for c in answer.citations])
-    if args.history:
-        turn = Turn(args.question, standalone, answer.text, tuple(answer.citations))
-        save_history(args.history, conversation, [*turns, turn])
+    if conversation is not None and args.history:
+        conversation.turns.append(Turn.answering(args.question, standalone, answer))
+        save_history(args.history, conversation)
 
 
 def _print_found(hits: Sequence[Hit], out: TextIO) -> None:

@@ -9,12 +9,15 @@ the question is searched as typed and no model is asked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from pipelines.answer import Citation, PromptTokenEstimator, estimate_tokens, explained
+from pipelines.answer import Answer, Citation, PromptTokenEstimator, answered, estimate_tokens, explained
 from pipelines.errors import HistoryError
 from pipelines.retrieval import Hit
 
@@ -52,9 +55,11 @@ _QUOTES = (("「", "」"), ("『", "』"), ('"', '"'), ("“", "”"), ("'", "'"
 class Turn:
     """One question and its answer in a conversation.
 
-    ``standalone_question`` is what was searched (the question itself when it needed no rewriting);
-    ``hits`` are the cards shown and ``query_id`` the turn's row in the query log: both stay in
-    memory and are not saved in a history file.
+    ``standalone_question`` is what was searched (the question itself when it needed no rewriting).
+    What a face shows besides stays in memory and is not saved in a history file: ``hits`` (the
+    cards), ``emphases`` (each card's sentence closest to the question), ``query_id`` (the turn's row
+    in the query log), ``dropped`` (cited numbers no passage had), ``passages`` (how many passages
+    the model was given) and ``error`` (why no answer was made).
     """
 
     question: str
@@ -63,11 +68,43 @@ class Turn:
     citations: tuple[Citation, ...] = ()
     hits: tuple[Hit, ...] = ()
     query_id: int | None = None
+    emphases: tuple[tuple[int, int], ...] = ()
+    dropped: tuple[int, ...] = ()
+    passages: int = 0
+    error: str = ""
+
+    @classmethod
+    def answering(
+        cls,
+        question: str,
+        standalone_question: str,
+        result: Answer | str,
+        hits: Sequence[Hit] = (),
+        **shown: Any,
+    ) -> Turn:
+        """The turn for an answer, or for the message that says why none was made."""
+        if isinstance(result, str):
+            return cls(question, standalone_question, hits=tuple(hits), error=result, **shown)
+        return cls(
+            question,
+            standalone_question,
+            result.text,
+            tuple(result.citations),
+            tuple(hits),
+            dropped=tuple(result.dropped),
+            passages=len(result.passages),
+            **shown,
+        )
 
     @property
     def rewritten(self) -> bool:
         """Whether the question searched is not the one typed."""
         return self.standalone_question != self.question
+
+    @property
+    def answered(self) -> bool:
+        """Whether the answer answers (the passages held it)."""
+        return answered(self.answer)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,19 +136,32 @@ class Turn:
         )
 
 
+@dataclass
+class Conversation:
+    """A conversation: its id (in the query log), when it started, and its turns in order."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    turns: list[Turn] = field(default_factory=list)
+    started: str = field(default_factory=lambda: datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"))
+
+    def markdown(self) -> str:
+        """The conversation as Markdown, with its sources (「会話を保存」)."""
+        return conversation_markdown(self.turns, title=f"会話（{self.started}）")
+
+
 # History files -----------------------------------------------------------------------------------
 
 
-def load_history(path: Path) -> tuple[str, list[Turn]]:
-    """A conversation's id and turns from a history file; a file that does not exist yet is a new one ("", [])."""
+def load_history(path: Path) -> Conversation:
+    """A conversation from a history file; a file that does not exist yet (or is empty) is a new one."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return "", []
+        return Conversation()
     except (OSError, UnicodeDecodeError) as error:
         raise HistoryError(f"会話の履歴ファイル「{path}」を読めません（{error}）。") from None
     if not text.strip():
-        return "", []
+        return Conversation()
     try:
         data = json.loads(text)
         if isinstance(data, list):  # a bare list of turns, as a person might write one
@@ -121,7 +171,10 @@ def load_history(path: Path) -> tuple[str, list[Turn]]:
             raise HistoryError(
                 f"会話の履歴ファイル「{path}」は新しい版の形式（{version}）です。製品を新しくしてください。"
             )
-        return str(data.get("conversation", "")), [Turn.from_dict(t) for t in data["turns"]]
+        conversation = Conversation(turns=[Turn.from_dict(t) for t in data["turns"]])
+        conversation.id = str(data.get("conversation") or conversation.id)
+        conversation.started = str(data.get("started") or conversation.started)
+        return conversation
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise HistoryError(
             f"会話の履歴ファイル「{path}」の形式が違います（{type(error).__name__}: {error}）。"
@@ -129,9 +182,14 @@ def load_history(path: Path) -> tuple[str, list[Turn]]:
         ) from None
 
 
-def save_history(path: Path, conversation: str, turns: Sequence[Turn]) -> None:
+def save_history(path: Path, conversation: Conversation) -> None:
     """Write a history file whole or not at all (a temporary file beside it, then renamed over it)."""
-    data = {"version": HISTORY_VERSION, "conversation": conversation, "turns": [t.to_dict() for t in turns]}
+    data = {
+        "version": HISTORY_VERSION,
+        "conversation": conversation.id,
+        "started": conversation.started,
+        "turns": [t.to_dict() for t in conversation.turns],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -151,7 +209,7 @@ def conversation_markdown(turns: Sequence[Turn], title: str = "会話") -> str:
         lines += [f"## 質問 {number}", "", turn.question, ""]
         if turn.rewritten:
             lines += [f"検索した質問: {turn.standalone_question}", ""]
-        lines += ["### 回答", "", turn.answer or "（回答なし）", ""]
+        lines += ["### 回答", "", turn.answer or f"（回答なし{'：' + turn.error if turn.error else ''}）", ""]
         if turn.citations:
             lines += ["出典:", ""]
             for c in turn.citations:
@@ -179,7 +237,7 @@ def history_window(turns: Sequence[Turn], budget: int, count: PromptTokenEstimat
             if window:
                 break
             room = max(left - count(turn.question), 0)
-            turn = Turn(turn.question, turn.standalone_question, _head(turn.answer, room, count), turn.citations)
+            turn = dataclasses.replace(turn, answer=_head(turn.answer, room, count))
             cost = left
         window.insert(0, turn)
         left -= cost

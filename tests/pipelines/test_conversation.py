@@ -11,6 +11,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from pipelines.answer import Citation
 from pipelines.components import build
 from pipelines.conversation import (
+    Conversation,
     Rewriter,
     Turn,
     clean_question,
@@ -113,11 +114,11 @@ def test_the_last_turn_is_given_even_over_budget_its_answer_cut() -> None:
 
 def test_history_files_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "会話" / "履歴.json"
-    assert load_history(path) == ("", [])  # a new conversation
-    second = Turn(FOLLOW_UP, STANDALONE, "六か月後からです[1]。", LEAVE.citations, query_id=4)
-    save_history(path, "c-1", [LEAVE, second])
+    assert load_history(path).turns == []  # a new conversation
+    second = Turn(FOLLOW_UP, STANDALONE, "六か月後からです[1]。", LEAVE.citations, query_id=4, passages=2)
+    save_history(path, Conversation("c-1", [LEAVE, second], "2026-11-27 09:00"))
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["version"] == 1
+    assert (data["version"], data["conversation"], data["started"]) == (1, "c-1", "2026-11-27 09:00")
     assert data["turns"][1] == {
         "question": FOLLOW_UP,
         "standalone_question": STANDALONE,
@@ -126,9 +127,9 @@ def test_history_files_round_trip(tmp_path: Path) -> None:
             {"n": 1, "source": "就業規則.pdf", "page": 3, "location": "3 ページ", "rank": 1, "chunk_index": 7}
         ],
     }
-    conversation, turns = load_history(path)
-    assert conversation == "c-1"
-    assert turns == [LEAVE, Turn(FOLLOW_UP, STANDALONE, "六か月後からです[1]。", LEAVE.citations)]
+    assert load_history(path) == Conversation(
+        "c-1", [LEAVE, Turn(FOLLOW_UP, STANDALONE, "六か月後からです[1]。", LEAVE.citations)], "2026-11-27 09:00"
+    )
     assert [p.name for p in path.parent.iterdir()] == ["履歴.json"]  # no temporary file left
 
 
@@ -150,12 +151,16 @@ def test_a_bad_history_file_is_explained(tmp_path: Path, content: str, message: 
 def test_a_list_of_turns_written_by_hand_is_read(tmp_path: Path) -> None:
     path = tmp_path / "履歴.json"
     path.write_text('\ufeff[{"question": "有給休暇は何日？", "answer": "十日です。"}]', encoding="utf-8")
-    assert load_history(path) == ("", [Turn("有給休暇は何日？", "有給休暇は何日？", "十日です。")])
+    conversation = load_history(path)
+    assert conversation.turns == [Turn("有給休暇は何日？", "有給休暇は何日？", "十日です。")]
+    assert conversation.id  # a new id for the log
 
 
 def test_markdown_holds_every_turn_with_its_sources() -> None:
     second = Turn(FOLLOW_UP, STANDALONE, "六か月後からです[1]。", LEAVE.citations)
-    text = conversation_markdown([LEAVE, second])
+    failed = Turn("三つ目", "三つ目", error="サーバーがエラーを返しました")
+    text = conversation_markdown([LEAVE, second, failed])
+    assert "## 質問 3\n\n三つ目\n\n### 回答\n\n（回答なし：サーバーがエラーを返しました）" in text
     assert text.index("## 質問 1\n\n有給休暇は何日？") < text.index(f"## 質問 2\n\n{FOLLOW_UP}")
     assert f"検索した質問: {STANDALONE}" in text
     assert text.count("検索した質問") == 1  # the first question was searched as typed
