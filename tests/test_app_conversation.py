@@ -126,11 +126,11 @@ def test_a_conversation_of_two_turns(chat: AppTest, chat_server: ChatServer) -> 
 def test_feedback_on_the_answer_and_a_card_is_logged(chat: AppTest, chat_server: ChatServer, tmp_path: Path) -> None:
     chat_server.replies = [Reply("十日です[1]。")]
     ask(chat, FIRST)
-    ratings = chat.get("feedback")
+    ratings = chat.feedback
     assert len(ratings) == 1 + 2  # the answer and each card
     ratings[0].set_value(1).run()  # 👍 the answer
-    chat.get("feedback")[2].set_value(0).run()  # 👎 the second card
-    chat.get("feedback")[1].set_value(1).run()  # 👍 the first card
+    chat.feedback[2].set_value(0).run()  # 👎 the second card
+    chat.feedback[1].set_value(1).run()  # 👍 the first card
     comment = next(t for t in chat.text_input if t.label == "コメント（任意）" and "hit-1-" in (t.key or ""))
     comment.input("第1条に書いてある").run()
     assert not chat.exception
@@ -169,5 +169,5 @@ def test_with_the_log_off_there_is_no_feedback_and_no_file(
     chat_server.replies = [Reply("十日です[1]。")]
     ask(chat, FIRST)
     assert "十日です\\[1\\]。" in texts(chat)
-    assert not chat.get("feedback")
+    assert not chat.feedback
     assert not (tmp_path / "data" / FILE_NAME).exists()
