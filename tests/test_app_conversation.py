@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest, app_test
 
 from pipelines.querylog import FILE_NAME, QueryLog
 from testkit.servers import ChatServer, Reply
-from tests.test_app import APP, texts, wait_for_model
+from tests.test_app import APP, texts, use_model, wait_for_model
 
 RULES = "第1条（年次有給休暇）\n入社して六か月が経過した社員には、十日の年次有給休暇を付与する。"
 TRIP = "出張の日当は一日三千円とする。"
@@ -31,9 +31,7 @@ def chat(
     monkeypatch.setenv("RAG_DEVICE", "cpu")
     monkeypatch.setenv("RAG_CHUNK_TOKENS", "48")
     monkeypatch.setenv("RAG_CHUNK_OVERLAP", "8")
-    monkeypatch.setenv("RAG_LLM_URL", chat_server.url)
-    monkeypatch.setenv("RAG_LLM_MODEL", "テスト用モデル")
-    monkeypatch.setenv("RAG_LLM_TIMEOUT", "5")
+    use_model(monkeypatch, chat_server)
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", KeptMedia)
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=60)

@@ -174,3 +174,17 @@ def test_the_rewriter_shares_the_answerers_model_and_is_off_without_one() -> Non
     assert parts.answerer is not None
     assert parts.rewriter.model is parts.answerer.model
     assert parts.rewriter.history_tokens == 500
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RAG_LLM_HISTORY_TOKENS": "10"}, "RAG_LLM_HISTORY_TOKENS は 100 以上"),
+        ({"RAG_QUERY_LOG": "たぶん"}, "RAG_QUERY_LOG は on か off"),
+    ],
+)
+def test_bad_conversation_settings_are_explained(environ: dict[str, str], message: str) -> None:
+    from pipelines.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
