@@ -19,9 +19,11 @@ from ingest.ocr import OcrOptions
 from pipelines.answer import Answer, Answerer
 from pipelines.choices import MODE_LABELS, MODES, Mode
 from pipelines.components import Pipelines, build
+from pipelines.conversation import Conversation, Turn
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, mixed_precisions
+from pipelines.querylog import LoggedQuery, QueryLog, Target
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from pipelines.store import StoredChunk, StoredDocument
@@ -200,8 +202,16 @@ def _ocr(hit: Hit) -> str:
     return "OCR で読み取り" if hit.ocr else ""
 
 
-def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[int, int]) -> None:
-    with st.container(border=True, key=f"card-{hit.rank}"):
+def show_hit(
+    pipelines: Pipelines,
+    hit: Hit,
+    terms: list[str],
+    emphasis: tuple[int, int],
+    key: str = "",
+    footer: Callable[[Hit], None] | None = None,
+) -> None:
+    """A result card; ``key`` sets its widgets apart from another turn's cards, ``footer`` adds to its end."""
+    with st.container(border=True, key=f"{key}card-{hit.rank}"):
         where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.location, _ocr(hit)) if part)
         keyword = f"{hit.keyword_score:.2f}" if hit.keyword_score is not None else "—"
         places = f"意味 {_place(hit.dense_rank)} ・ キーワード {_place(hit.keyword_rank)}"
@@ -210,79 +220,69 @@ def show_hit(pipelines: Pipelines, hit: Hit, terms: list[str], emphasis: tuple[i
         st.progress(min(max(hit.cosine, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.source)}{where} ・ チャンク {hit.chunk_index}")
         st.markdown(render_passage(hit.text, terms, emphasis))
-        card_actions(pipelines, hit, emphasis[0])
+        card_actions(pipelines, hit, emphasis[0], key)
         with st.expander("前後の文を表示"):
             before, after = pipelines.searcher.surroundings(hit)
             st.caption("前")
             st.markdown(escape_markdown(before) if before else "（文書の先頭です）")
             st.caption("後")
             st.markdown(escape_markdown(after) if after else "（文書の末尾です）")
+        if footer is not None:
+            footer(hit)
 
 
 def _place(rank: int | None) -> str:
     return f"{rank} 位" if rank is not None else "候補外"
 
 
-def _forget_answer() -> None:
-    st.session_state.pop("answer", None)
+def no_answer_note() -> None:
+    """Without a chat model the page searches only; say how answers and conversations are turned on."""
+    st.caption(
+        "回答の生成は設定されていません。RAG\\_LLM\\_URL と RAG\\_LLM\\_MODEL を設定すると、"
+        "見つかった箇所から出典付きの回答を作り、続けて質問できる会話になります。"
+    )
 
 
-def answer_panel(
-    answerer: Answerer | None, question: str, hits: list[Hit], emphases: list[tuple[int, int]] | None = None
-) -> None:
-    """The answer built from the passages found, written out as the model streams it, with its sources.
-
-    The answer is kept for its question and passages, so that the page's other actions do not ask the
-    model again. A failure says why; the cards are shown regardless.
-    """
-    if answerer is None:
-        st.caption(
-            "回答の生成は設定されていません。RAG\\_LLM\\_URL と RAG\\_LLM\\_MODEL を設定すると、"
-            "見つかった箇所から出典付きの回答を作ります。"
-        )
-        return
-    st.subheader("回答")
+def stream_answer(answerer: Answerer, question: str, hits: list[Hit]) -> Answer | str:
+    """The answer built from the passages found, written out as the model streams it; a failure says why."""
     slot = st.empty()
-    key = (question, tuple((h.source, h.version, h.chunk_index) for h in hits))
-    kept = st.session_state.get("answer")
-    result: Answer | str
-    if kept is not None and kept[0] == key:
-        result = kept[1]
-    else:
-        text = ""
-        try:
-            passages = answerer.passages(hits)
-            for piece in answerer.stream(question, passages):
-                text += piece
-                slot.markdown(escape_markdown(text) + " ▌")
-            result = answerer.finish(question, passages, text)
-        except GenerationError as error:
-            result = str(error)
-        st.session_state["answer"] = (key, result)
-    if isinstance(result, str):
-        slot.error(f"回答を作れませんでした。{escape_markdown(result)}\n\n見つかった箇所は下に表示しています。")
-        st.button("もう一度回答を作る", on_click=_forget_answer)
+    text = ""
+    try:
+        passages = answerer.passages(hits)
+        for piece in answerer.stream(question, passages):
+            text += piece
+            slot.markdown(escape_markdown(text) + " ▌")
+        return answerer.finish(question, passages, text)
+    except GenerationError as error:
+        return str(error)
+
+
+def show_answer(turn: Turn, hits: list[Hit], key: str = "") -> None:
+    """An answer with its sources (each opens the original where its passage is), or why there is none."""
+    if turn.error:
+        st.error(f"回答を作れませんでした。{escape_markdown(turn.error)}\n\n見つかった箇所は下に表示しています。")
         return
-    if result.answered:
-        slot.markdown(escape_markdown(result.text))
+    if turn.answered:
+        st.markdown(escape_markdown(turn.answer))
     else:
-        slot.warning(escape_markdown(result.text))
+        st.warning(escape_markdown(turn.answer))
     # a citation opens the page its passage's sentence closest to the question is on, as the card does
-    pages = {hit.rank: _focus_number(hit, span[0]) for hit, span in zip(hits, emphases or [], strict=False)}
-    for citation in result.citations:
+    pages = {hit.rank: _focus_number(hit, span[0]) for hit, span in zip(hits, turn.emphases, strict=False)}
+    for citation in turn.citations:
         where = f" ・ {escape_markdown(citation.location)}" if citation.location else ""
         st.caption(f"\\[{citation.n}\\] {citation.rank} 位の箇所: {escape_markdown(citation.source)}{where}")
         st.button(
             f"[{citation.n}] の原文を開く",
-            key=f"cite-{citation.n}",
+            key=f"{key}cite-{citation.n}",
             on_click=open_view,
             args=(citation.source, citation.chunk_index, pages.get(citation.rank, citation.page)),
             type="tertiary",
         )
-    if result.dropped:
-        numbers = "".join(f"\\[{n}\\]" for n in result.dropped)
+    if turn.dropped:
+        numbers = "".join(f"\\[{n}\\]" for n in turn.dropped)
         st.warning(f"回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。")
-    st.caption(f"回答は上位 {len(result.passages)} 件の箇所だけから作っています。内容は出典で確かめてください。")
+    if turn.passages:
+        st.caption(f"回答は上位 {turn.passages} 件の箇所だけから作っています。内容は出典で確かめてください。")
 
 
 def remember(question: str) -> None:
@@ -336,7 +336,10 @@ def main() -> None:
         recent_slot = st.container()  # filled last, so that it lists this run's question too
     try:
         viewer_panel(pipelines)
-        search_panel(pipelines, warmup)
+        if settings.llm_url:  # a chat model: a conversation with cited answers
+            conversation_panel(pipelines, warmup)
+        else:
+            search_panel(pipelines, warmup)
     finally:
         with recent_slot:
             recent_panel()
@@ -354,14 +357,7 @@ def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
         )
         return
     question = st.text_input("質問", key="question", placeholder="例: 有給休暇は入社後いつから取れますか？")
-    left, middle, right = st.columns([1, 1, 2])
-    k = left.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
-    mode: Mode = middle.radio(
-        "検索方式", MODES, index=MODES.index(settings.retrieval_mode), format_func=MODE_LABELS.__getitem__
-    )
-    chosen = right.multiselect(
-        "検索する文書（選ばなければすべて）", [d.source for d in documents], placeholder="すべての文書"
-    )
+    k, mode, chosen = search_options(settings, documents)
     if not question.strip() or not model_ready(warmup):
         return
     try:
@@ -373,19 +369,219 @@ def search_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     if not hits:
         st.warning("該当する箇所は見つかりませんでした。文書の選択を外すか、言い方を変えてみてください。")
         return
-    answer_slot = st.container()  # filled after the cards, so they show while the answer streams
+    no_answer_note()
+    order_caption(pipelines, mode)
+    terms = query_terms(question)
+    emphases = pipelines.searcher.best_sentences(question, hits)
+    for hit, emphasis in zip(hits, emphases, strict=True):
+        show_hit(pipelines, hit, terms, emphasis)
+
+
+def search_options(settings: Settings, documents: list[StoredDocument]) -> tuple[int, Mode, list[str]]:
+    """How many passages, how to order them, and which documents to search (all when none is chosen)."""
+    left, middle, right = st.columns([1, 1, 2])
+    k = left.slider("表示する件数", min_value=1, max_value=20, value=settings.top_k)
+    mode: Mode = middle.radio(
+        "検索方式", MODES, index=MODES.index(settings.retrieval_mode), format_func=MODE_LABELS.__getitem__
+    )
+    chosen = right.multiselect(
+        "検索する文書（選ばなければすべて）", [d.source for d in documents], placeholder="すべての文書"
+    )
+    return k, mode, chosen
+
+
+def order_caption(pipelines: Pipelines, mode: Mode) -> None:
+    """The rule the cards are ordered by, and what each score on them means."""
     st.caption(
         f"並び順（{MODE_LABELS[mode]}）: {pipelines.searcher.rule(mode)}  \n"
         "類似度は質問と各箇所の埋め込みのコサイン類似度（1 に近いほど似ている）、BM25 は質問の語の一致度"
         "（0 は共通の語なし）、意味・キーワードの順位はそれぞれの候補リストでの順位です。"
         "色付きは質問の語、太字は質問に最も近い文です。"
     )
-    terms = query_terms(question)
-    emphases = pipelines.searcher.best_sentences(question, hits)
-    for hit, emphasis in zip(hits, emphases, strict=True):
-        show_hit(pipelines, hit, terms, emphasis)
-    with answer_slot:
-        answer_panel(pipelines.answerer, question, hits, emphases)
+
+
+# The conversation (when a chat model is configured): each turn is a question, the question searched
+# (a follow-up rewritten to stand alone), the answer with its sources and the cards; 👍/👎 on the
+# answer and on each card go to the query log. The turns live in this session's state.
+
+
+def current_chat() -> Conversation:
+    """This session's conversation (a class from an imported module: the script's own are new each run)."""
+    chat = st.session_state.get("chat")
+    if not isinstance(chat, Conversation):
+        chat = st.session_state["chat"] = Conversation()
+    return chat
+
+
+def _new_chat() -> None:
+    st.session_state["chat"] = Conversation()
+
+
+def _ask_again_in_chat(question: str) -> None:
+    """Ask the last question again (its answer failed): the turn goes, the question comes back."""
+    chat = current_chat()
+    if chat.turns:
+        chat.turns.pop()
+    st.session_state["pending"] = question
+
+
+def conversation_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
+    """Earlier turns, the question box at the bottom, 「新しい会話」 and 「会話を保存」 above."""
+    documents = pipelines.store.documents()
+    if not documents:
+        st.info(
+            "まだ文書がありません。左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。"
+        )
+        return
+    k, mode, chosen = search_options(pipelines.settings, documents)
+    chat = current_chat()
+    toolbar = st.container()  # filled last: the download holds this run's turn too
+    for number, turn in enumerate(chat.turns):
+        show_turn(pipelines, chat, number, turn)
+    typed = st.chat_input("質問を入力してください（続けて質問すると、それまでの会話を踏まえて検索します）")
+    # a recent question from the sidebar, or a failed one asked again
+    question = typed or st.session_state.pop("pending", None) or st.session_state.pop("question", None)
+    with toolbar:
+        chat_toolbar(chat)
+    if not question or not question.strip() or not model_ready(warmup):
+        return
+    if ask_in_chat(pipelines, chat, question, k, mode, chosen):
+        st.rerun()  # the whole conversation again, the new turn with its cards and feedback
+
+
+def chat_toolbar(chat: Conversation) -> None:
+    left, right = st.columns(2)
+    left.button("新しい会話", on_click=_new_chat, disabled=not chat.turns)
+    right.download_button(
+        "会話を保存",
+        data=chat.markdown(),
+        file_name=f"会話-{chat.started[:10]}.md",
+        mime="text/markdown",
+        on_click="ignore",
+        disabled=not chat.turns,
+        help="質問・検索した質問・回答と出典（ファイル名と場所）を Markdown で保存します。",
+    )
+
+
+def ask_in_chat(pipelines: Pipelines, chat: Conversation, question: str, k: int, mode: Mode, chosen: list[str]) -> bool:
+    """One turn: the question made standalone, searched, logged and answered as it streams; False when it failed."""
+    answerer, rewriter = pipelines.answerer, pipelines.rewriter
+    # the page is a conversation only with a chat model
+    assert answerer is not None
+    assert rewriter is not None
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(question))
+    with st.chat_message("assistant"):
+        history = chat.turns
+        standalone = question
+        if history:
+            try:
+                with st.spinner("それまでの会話を踏まえて、検索する質問を考えています…"):
+                    standalone = rewriter.standalone(question, history)
+            except GenerationError as error:
+                st.warning(f"質問を書き換えられなかったため、入力どおりに検索します。{escape_markdown(str(error))}")
+        if standalone != question:
+            st.caption(f"検索した質問: {escape_markdown(standalone)}")
+        try:
+            hits = pipelines.searcher.search(standalone, k, sources=chosen or None, mode=mode)
+        except RagError as error:
+            st.error(escape_markdown(str(error)))
+            return False
+        remember(question)
+        query_id = _log_turn(pipelines, chat, question, standalone, hits, k, mode, chosen)
+        result = stream_answer(answerer, standalone, hits)
+    if isinstance(result, Answer):
+        _guarded(pipelines.querylog.record_answer, query_id, result.text, [c.to_dict() for c in result.citations])
+    emphases = tuple(pipelines.searcher.best_sentences(standalone, hits))
+    chat.turns.append(Turn.answering(question, standalone, result, hits, query_id=query_id, emphases=emphases))
+    return True
+
+
+def _log_turn(
+    pipelines: Pipelines,
+    chat: Conversation,
+    question: str,
+    standalone: str,
+    hits: list[Hit],
+    k: int,
+    mode: Mode,
+    chosen: list[str],
+) -> int | None:
+    settings = pipelines.settings
+    logged = LoggedQuery(
+        question=question,
+        standalone_question=standalone,
+        hits=hits,
+        mode=mode,
+        k=k,
+        face="page",
+        conversation=chat.id,
+        turn=len(chat.turns),
+        sources=chosen,
+        embedding_model=settings.embedding_model,
+        collection=settings.collection,
+    )
+    return _guarded(pipelines.querylog.record, logged)
+
+
+def _guarded(write: Callable[..., object], *args: object) -> int | None:
+    """A write to the query log; when the log cannot be written, the conversation goes on and says so."""
+    try:
+        result = write(*args)
+    except RagError as error:
+        st.toast(f"質問の記録に書けませんでした。{error}")
+        return None
+    return result if isinstance(result, int) else None
+
+
+def show_turn(pipelines: Pipelines, chat: Conversation, number: int, turn: Turn) -> None:
+    """A turn of the conversation: the question, what was searched, the answer and its sources, the cards."""
+    key = f"{chat.id[:8]}-{number}-"
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(turn.question))
+    with st.chat_message("assistant"):
+        if turn.rewritten:
+            st.caption(f"検索した質問: {escape_markdown(turn.standalone_question)}")
+        hits = list(turn.hits)
+        show_answer(turn, hits, key)
+        if turn.error and number == len(chat.turns) - 1:
+            st.button("もう一度回答を作る", key=f"{key}retry", on_click=_ask_again_in_chat, args=(turn.question,))
+        feedback(pipelines.querylog, turn.query_id, "answer", 0, f"{key}answer-")
+        if not hits:
+            st.warning("該当する箇所は見つかりませんでした。文書の選択を外すか、言い方を変えてみてください。")
+            return
+        terms = query_terms(turn.standalone_question)
+
+        def judge(hit: Hit) -> None:
+            feedback(pipelines.querylog, turn.query_id, "hit", hit.rank, f"{key}hit-{hit.rank}-")
+
+        for hit, emphasis in zip(hits, turn.emphases, strict=True):
+            show_hit(pipelines, hit, terms, emphasis, key, judge)
+
+
+def feedback(querylog: QueryLog, query_id: int | None, target: Target, rank: int, key: str) -> None:
+    """👍/👎 and an optional comment on an answer or a card, kept in the query log (none when the log is off)."""
+    if not querylog.enabled or query_id is None:
+        return
+    left, right = st.columns([1, 4], vertical_alignment="center")
+    with left:
+        st.feedback("thumbs", key=f"{key}rating", on_change=_judged, args=(querylog, query_id, target, rank, key))
+    with right.popover("コメント", width="content"):
+        st.text_input(
+            "コメント（任意）",
+            key=f"{key}comment",
+            on_change=_judged,
+            args=(querylog, query_id, target, rank, key),
+            placeholder="例: 2 ページ目の表が答えです",
+        )
+
+
+def _judged(querylog: QueryLog, query_id: int, target: Target, rank: int, key: str) -> None:
+    """The rating and comment of one answer or card, as they now stand, into the log."""
+    value = st.session_state.get(f"{key}rating")
+    rating = None if value is None else (1 if value == 1 else -1)  # st.feedback: 1 is 👍, 0 is 👎
+    comment = st.session_state.get(f"{key}comment")
+    _guarded(querylog.feedback, query_id, target, rating, comment, rank)
 
 
 # The view of a passage in its original file (「原文を開く」), opened from a card, a citation or a link.
@@ -429,13 +625,13 @@ def _focus_number(hit: Hit, offset: int) -> int | None:
     return place.page or place.slide
 
 
-def card_actions(pipelines: Pipelines, hit: Hit, focus: int) -> None:
+def card_actions(pipelines: Pipelines, hit: Hit, focus: int, key: str = "") -> None:
     """A card's doors into the original: open it at the sentence closest to the question, and download it."""
     kept = pipelines.originals.path(hit.content_hash) is not None
     left, right = st.columns(2)
     left.button(
         "原文を開く",
-        key=f"open-{hit.rank}",
+        key=f"{key}open-{hit.rank}",
         on_click=open_view,
         args=(hit.source, hit.chunk_index, _focus_number(hit, focus)),
         disabled=not kept,
@@ -445,7 +641,7 @@ def card_actions(pipelines: Pipelines, hit: Hit, focus: int) -> None:
         "元のファイルをダウンロード",
         data=lambda: pipelines.originals.get(hit.content_hash) or b"",
         file_name=download_name(hit.source),
-        key=f"download-{hit.rank}",
+        key=f"{key}download-{hit.rank}",
         on_click="ignore",
         disabled=not kept,
         help=None if kept else _NOT_KEPT,

@@ -97,7 +97,7 @@ class Answer:
     @property
     def answered(self) -> bool:
         """Whether the model found an answer in the passages (it was told to say so when not)."""
-        return bool(self.text.strip()) and NO_ANSWER.rstrip("。") not in self.text
+        return answered(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +107,11 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "dropped_citations": self.dropped,
         }
+
+
+def answered(text: str) -> bool:
+    """Whether an answer's text answers (the model was told to say ``NO_ANSWER`` when the passages do not)."""
+    return bool(text.strip()) and NO_ANSWER.rstrip("。") not in text
 
 
 def passage_header(hit: Hit, n: int) -> str:
@@ -226,7 +231,7 @@ class Answerer:
         if not passages:
             yield NO_ANSWER
             return
-        with self._explained():
+        with explained(self.model_description):
             for piece in self.generation.stream({"question": question, "passages": list(passages)}, config):
                 if piece:
                     yield piece
@@ -241,20 +246,21 @@ class Answerer:
         passages = self.passages(hits)
         if not passages:
             return self.finish(question, passages, NO_ANSWER)
-        with self._explained():
+        with explained(self.model_description):
             text = self.generation.invoke({"question": question, "passages": passages})
         return self.finish(question, passages, text)
 
-    @contextlib.contextmanager
-    def _explained(self) -> Iterator[None]:
-        """The endpoint's failures as a GenerationError that says what to check; anything else as it is."""
-        try:
-            yield
-        except Exception as error:
-            failure = explain_failure(error, self.model_description)
-            if failure is None:
-                raise
-            raise failure from error
+
+@contextlib.contextmanager
+def explained(model_description: str) -> Iterator[None]:
+    """The chat endpoint's failures as a GenerationError that says what to check; anything else as it is."""
+    try:
+        yield
+    except Exception as error:
+        failure = explain_failure(error, model_description)
+        if failure is None:
+            raise
+        raise failure from error
 
 
 def explain_failure(error: BaseException, model_description: str) -> GenerationError | None:

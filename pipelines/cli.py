@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|evaluate``, thin over the pipelines."""
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|evaluate``, thin over the pipelines."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from ingest.document import describe
 from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
+from pipelines.answer import Answer
 from pipelines.choices import MODE_LABELS, MODES
-from pipelines.components import Pipelines, build, make_embedder
+from pipelines.components import Pipelines, build, make_embedder, make_querylog
+from pipelines.conversation import Conversation, Turn, load_history, save_history
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport, mixed_precisions
+from pipelines.querylog import LoggedQuery
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 
@@ -83,19 +86,35 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--llm-api-key", help="チャットサーバーの API キー [RAG_LLM_API_KEY]")
     ask.add_argument("--llm-context-tokens", type=int, help="資料に使うトークン数の上限 [RAG_LLM_CONTEXT_TOKENS]")
     ask.add_argument("--llm-timeout", type=int, help="応答を待つ秒数 [RAG_LLM_TIMEOUT]")
+    ask.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="会話の履歴（JSON）。前の質問と回答を踏まえて質問を書き換えて検索し、この質問と回答を追記する",
+    )
+    ask.add_argument(
+        "--llm-history-tokens", type=int, help="書き換えに渡す前の会話のトークン数の上限 [RAG_LLM_HISTORY_TOKENS]"
+    )
     commands.add_parser("documents", parents=[common], help="取り込んだ文書の一覧")
     delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
     delete.add_argument("name", help="文書名（documents に表示される名前）")
+    commands.add_parser("log", parents=[common], help="質問の記録（検索した質問・見つかった箇所・回答・👍/👎）")
 
     evaluate = commands.add_parser("evaluate", help="埋め込みモデルと設定の品質を測る（JSTS・JSQuAD 形式）")
     tasks = evaluate.add_subparsers(dest="task", required=True)
     report = argparse.ArgumentParser(add_help=False)
-    report.add_argument("file", type=Path, metavar="FILE")
     report.add_argument("--markdown", action="store_true", help="結果を Markdown の表で出力する")
     report.add_argument("--limit", type=int, help="先頭の N 件だけを使う（試し用）")
     report.add_argument("--batch-size", type=int, help="埋め込みのバッチサイズ [RAG_BATCH_SIZE]")
-    tasks.add_parser("sts", parents=[common, report], help="JSTS 形式: コサイン類似度と正解ラベルの相関")
+    sts = tasks.add_parser("sts", parents=[common, report], help="JSTS 形式: コサイン類似度と正解ラベルの相関")
+    sts.add_argument("file", type=Path, metavar="FILE")
     qa = tasks.add_parser("qa", parents=[common, report], help="JSQuAD/SQuAD 形式: 上位 k 件の正解率と MRR")
+    qa.add_argument("file", type=Path, metavar="FILE", nargs="?")
+    qa.add_argument(
+        "--from-log",
+        action="store_true",
+        help="ファイルの代わりに、質問の記録で 👍 の付いたカードを正解として、今の文書で測る",
+    )
     qa.add_argument(
         "-k", "--k", dest="ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k の値（既定 1 5 10 50）"
     )
@@ -195,11 +214,11 @@ def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
         out.write(f"{label}\t{report.source}\t{detail}{notes}\n")
 
 
-def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO) -> tuple[list[Hit], bool]:
-    """The hits for ``args.question`` (``search`` and ``ask``), and whether the store holds any document."""
+def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO, question: str) -> tuple[list[Hit], bool]:
+    """The hits for ``question`` (``search`` and ``ask``), and whether the store holds any document."""
     searcher, settings = parts.searcher, parts.settings
     mode = settings.retrieval_mode
-    hits = searcher.search(args.question, settings.top_k, mode=mode)
+    hits = searcher.search(question, settings.top_k, mode=mode)
     stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
     if not stored:
         err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
@@ -220,9 +239,9 @@ def _hit_line(hit: Hit) -> str:
     )
 
 
-def _best(parts: Pipelines, args: argparse.Namespace, hits: Sequence[Hit]) -> list[tuple[int, int]]:
+def _best(parts: Pipelines, question: str, hits: Sequence[Hit]) -> list[tuple[int, int]]:
     """Each hit's sentence closest to the question (the one the page shows in bold)."""
-    return parts.searcher.best_sentences(args.question, hits) if hits else []
+    return parts.searcher.best_sentences(question, hits) if hits else []
 
 
 def _with_best_sentence(hit: Hit, span: tuple[int, int]) -> dict[str, Any]:
@@ -240,9 +259,11 @@ def _with_best_sentence(hit: Hit, span: tuple[int, int]) -> dict[str, Any]:
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     parts = build(settings)
-    hits, stored = _find(args, parts, err)
+    hits, stored = _find(args, parts, err, args.question)
+    _log(parts, args, args.question, hits, stored)
     if args.json:
-        _dump([_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, args, hits), strict=True)], out)
+        spans = _best(parts, args.question, hits)
+        _dump([_with_best_sentence(hit, span) for hit, span in zip(hits, spans, strict=True)], out)
         return 0
     if not hits and stored:
         out.write("該当する箇所は見つかりませんでした。\n")
@@ -261,14 +282,28 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
             "検索だけなら `python -m pipelines search` を使ってください。"
         )
-    hits, _ = _find(args, parts, err)
-    if args.json:
-        result: dict[str, Any] = {"question": args.question}
+    conversation = load_history(args.history) if args.history else None
+    turns = conversation.turns if conversation else []
+    standalone = args.question
+    if turns:
+        assert parts.rewriter is not None  # there is a chat model
         try:
-            result |= answerer.answer(args.question, hits).to_dict() | {"error": None}
+            standalone = parts.rewriter.standalone(args.question, turns)
+        except GenerationError as error:
+            err.write(f"注意: 質問を書き換えられなかったため、入力どおりに検索します。{error}\n")
+        if standalone != args.question and not args.json:
+            out.write(f"検索した質問: {standalone}\n")
+    hits, stored = _find(args, parts, err, standalone)
+    query_id = _log(parts, args, standalone, hits, stored, conversation.id if conversation else "", len(turns))
+    if args.json:
+        result: dict[str, Any] = {"question": args.question, "standalone_question": standalone}
+        try:
+            answer = answerer.answer(standalone, hits)
+            result |= answer.to_dict() | {"question": args.question, "error": None}
+            _remember(parts, args, conversation, standalone, answer, query_id)
         except GenerationError as error:
             result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
-        found = [_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, args, hits), strict=True)]
+        found = [_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, standalone, hits), strict=True)]
         _dump(result | {"hits": found}, out)
         if result["error"]:
             err.write(f"エラー: {result['error']}\n")
@@ -277,7 +312,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
     text = ""
     try:
         passages = answerer.passages(hits)
-        for piece in answerer.stream(args.question, passages):
+        for piece in answerer.stream(standalone, passages):
             text += piece
             out.write(piece)
             out.flush()
@@ -286,7 +321,8 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
         err.write(f"エラー: 回答を作れませんでした。{error}\n")
         _print_found(hits, out)
         return 1
-    answer = answerer.finish(args.question, passages, text)
+    answer = answerer.finish(standalone, passages, text)
+    _remember(parts, args, conversation, standalone, answer, query_id)
     out.write("\n\n出典:\n" if answer.citations else "\n")
     for citation in answer.citations:
         page = citation.location or "-"
@@ -299,6 +335,50 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
     if not answer.citations:
         _print_found(hits, out)
     return 0
+
+
+def _log(
+    parts: Pipelines,
+    args: argparse.Namespace,
+    searched: str,
+    hits: Sequence[Hit],
+    stored: bool,
+    conversation: str = "",
+    turn: int = 0,
+) -> int | None:
+    """Log a question that met documents (``RAG_QUERY_LOG``); its id in the log, or None."""
+    if not stored:
+        return None
+    settings = parts.settings
+    return parts.querylog.record(
+        LoggedQuery(
+            question=args.question,
+            standalone_question=searched,
+            hits=hits,
+            mode=settings.retrieval_mode,
+            k=settings.top_k,
+            face="cli",
+            conversation=conversation,
+            turn=turn,
+            embedding_model=settings.embedding_model,
+            collection=settings.collection,
+        )
+    )
+
+
+def _remember(
+    parts: Pipelines,
+    args: argparse.Namespace,
+    conversation: Conversation | None,
+    standalone: str,
+    answer: Answer,
+    query_id: int | None,
+) -> None:
+    """The answer into the log, and the turn appended to the history file (``--history``)."""
+    parts.querylog.record_answer(query_id, answer.text, [c.to_dict() for c in answer.citations])
+    if conversation is not None and args.history:
+        conversation.turns.append(Turn.answering(args.question, standalone, answer))
+        save_history(args.history, conversation)
 
 
 def _print_found(hits: Sequence[Hit], out: TextIO) -> None:
@@ -329,6 +409,25 @@ def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
     return 0
 
 
+def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    querylog = make_querylog(settings)  # reading needs no model and no store
+    queries = querylog.export()
+    if args.json:
+        _dump(queries, out)
+        return 0
+    if not queries:
+        state = "" if querylog.enabled else "（RAG_QUERY_LOG=off のため記録していません）"
+        out.write(f"質問の記録はまだありません{state}。\n")
+    for query in queries:
+        searched = (
+            f"\t（検索: {query['standalone_question']}）" if query["standalone_question"] != query["question"] else ""
+        )
+        ratings = Counter(f["rating"] for f in query["feedback"])
+        judged = f"\t👍 {ratings[1]} 👎 {ratings[-1]}" if query["feedback"] else ""
+        out.write(f"{query['id']}\t{query['created_at']}\t{query['face']}\t{query['question']}{searched}{judged}\n")
+    return 0
+
+
 def _bar(stream: TextIO, description: str) -> Any:
     from tqdm import tqdm
 
@@ -336,7 +435,13 @@ def _bar(stream: TextIO, description: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    embedder = make_embedder(settings)  # the evaluation builds its own scratch store
+    if args.task == "qa" and args.from_log == bool(args.file):
+        raise evaluation.EvaluationError(
+            "評価ファイル（JSQuAD/SQuAD 形式）か --from-log（質問の記録の 👍）のどちらか一つを指定してください。"
+        )
+    parts = build(settings) if args.task == "qa" and args.from_log else None
+    # otherwise the evaluation builds its own scratch store
+    embedder = parts.embedder if parts is not None else make_embedder(settings)
     embedder.load()
     if args.task == "sts":
         pairs = evaluation.load_sts(args.file)[: args.limit]
@@ -348,9 +453,6 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         else:
             out.write(evaluation.sts_table(sts, markdown=args.markdown))
         return 0
-    articles, questions = evaluation.load_qa(args.file)
-    if args.limit:
-        questions = questions[: args.limit]
     bars: dict[str, Any] = {}
 
     def step(what: str, done: int, total: int) -> None:
@@ -358,7 +460,14 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
             bars[what] = _bar(err, what)
         _updater(bars[what])(done, total)
 
-    qa = evaluation.evaluate_qa(settings, embedder, articles, questions, ks=args.ks, step=step)
+    if parts is not None:
+        judged = parts.querylog.judged_questions()
+        qa = evaluation.evaluate_log(parts, judged[: args.limit] if args.limit else judged, ks=args.ks, step=step)
+    else:
+        articles, questions = evaluation.load_qa(args.file)
+        if args.limit:
+            questions = questions[: args.limit]
+        qa = evaluation.evaluate_qa(settings, embedder, articles, questions, ks=args.ks, step=step)
     for bar in bars.values():
         bar.close()
     result = qa.to_dict() | ({"label": args.label} if args.label else {})
@@ -366,6 +475,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         _dump(result, out)
     else:
         out.write(evaluation.qa_table(qa, markdown=args.markdown))
+    if qa.left_out:
+        err.write(f"注意: 👍 の付いたカードが今の文書にない {qa.left_out} 件の質問は除きました。\n")
     if args.chart:
         runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.compare]
         evaluation.save_chart([*runs, result], args.chart)
@@ -392,6 +503,7 @@ COMMANDS = {
     "ask": _ask,
     "documents": _documents,
     "delete": _delete,
+    "log": _log_command,
     "evaluate": _evaluate,
 }
 

@@ -1,7 +1,8 @@
 """The composition root: every face (the page, each CLI verb, evaluation, the HTTP API) gets its parts from ``build``.
 
 ``build(settings)`` wires the embedder (in-process or remote), the store (embedded or a server), the
-keyword index, the originals (each document's file, pipelines/originals.py), the indexer, the searcher and, on first use, the answerer, so a setting means the same
+keyword index, the originals (each document's file, pipelines/originals.py), the indexer, the searcher,
+the query log and, on first use, the answerer and the rewriter of follow-up questions, so a setting means the same
 on every face. Building loads no model and reads no document: the model loads on first use (or on
 ``embedder.load()``), so a command or page that needs none starts at once.
 """
@@ -21,6 +22,7 @@ from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
 from pipelines.originals import Originals
 from pipelines.profiles import prefixes_for
+from pipelines.querylog import FILE_NAME, QueryLog
 from pipelines.remote import RemoteEmbedder
 from pipelines.rerank import CrossEncoderReranker
 from pipelines.retrieval import Fusion, Searcher
@@ -28,7 +30,10 @@ from pipelines.settings import LIMITS, Settings
 from pipelines.store import ChromaStore
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
     from pipelines.answer import Answerer
+    from pipelines.conversation import Rewriter
 
 
 def make_embedder(settings: Settings) -> TextEmbedder:
@@ -71,6 +76,8 @@ class Pipelines:
     searcher: Searcher
     # each stored document's file as it was given (none for a text that was no file: ``get`` is None)
     originals: Originals
+    # the questions asked, what was found and answered, and people's feedback (RAG_QUERY_LOG)
+    querylog: QueryLog
     # one writer at a time within this process (the store's file lock orders processes)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,6 +85,12 @@ class Pipelines:
     def answerer(self) -> Answerer | None:
         """The chat model for answers, set up on first use; None when ``RAG_LLM_URL`` is unset."""
         return make_answerer(self.settings)
+
+    @functools.cached_property
+    def rewriter(self) -> Rewriter | None:
+        """Follow-up questions made standalone by the answerer's chat model; None when ``RAG_LLM_URL`` is unset."""
+        answerer = self.answerer
+        return None if answerer is None else make_rewriter(self.settings, answerer.model)
 
 
 def build(
@@ -101,7 +114,13 @@ def build(
         _indexer(settings, embedder, store, keyword, originals),
         _searcher(settings, embedder, store, keyword),
         originals,
+        make_querylog(settings),
     )
+
+
+def make_querylog(settings: Settings) -> QueryLog:
+    """The query and feedback log in ``RAG_DATA_DIR`` (a local file, also with a Chroma server); off: writes nothing."""
+    return QueryLog(settings.data_dir / FILE_NAME, enabled=settings.query_log)
 
 
 def _indexer(
@@ -171,16 +190,14 @@ def _store(settings: Settings) -> ChromaStore:
     return ChromaStore.persistent(settings.data_dir, settings.collection)
 
 
-def make_answerer(settings: Settings) -> Answerer | None:
-    """Answers from the chat model at ``RAG_LLM_URL`` through LangChain's ``ChatOpenAI``; None when unset."""
+def make_chat_model(settings: Settings) -> BaseChatModel | None:
+    """The chat model at ``RAG_LLM_URL`` through LangChain's ``ChatOpenAI``; None when unset."""
     if not settings.llm_url:
         return None
     from langchain_openai import ChatOpenAI  # over a second to import: only when answers are on
     from pydantic import SecretStr
 
-    from pipelines.answer import Answerer  # LangChain: a second to import, for a command that answers
-
-    model = ChatOpenAI(
+    return ChatOpenAI(
         model=settings.llm_model,
         base_url=settings.llm_url,
         # never OPENAI_API_KEY from the environment: it is not meant for this server; local servers want none
@@ -188,8 +205,32 @@ def make_answerer(settings: Settings) -> Answerer | None:
         timeout=settings.llm_timeout,
         max_retries=1,  # one retry for a dropped connection or a 5xx; a person is waiting
     )
+
+
+def _model_description(settings: Settings, role: str) -> str:
+    return f"{role}の言語モデル（{settings.llm_model}、{settings.llm_url}）"
+
+
+def make_answerer(settings: Settings) -> Answerer | None:
+    """Answers from the chat model at ``RAG_LLM_URL``; None when unset."""
+    model = make_chat_model(settings)
+    if model is None:
+        return None
+    from pipelines.answer import Answerer  # LangChain: a second to import, for a command that answers
+
     return Answerer(
         model,
         context_tokens=settings.llm_context_tokens,
-        model_description=f"回答用の言語モデル（{settings.llm_model}、{settings.llm_url}）",
+        model_description=_model_description(settings, "回答用"),
+    )
+
+
+def make_rewriter(settings: Settings, model: BaseChatModel) -> Rewriter:
+    """Follow-ups made standalone by ``model``, from the earlier turns within ``RAG_LLM_HISTORY_TOKENS``."""
+    from pipelines.conversation import Rewriter
+
+    return Rewriter(
+        model,
+        history_tokens=settings.llm_history_tokens,
+        model_description=_model_description(settings, "質問の書き換えに使う"),
     )

@@ -8,7 +8,9 @@
     ├── ModelMismatchError      the store was built with another embedding model
     ├── StoreError              Chroma cannot be opened, read or written
     ├── DocumentNotFoundError   no stored document has the given name
-    └── GenerationError         the chat model for answers refuses, fails or does not answer in time
+    ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
+    ├── QueryLogError           the query and feedback log cannot be read or written
+    └── HistoryError            a conversation's history file cannot be read
 
 Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
 the indexer reports them per file and carries on with the others. One of them is raised here:
@@ -58,3 +60,11 @@ class DocumentNotFoundError(RagError):
 
 class GenerationError(RagError):
     """No answer could be generated; the passages found are still worth showing."""
+
+
+class QueryLogError(RagError):
+    """The query and feedback log (pipelines/querylog.py) could not be used."""
+
+
+class HistoryError(RagError):
+    """A conversation history file (``ask --history``) could not be read."""

@@ -1,8 +1,10 @@
-"""Evaluation through the product's own pipeline: JSTS-style similarity and JSQuAD-style retrieval.
+"""Evaluation through the product's own pipeline: JSTS-style similarity, JSQuAD-style retrieval, and the query log.
 
 The GLuCoSE model card reports Spearman/Pearson on JSTS and top-k retrieval accuracy (the share of
 questions with an answer string in one of the top k passages, as in the DPR paper). These functions
-measure the same things for whatever embedder and chunking the product is configured with.
+measure the same things for whatever embedder and chunking the product is configured with, and
+top-k on a team's own questions: those whose cards got 👍 in the query log, each liked card's chunk
+being an answer, searched again in the product's store as it is now.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.components import build
+from pipelines.components import Pipelines, build
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.querylog import JudgedQuestion
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from pipelines.store import ChromaStore
@@ -203,6 +206,8 @@ class QaResult:
     chunk_overlap: int
     mode: str = "hybrid"
     ranks: list[int | None] = field(repr=False, default_factory=list)
+    # from the query log: the judged questions left out because none of their liked chunks is stored any more
+    left_out: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +224,7 @@ class QaResult:
             "chunk_tokens": self.chunk_tokens,
             "chunk_overlap": self.chunk_overlap,
             "mode": self.mode,
+            "left_out": self.left_out,
         }
 
 
@@ -284,6 +290,32 @@ def evaluate_qa(
         asking_seconds = time.perf_counter() - asked
         store.close()
     ranks = [answer_rank(hits, q.answers) for hits, q in zip(results, questions, strict=True)]
+    return _qa_result(
+        ranks,
+        ks,
+        settings,
+        embedder,
+        chunks=chunks,
+        documents=documents,
+        asking_seconds=asking_seconds,
+        embedding_seconds=embedder.stats.seconds - embedding_before,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _qa_result(
+    ranks: list[int | None],
+    ks: Sequence[int],
+    settings: Settings,
+    embedder: TextEmbedder,
+    *,
+    chunks: int,
+    documents: int,
+    asking_seconds: float,
+    embedding_seconds: float,
+    seconds: float,
+    left_out: int = 0,
+) -> QaResult:
     found = [r for r in ranks if r is not None]
     return QaResult(
         topk={k: 100.0 * sum(1 for r in found if r <= k) / len(ranks) for k in ks},
@@ -292,13 +324,75 @@ def evaluate_qa(
         chunks=chunks,
         documents=documents,
         questions_per_second=len(ranks) / asking_seconds if asking_seconds else 0.0,
-        embedding_seconds=embedder.stats.seconds - embedding_before,
-        seconds=time.perf_counter() - started,
+        embedding_seconds=embedding_seconds,
+        seconds=seconds,
         model=embedder.model_name,
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap,
         mode=settings.retrieval_mode,
         ranks=ranks,
+        left_out=left_out,
+    )
+
+
+def chunk_rank(hits: Sequence[Hit], chunk_ids: Sequence[str]) -> int | None:
+    """The rank of the first hit that is one of ``chunk_ids``, or None."""
+    wanted = set(chunk_ids)
+    return next((hit.rank for hit in hits if hit.chunk_id in wanted), None)
+
+
+def evaluate_log(
+    parts: Pipelines,
+    judged: Sequence[JudgedQuestion],
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    step: FileStep | None = None,
+) -> QaResult:
+    """Top-k accuracy and MRR on the questions whose cards got 👍 (``QueryLog.judged_questions``).
+
+    Each question is searched again in the product's store with today's settings; it counts as
+    found at the rank of the first of its liked chunks. A question none of whose liked chunks is
+    stored any more (its document was replaced or deleted) is left out and counted in ``left_out``.
+    """
+    if not ks or min(ks) < 1:
+        raise EvaluationError(f"k は 1 以上の整数で指定してください（{list(ks)}）。")
+    if not judged:
+        raise EvaluationError(
+            "質問の記録に 👍 の付いたカードがありません。ページの会話で、正しい箇所のカードに 👍 を付けてください"
+            "（記録は RAG_QUERY_LOG=on のときだけ残ります）。"
+        )
+    ks = sorted(set(ks))
+    started = time.perf_counter()
+    embedder = parts.embedder
+    stored = parts.store.chunks_by_id([c for q in judged for c in q.chunk_ids])
+    kept = [q for q in judged if any(c in stored for c in q.chunk_ids)]
+    if not kept:
+        raise EvaluationError(
+            f"👍 の付いた {len(judged)} 件の質問のカードは、どれも今の文書にありません（文書が置き換えられたか、削除されました）。"
+        )
+    embedding_before = embedder.stats.seconds
+
+    def asking(done: int, total: int) -> None:
+        if step is not None:
+            step("質問", done, total)
+
+    asked = time.perf_counter()
+    results = parts.searcher.search_many(
+        [q.question for q in kept], max(ks), progress=asking, mode=parts.settings.retrieval_mode
+    )
+    asking_seconds = time.perf_counter() - asked
+    ranks = [chunk_rank(hits, q.chunk_ids) for hits, q in zip(results, kept, strict=True)]
+    return _qa_result(
+        ranks,
+        ks,
+        parts.settings,
+        embedder,
+        chunks=parts.store.count(),
+        documents=len(parts.store.documents()),
+        asking_seconds=asking_seconds,
+        embedding_seconds=embedder.stats.seconds - embedding_before,
+        seconds=time.perf_counter() - started,
+        left_out=len(judged) - len(kept),
     )
 
 

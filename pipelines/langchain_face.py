@@ -1,4 +1,5 @@
-"""LangChain faces of the product: the retriever as a BaseRetriever, the embedder as Embeddings, an answer chain."""
+"""LangChain faces of the product: the retriever as a BaseRetriever, the embedder as Embeddings, an answer chain,
+and a history-aware retriever for follow-up questions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import Field
 
 from ingest.normalize import normalize_text
 from pipelines.answer import Answerer, cite
+from pipelines.conversation import Rewriter
 from pipelines.embedder import TextEmbedder
 from pipelines.retrieval import Hit, Searcher
 
@@ -88,3 +90,16 @@ def answer_chain(retriever: BaseRetriever, answerer: Answerer) -> Runnable[str, 
             dropped=RunnableLambda(lambda x: cite(x["answer"], x["passages"])[1]),
         )
     )
+
+
+def history_aware_retriever(rewriter: Rewriter, retriever: BaseRetriever) -> Runnable[dict[str, Any], list[Document]]:
+    """``{"question": str, "turns": [Turn, …]}`` in, the documents for the question made standalone out.
+
+    LangChain's history-aware retriever with the product's rewriting (``Rewriter``: the latest turns
+    within its token budget; no model call without an earlier turn).
+    """
+
+    def standalone(inputs: dict[str, Any]) -> str:
+        return rewriter.standalone(inputs["question"], inputs.get("turns") or [])
+
+    return RunnableLambda(standalone) | retriever

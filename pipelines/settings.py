@@ -110,6 +110,10 @@ class Settings:
     llm_context_tokens: int = 3000
     # seconds to wait for the chat model's response (and between streamed pieces)
     llm_timeout: int = 60
+    # a conversation's earlier turns sent to rewrite a follow-up question, in tokens estimated as for passages
+    llm_history_tokens: int = 1000
+    # the query and feedback log in RAG_DATA_DIR (pipelines/querylog.py); off: nothing is written
+    query_log: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -151,6 +155,8 @@ class Settings:
             )
         if self.llm_context_tokens < 100:
             raise SettingsError(f"RAG_LLM_CONTEXT_TOKENS は 100 以上にしてください（現在 {self.llm_context_tokens}）。")
+        if self.llm_history_tokens < 100:
+            raise SettingsError(f"RAG_LLM_HISTORY_TOKENS は 100 以上にしてください（現在 {self.llm_history_tokens}）。")
         if self.llm_timeout < 1:
             raise SettingsError(f"RAG_LLM_TIMEOUT は 1 秒以上にしてください（現在 {self.llm_timeout}）。")
         if not self.embedding_model.strip():
@@ -194,5 +200,7 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
             return True
         if value in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(f"{ENV_PREFIX}{name.upper()} は true か false で指定してください（現在 {raw!r}）。")
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()} は on か off（true か false）で指定してください（現在 {raw!r}）。"
+        )
     return str(raw)

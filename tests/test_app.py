@@ -236,7 +236,10 @@ def ingest_and_ask(page: AppTest, question: str) -> None:
     )
     page.run()
     page.button[0].click().run()
-    page.text_input[0].input(question).run()
+    if page.chat_input:  # a chat model is configured: the page is a conversation
+        page.chat_input[0].set_value(question).run()
+    else:
+        page.text_input[0].input(question).run()
     assert not page.exception
 
 
@@ -252,7 +255,7 @@ def test_answer_panel_streams_a_cited_answer_above_the_cards(
     use_model(monkeypatch, chat_server)
     chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。**太字**にはならない[5]")]
     ingest_and_ask(page, FUJI)
-    assert [h.value for h in page.subheader if h.value == "回答"] == ["回答"]
+    assert [m.proto.name for m in page.get("chat_message")] == ["user", "assistant"]
     shown = texts(page)
     assert "富士山の標高は三七七六メートルです\\[1\\]。\\*\\*太字\\*\\*にはならない\\[5\\]" in shown
     assert "\\[1\\] 1 位の箇所: 富士山\\.txt" in shown

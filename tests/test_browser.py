@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from testkit.documents import make_pdf
+from testkit.servers import ChatServer, Reply
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,6 +42,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    with serving(model_dir, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, tmp_path: Path, **settings: str) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with the offline model and a data directory in ``tmp_path``."""
     port = free_port()
     # a model directory beside the page, named as a person would name it (shown on the page, and in the screenshot)
     (tmp_path / "models").mkdir()
@@ -50,6 +59,7 @@ def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
         "RAG_DATA_DIR": str(tmp_path / "data"),
         "RAG_CHUNK_TOKENS": "48",
         "RAG_CHUNK_OVERLAP": "8",
+        **settings,
     }
     command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address", "127.0.0.1"]
     command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
@@ -305,3 +315,49 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
     assert sorted(d.source for d in documents) == sorted([f.name for f in files] + ["共通.txt"])
     assert store.count() == sum(d.chunks for d in documents)  # every document stored once
     store.close()
+
+
+def test_a_conversation_in_the_browser(model_dir: Path, tmp_path: Path, chat_server: ChatServer) -> None:
+    """With a chat model the page is a conversation: a follow-up searched as a standalone question, both turns saved."""
+    from playwright.sync_api import expect, sync_playwright
+
+    rules = tmp_path / "就業規則.txt"
+    rules.write_text(RULES, encoding="utf-8")
+    standalone = "年次有給休暇は入社何か月後から付与されますか？"
+    chat_server.replies = [
+        Reply("十日の年次有給休暇が付与されます[1]。"),
+        Reply(standalone),
+        Reply("入社して六か月が経過してからです[1]。"),
+    ]
+    model = {"RAG_LLM_URL": chat_server.url, "RAG_LLM_MODEL": "テスト用モデル", "RAG_LLM_TIMEOUT": "10"}
+    with serving(model_dir, tmp_path, **model) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP", accept_downloads=True)
+        page.goto(url)
+        expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
+        page.locator("input[type=file]").set_input_files([str(rules)])
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible(timeout=60_000)
+        box = page.get_by_placeholder("質問を入力してください", exact=False)
+        messages = page.locator("[data-testid='stChatMessage']")
+        for turn, question in enumerate(["有給休暇は何日？", "それは入社何か月後から？"]):
+            box.fill(question)
+            box.press("Enter")
+            # the turn is whole once its cards are drawn under the answer
+            answer = messages.nth(2 * turn + 1)
+            expect(answer.locator("[class*='st-key-'][class*='card-1']")).to_contain_text(
+                "就業規則.txt", timeout=60_000
+            )
+        expect(messages).to_have_count(4)
+        shown = messages.all_inner_texts()
+        assert "有給休暇は何日？" in shown[0]
+        assert "十日の年次有給休暇が付与されます[1]。" in shown[1]
+        assert "それは入社何か月後から？" in shown[2]
+        assert f"検索した質問: {standalone}" in shown[3]
+        assert "入社して六か月が経過してからです[1]。" in shown[3]
+        with page.expect_download() as download:
+            page.get_by_role("button", name="会話を保存").click()
+        saved = Path(download.value.path()).read_text(encoding="utf-8")
+        assert saved.index("有給休暇は何日？") < saved.index("それは入社何か月後から？")
+        assert saved.count("- [1] 就業規則.txt") == 2
+        browser.close()

@@ -13,9 +13,16 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from pipelines.answer import Answerer
+from pipelines.conversation import Rewriter, Turn
 from pipelines.embedder import Embedder
 from pipelines.indexing import Indexer
-from pipelines.langchain_face import EmbedderEmbeddings, SearcherRetriever, answer_chain, document_hit
+from pipelines.langchain_face import (
+    EmbedderEmbeddings,
+    SearcherRetriever,
+    answer_chain,
+    document_hit,
+    history_aware_retriever,
+)
 from pipelines.retrieval import Hit, Searcher
 from pipelines.store import ChromaStore
 
@@ -98,3 +105,16 @@ def test_answer_chain_streams_the_documents_then_the_answer(searcher: Searcher) 
     assert result["answer"] == reply
     assert [(c.n, c.source) for c in result["citations"]] == [(1, "富士山.txt")]
     assert result["dropped"] == [9]
+
+
+def test_history_aware_retriever_searches_the_follow_up_made_standalone(searcher: Searcher) -> None:
+    model = FakeListChatModel(responses=["富士山の標高は？", "二度目"])
+    retriever = SearcherRetriever(searcher=searcher, k=1, search_kwargs=DENSE)
+    chain = history_aware_retriever(Rewriter(model), retriever)
+    (first,) = chain.invoke({"question": TOKYO, "turns": []})  # nothing earlier: searched as typed
+    assert first.page_content == TOKYO
+    assert model.i == 0
+    earlier = [Turn("日本一高い山は？", "日本一高い山は？", "富士山です[1]。")]
+    (found,) = chain.invoke({"question": "その高さは？", "turns": earlier})
+    assert model.i == 1
+    assert found.page_content == retriever.invoke("富士山の標高は？")[0].page_content
