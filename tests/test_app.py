@@ -92,7 +92,10 @@ def test_empty_page_says_what_to_do(page: AppTest) -> None:
     assert page.button[0].disabled
     # the precisions the embedder chose after its checks and timing: the fastest that passes on this CPU
     model_line = next(c for c in page.caption if c.value.startswith("埋め込みモデル: "))
-    assert re.search(r"・ 計算精度: 文書 (int8|bfloat16|float32)、質問 (int8|bfloat16|float32)$", model_line.value)
+    assert re.search(
+        r"・ 計算精度: 文書 (int8|bfloat16|float32)、質問 (int8|bfloat16|float32) ・ トークンの数え方: モデルのトークナイザー$",
+        model_line.value,
+    )
 
 
 def test_upload_ingest_and_ask(page: AppTest) -> None:
