@@ -182,23 +182,94 @@ def places_from_metadata(meta: dict[str, Any]) -> tuple[Place, Place]:
     return first, last
 
 
+class Connection:
+    """One Chroma client shared by the stores of every collection in it, reopened when another process wrote.
+
+    An embedded Chroma keeps its vector indexes in memory and never sees vectors another process adds.
+    Every write therefore leaves a new token in ``RAG_DATA_DIR/generation``; a connection that finds a
+    token it did not write reopens its client before the next read, so its stores see the other
+    process's documents. The client is shared (Chroma frees an embedded client's files only when its
+    last user closes it), and each reopening starts a new ``epoch``: a store drops the collection
+    handles it got in an earlier one. A server's client (``generation_file`` None) is never reopened.
+    """
+
+    def __init__(self, open_client: Callable[[], Any], generation_file: Path | None = None, location: str = "") -> None:
+        self._open = open_client
+        self.client = open_client()
+        self.generation_file = generation_file
+        self.location = location or "ストア"
+        self.epoch = 0
+        self._generation = self._read_generation()
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def _read_generation(self) -> str:
+        if self.generation_file is None:
+            return ""
+        try:
+            return self.generation_file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return ""
+
+    def refresh(self) -> int:
+        """Reopen the client if another process has written since this connection last looked; the epoch."""
+        if self.generation_file is None:
+            return self.epoch
+        with self._lock:
+            current = self._read_generation()
+            if current != self._generation:
+                self.client.close()
+                self.client = self._open()
+                self._generation = current
+                self.epoch += 1
+            return self.epoch
+
+    def bump(self) -> None:
+        """Leave a new token for other processes: this one has written."""
+        if self.generation_file is not None:
+            token = uuid.uuid4().hex
+            with self._lock:
+                self.generation_file.write_text(token, encoding="ascii")
+                self._generation = token
+
+    def join(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def leave(self) -> None:
+        """One store is done with the client; the last one closes it."""
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self.client.close()
+
+
 class ChromaStore:
     """Chunks and their registry in one Chroma client (embedded ``PersistentClient`` or a server)."""
 
     def __init__(
-        self, client: Any, collection: str = "documents", lock_path: Path | None = None, location: str = ""
+        self,
+        client: Any,
+        collection: str = "documents",
+        lock_path: Path | None = None,
+        location: str = "",
+        connection: Connection | None = None,
     ) -> None:
-        self.client = client
+        self.connection = connection or Connection(lambda: client, location=location)
+        self.connection.join()
         self.name = collection
         self.lock_path = lock_path
         # for error messages: the server's address or the data directory
-        self.location = location or "ストア"
+        self.location = location or self.connection.location
         self._chunks: Any = None
         self._registry: Any = None
-        self._reopen: Callable[[], Any] | None = None
-        self._generation_file: Path | None = None
-        self._generation = ""
+        self._epoch = self.connection.epoch
         self._writer = threading.local()  # .depth: how many writing() blocks this thread is inside
+
+    @property
+    def client(self) -> Any:
+        """The Chroma client (shared with the stores of the other collections in it)."""
+        return self.connection.client
 
     @classmethod
     def http(
@@ -238,45 +309,26 @@ class ChromaStore:
             except (OSError, ValueError, RuntimeError) as error:
                 raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
 
-        store = cls(open_client(), collection, lock_path=data_dir / "write.lock", location=str(data_dir))
-        store._reopen = open_client
-        store._generation_file = data_dir / "generation"
-        store._generation = store._read_generation()
-        return store
+        connection = Connection(open_client, data_dir / "generation", str(data_dir))
+        return cls(None, collection, lock_path=data_dir / "write.lock", connection=connection)
+
+    def sibling(self, collection: str) -> ChromaStore:
+        """The store of another collection in the same client, sharing its connection and write lock."""
+        return ChromaStore(None, collection, lock_path=self.lock_path, connection=self.connection)
 
     def close(self) -> None:
         """Release the client (Chroma shares one per address or path, and frees it with its last user)."""
-        self.client.close()
-
-    # Another process's writes --------------------------------------------------------------------
-    # An embedded Chroma keeps its vector index in memory and never sees vectors another process adds.
-    # Every write therefore leaves a new token in RAG_DATA_DIR/generation; a store that finds a token it
-    # did not write reopens its client before reading, and so sees the other process's documents.
-
-    def _read_generation(self) -> str:
-        if self._generation_file is None:
-            return ""
-        try:
-            return self._generation_file.read_text(encoding="ascii")
-        except FileNotFoundError:
-            return ""
+        self.connection.leave()
 
     def refresh(self) -> None:
-        """Reopen the embedded client if another process has written since this store last looked."""
-        if self._generation_file is None or self._reopen is None:
-            return
-        current = self._read_generation()
-        if current != self._generation:
-            self.client.close()
-            self.client = self._reopen()
+        """See another process's writes: reopen the client if it has written (``Connection``)."""
+        epoch = self.connection.refresh()
+        if epoch != self._epoch:
             self._chunks = self._registry = None
-            self._generation = current
+            self._epoch = epoch
 
     def _bump_generation(self) -> None:
-        if self._generation_file is not None:
-            token = uuid.uuid4().hex
-            self._generation_file.write_text(token, encoding="ascii")
-            self._generation = token
+        self.connection.bump()
 
     # Collections -------------------------------------------------------------------------------
 
@@ -306,6 +358,45 @@ class ChromaStore:
         return self._registry
 
     @_chroma_failures_as_store_errors
+    def exists(self) -> bool:
+        """Whether the chunk collection exists (made by ``create`` or the first document)."""
+        self.refresh()
+        return self._chunk_collection() is not None
+
+    @_chroma_failures_as_store_errors
+    def metadata(self) -> dict[str, Any]:
+        """The chunk collection's metadata (its model, its display name); empty when it does not exist."""
+        self.refresh()
+        chunks = self._chunk_collection()
+        return dict(chunks.metadata or {}) if chunks is not None else {}
+
+    @_chroma_failures_as_store_errors
+    def create(self, metadata: dict[str, Any]) -> None:
+        """Make the (empty) chunk and registry collections, the chunks' with ``metadata``."""
+        with self.writing():
+            self._chunks = self._collection("", create=True, metadata=metadata)
+            self._registry = self._collection("-registry", create=True)
+            self._bump_generation()
+
+    @_chroma_failures_as_store_errors
+    def drop(self) -> None:
+        """Delete the chunk and registry collections with everything in them."""
+        from chromadb.errors import NotFoundError
+
+        with self.writing():
+            for suffix in ("", "-registry"):
+                with contextlib.suppress(NotFoundError, ValueError):
+                    self.client.delete_collection(self.name + suffix)
+            self._chunks = self._registry = None
+            self._bump_generation()
+
+    @_chroma_failures_as_store_errors
+    def collection_metadata(self) -> dict[str, dict[str, Any]]:
+        """Every collection in the client by name, with its metadata (chunk and registry collections alike)."""
+        self.refresh()
+        return {c.name: dict(c.metadata or {}) for c in self.client.list_collections()}
+
+    @_chroma_failures_as_store_errors
     def bind_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Make sure the store holds vectors of this model only; an empty store is bound to it.
 
@@ -321,7 +412,7 @@ class ChromaStore:
         chunks = self._collection("", create=True, metadata=metadata)
         bound = chunks.metadata or {}
         if bound.get("embedding_model") is None:
-            chunks.modify(metadata=metadata)
+            chunks.modify(metadata={**bound, **metadata})  # a created collection's display name is kept
         self._require_same_model(bound, model_name, dimension, fingerprint)
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
