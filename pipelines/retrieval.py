@@ -411,6 +411,25 @@ class Searcher:
         return best
 
 
+def hit_json(hit: Hit, span: tuple[int, int]) -> dict[str, Any]:
+    """A hit as JSON (``search --json``, the HTTP API), with its sentence closest to the question and where
+    that sentence is (the page a viewer opens: of a chunk over 1–2 ページ, the page the sentence is on)."""
+    place = hit.place_at(span[0])
+    return hit.to_dict() | {
+        "best_sentence": list(span),
+        "best_location": describe(place),
+        "best_page": place.page,
+        "best_slide": place.slide,
+        "best_row": place.row,
+    }
+
+
+def hits_json(searcher: Searcher, question: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """The hits of ``question`` as JSON, each with its best sentence (``hit_json``)."""
+    spans = searcher.best_sentences(question, hits) if hits else []
+    return [hit_json(hit, span) for hit, span in zip(hits, spans, strict=True)]
+
+
 def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
     """A stored chunk as a hit with the scores that made it a candidate (its rank is set once ordered)."""
     return Hit(
