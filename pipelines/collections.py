@@ -126,22 +126,32 @@ class Collections:
                 f"`python -m pipelines collections create {cleaned}` で作ってください。"
             )
         own = meta is not None and "display_name" in meta
+        store = self.root if target == LEGACY else self.root.sibling(target)
+        store.creates = target == LEGACY
         return Location(
             cleaned,
-            self.root if target == LEGACY else self.root.sibling(target),
+            store,
             keyword_path(self.keyword_dir, target, self.keyword_prefix),
             self.originals_dir / target if own else self.originals_dir,
         )
 
-    def catalogue(self) -> list[CollectionInfo]:
-        """Every collection, the default first, then by name."""
+    def names(self) -> list[str]:
+        """Every collection's name, the default first, then by name (no counts: one read of the client)."""
+        return [name for name, _, _ in self._found()]
+
+    def _found(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(name, Chroma name, metadata) of every collection, the default first, then by name."""
         known = self.root.collection_metadata()
         found = {LEGACY: DEFAULT}
         for chroma, meta in known.items():
             if not chroma.endswith(_REGISTRY):
                 found.setdefault(chroma, str(meta.get("display_name") or chroma))
-        infos = [self._info(display, chroma, known.get(chroma, {})) for chroma, display in found.items()]
-        return sorted(infos, key=lambda i: (i.chroma_name != LEGACY, i.name))
+        rows = [(display, chroma, known.get(chroma, {})) for chroma, display in found.items()]
+        return sorted(rows, key=lambda row: (row[1] != LEGACY, row[0]))
+
+    def catalogue(self) -> list[CollectionInfo]:
+        """Every collection with its counts, the default first, then by name."""
+        return [self._info(name, chroma, meta) for name, chroma, meta in self._found()]
 
     def info(self, name: str) -> CollectionInfo:
         """One collection's counts."""

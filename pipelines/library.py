@@ -56,6 +56,10 @@ class Library:
         """Every collection with its counts, the default first."""
         return self.collections.catalogue()
 
+    def names(self) -> list[str]:
+        """Every collection's name, the default first."""
+        return self.collections.names()
+
     def create(self, name: str) -> CollectionInfo:
         """Make an empty collection (``CollectionExistsError`` when the name is taken)."""
         return self.collections.create(name)
