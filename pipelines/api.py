@@ -241,7 +241,7 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     )
     async def upload(name: str, request: Request, credentials: Credentials) -> dict[str, Any]:
         cleaned = authorize(credentials, name, "write")  # before the body is read
-        library.pipelines(cleaned)  # an unknown collection is refused before the body is read too
+        await run_in_threadpool(library.pipelines, cleaned)  # an unknown collection is refused before the body too
         form = await request.form(max_files=MAX_FILES)
         try:
             files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]

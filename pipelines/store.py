@@ -28,7 +28,7 @@ import numpy as np
 from chromadb.errors import ChromaError
 
 from ingest.document import NOWHERE, Place
-from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreError
+from pipelines.errors import CollectionNotFoundError, DocumentNotFoundError, ModelMismatchError, StoreError
 
 # Registry records need a vector because Chroma stores nothing without one; this one is never searched.
 _PLACEHOLDER = [1.0]
@@ -264,6 +264,9 @@ class ChromaStore:
         self._chunks: Any = None
         self._registry: Any = None
         self._epoch = self.connection.epoch
+        # whether the first document may make the collection (the default one); a named collection is
+        # made by ``create`` and, once dropped, is not made again by a writer that still holds it
+        self.creates = True
         self._writer = threading.local()  # .depth: how many writing() blocks this thread is inside
 
     @property
@@ -404,6 +407,8 @@ class ChromaStore:
         The same model under another name (a local copy of a hub model) is recognised by its
         fingerprint, the embedding of a fixed sentence.
         """
+        if not self.creates and self._collection("", create=False) is None:
+            raise self._gone()
         metadata = {
             "embedding_model": model_name,
             "embedding_dimension": dimension,
@@ -518,10 +523,17 @@ class ChromaStore:
             self._add_chunks(records)
             self._commit(document)
 
+    def _gone(self) -> CollectionNotFoundError:
+        return CollectionNotFoundError(
+            f"コレクション（Chroma の「{self.name}」）がありません。削除されたようです。一覧を確かめてください。"
+        )
+
     @_chroma_failures_as_store_errors
     def _begin(self, source: str, version: str) -> None:
         """Record that chunks of ``version`` are about to be written for ``source``."""
         registry = self._registry_collection()
+        if registry is None or self._chunk_collection() is None:  # dropped since this store was bound
+            raise self._gone()
         current = registry.get(ids=[source], include=["metadatas"])
         if current["ids"]:
             registry.update(ids=[source], metadatas=[{**current["metadatas"][0], "pending": version}])

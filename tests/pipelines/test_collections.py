@@ -165,3 +165,22 @@ def test_cli_delete_needs_yes_and_leaves_nothing(docs: Path, tmp_path: Path) -> 
     assert status == 2
     assert "ありません" in err
     assert run("collections", "delete", "default", "--yes")[0] == 2
+
+
+def test_a_writer_holding_a_deleted_collection_does_not_make_it_again(tmp_path: Path, embedder: object) -> None:
+    """Another process deleted the collection: this one's next write is refused, and the collection stays gone."""
+    from pipelines.indexing import Indexer
+
+    def collections() -> Collections:  # a process's own connection to the data directory
+        return Collections(ChromaStore.persistent(tmp_path / "data"), tmp_path / "kw", tmp_path / "originals")
+
+    here, there = collections(), collections()
+    here.create("技術文書")
+    bound = Indexer(embedder, here.open("技術文書").store, 48, 8)  # type: ignore[arg-type]
+    unbound = Indexer(embedder, here.open("技術文書").store, 48, 8)  # type: ignore[arg-type]
+    assert bound.ingest_text("東京.txt", TOKYO).status == "added"
+    there.delete("技術文書")
+    for indexer in (bound, unbound):
+        with pytest.raises(CollectionNotFoundError, match="削除された"):
+            indexer.ingest_text("休暇.txt", LEAVE)
+    assert [c.name for c in here.catalogue()] == ["default"]
