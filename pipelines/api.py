@@ -353,17 +353,26 @@ class BodyLimit:
             await _send_json(send, 413, error_body(413, "too_large", _too_large(limit, uploading)))
             return
         received = 0
+        over = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over = True
                     raise FileTooLargeError(_too_large(limit, uploading))
             return message
 
-        await self.app(scope, counted, send)
+        async def answered(message: Message) -> None:
+            # FastAPI answers a body it could not read with 400, whatever stopped it: this one is a 413
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await _send_json(send, 413, error_body(413, "too_large", _too_large(limit, uploading)))
+
+        await self.app(scope, counted, answered)
 
 
 def _too_large(limit: int, uploading: bool) -> str:

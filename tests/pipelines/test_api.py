@@ -269,6 +269,14 @@ def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(api: Api) -
             "/v1/collections/default/search", json={"question": "a" * 1000, "k": 1, "pad": "b" * 2**21}
         )
         assert search.status_code == 413
+        padded = b'{"question": "a", "pad": "' + b"b" * 65536 * 20 + b'"}'
+        streamed_search = client.post(  # no Content-Length: FastAPI's own refusal (400) becomes a 413
+            "/v1/collections/default/search",
+            content=iter([padded[i : i + 65536] for i in range(0, len(padded), 65536)]),
+            headers={"Content-Type": "application/json"},
+        )
+        assert streamed_search.status_code == 413
+        assert streamed_search.json()["code"] == "too_large"
         assert client.get("/v1/collections/default/documents").json() == []
 
 
