@@ -402,7 +402,7 @@ class Searcher:
         sentences = [h.text[a:b] for h, row in zip(hits, spans, strict=True) for a, b in row]
         if not sentences:
             return [(0, 0) for _ in hits]
-        query = self.embedder.embed_query(normalize_text(question))
+        query = self._query_vectors([normalize_text(question)], None)[0]  # the search embedded it already
         scores = iter(self.embedder.embed_documents(sentences) @ query)
         best = []
         for row in spans:
