@@ -10,7 +10,8 @@ into documents of 200 chunks. Then the real command, ``python -m pipelines serve
 deployment runs), and the clients, each its own HTTP connection in one asyncio loop, send
 ``POST /v1/collections/ベンチ/search`` with distinct JSQuAD questions (none repeats, so every
 search embeds its question), ``k`` 5. A warm-up of 10 searches (the keyword index built, the HNSW
-index in memory) is not counted.
+index in memory) is not counted; then one client alone asks 20 questions, for the latency of a search
+without others waiting.
 
 Prints: throughput (searches per second over the whole run), latency p50/p95/max as each client saw
 it (queueing included), errors (any status but 200, or no answer within 120 s), the server's CPU
@@ -87,11 +88,11 @@ def main() -> None:
     model = glucose_sized_model(args.cache, "\n".join(text for _, text in articles))
     verdicts = args.cache.parent / "verdicts"
     _, questions = evaluation.load_qa(JSQUAD)
-    wanted = args.clients * args.searches + 10
+    wanted = args.clients * args.searches + 30
     if len(questions) < wanted:
         raise SystemExit(f"JSQuAD has {len(questions)} questions; {wanted} distinct ones are needed")
     texts = [q.question for q in questions[:wanted]]
-    warm, asked = texts[:10], texts[10:]
+    warm, alone, asked = texts[:10], texts[10:30], texts[30:]
 
     with tempfile.TemporaryDirectory(prefix="api-load-") as scratch:
         data = Path(scratch)
@@ -133,6 +134,10 @@ def main() -> None:
                 began = time.perf_counter()
                 _, warm_errors, _ = asyncio.run(load(url, [warm], args.k, args.mode))
                 print(f"warm-up: 10 searches in {time.perf_counter() - began:.1f} s, errors {len(warm_errors)}")
+                single, _, _ = asyncio.run(load(url, [alone], args.k, args.mode))
+                print(
+                    f"one client alone, 20 searches: p50 {statistics.median(single):.0f} ms, max {max(single):.0f} ms"
+                )
                 per_client = [asked[i :: args.clients][: args.searches] for i in range(args.clients)]
                 latencies, errors, seconds = asyncio.run(load(url, per_client, args.k, args.mode))
             finally:
