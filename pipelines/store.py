@@ -107,7 +107,9 @@ def _chroma_failures_as_store_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            self.refresh()  # before the client is held: a reopening waits for the calls that hold it
+            with self.connection.using():
+                return method(self, *args, **kwargs)
         except (ChromaError, httpx.HTTPError) as error:
             if _refused(error):
                 raise StoreError(
@@ -187,10 +189,12 @@ class Connection:
 
     An embedded Chroma keeps its vector indexes in memory and never sees vectors another process adds.
     Every write therefore leaves a new token in ``RAG_DATA_DIR/generation``; a connection that finds a
-    token it did not write reopens its client before the next read, so its stores see the other
+    token it did not write reopens its client before the next call, so its stores see the other
     process's documents. The client is shared (Chroma frees an embedded client's files only when its
     last user closes it), and each reopening starts a new ``epoch``: a store drops the collection
-    handles it got in an earlier one. A server's client (``generation_file`` None) is never reopened.
+    handles it got in an earlier one. Calls hold the client while they run (``using``), and a reopening
+    waits for them, so a search in one thread never sees its client closed by another thread's
+    reopening. A server's client (``generation_file`` None) is never reopened.
     """
 
     def __init__(self, open_client: Callable[[], Any], generation_file: Path | None = None, location: str = "") -> None:
@@ -200,7 +204,10 @@ class Connection:
         self.location = location or "ストア"
         self.epoch = 0
         self._generation = self._read_generation()
-        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._calls = 0  # calls holding the client now, in every thread
+        self._reopening = False
+        self._depth = threading.local()  # .n: how deep this thread is in calls holding the client
         self._users = 0
 
     def _read_generation(self) -> str:
@@ -211,34 +218,71 @@ class Connection:
         except FileNotFoundError:
             return ""
 
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Hold the client for one call (with the calls it makes), so that no reopening closes it meanwhile."""
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._state:
+                while self._reopening:
+                    self._state.wait()
+                self._calls += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._state:
+                    self._calls -= 1
+                    self._state.notify_all()
+
     def refresh(self) -> int:
-        """Reopen the client if another process has written since this connection last looked; the epoch."""
-        if self.generation_file is None:
+        """Reopen the client if another process has written since this connection last looked; the epoch.
+
+        Inside a call that holds the client nothing is reopened: the next call will.
+        """
+        depth: int = getattr(self._depth, "n", 0)
+        if self.generation_file is None or depth:
             return self.epoch
-        with self._lock:
+        if self._read_generation() == self._generation:
+            return self.epoch
+        with self._state:
+            if self._reopening:  # another thread is reopening: wait for it
+                while self._reopening:
+                    self._state.wait()
+                return self.epoch
+            self._reopening = True
+            while self._calls:
+                self._state.wait()
+        try:
             current = self._read_generation()
             if current != self._generation:
                 self.client.close()
                 self.client = self._open()
                 self._generation = current
                 self.epoch += 1
-            return self.epoch
+        finally:
+            with self._state:
+                self._reopening = False
+                self._state.notify_all()
+        return self.epoch
 
     def bump(self) -> None:
         """Leave a new token for other processes: this one has written."""
         if self.generation_file is not None:
             token = uuid.uuid4().hex
-            with self._lock:
+            with self._state:
                 self.generation_file.write_text(token, encoding="ascii")
                 self._generation = token
 
     def join(self) -> None:
-        with self._lock:
+        with self._state:
             self._users += 1
 
     def leave(self) -> None:
         """One store is done with the client; the last one closes it."""
-        with self._lock:
+        with self._state:
             self._users -= 1
             if self._users <= 0:
                 self.client.close()
@@ -373,25 +417,31 @@ class ChromaStore:
         chunks = self._chunk_collection()
         return dict(chunks.metadata or {}) if chunks is not None else {}
 
-    @_chroma_failures_as_store_errors
     def create(self, metadata: dict[str, Any]) -> None:
         """Make the (empty) chunk and registry collections, the chunks' with ``metadata``."""
-        with self.writing():
-            self._chunks = self._collection("", create=True, metadata=metadata)
-            self._registry = self._collection("-registry", create=True)
+        with self.writing():  # never inside a call that holds the client: writing() may wait for a reopening
+            self._create(metadata)
             self._bump_generation()
 
     @_chroma_failures_as_store_errors
+    def _create(self, metadata: dict[str, Any]) -> None:
+        self._chunks = self._collection("", create=True, metadata=metadata)
+        self._registry = self._collection("-registry", create=True)
+
     def drop(self) -> None:
         """Delete the chunk and registry collections with everything in them."""
+        with self.writing():
+            self._drop()
+            self._bump_generation()
+
+    @_chroma_failures_as_store_errors
+    def _drop(self) -> None:
         from chromadb.errors import NotFoundError
 
-        with self.writing():
-            for suffix in ("", "-registry"):
-                with contextlib.suppress(NotFoundError, ValueError):
-                    self.client.delete_collection(self.name + suffix)
-            self._chunks = self._registry = None
-            self._bump_generation()
+        for suffix in ("", "-registry"):
+            with contextlib.suppress(NotFoundError, ValueError):
+                self.client.delete_collection(self.name + suffix)
+        self._chunks = self._registry = None
 
     @_chroma_failures_as_store_errors
     def collection_metadata(self) -> dict[str, dict[str, Any]]:
