@@ -9,7 +9,8 @@ into documents of 200 chunks. Then the real command, ``python -m pipelines serve
 127.0.0.1 in a child process on that data directory with that model (precision ``auto``, as a
 deployment runs), and the clients, each its own HTTP connection in one asyncio loop, send
 ``POST /v1/collections/ベンチ/search`` with distinct JSQuAD questions (none repeats, so every
-search embeds its question), ``k`` 5. A warm-up of 10 searches (the keyword index built, the HNSW
+search embeds its question), ``k`` 5, each hit's best sentence found as ``search --json`` finds it
+(every sentence of the hits embedded; ``--no-best-sentences`` asks without). A warm-up of 10 searches (the keyword index built, the HNSW
 index in memory) is not counted; then one client alone asks 20 questions, for the latency of a search
 without others waiting.
 
@@ -49,16 +50,16 @@ KEY = "bench-key-0123456789abcdef"
 TIMEOUT = 120.0
 
 
-async def client(url: str, questions: list[str], k: int, mode: str, latencies: list[float], errors: list[str]) -> None:
+async def client(
+    url: str, questions: list[str], body: dict[str, object], latencies: list[float], errors: list[str]
+) -> None:
     """One client: its searches one after another on its own connection."""
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=TIMEOUT) as http:
         for question in questions:
             started = time.perf_counter()
             try:
-                response = await http.post(
-                    f"/v1/collections/{COLLECTION}/search", json={"question": question, "k": k, "mode": mode}
-                )
+                response = await http.post(f"/v1/collections/{COLLECTION}/search", json={"question": question, **body})
                 if response.status_code != 200 or not response.json()["hits"]:
                     errors.append(f"{response.status_code}: {response.text[:200]}")
             except httpx.HTTPError as error:
@@ -66,11 +67,11 @@ async def client(url: str, questions: list[str], k: int, mode: str, latencies: l
             latencies.append((time.perf_counter() - started) * 1000)
 
 
-async def load(url: str, asked: list[list[str]], k: int, mode: str) -> tuple[list[float], list[str], float]:
+async def load(url: str, asked: list[list[str]], body: dict[str, object]) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
-    await asyncio.gather(*(client(url, questions, k, mode, latencies, errors) for questions in asked))
+    await asyncio.gather(*(client(url, questions, body, latencies, errors) for questions in asked))
     return latencies, errors, time.perf_counter() - started
 
 
@@ -81,8 +82,15 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--mode", default="hybrid")
+    parser.add_argument(
+        "--no-best-sentences",
+        dest="best",
+        action="store_false",
+        help='"best_sentences": false (no sentence embeddings)',
+    )
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
     args = parser.parse_args()
+    body: dict[str, object] = {"k": args.k, "mode": args.mode, "best_sentences": args.best}
 
     articles = read_articles(JSQUAD, None)
     model = glucose_sized_model(args.cache, "\n".join(text for _, text in articles))
@@ -132,19 +140,20 @@ def main() -> None:
                 health = httpx.get(f"{url}/v1/health").json()
                 print(f"server ready: precision {health['precision']['passages']} / {health['precision']['questions']}")
                 began = time.perf_counter()
-                _, warm_errors, _ = asyncio.run(load(url, [warm], args.k, args.mode))
+                _, warm_errors, _ = asyncio.run(load(url, [warm], body))
                 print(f"warm-up: 10 searches in {time.perf_counter() - began:.1f} s, errors {len(warm_errors)}")
-                single, _, _ = asyncio.run(load(url, [alone], args.k, args.mode))
+                single, _, _ = asyncio.run(load(url, [alone], body))
                 print(
                     f"one client alone, 20 searches: p50 {statistics.median(single):.0f} ms, max {max(single):.0f} ms"
                 )
                 per_client = [asked[i :: args.clients][: args.searches] for i in range(args.clients)]
-                latencies, errors, seconds = asyncio.run(load(url, per_client, args.k, args.mode))
+                latencies, errors, seconds = asyncio.run(load(url, per_client, body))
             finally:
                 server.terminate()
                 server.wait(30)
         print(
-            f"\n{args.clients} clients × {args.searches} searches ({args.mode}, k {args.k}) on {args.chunks:,} chunks, "
+            f"\n{args.clients} clients × {args.searches} searches ({args.mode}, k {args.k}, best sentences "
+            f"{'on' if args.best else 'off'}) on {args.chunks:,} chunks, "
             f"loopback, server `python -m pipelines serve` (GLuCoSE-shaped random-weight model)"
         )
         print(f"searches: {len(latencies)}, errors: {len(errors)}")

@@ -114,6 +114,10 @@ class Query(BaseModel):
     k: int | None = Field(default=None, ge=1, le=100, description="件数（既定は RAG_TOP_K）")
     mode: Mode | None = Field(default=None, description="hybrid・dense・keyword（既定は RAG_RETRIEVAL_MODE）")
     documents: list[str] | None = Field(default=None, description="この文書だけから探す（文書名の一覧）")
+    best_sentences: bool = Field(
+        default=True,
+        description="各 hit の質問に最も近い文（best_*）を求める。文ごとに埋め込むため検索よりずっと重い; false で省く",
+    )
 
     @field_validator("question")
     @classmethod
@@ -275,7 +279,8 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     def search(name: str, query: Query, credentials: Credentials) -> dict[str, Any]:
         parts = library.pipelines(authorize(credentials, name, "read"))
         hits, mode = find(parts, query)
-        return {"hits": hits_json(parts.searcher, query.question, hits), "rule": parts.searcher.rule(mode)}
+        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
+        return {"hits": found, "rule": parts.searcher.rule(mode)}
 
     @app.post(
         "/v1/collections/{name}/ask",
@@ -292,7 +297,7 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
                 "起動してください。検索だけなら /search を使ってください。"
             )
         hits, mode = find(parts, query)
-        found = hits_json(parts.searcher, query.question, hits)
+        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
         if query.stream:
             events = answer_events(answerer, query.question, hits, {"hits": found, "rule": parts.searcher.rule(mode)})
             return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})

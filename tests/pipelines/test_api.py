@@ -139,6 +139,12 @@ def test_two_collections_over_http_are_isolated_and_match_the_cli(api: Api) -> N
                 ]
                 assert [h["cosine"] for h in got] == pytest.approx([h["cosine"] for h in expected], abs=1e-4)
                 assert found.json()["rule"]
+        bare = client.post("/v1/collections/人事規程/search", json={"question": LEAVE, "best_sentences": False}).json()
+        full = client.post("/v1/collections/人事規程/search", json={"question": LEAVE}).json()
+        best = ("best_sentence", "best_location", "best_page", "best_slide", "best_row")
+        assert [[h[f] for f in best] for h in bare["hits"]] == [[None] * 5] * 2
+        assert all(h["best_sentence"] is not None for h in full["hits"])
+        assert [h["chunk_id"] for h in full["hits"]] == [h["chunk_id"] for h in bare["hits"]]
         only = client.post("/v1/collections/人事規程/search", json={"question": FUJI, "documents": ["休暇.txt"]})
         assert [h["source"] for h in only.json()["hits"]] == ["休暇.txt"]
         keyword = client.post("/v1/collections/人事規程/search", json={"question": "有給休暇", "mode": "keyword"})
