@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
 from pipelines.collections import LEGACY, Collections, chroma_name, clean_name
 from pipelines.errors import CollectionExistsError, CollectionNameError, CollectionNotFoundError
 from pipelines.store import ChromaStore
+from tests.pipelines.test_cli import run
 
 CHROMA_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
@@ -99,12 +98,6 @@ def test_a_collection_made_before_collections_is_found_by_its_name(tmp_path: Pat
     assert location.store.name == "old"
     assert location.originals_dir == tmp_path / "originals"  # the directory it used
     assert [(c.name, c.documents) for c in collections.catalogue()] == [("default", 0), ("old", 1)]
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
