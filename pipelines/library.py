@@ -47,7 +47,6 @@ class Library:
         """The collection's parts with its write lock held; refused if it was deleted while this waited."""
         parts = self.pipelines(name)
         with parts.write_lock:
-            # read without the library's lock: ``delete`` holds it while it waits for this write lock
             if self._parts.get(clean_name(name)) is not parts:
                 raise CollectionNotFoundError(f"コレクション「{clean_name(name)}」は削除されました。")
             yield parts
@@ -67,7 +66,9 @@ class Library:
     def delete(self, name: str) -> CollectionInfo:
         """Delete a collection and everything in it, once its writer (if any) is done."""
         key = clean_name(name)
-        with self._lock:  # no one builds its parts again meanwhile
-            parts = self._parts.pop(key, None)
-            with parts.write_lock if parts is not None else contextlib.nullcontext():
-                return self.collections.delete(key)
+        parts = self._parts.get(key)
+        # the writer first, then the library's lock, held only while the collection goes: searches in
+        # other collections never wait for an upload to this one
+        with parts.write_lock if parts is not None else contextlib.nullcontext(), self._lock:
+            self._parts.pop(key, None)  # no one builds its parts again meanwhile
+            return self.collections.delete(key)
