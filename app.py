@@ -75,7 +75,9 @@ def manage_collections(library: Library) -> None:
         name = st.session_state.get("collection", DEFAULT)
         default = name == DEFAULT
         confirmed = st.checkbox(
-            f"「{name}」を、文書・元のファイルごと削除してよい", key="confirm-collection", disabled=default
+            f"「{escape_markdown(name)}」を、文書・元のファイルごと削除してよい",
+            key="confirm-collection",
+            disabled=default,
         )
         st.button(
             "コレクションを削除",
