@@ -18,11 +18,13 @@ from ingest.loaders import SUPPORTED_SUFFIXES, kind_of
 from ingest.ocr import OcrOptions
 from pipelines.answer import Answer, Answerer
 from pipelines.choices import MODE_LABELS, MODES, Mode
-from pipelines.components import Pipelines, build
+from pipelines.collections import DEFAULT, clean_name
+from pipelines.components import Pipelines
 from pipelines.conversation import Conversation, Turn
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.highlight import query_terms, term_spans
 from pipelines.indexing import FileReport, mixed_precisions
+from pipelines.library import Library
 from pipelines.querylog import LoggedQuery, QueryLog, Target
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
@@ -48,14 +50,73 @@ def escape_markdown(text: str) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def open_pipelines(settings: Settings) -> tuple[Pipelines, ModelWarmup]:
-    """The parts, shared by every session of this server process, and the model loading behind them.
+def open_library(settings: Settings) -> tuple[Library, ModelWarmup]:
+    """The collections' parts, shared by every session of this server process, and the model loading behind them.
 
-    Building opens the store and loads no model, so the page draws at once; the model then loads in
-    a background thread, and what needs it waits for it.
+    Opening reads the store's list of collections and loads no model, so the page draws at once; the
+    model (one for every collection) then loads in a background thread, and what needs it waits for it.
     """
-    parts = build(settings)
-    return parts, ModelWarmup(parts.embedder)  # started once the page is drawn (main)
+    library = Library(settings)
+    return library, ModelWarmup(library.embedder)  # started once the page is drawn (main)
+
+
+def collection_panel(library: Library) -> Pipelines:
+    """The collection selector at the top of the sidebar; uploads, the library and searches use the chosen one."""
+    names = library.names()
+    if st.session_state.get("collection") not in names:  # first run, or deleted by another session
+        chosen = clean_name(library.settings.collection)
+        st.session_state["collection"] = chosen if chosen in names else DEFAULT
+    return library.pipelines(st.selectbox("コレクション", names, key="collection"))
+
+
+def manage_collections(library: Library) -> None:
+    """Create a collection, or delete the chosen one with everything in it once confirmed."""
+    with st.expander("コレクションの作成・削除"):
+        st.text_input("新しいコレクションの名前", key="new-collection", placeholder="例: 人事規程")
+        st.button("作成", key="create-collection", on_click=_create_collection, args=(library,))
+        name = st.session_state.get("collection", DEFAULT)
+        default = name == DEFAULT
+        confirmed = st.checkbox(
+            f"「{escape_markdown(name)}」を、文書・元のファイルごと削除してよい",
+            key="confirm-collection",
+            disabled=default,
+        )
+        st.button(
+            "コレクションを削除",
+            key="delete-collection",
+            disabled=default or not confirmed,
+            help="既定のコレクション default は削除できません。" if default else None,
+            on_click=_delete_collection,
+            args=(library, name),
+        )
+    said = st.session_state.pop("collection-said", None)
+    if said is not None:
+        (st.success if said[0] else st.error)(escape_markdown(said[1]))
+
+
+def _create_collection(library: Library) -> None:
+    try:
+        made = library.create(st.session_state.get("new-collection", ""))
+    except RagError as error:
+        st.session_state["collection-said"] = (False, str(error))
+        return
+    st.session_state["collection"] = made.name  # a callback runs before the widgets: the selector shows it
+    st.session_state["new-collection"] = ""
+    st.session_state["collection-said"] = (True, f"コレクション「{made.name}」を作りました。")
+
+
+def _delete_collection(library: Library, name: str) -> None:
+    st.session_state["confirm-collection"] = False
+    try:
+        removed = library.delete(name)
+    except RagError as error:
+        st.session_state["collection-said"] = (False, str(error))
+        return
+    st.session_state["collection"] = DEFAULT
+    st.session_state["collection-said"] = (
+        True,
+        f"コレクション「{removed.name}」を削除しました（{removed.documents} 文書、{removed.chunks} チャンク）。",
+    )
 
 
 def model_error(error: RagError) -> None:
@@ -87,7 +148,7 @@ def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
             "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してから、もう一度読み込んでください。"
         )
         if st.button("もう一度読み込む"):
-            open_pipelines.clear()
+            open_library.clear()
             st.rerun()
         return
 
@@ -328,12 +389,20 @@ def main() -> None:
         st.error(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
         st.stop()
         raise  # st.stop() ends the run; this line only satisfies the type checker
-    pipelines, warmup = open_pipelines(settings)
+    library, warmup = open_library(settings)
+    try:
+        with st.sidebar:
+            pipelines = collection_panel(library)
+    except RagError as error:  # the store cannot be opened
+        st.error(escape_markdown(str(error)))
+        st.stop()
+        raise
     model_status(pipelines, warmup)
     with st.sidebar:
         upload_panel(pipelines, warmup)
         library_panel(pipelines)
         recent_slot = st.container()  # filled last, so that it lists this run's question too
+        manage_collections(library)
     try:
         viewer_panel(pipelines)
         if settings.llm_url:  # a chat model: a conversation with cited answers

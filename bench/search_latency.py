@@ -93,6 +93,20 @@ def fill(store: ChromaStore, base: list[tuple[str, np.ndarray]], size: int, embe
         number += 1
 
 
+def base_chunks(embedder: Embedder, articles: list[tuple[str, str]], saved: Path) -> list[tuple[str, np.ndarray]]:
+    """The JSQuAD articles cut by the product's chunker (128/32 tokens), with their vectors, kept in ``saved`` between runs."""
+    chunks = [
+        c.text for _, text in articles for c in chunk_text(join_pages(((None, text),)), embedder.count_tokens, 128, 32)
+    ]
+    digest = text_hash("\n".join(chunks))
+    if saved.exists() and str(np.load(saved)["digest"]) == digest:
+        vectors = np.load(saved)["vectors"]
+    else:
+        vectors = embedder.embed_documents(chunks)
+        np.savez(saved, digest=np.array(digest), vectors=vectors)
+    return list(zip(chunks, vectors, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -112,17 +126,7 @@ def main() -> None:
         f"questions {embedder.precision.questions} ({embedder.precision.questions_reason})"
     )
     started = time.perf_counter()
-    chunks = [
-        c.text for _, text in articles for c in chunk_text(join_pages(((None, text),)), embedder.count_tokens, 128, 32)
-    ]
-    saved = args.cache.parent / "search-latency-base.npz"  # the base vectors, kept between runs
-    digest = text_hash("\n".join(chunks))
-    if saved.exists() and str(np.load(saved)["digest"]) == digest:
-        vectors = np.load(saved)["vectors"]
-    else:
-        vectors = embedder.embed_documents(chunks)
-        np.savez(saved, digest=np.array(digest), vectors=vectors)
-    base = list(zip(chunks, vectors, strict=True))
+    base = base_chunks(embedder, articles, args.cache.parent / "search-latency-base.npz")
     print(
         f"base: {len(base)} distinct chunks chunked and embedded (or read back) in {time.perf_counter() - started:.0f} s"
     )

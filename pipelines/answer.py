@@ -263,6 +263,26 @@ def explained(model_description: str) -> Iterator[None]:
         raise failure from error
 
 
+def answer_json(answerer: Answerer, question: str, hits: Sequence[Hit]) -> dict[str, Any]:
+    """The answer as ``ask --json`` gives it (without its hits); a failure has ``error`` set and no answer."""
+    try:
+        return {"question": question} | answerer.answer(question, hits).to_dict() | {"error": None}
+    except GenerationError as error:
+        return failed_answer_json(question, error)
+
+
+def failed_answer_json(question: str, error: GenerationError) -> dict[str, Any]:
+    """``answer_json`` for a chat model that gave no answer: why, and nothing cited."""
+    return {
+        "question": question,
+        "answer": None,
+        "answered": False,
+        "citations": [],
+        "dropped_citations": [],
+        "error": str(error),
+    }
+
+
 def explain_failure(error: BaseException, model_description: str) -> GenerationError | None:
     """A Japanese explanation of why the chat endpoint gave no answer; None for errors that are bugs."""
     import openai  # loaded already when the model is ChatOpenAI; it wraps transport errors, mid-stream too

@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|evaluate``, thin over the pipelines."""
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|collections|serve|evaluate``, thin over the pipelines."""
 
 from __future__ import annotations
 
@@ -13,20 +13,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from ingest.document import describe
 from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
 from pipelines.answer import Answer
 from pipelines.choices import MODE_LABELS, MODES
-from pipelines.components import Pipelines, build, make_embedder, make_querylog
+from pipelines.collections import CollectionInfo
+from pipelines.components import Pipelines, build, make_collections, make_embedder, make_querylog
 from pipelines.conversation import Conversation, Turn, load_history, save_history
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
 from pipelines.indexing import FileReport, mixed_precisions
 from pipelines.querylog import LoggedQuery
-from pipelines.retrieval import Hit
+from pipelines.retrieval import Hit, hits_json
 from pipelines.settings import Settings
 
 STATUS_LABELS = {
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         "--model", dest="embedding_model", help="埋め込みモデル（名前かディレクトリ） [RAG_EMBEDDING_MODEL]"
     )
     common.add_argument("--data-dir", type=Path, help="データディレクトリ [RAG_DATA_DIR]")
-    common.add_argument("--collection", help="Chroma のコレクション名 [RAG_COLLECTION]")
+    common.add_argument("--collection", help="コレクション（文書のまとまり）の名前、既定は default [RAG_COLLECTION]")
     common.add_argument("--device", help="cpu、cuda など（既定は自動） [RAG_DEVICE]")
     common.add_argument("--embedding-url", help="OpenAI 互換の埋め込みサーバーの URL（…/v1） [RAG_EMBEDDING_URL]")
     common.add_argument("--embedding-api-key", help="埋め込みサーバーの API キー [RAG_EMBEDDING_API_KEY]")
@@ -99,6 +99,25 @@ def _parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
     delete.add_argument("name", help="文書名（documents に表示される名前）")
     commands.add_parser("log", parents=[common], help="質問の記録（検索した質問・見つかった箇所・回答・👍/👎）")
+
+    collections = commands.add_parser(
+        "collections", parents=[common], help="コレクションの一覧（文書数・チャンク数）、作成、削除"
+    )
+    actions = collections.add_subparsers(dest="action")
+    create = actions.add_parser("create", parents=[common], help="空のコレクションを作る")
+    create.add_argument("name", help="コレクション名（日本語も可）")
+    drop = actions.add_parser("delete", parents=[common], help="コレクションを中の文書ごと削除する")
+    drop.add_argument("name", help="コレクション名")
+    drop.add_argument("--yes", action="store_true", help="確認: 文書・キーワード索引・元のファイルをすべて削除する")
+    serve = commands.add_parser("serve", parents=[common], help="HTTP API を起動する（FastAPI、/docs に説明）")
+    serve.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定 127.0.0.1）")
+    serve.add_argument("--port", type=int, default=8000, help="ポート（既定 8000）")
+    serve.add_argument(
+        "--api-keys-file", type=Path, help="キーのファイル（行: キー パターン read|write） [RAG_API_KEYS_FILE]"
+    )
+    serve.add_argument("--max-upload-mb", type=int, help="アップロードの上限 MB [RAG_MAX_UPLOAD_MB]")
+    serve.add_argument("-k", "--top-k", type=int, dest="top_k", help="既定の件数 [RAG_TOP_K]")
+    serve.add_argument("--mode", **MODE_OPTION)
 
     evaluate = commands.add_parser("evaluate", help="埋め込みモデルと設定の品質を測る（JSTS・JSQuAD 形式）")
     tasks = evaluate.add_subparsers(dest="task", required=True)
@@ -221,7 +240,8 @@ def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO, question: str
     hits = searcher.search(question, settings.top_k, mode=mode)
     stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
     if not stored:
-        err.write("まだ文書がありません。先に `python -m pipelines ingest ファイル` で取り込んでください。\n")
+        where = "" if settings.collection == "default" else f" --collection {settings.collection}"
+        err.write(f"まだ文書がありません。先に `python -m pipelines ingest{where} ファイル` で取り込んでください。\n")
     elif not args.json:
         err.write(f"並び順（{MODE_LABELS[mode]}）: {searcher.rule(mode)}\n")
     return hits, stored
@@ -239,31 +259,12 @@ def _hit_line(hit: Hit) -> str:
     )
 
 
-def _best(parts: Pipelines, question: str, hits: Sequence[Hit]) -> list[tuple[int, int]]:
-    """Each hit's sentence closest to the question (the one the page shows in bold)."""
-    return parts.searcher.best_sentences(question, hits) if hits else []
-
-
-def _with_best_sentence(hit: Hit, span: tuple[int, int]) -> dict[str, Any]:
-    """A hit for JSON, with its sentence closest to the question and where that sentence is (the page a
-    viewer opens: of a chunk over 1–2 ページ, the page the sentence is on)."""
-    place = hit.place_at(span[0])
-    return hit.to_dict() | {
-        "best_sentence": list(span),
-        "best_location": describe(place),
-        "best_page": place.page,
-        "best_slide": place.slide,
-        "best_row": place.row,
-    }
-
-
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     parts = build(settings)
     hits, stored = _find(args, parts, err, args.question)
     _log(parts, args, args.question, hits, stored)
     if args.json:
-        spans = _best(parts, args.question, hits)
-        _dump([_with_best_sentence(hit, span) for hit, span in zip(hits, spans, strict=True)], out)
+        _dump(hits_json(parts.searcher, args.question, hits), out)
         return 0
     if not hits and stored:
         out.write("該当する箇所は見つかりませんでした。\n")
@@ -303,8 +304,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             _remember(parts, args, conversation, standalone, answer, query_id)
         except GenerationError as error:
             result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
-        found = [_with_best_sentence(hit, span) for hit, span in zip(hits, _best(parts, standalone, hits), strict=True)]
-        _dump(result | {"hits": found}, out)
+        _dump(result | {"hits": hits_json(parts.searcher, standalone, hits)}, out)
         if result["error"]:
             err.write(f"エラー: {result['error']}\n")
         return 1 if result["error"] else 0
@@ -428,6 +428,44 @@ def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err:
     return 0
 
 
+def _collections(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    collections = make_collections(settings)
+    if args.action == "create":
+        info = collections.create(args.name)
+        _report(info, "作成しました", args.json, out)
+        return 0
+    if args.action == "delete":
+        if not args.yes:
+            info = collections.info(args.name)
+            err.write(
+                f"コレクション「{info.name}」（{info.documents} 文書、{info.chunks} チャンク）を、キーワード索引と"
+                "元のファイルごと削除します。よければ --yes を付けてもう一度実行してください。\n"
+            )
+            return 2
+        _report(collections.delete(args.name), "削除しました", args.json, out)
+        return 0
+    infos = collections.catalogue()
+    if args.json:
+        _dump([info.to_dict() for info in infos], out)
+    for info in [] if args.json else infos:
+        out.write(f"{info.name}\t{info.documents} 文書\t{info.chunks} チャンク\n")
+    return 0
+
+
+def _report(info: CollectionInfo, done: str, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        _dump(info.to_dict(), out)
+    else:
+        out.write(f"{done}: {info.name}（{info.documents} 文書、{info.chunks} チャンク）\n")
+
+
+def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from pipelines.api import serve  # FastAPI and uvicorn: only for this command
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
 def _bar(stream: TextIO, description: str) -> Any:
     from tqdm import tqdm
 
@@ -505,6 +543,8 @@ COMMANDS = {
     "delete": _delete,
     "log": _log_command,
     "evaluate": _evaluate,
+    "collections": _collections,
+    "serve": _serve,
 }
 
 

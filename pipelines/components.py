@@ -1,6 +1,6 @@
 """The composition root: every face (the page, each CLI verb, evaluation, the HTTP API) gets its parts from ``build``.
 
-``build(settings)`` wires the embedder (in-process or remote), the store (embedded or a server), the
+``build(settings)`` wires, for the collection ``settings.collection``, the embedder (in-process or remote), the store (embedded or a server), the
 keyword index, the originals (each document's file, pipelines/originals.py), the indexer, the searcher,
 the query log and, on first use, the answerer and the rewriter of follow-up questions, so a setting means the same
 on every face. Building loads no model and reads no document: the model loads on first use (or on
@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
 from ingest.ocr import OcrOptions
+from pipelines.collections import LEGACY, Collections, keyword_path
 from pipelines.embedder import Embedder, TextEmbedder
 from pipelines.indexing import Indexer
 from pipelines.keyword import KeywordIndex, SudachiAnalyzer
@@ -100,12 +102,23 @@ def build(
     store: ChromaStore | None = None,
     keyword: KeywordIndex | None = None,
     originals: Originals | None = None,
+    collections: Collections | None = None,
 ) -> Pipelines:
-    """Every part, wired from ``settings``; a part given here (a loaded embedder, a scratch store) is used instead."""
+    """Every part of the collection ``settings.collection``, wired from ``settings``; a part given here (a
+    loaded embedder, a scratch store, the collections of a long-running process) is used instead.
+
+    A collection other than ``default`` must exist (``collections create``): ``CollectionNotFoundError``.
+    A store given here is used as it is, with the keyword index of its Chroma name.
+    """
     embedder = embedder or make_embedder(settings)
-    store = store or _store(settings)
-    keyword = keyword or _keyword_index(settings)
-    originals = originals or Originals(settings.originals_dir or settings.data_dir / "originals")
+    if store is None:
+        location = (collections or make_collections(settings)).open(settings.collection)
+        store, keyword_file, originals_dir = location.store, location.keyword_path, location.originals_dir
+    else:
+        keyword_file = keyword_path(settings.data_dir / "keyword", store.name, _keyword_prefix(settings))
+        originals_dir = _originals_dir(settings)
+    keyword = keyword or KeywordIndex(SudachiAnalyzer(), keyword_file)
+    originals = originals or Originals(originals_dir)
     return Pipelines(
         settings,
         embedder,
@@ -121,6 +134,29 @@ def build(
 def make_querylog(settings: Settings) -> QueryLog:
     """The query and feedback log in ``RAG_DATA_DIR`` (a local file, also with a Chroma server); off: writes nothing."""
     return QueryLog(settings.data_dir / FILE_NAME, enabled=settings.query_log)
+
+
+def make_collections(settings: Settings) -> Collections:
+    """The collections in the configured store (embedded in ``RAG_DATA_DIR`` or on ``RAG_CHROMA_HOST``).
+
+    Keyword indexes are saved in ``RAG_DATA_DIR/keyword`` (for a Chroma server too: they are a local
+    cache), originals in ``RAG_ORIGINALS_DIR``.
+    """
+    return Collections(
+        _store(settings),
+        settings.data_dir / "keyword",
+        _originals_dir(settings),
+        keyword_prefix=_keyword_prefix(settings),
+    )
+
+
+def _originals_dir(settings: Settings) -> Path:
+    return settings.originals_dir or settings.data_dir / "originals"
+
+
+def _keyword_prefix(settings: Settings) -> str:
+    """A server's keyword indexes are told apart from the embedded store's by its host and port."""
+    return f"{settings.chroma_host}-{settings.chroma_port}-" if settings.chroma_host else ""
 
 
 def _indexer(
@@ -150,15 +186,6 @@ def _indexer(
     )
 
 
-def _keyword_index(settings: Settings) -> KeywordIndex:
-    """The keyword index, saved in ``RAG_DATA_DIR/keyword`` (for a Chroma server too: it is a local cache)."""
-    name = settings.collection
-    if settings.chroma_host:
-        name = f"{settings.chroma_host}-{settings.chroma_port}-{name}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return KeywordIndex(SudachiAnalyzer(), settings.data_dir / "keyword" / f"{safe}.npz")
-
-
 def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Searcher:
     """The searcher with the configured candidate count and, when ``RAG_RERANKER`` is set, the reranker."""
     reranker = (
@@ -178,16 +205,16 @@ def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, ke
 
 
 def _store(settings: Settings) -> ChromaStore:
-    """A Chroma server when ``RAG_CHROMA_HOST`` is set, else the embedded store in ``RAG_DATA_DIR``."""
+    """The default collection's store: on a Chroma server when ``RAG_CHROMA_HOST`` is set, else embedded in ``RAG_DATA_DIR``."""
     if settings.chroma_host:
         return ChromaStore.http(
             settings.chroma_host,
             settings.chroma_port,
-            settings.collection,
+            LEGACY,
             ssl=settings.chroma_ssl,
             token=settings.chroma_token,
         )
-    return ChromaStore.persistent(settings.data_dir, settings.collection)
+    return ChromaStore.persistent(settings.data_dir, LEGACY)
 
 
 def make_chat_model(settings: Settings) -> BaseChatModel | None:

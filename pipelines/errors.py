@@ -8,6 +8,13 @@
     ├── ModelMismatchError      the store was built with another embedding model
     ├── StoreError              Chroma cannot be opened, read or written
     ├── DocumentNotFoundError   no stored document has the given name
+    ├── CollectionError         a collection cannot be used as asked
+    │   ├── CollectionNameError     a name no collection can have (empty, too long, a slash, …)
+    │   ├── CollectionNotFoundError no collection has this name
+    │   └── CollectionExistsError   a collection of this name exists already (or cannot be deleted)
+    ├── AccessError             the HTTP API refuses a request's key
+    │   ├── AuthenticationError     no key, or a key the server does not know (401)
+    │   └── PermissionDeniedError   a known key without the right to this collection or to write (403)
     ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
     ├── QueryLogError           the query and feedback log cannot be read or written
     └── HistoryError            a conversation's history file cannot be read
@@ -68,3 +75,31 @@ class QueryLogError(RagError):
 
 class HistoryError(RagError):
     """A conversation history file (``ask --history``) could not be read."""
+
+
+class CollectionError(RagError):
+    """A collection cannot be used as asked (pipelines/collections.py)."""
+
+
+class CollectionNameError(CollectionError):
+    """A name no collection can have."""
+
+
+class CollectionNotFoundError(CollectionError):
+    """No collection has this name."""
+
+
+class CollectionExistsError(CollectionError):
+    """A collection of this name exists already, or the default collection was to be deleted."""
+
+
+class AccessError(RagError):
+    """The HTTP API refuses a request's key (pipelines/keys.py)."""
+
+
+class AuthenticationError(AccessError):
+    """No key was given, or one the server does not know."""
+
+
+class PermissionDeniedError(AccessError):
+    """A known key without the right to this collection, or to write to it."""

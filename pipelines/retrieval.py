@@ -402,13 +402,38 @@ class Searcher:
         sentences = [h.text[a:b] for h, row in zip(hits, spans, strict=True) for a, b in row]
         if not sentences:
             return [(0, 0) for _ in hits]
-        query = self.embedder.embed_query(normalize_text(question))
+        query = self._query_vectors([normalize_text(question)], None)[0]  # the search embedded it already
         scores = iter(self.embedder.embed_documents(sentences) @ query)
         best = []
         for row in spans:
             scored = [(next(scores), span) for span in row]
             best.append(max(scored)[1] if scored else (0, 0))
         return best
+
+
+def hit_json(hit: Hit, span: tuple[int, int] | None) -> dict[str, Any]:
+    """A hit as JSON (``search --json``, the HTTP API), with its sentence closest to the question and where
+    that sentence is (the page a viewer opens: of a chunk over 1–2 ページ, the page the sentence is on);
+    those fields are None when the sentence was not asked for (``span`` None)."""
+    if span is None:
+        return hit.to_dict() | dict.fromkeys(("best_sentence", "best_location", "best_page", "best_slide", "best_row"))
+    place = hit.place_at(span[0])
+    return hit.to_dict() | {
+        "best_sentence": list(span),
+        "best_location": describe(place),
+        "best_page": place.page,
+        "best_slide": place.slide,
+        "best_row": place.row,
+    }
+
+
+def hits_json(searcher: Searcher, question: str, hits: Sequence[Hit], best: bool = True) -> list[dict[str, Any]]:
+    """The hits of ``question`` as JSON, each with its best sentence (``hit_json``) unless ``best`` is False:
+    finding it embeds every sentence of the hits, which costs far more than the search itself."""
+    if not best:
+        return [hit_json(hit, None) for hit in hits]
+    spans = searcher.best_sentences(question, hits) if hits else []
+    return [hit_json(hit, span) for hit, span in zip(hits, spans, strict=True)]
 
 
 def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:

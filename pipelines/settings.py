@@ -42,7 +42,8 @@ class Settings:
 
     embedding_model: str = DEFAULT_MODEL
     data_dir: Path = Path("data")
-    collection: str = "documents"
+    # the collection (library) to use: any name; "default" is the store's collection from before collections
+    collection: str = "default"
     # each document's file as it was given, by content hash; None: RAG_DATA_DIR/originals. App machines
     # sharing a Chroma server point it at one shared directory
     originals_dir: Path | None = None
@@ -114,6 +115,10 @@ class Settings:
     llm_history_tokens: int = 1000
     # the query and feedback log in RAG_DATA_DIR (pipelines/querylog.py); off: nothing is written
     query_log: bool = True
+    # the HTTP API (``serve``): one key that may read and write every collection, and a file of keys
+    # with their collections and rights (lines ``KEY COLLECTION-PATTERN read|write``)
+    api_key: str = ""
+    api_keys_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:

@@ -28,7 +28,7 @@ import numpy as np
 from chromadb.errors import ChromaError
 
 from ingest.document import NOWHERE, Place
-from pipelines.errors import DocumentNotFoundError, ModelMismatchError, StoreError
+from pipelines.errors import CollectionNotFoundError, DocumentNotFoundError, ModelMismatchError, StoreError
 
 # Registry records need a vector because Chroma stores nothing without one; this one is never searched.
 _PLACEHOLDER = [1.0]
@@ -107,7 +107,9 @@ def _chroma_failures_as_store_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            self.refresh()  # before the client is held: a reopening waits for the calls that hold it
+            with self.connection.using():
+                return method(self, *args, **kwargs)
         except (ChromaError, httpx.HTTPError) as error:
             if _refused(error):
                 raise StoreError(
@@ -187,23 +189,139 @@ def places_from_metadata(meta: dict[str, Any]) -> tuple[Place, Place]:
     return first, last
 
 
+class Connection:
+    """One Chroma client shared by the stores of every collection in it, reopened when another process wrote.
+
+    An embedded Chroma keeps its vector indexes in memory and never sees vectors another process adds.
+    Every write therefore leaves a new token in ``RAG_DATA_DIR/generation``; a connection that finds a
+    token it did not write reopens its client before the next call, so its stores see the other
+    process's documents. The client is shared (Chroma frees an embedded client's files only when its
+    last user closes it), and each reopening starts a new ``epoch``: a store drops the collection
+    handles it got in an earlier one. Calls hold the client while they run (``using``), and a reopening
+    waits for them, so a search in one thread never sees its client closed by another thread's
+    reopening. A server's client (``generation_file`` None) is never reopened.
+    """
+
+    def __init__(self, open_client: Callable[[], Any], generation_file: Path | None = None, location: str = "") -> None:
+        self._open = open_client
+        self.client = open_client()
+        self.generation_file = generation_file
+        self.location = location or "ストア"
+        self.epoch = 0
+        self._generation = self._read_generation()
+        self._state = threading.Condition()
+        self._calls = 0  # calls holding the client now, in every thread
+        self._reopening = False
+        self._depth = threading.local()  # .n: how deep this thread is in calls holding the client
+        self._users = 0
+
+    def _read_generation(self) -> str:
+        if self.generation_file is None:
+            return ""
+        try:
+            return self.generation_file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return ""
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Hold the client for one call (with the calls it makes), so that no reopening closes it meanwhile."""
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._state:
+                while self._reopening:
+                    self._state.wait()
+                self._calls += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._state:
+                    self._calls -= 1
+                    self._state.notify_all()
+
+    def refresh(self) -> int:
+        """Reopen the client if another process has written since this connection last looked; the epoch.
+
+        Inside a call that holds the client nothing is reopened: the next call will.
+        """
+        depth: int = getattr(self._depth, "n", 0)
+        if self.generation_file is None or depth:
+            return self.epoch
+        if self._read_generation() == self._generation:
+            return self.epoch
+        with self._state:
+            if self._reopening:  # another thread is reopening: wait for it
+                while self._reopening:
+                    self._state.wait()
+                return self.epoch
+            self._reopening = True
+            while self._calls:
+                self._state.wait()
+        try:
+            current = self._read_generation()
+            if current != self._generation:
+                self.client.close()
+                self.client = self._open()
+                self._generation = current
+                self.epoch += 1
+        finally:
+            with self._state:
+                self._reopening = False
+                self._state.notify_all()
+        return self.epoch
+
+    def bump(self) -> None:
+        """Leave a new token for other processes: this one has written."""
+        if self.generation_file is not None:
+            token = uuid.uuid4().hex
+            with self._state:
+                self.generation_file.write_text(token, encoding="ascii")
+                self._generation = token
+
+    def join(self) -> None:
+        with self._state:
+            self._users += 1
+
+    def leave(self) -> None:
+        """One store is done with the client; the last one closes it."""
+        with self._state:
+            self._users -= 1
+            if self._users <= 0:
+                self.client.close()
+
+
 class ChromaStore:
     """Chunks and their registry in one Chroma client (embedded ``PersistentClient`` or a server)."""
 
     def __init__(
-        self, client: Any, collection: str = "documents", lock_path: Path | None = None, location: str = ""
+        self,
+        client: Any,
+        collection: str = "documents",
+        lock_path: Path | None = None,
+        location: str = "",
+        connection: Connection | None = None,
     ) -> None:
-        self.client = client
+        self.connection = connection or Connection(lambda: client, location=location)
+        self.connection.join()
         self.name = collection
         self.lock_path = lock_path
         # for error messages: the server's address or the data directory
-        self.location = location or "ストア"
+        self.location = location or self.connection.location
         self._chunks: Any = None
         self._registry: Any = None
-        self._reopen: Callable[[], Any] | None = None
-        self._generation_file: Path | None = None
-        self._generation = ""
+        self._epoch = self.connection.epoch
+        # whether the first document may make the collection (the default one); a named collection is
+        # made by ``create`` and, once dropped, is not made again by a writer that still holds it
+        self.creates = True
         self._writer = threading.local()  # .depth: how many writing() blocks this thread is inside
+
+    @property
+    def client(self) -> Any:
+        """The Chroma client (shared with the stores of the other collections in it)."""
+        return self.connection.client
 
     @classmethod
     def http(
@@ -243,45 +361,26 @@ class ChromaStore:
             except (OSError, ValueError, RuntimeError) as error:
                 raise StoreError(f"データディレクトリ「{data_dir}」のストアを開けません（{error}）。") from error
 
-        store = cls(open_client(), collection, lock_path=data_dir / "write.lock", location=str(data_dir))
-        store._reopen = open_client
-        store._generation_file = data_dir / "generation"
-        store._generation = store._read_generation()
-        return store
+        connection = Connection(open_client, data_dir / "generation", str(data_dir))
+        return cls(None, collection, lock_path=data_dir / "write.lock", connection=connection)
+
+    def sibling(self, collection: str) -> ChromaStore:
+        """The store of another collection in the same client, sharing its connection and write lock."""
+        return ChromaStore(None, collection, lock_path=self.lock_path, connection=self.connection)
 
     def close(self) -> None:
         """Release the client (Chroma shares one per address or path, and frees it with its last user)."""
-        self.client.close()
-
-    # Another process's writes --------------------------------------------------------------------
-    # An embedded Chroma keeps its vector index in memory and never sees vectors another process adds.
-    # Every write therefore leaves a new token in RAG_DATA_DIR/generation; a store that finds a token it
-    # did not write reopens its client before reading, and so sees the other process's documents.
-
-    def _read_generation(self) -> str:
-        if self._generation_file is None:
-            return ""
-        try:
-            return self._generation_file.read_text(encoding="ascii")
-        except FileNotFoundError:
-            return ""
+        self.connection.leave()
 
     def refresh(self) -> None:
-        """Reopen the embedded client if another process has written since this store last looked."""
-        if self._generation_file is None or self._reopen is None:
-            return
-        current = self._read_generation()
-        if current != self._generation:
-            self.client.close()
-            self.client = self._reopen()
+        """See another process's writes: reopen the client if it has written (``Connection``)."""
+        epoch = self.connection.refresh()
+        if epoch != self._epoch:
             self._chunks = self._registry = None
-            self._generation = current
+            self._epoch = epoch
 
     def _bump_generation(self) -> None:
-        if self._generation_file is not None:
-            token = uuid.uuid4().hex
-            self._generation_file.write_text(token, encoding="ascii")
-            self._generation = token
+        self.connection.bump()
 
     # Collections -------------------------------------------------------------------------------
 
@@ -311,6 +410,51 @@ class ChromaStore:
         return self._registry
 
     @_chroma_failures_as_store_errors
+    def exists(self) -> bool:
+        """Whether the chunk collection exists (made by ``create`` or the first document)."""
+        self.refresh()
+        return self._chunk_collection() is not None
+
+    @_chroma_failures_as_store_errors
+    def metadata(self) -> dict[str, Any]:
+        """The chunk collection's metadata (its model, its display name); empty when it does not exist."""
+        self.refresh()
+        chunks = self._chunk_collection()
+        return dict(chunks.metadata or {}) if chunks is not None else {}
+
+    def create(self, metadata: dict[str, Any]) -> None:
+        """Make the (empty) chunk and registry collections, the chunks' with ``metadata``."""
+        with self.writing():  # never inside a call that holds the client: writing() may wait for a reopening
+            self._create(metadata)
+            self._bump_generation()
+
+    @_chroma_failures_as_store_errors
+    def _create(self, metadata: dict[str, Any]) -> None:
+        self._chunks = self._collection("", create=True, metadata=metadata)
+        self._registry = self._collection("-registry", create=True)
+
+    def drop(self) -> None:
+        """Delete the chunk and registry collections with everything in them."""
+        with self.writing():
+            self._drop()
+            self._bump_generation()
+
+    @_chroma_failures_as_store_errors
+    def _drop(self) -> None:
+        from chromadb.errors import NotFoundError
+
+        for suffix in ("", "-registry"):
+            with contextlib.suppress(NotFoundError, ValueError):
+                self.client.delete_collection(self.name + suffix)
+        self._chunks = self._registry = None
+
+    @_chroma_failures_as_store_errors
+    def collection_metadata(self) -> dict[str, dict[str, Any]]:
+        """Every collection in the client by name, with its metadata (chunk and registry collections alike)."""
+        self.refresh()
+        return {c.name: dict(c.metadata or {}) for c in self.client.list_collections()}
+
+    @_chroma_failures_as_store_errors
     def bind_model(self, model_name: str, dimension: int, fingerprint: Sequence[float]) -> None:
         """Make sure the store holds vectors of this model only; an empty store is bound to it.
 
@@ -318,6 +462,8 @@ class ChromaStore:
         The same model under another name (a local copy of a hub model) is recognised by its
         fingerprint, the embedding of a fixed sentence.
         """
+        if not self.creates and self._collection("", create=False) is None:
+            raise self._gone()
         metadata = {
             "embedding_model": model_name,
             "embedding_dimension": dimension,
@@ -326,7 +472,7 @@ class ChromaStore:
         chunks = self._collection("", create=True, metadata=metadata)
         bound = chunks.metadata or {}
         if bound.get("embedding_model") is None:
-            chunks.modify(metadata=metadata)
+            chunks.modify(metadata={**bound, **metadata})  # a created collection's display name is kept
         self._require_same_model(bound, model_name, dimension, fingerprint)
         self._chunks = chunks
         self._registry = self._collection("-registry", create=True)
@@ -432,10 +578,17 @@ class ChromaStore:
             self._add_chunks(records)
             self._commit(document)
 
+    def _gone(self) -> CollectionNotFoundError:
+        return CollectionNotFoundError(
+            f"コレクション（Chroma の「{self.name}」）がありません。削除されたようです。一覧を確かめてください。"
+        )
+
     @_chroma_failures_as_store_errors
     def _begin(self, source: str, version: str) -> None:
         """Record that chunks of ``version`` are about to be written for ``source``."""
         registry = self._registry_collection()
+        if registry is None or self._chunk_collection() is None:  # dropped since this store was bound
+            raise self._gone()
         current = registry.get(ids=[source], include=["metadatas"])
         if current["ids"]:
             registry.update(ids=[source], metadatas=[{**current["metadatas"][0], "pending": version}])

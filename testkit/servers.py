@@ -185,3 +185,36 @@ class ChatServer:
 
 def _completion(kind: str, model: str, choice: dict[str, Any]) -> dict[str, Any]:
     return {"id": "chatcmpl-test", "object": kind, "created": int(time.time()), "model": model, "choices": [choice]}
+
+
+class UvicornThread:
+    """An ASGI app served by a real uvicorn on 127.0.0.1 in a thread of this process (tests and benchmarks
+    hand it objects they built: a loaded model, a filled store)."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        # no websockets (imported only to be unused), no access log (the tests read their own results)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", access_log=False, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> UvicornThread:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn on port {self.port} did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(30)

@@ -195,7 +195,7 @@ def test_delete_needs_confirmation(page: AppTest) -> None:
     page.file_uploader[0].set_value(("東京.txt", TOKYO.encode(), "text/plain"))
     page.run()
     page.button[0].click().run()
-    page.selectbox[0].select("東京.txt").run()
+    next(s for s in page.selectbox if s.label == "削除する文書").select("東京.txt").run()
     delete = next(b for b in page.button if b.label == "削除")
     assert delete.disabled
     page.checkbox[0].check().run()
@@ -323,3 +323,33 @@ def test_an_upload_that_waits_for_another_says_so() -> None:
         pass
     assert len(said) == 1
     assert not lock.locked()
+
+
+def test_collection_selector_keeps_uploads_and_searches_apart(page: AppTest) -> None:
+    """Uploads and searches go to the chosen collection; a collection is created and, once confirmed, deleted."""
+    assert page.selectbox(key="collection").value == "default"
+    page.text_input(key="new-collection").input("人事規程")
+    page.button(key="create-collection").click().run()
+    assert not page.exception
+    assert page.selectbox(key="collection").value == "人事規程"  # the new one is chosen
+    assert any("「人事規程」を作りました" in s.value for s in page.success)
+    page.file_uploader[0].set_value(("東京.txt", TOKYO.encode(), "text/plain"))
+    page.run()
+    page.button[0].click().run()
+    assert page.subheader[1].value == "登録済みの文書（1 件）"
+    assert page.selectbox(key="collection").options == ["default", "人事規程"]
+    page.text_input(key="question").input(TOKYO).run()
+    assert "東京\\.txt ・ チャンク 0" in texts(page)
+    page.selectbox(key="collection").select("default").run()
+    assert not page.exception
+    assert "まだ文書がありません" in texts(page)  # nothing of 人事規程 is found from default
+    assert page.subheader[1].value == "登録済みの文書（0 件）"
+    assert page.button(key="delete-collection").disabled  # default cannot be deleted
+    page.selectbox(key="collection").select("人事規程").run()
+    assert page.button(key="delete-collection").disabled  # not before it is confirmed
+    page.checkbox(key="confirm-collection").check().run()
+    page.button(key="delete-collection").click().run()
+    assert not page.exception
+    assert page.selectbox(key="collection").value == "default"
+    assert page.selectbox(key="collection").options == ["default"]
+    assert any("「人事規程」を削除しました（1 文書、1 チャンク）" in s.value for s in page.success)

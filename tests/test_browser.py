@@ -361,3 +361,31 @@ def test_a_conversation_in_the_browser(model_dir: Path, tmp_path: Path, chat_ser
         assert saved.index("有給休暇は何日？") < saved.index("それは入社何か月後から？")
         assert saved.count("- [1] 就業規則.txt") == 2
         browser.close()
+
+
+def test_a_collection_made_in_the_sidebar_keeps_its_documents_apart(server: str, tmp_path: Path) -> None:
+    """Create a collection in the sidebar, upload into it, then switch back: default has none of it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    rules = tmp_path / "就業規則.txt"
+    rules.write_text(RULES, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
+        page.goto(server)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar.get_by_text("コレクション", exact=True)).to_be_visible(timeout=60_000)
+        sidebar.get_by_text("コレクションの作成・削除").click()
+        sidebar.get_by_label("新しいコレクションの名前").fill("人事規程")
+        sidebar.get_by_label("新しいコレクションの名前").press("Enter")
+        sidebar.get_by_role("button", name="作成").click()
+        expect(sidebar.get_by_text("コレクション「人事規程」を作りました。")).to_be_visible(timeout=30_000)
+        page.locator("input[type=file]").set_input_files([str(rules)])
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible(timeout=60_000)
+        expect(sidebar.get_by_text("登録済みの文書（1 件）")).to_be_visible()
+        sidebar.locator("[data-testid='stSelectbox']").first.click()
+        page.get_by_role("option", name="default").click()
+        expect(sidebar.get_by_text("登録済みの文書（0 件）")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("まだ文書がありません")).to_be_visible()
+        browser.close()

@@ -83,3 +83,39 @@ def test_writing_still_excludes_another_thread(tmp_path: Path) -> None:
     assert entered.wait(30)
     worker.join()
     store.close()
+
+
+def test_searches_in_threads_survive_reopenings_after_another_process_writes(tmp_path: Path) -> None:
+    """Another process's writes make the client reopen; calls in other threads meanwhile never find it closed."""
+    import time
+    import uuid
+
+    store = ChromaStore.persistent(tmp_path / "data")
+    store.bind_model(MODEL, 3, [1.0, 0.0, 0.0])
+    store.replace(document("v1", 2), records("v1", OLD))
+    other = store.sibling("other")  # a second collection on the same client: reopened with it
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                live = store.live_versions()
+                assert [r[0][0] for r in store.nearest_many(np.eye(3, dtype=np.float32)[:1], 1, live)] == ["v1-00000"]
+                assert other.documents() == []
+        except BaseException as error:  # noqa: BLE001 - reported below, whatever it is
+            errors.append(error)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    epoch = store.connection.epoch
+    for _ in range(20):  # what another process's commit leaves behind
+        (tmp_path / "data" / "generation").write_text(uuid.uuid4().hex, encoding="ascii")
+        time.sleep(0.05)
+    done.set()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:3]
+    assert store.connection.epoch > epoch  # the client was reopened meanwhile
+    store.close()

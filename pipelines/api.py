@@ -1,0 +1,416 @@
+"""The HTTP API: ``python -m pipelines serve``, FastAPI on uvicorn over the same pipeline objects as the page and CLI.
+
+    GET    /v1/health                                   model, store, precision; 200 once the model is ready
+    GET    /v1/collections                              the collections the key may read, with counts
+    POST   /v1/collections/{name}                       create a collection (201)
+    DELETE /v1/collections/{name}                       delete it, with its documents, keyword index, originals
+    GET    /v1/collections/{name}/documents             documents, as ``documents --json``
+    POST   /v1/collections/{name}/documents             multipart upload (field ``files``), reports as ``ingest --json``
+    DELETE /v1/collections/{name}/documents/{source}    delete one document
+    POST   /v1/collections/{name}/search                {"question", "k", "mode", "documents"} → {"hits", "rule"}
+    POST   /v1/collections/{name}/ask                   the same (and "stream") → ``ask --json``, or server-sent events
+
+Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
+``Authorization: Bearer KEY`` once a key is configured (pipelines/keys.py); with none, the server
+listens on loopback only. Errors are JSON ``{"status", "code", "message"}`` with the message in
+Japanese. A request body over its limit (``RAG_MAX_UPLOAD_MB`` for uploads, 1 MB otherwise) is
+refused from its ``Content-Length`` before it is read, and counted as it is read when it has none.
+Handlers that touch the model or the store run in worker threads: searches run side by side, writes
+to a collection one at a time (``Library``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ingest.errors import FileTooLargeError, IngestError
+from pipelines.answer import answer_json, failed_answer_json
+from pipelines.choices import Mode
+from pipelines.collections import clean_name
+from pipelines.components import Pipelines
+from pipelines.errors import (
+    AuthenticationError,
+    CollectionExistsError,
+    CollectionNameError,
+    CollectionNotFoundError,
+    DocumentNotFoundError,
+    GenerationError,
+    ModelLoadError,
+    ModelMismatchError,
+    PermissionDeniedError,
+    RagError,
+    SettingsError,
+    StoreError,
+)
+from pipelines.indexing import FileReport, mixed_precisions
+from pipelines.keys import Access, Keys
+from pipelines.library import Library
+from pipelines.retrieval import Hit, hits_json
+from pipelines.settings import LOOPBACK, Settings
+from pipelines.warmup import ModelWarmup
+
+# a search or ask body is a question and a few options
+JSON_LIMIT = 1024 * 1024
+# multipart framing around the files of an upload (boundaries, part headers)
+MULTIPART_SLACK = 64 * 1024
+MAX_FILES = 100
+# how long a request waits for the model that is still loading before it is told to come back
+MODEL_WAIT_SECONDS = 120.0
+
+# each refusal's status and code (the most specific class first)
+STATUSES: list[tuple[type[Exception], int, str]] = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
+    (CollectionNameError, 400, "bad_collection_name"),
+    (CollectionNotFoundError, 404, "collection_not_found"),
+    (DocumentNotFoundError, 404, "document_not_found"),
+    (CollectionExistsError, 409, "collection_conflict"),
+    (ModelMismatchError, 409, "model_mismatch"),
+    (FileTooLargeError, 413, "too_large"),
+    (StoreError, 503, "store_unavailable"),
+    (ModelLoadError, 503, "model_unavailable"),
+    (GenerationError, 503, "generation_failed"),
+    (SettingsError, 400, "bad_request"),
+    (IngestError, 400, "bad_file"),
+    (RagError, 400, "bad_request"),
+]
+HTTP_MESSAGES = {
+    404: "そのパスはありません。/docs で API の一覧を確かめてください。",
+    405: "このパスではそのメソッドは使えません。/docs で確かめてください。",
+}
+
+
+def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON of every refusal: the status, a stable code for programs, and a Japanese message for people."""
+    return {"status": status, "code": code, "message": message, **extra}
+
+
+def _refusal(error: Exception) -> JSONResponse:
+    status, code = next((s, c) for kind, s, c in STATUSES if isinstance(error, kind))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(status, code, str(error)), status_code=status, headers=headers)
+
+
+class Query(BaseModel):
+    """A question to one collection: the search's body, and the answer's with ``stream``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000, description="質問（日本語）")
+    k: int | None = Field(default=None, ge=1, le=100, description="件数（既定は RAG_TOP_K）")
+    mode: Mode | None = Field(default=None, description="hybrid・dense・keyword（既定は RAG_RETRIEVAL_MODE）")
+    documents: list[str] | None = Field(default=None, description="この文書だけから探す（文書名の一覧）")
+    best_sentences: bool = Field(
+        default=True,
+        description="各 hit の質問に最も近い文（best_*）を求める。文ごとに埋め込むため検索よりずっと重い; false で省く",
+    )
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("質問が空白だけです")
+        return value
+
+
+class AskQuery(Query):
+    stream: bool = Field(default=False, description="true: server-sent events（hits、delta、answer か error）")
+
+
+ASK_EVENTS = "event: hits（{hits, rule}）、delta（{text}）の繰り返し、最後に answer（ask --json と同じ）か error"
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+# the key of a request (FastAPI resolves the annotations of the handlers by name in this module)
+Credentials = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Depends(HTTPBearer(auto_error=False, description="RAG_API_KEY か RAG_API_KEYS_FILE のキー")),
+]
+
+
+def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
+    """The API over ``library``'s collections, refusing what ``keys`` do not allow."""
+    settings = library.settings
+    app = FastAPI(
+        title="日本語文書検索 API",
+        version="1",
+        description="コレクションごとの文書の取り込み・検索・回答。認証は Authorization: Bearer キー。",
+    )
+    app.add_middleware(BodyLimit, upload=settings.max_upload_mb * 1024 * 1024 + MULTIPART_SLACK, other=JSON_LIMIT)
+
+    @app.exception_handler(RagError)
+    @app.exception_handler(IngestError)
+    async def refused(request: Request, error: Exception) -> JSONResponse:
+        return _refusal(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"where": ".".join(str(part) for part in e.get("loc", ())), "problem": str(e.get("msg", ""))}
+            for e in error.errors()
+        ]
+        listed = "、".join(f"{p['where']}（{p['problem']}）" for p in problems)
+        message = f"リクエストの内容が正しくありません: {listed}。/docs で形を確かめてください。"
+        return JSONResponse(error_body(422, "invalid_request", message, problems=problems), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = HTTP_MESSAGES.get(error.status_code, f"リクエストを処理できません（{error.detail}）。")
+        body = error_body(error.status_code, "http_error", message)
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    def authorize(credentials: HTTPAuthorizationCredentials | None, name: str, access: Access) -> str:
+        """The collection's name as kept, once the key may ``access`` it (401, then 400 for a bad name, then 403)."""
+        header = f"Bearer {credentials.credentials}" if credentials else None
+        keys.identify(header)
+        cleaned = clean_name(name)
+        keys.check(header, cleaned, access)
+        return cleaned
+
+    def model() -> None:
+        if not warmup.wait(MODEL_WAIT_SECONDS):
+            raise ModelLoadError(
+                f"埋め込みモデルを読み込んでいます（{warmup.stage}）。/v1/health が ready になってから、もう一度送ってください。"
+            )
+
+    def find(parts: Pipelines, query: Query) -> tuple[list[Hit], Mode]:
+        model()
+        mode = query.mode or settings.retrieval_mode
+        hits = parts.searcher.search(query.question, query.k or settings.top_k, query.documents or None, mode=mode)
+        return hits, mode
+
+    @app.get("/v1/health", summary="準備ができているか（モデル、ストア、精度）")
+    def health() -> JSONResponse:
+        embedder = library.embedder
+        status = "ready" if warmup.ready else "failed" if warmup.error is not None else "loading"
+        body = {
+            "status": status,
+            "model": settings.embedding_model,
+            "store": library.collections.root.location,
+            "precision": asdict(embedder.precision) if warmup.ready else None,
+            "message": str(warmup.error) if warmup.error is not None else warmup.stage,
+        }
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
+
+    @app.get("/v1/collections", summary="コレクションの一覧（文書数・チャンク数）")
+    def collections(credentials: Credentials) -> list[dict[str, Any]]:
+        header = f"Bearer {credentials.credentials}" if credentials else None
+        keys.identify(header)
+        return [info.to_dict() for info in library.catalogue() if keys.readable(header, info.name)]
+
+    @app.post("/v1/collections/{name}", status_code=201, summary="コレクションを作る")
+    def create(name: str, credentials: Credentials) -> dict[str, Any]:
+        return library.create(authorize(credentials, name, "write")).to_dict()
+
+    @app.delete("/v1/collections/{name}", summary="コレクションを、文書・キーワード索引・元のファイルごと削除する")
+    def delete(name: str, credentials: Credentials) -> dict[str, Any]:
+        return library.delete(authorize(credentials, name, "write")).to_dict()
+
+    @app.get("/v1/collections/{name}/documents", summary="文書の一覧（documents --json と同じ）")
+    def documents(name: str, credentials: Credentials) -> list[dict[str, Any]]:
+        parts = library.pipelines(authorize(credentials, name, "read"))
+        return [asdict(d) for d in parts.store.documents()]
+
+    @app.post(
+        "/v1/collections/{name}/documents",
+        summary="ファイルを取り込む（multipart、フィールド files、複数可）",
+        openapi_extra=UPLOAD_BODY,
+    )
+    async def upload(name: str, request: Request, credentials: Credentials) -> dict[str, Any]:
+        cleaned = authorize(credentials, name, "write")  # before the body is read
+        await run_in_threadpool(library.pipelines, cleaned)  # an unknown collection is refused before the body too
+        form = await request.form(max_files=MAX_FILES)
+        try:
+            files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+            if not files:
+                raise RagError("ファイルがありません。multipart/form-data のフィールド files で送ってください。")
+            return await run_in_threadpool(ingest, cleaned, files)
+        finally:
+            await form.close()
+
+    def ingest(name: str, files: list[UploadFile]) -> dict[str, Any]:
+        model()
+        started = time.perf_counter()
+        reports: list[FileReport] = []
+        with library.writing(name) as parts:
+            for upload in files:
+                reports.append(parts.indexer.ingest_bytes(upload.filename or "名前なし", upload.file.read()))
+            changed = any(r.status in ("added", "replaced") for r in reports)
+            mixed = mixed_precisions(parts.store.documents()) if changed else ""
+        return {
+            "files": [asdict(r) for r in reports],
+            "warnings": [mixed] if mixed else [],
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    @app.delete("/v1/collections/{name}/documents/{source:path}", summary="文書を一つ削除する")
+    def delete_document(name: str, source: str, credentials: Credentials) -> dict[str, Any]:
+        with library.writing(authorize(credentials, name, "write")) as parts:
+            return asdict(parts.indexer.delete(source))
+
+    @app.post("/v1/collections/{name}/search", summary="質問に近い箇所を探す（search --json と同じ hits）")
+    def search(name: str, query: Query, credentials: Credentials) -> dict[str, Any]:
+        parts = library.pipelines(authorize(credentials, name, "read"))
+        hits, mode = find(parts, query)
+        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
+        return {"hits": found, "rule": parts.searcher.rule(mode)}
+
+    @app.post(
+        "/v1/collections/{name}/ask",
+        summary="見つかった箇所から出典付きの回答を作る（ask --json と同じ）",
+        description=f"stream が true なら text/event-stream: {ASK_EVENTS}。",
+        response_model=None,
+    )
+    def ask(name: str, query: AskQuery, credentials: Credentials) -> dict[str, Any] | JSONResponse | StreamingResponse:
+        parts = library.pipelines(authorize(credentials, name, "read"))
+        answerer = parts.answerer
+        if answerer is None:
+            raise GenerationError(
+                "回答を作る言語モデルが設定されていません。サーバーを RAG_LLM_URL と RAG_LLM_MODEL を設定して"
+                "起動してください。検索だけなら /search を使ってください。"
+            )
+        hits, mode = find(parts, query)
+        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
+        if query.stream:
+            events = answer_events(answerer, query.question, hits, {"hits": found, "rule": parts.searcher.rule(mode)})
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        result = answer_json(answerer, query.question, hits) | {"hits": found}
+        if result["error"]:
+            body = result | error_body(503, "generation_failed", result["error"])
+            return JSONResponse(body, status_code=503)
+        return result
+
+    return app
+
+
+def answer_events(answerer: Any, question: str, hits: list[Hit], first: dict[str, Any]) -> Iterator[str]:
+    """Server-sent events of one answer: ``hits``, the text in ``delta`` pieces, then ``answer`` or ``error``."""
+    yield sse("hits", first)
+    text = ""
+    try:
+        passages = answerer.passages(hits)
+        for piece in answerer.stream(question, passages):
+            text += piece
+            yield sse("delta", {"text": piece})
+        yield sse(
+            "answer", {"question": question} | answerer.finish(question, passages, text).to_dict() | {"error": None}
+        )
+    except GenerationError as error:
+        yield sse("error", failed_answer_json(question, error) | error_body(503, "generation_failed", str(error)))
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    """One server-sent event (its data one line of JSON)."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimit:
+    """ASGI middleware: a body over its limit is refused with 413 from its Content-Length, before it is read,
+    or, sent without one, as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], upload: int, other: int) -> None:
+        self.app = app
+        self.upload = upload
+        self.other = other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        uploading = scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/documents")
+        limit = self.upload if uploading else self.other
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _send_json(send, 413, error_body(413, "too_large", _too_large(limit, uploading)))
+            return
+        received = 0
+        over = False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise FileTooLargeError(_too_large(limit, uploading))
+            return message
+
+        async def answered(message: Message) -> None:
+            # FastAPI answers a body it could not read with 400, whatever stopped it: this one is a 413
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await _send_json(send, 413, error_body(413, "too_large", _too_large(limit, uploading)))
+
+        await self.app(scope, counted, answered)
+
+
+def _too_large(limit: int, uploading: bool) -> str:
+    if uploading:
+        return (
+            f"アップロードが大きすぎます（上限 {(limit - MULTIPART_SLACK) // (1024 * 1024)} MB、一度に送る全ファイルの合計）。"
+            "分けて送るか、サーバーの RAG_MAX_UPLOAD_MB を変えてください。"
+        )
+    return f"リクエストの本文が大きすぎます（上限 {limit // 1024} KB）。"
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the API until interrupted; without any key, only on loopback."""
+    keys = Keys.from_settings(settings.api_key, settings.api_keys_file)
+    if not keys.configured and host not in LOOPBACK:
+        raise SettingsError(
+            f"API キーがないまま {host} で待ち受けることはしません（このマシンの外から誰でも読み書きできてしまいます）。"
+            "RAG_API_KEY か RAG_API_KEYS_FILE を設定するか、--host 127.0.0.1 にしてください。"
+        )
+    library = Library(settings)
+    library.pipelines(settings.collection)  # the store opens, or its error shows, before the server starts
+    warmup = ModelWarmup(library.embedder).start()
+    app = create_app(library, keys, warmup)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

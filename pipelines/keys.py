@@ -1,0 +1,106 @@
+"""Keys of the HTTP API: who may read or write which collections.
+
+``RAG_API_KEY`` is one key that may read and write every collection. ``RAG_API_KEYS_FILE`` names a
+file of lines ``KEY COLLECTION-PATTERN read|write`` (a glob on the collection's name, ``*`` for all;
+``write`` includes ``read``; ``#`` starts a comment). A request shows its key as
+``Authorization: Bearer KEY``. Without any key configured every request is allowed, and the server
+only listens on loopback (``pipelines/api.py``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipelines.errors import AuthenticationError, PermissionDeniedError, SettingsError
+
+Access = Literal["read", "write"]
+ACCESS: tuple[Access, ...] = ("read", "write")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One key's right to the collections whose names match ``pattern``."""
+
+    key: str
+    pattern: str
+    access: Access
+
+    def allows(self, collection: str, access: Access) -> bool:
+        return fnmatch.fnmatchcase(collection, self.pattern) and (access == "read" or self.access == "write")
+
+
+def parse_keys(text: str, origin: str = "RAG_API_KEYS_FILE") -> list[Grant]:
+    """The grants of a keys file; a line that is not ``KEY PATTERN read|write`` is refused with its number."""
+    grants = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != 3 or fields[2] not in ACCESS:
+            raise SettingsError(
+                f"{origin} の {number} 行目を読めません。各行は「キー コレクションのパターン read|write」です"
+                "（例: s3cr3t 人事* read）。"
+            )
+        key, pattern, access = fields
+        if len(key) < 16:
+            raise SettingsError(f"{origin} の {number} 行目のキーが短すぎます（16 文字以上にしてください）。")
+        grants.append(Grant(key, pattern, "write" if access == "write" else "read"))
+    return grants
+
+
+class Keys:
+    """The configured grants, checked in constant time per key."""
+
+    def __init__(self, grants: list[Grant]) -> None:
+        self.grants = grants
+
+    @classmethod
+    def from_settings(cls, api_key: str, keys_file: Path | None) -> Keys:
+        """``RAG_API_KEY`` (every collection, read and write) and the grants of ``RAG_API_KEYS_FILE``."""
+        grants = [Grant(api_key, "*", "write")] if api_key else []
+        if api_key and len(api_key) < 16:
+            raise SettingsError("RAG_API_KEY が短すぎます。推測されないよう 16 文字以上にしてください。")
+        if keys_file is not None:
+            try:
+                text = keys_file.read_text(encoding="utf-8")
+            except OSError as error:
+                raise SettingsError(f"RAG_API_KEYS_FILE「{keys_file}」を読めません（{error}）。") from error
+            grants += parse_keys(text, f"RAG_API_KEYS_FILE「{keys_file}」")
+        return cls(grants)
+
+    @property
+    def configured(self) -> bool:
+        """Whether any key is set (without one, every request is allowed)."""
+        return bool(self.grants)
+
+    def _known(self, key: str) -> list[Grant]:
+        # compare_digest with every grant's key: how long a refusal takes says nothing about the keys
+        return [g for g in self.grants if hmac.compare_digest(g.key.encode(), key.encode())]
+
+    def identify(self, authorization: str | None) -> list[Grant] | None:
+        """The grants of the request's key (None: no key is configured, all is allowed); refused when unknown."""
+        if not self.configured:
+            return None
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise AuthenticationError("API キーがありません。Authorization: Bearer キー のヘッダーを付けてください。")
+        grants = self._known(key.strip())
+        if not grants:
+            raise AuthenticationError("API キーが違います。管理者に確かめてください。")
+        return grants
+
+    def check(self, authorization: str | None, collection: str, access: Access) -> None:
+        """Refuse a request whose key may not ``access`` the collection (401 unknown, 403 not allowed)."""
+        grants = self.identify(authorization)
+        if grants is not None and not any(g.allows(collection, access) for g in grants):
+            verb = "書き込み" if access == "write" else "読み取り"
+            raise PermissionDeniedError(f"この API キーにはコレクション「{collection}」の{verb}の権限がありません。")
+
+    def readable(self, authorization: str | None, collection: str) -> bool:
+        """Whether the request's key may read the collection (for the list, which shows only those)."""
+        grants = self.identify(authorization)
+        return grants is None or any(g.allows(collection, "read") for g in grants)

@@ -1,0 +1,74 @@
+"""The collections of a long-running process (the page, the HTTP API): each one's parts built once, one model shared."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator
+
+from pipelines.collections import CollectionInfo, Collections, clean_name
+from pipelines.components import Pipelines, build, make_collections, make_embedder
+from pipelines.embedder import TextEmbedder
+from pipelines.errors import CollectionNotFoundError
+from pipelines.settings import Settings
+
+
+class Library:
+    """Every collection's ``Pipelines`` from ``build``, made on first use, sharing one embedder and one Chroma client.
+
+    Writes to one collection are serialised by its ``write_lock`` (the store's lock file orders writing
+    processes); searches run concurrently. Deleting a collection waits for its writer, and a writer
+    that waited for a deleted collection is refused (``writing``).
+    """
+
+    def __init__(
+        self, settings: Settings, *, embedder: TextEmbedder | None = None, collections: Collections | None = None
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or make_embedder(settings)
+        self.collections = collections or make_collections(settings)
+        self._parts: dict[str, Pipelines] = {}
+        self._lock = threading.Lock()
+
+    def pipelines(self, name: str) -> Pipelines:
+        """The parts of the collection ``name`` (``CollectionNotFoundError`` when there is none)."""
+        key = clean_name(name)
+        with self._lock:
+            parts = self._parts.get(key)
+            if parts is None:
+                settings = dataclasses.replace(self.settings, collection=key)
+                parts = build(settings, embedder=self.embedder, collections=self.collections)
+                self._parts[key] = parts
+            return parts
+
+    @contextlib.contextmanager
+    def writing(self, name: str) -> Iterator[Pipelines]:
+        """The collection's parts with its write lock held; refused if it was deleted while this waited."""
+        parts = self.pipelines(name)
+        with parts.write_lock:
+            if self._parts.get(clean_name(name)) is not parts:
+                raise CollectionNotFoundError(f"コレクション「{clean_name(name)}」は削除されました。")
+            yield parts
+
+    def catalogue(self) -> list[CollectionInfo]:
+        """Every collection with its counts, the default first."""
+        return self.collections.catalogue()
+
+    def names(self) -> list[str]:
+        """Every collection's name, the default first."""
+        return self.collections.names()
+
+    def create(self, name: str) -> CollectionInfo:
+        """Make an empty collection (``CollectionExistsError`` when the name is taken)."""
+        return self.collections.create(name)
+
+    def delete(self, name: str) -> CollectionInfo:
+        """Delete a collection and everything in it, once its writer (if any) is done."""
+        key = clean_name(name)
+        parts = self._parts.get(key)
+        # the writer first, then the library's lock, held only while the collection goes: searches in
+        # other collections never wait for an upload to this one
+        with parts.write_lock if parts is not None else contextlib.nullcontext(), self._lock:
+            self._parts.pop(key, None)  # no one builds its parts again meanwhile
+            return self.collections.delete(key)
