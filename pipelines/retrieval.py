@@ -8,8 +8,8 @@ The modes differ only in the rule that orders them (``rule()`` says it in words,
 - ``dense``: by cosine similarity;
 - ``keyword``: by BM25 score, only chunks that share a word with the question;
 - ``hybrid``: by a convex combination of the two scores, each divided by the best among the
-  candidates (1.0 is "as good as the best candidate" on both scales), 0.25 keyword and 0.75
-  meaning as tuned on JSQuAD (README, "Hybrid search"). The cosines of one question's candidates
+  candidates (1.0 is "as good as the best candidate" on both scales), 0.2 keyword and 0.8
+  meaning as tuned on JSQuAD (docs/evaluation.md; ``RAG_KEYWORD_WEIGHT``). The cosines of one question's candidates
   lie close together while BM25 spreads from 0 to the best, so the keyword term still moves
   the order about as much as the cosine term does.
 
@@ -171,8 +171,9 @@ class Candidate:
 class Fusion:
     """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``."""
 
-    # tuned on JSQuAD with a semantic stand-in (bench/tune_hybrid.py; README, "Hybrid search")
-    keyword_weight: float = 0.25
+    # tuned on JSQuAD with a semantic stand-in, on both paths with each chunk's context (bench/quality_paths.py;
+    # docs/evaluation.md, "Context in the chunk, and every path alike")
+    keyword_weight: float = 0.2
 
     def order(self, candidates: Sequence[S]) -> list[S]:
         """Candidates best first under this rule (ties: higher cosine, then earlier chunk)."""

@@ -63,7 +63,7 @@ class Settings:
     # how many chunks each of the dense and keyword lists contributes before ordering
     candidates: int = 50
     # hybrid mode's share of the keyword score: w·bm25/max + (1 − w)·cosine/max
-    keyword_weight: float = 0.25
+    keyword_weight: float = 0.2
     # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
     reranker: str = ""
     rerank_candidates: int = 20

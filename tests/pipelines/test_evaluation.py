@@ -25,7 +25,7 @@ from pipelines.evaluation import (
     pearson,
     spearman,
 )
-from pipelines.retrieval import Hit
+from pipelines.retrieval import DEFAULT_FUSION, Hit
 from pipelines.settings import Settings
 
 SENTENCES = [
@@ -146,6 +146,7 @@ def test_qa_fuses_with_the_settings_weight(embedder: Embedder) -> None:
     def ranks(**settings: object) -> list[int | None]:
         return evaluate_qa(Settings(**chunks, **settings), embedder, articles, questions).ranks  # type: ignore[arg-type]
 
+    assert Settings().keyword_weight == DEFAULT_FUSION.keyword_weight  # one default, in the setting and the rule
     dense, keyword = ranks(retrieval_mode="dense"), ranks(retrieval_mode="keyword")
     assert dense != keyword  # the random-weight model and BM25 disagree, so the weight shows
     assert ranks(retrieval_mode="hybrid", keyword_weight=0.0) == dense
