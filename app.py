@@ -66,7 +66,18 @@ def collection_panel(library: Library) -> Pipelines:
     if st.session_state.get("collection") not in names:  # first run, or deleted by another session
         chosen = clean_name(library.settings.collection)
         st.session_state["collection"] = chosen if chosen in names else DEFAULT
-    return library.pipelines(st.selectbox("コレクション", names, key="collection"))
+        if chosen not in names:
+            st.session_state["collection-missing"] = chosen
+    pipelines = library.pipelines(st.selectbox("コレクション", names, key="collection"))
+    missing = st.session_state.get("collection-missing")
+    if missing and missing in names:  # made since (in the sidebar below, or by another session)
+        del st.session_state["collection-missing"]
+    elif missing:
+        st.warning(
+            f"RAG_COLLECTION のコレクション「{escape_markdown(missing)}」がないため、{DEFAULT} を開いています。"
+            "下の「コレクションの作成・削除」で作れます。"
+        )
+    return pipelines
 
 
 def manage_collections(library: Library) -> None:

@@ -353,3 +353,21 @@ def test_collection_selector_keeps_uploads_and_searches_apart(page: AppTest) -> 
     assert page.selectbox(key="collection").value == "default"
     assert page.selectbox(key="collection").options == ["default"]
     assert any("「人事規程」を削除しました（1 文書、1 チャンク）" in s.value for s in page.success)
+
+
+def test_a_configured_collection_that_does_not_exist_is_said(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAG_COLLECTION naming no collection: the page opens default and says so, until the collection is made."""
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    monkeypatch.setenv("RAG_COLLECTION", "技術文書")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="collection").value == "default"
+    assert any("コレクション「技術文書」がないため、default を開いています" in w.value for w in at.warning)
+    at.text_input(key="new-collection").input("技術文書")
+    at.button(key="create-collection").click().run()
+    assert at.selectbox(key="collection").value == "技術文書"
+    assert not any("がないため" in w.value for w in at.warning)
+    st.cache_resource.clear()
