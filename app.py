@@ -63,6 +63,9 @@ def open_library(settings: Settings) -> tuple[Library, ModelWarmup]:
 def collection_panel(library: Library) -> Pipelines:
     """The collection selector at the top of the sidebar; uploads, the library and searches use the chosen one."""
     names = library.names()
+    linked = st.query_params.get("collection")
+    if linked and "collection" not in st.session_state and linked in names:
+        st.session_state["collection"] = linked  # a view's link, opened in a new session, opens its collection
     if st.session_state.get("collection") not in names:  # first run, or deleted by another session
         chosen = clean_name(library.settings.collection)
         st.session_state["collection"] = chosen if chosen in names else DEFAULT
@@ -671,12 +674,18 @@ def _judged(querylog: QueryLog, query_id: int, target: Target, rank: int, key: s
 # stored document's (a label, never a path), the chunk and page numbers within it. What is shown is
 # escaped text, or an image the server rendered.
 
-PARAMS = ("doc", "chunk", "page")
+PARAMS = ("doc", "chunk", "page", "collection")
 
 
 def _view_params(source: str, chunk: int, page: int | None) -> dict[str, str]:
-    """The query parameters that address a passage's view."""
-    return {"doc": source, "chunk": str(chunk), **({"page": str(page)} if page else {})}
+    """The query parameters that address a passage's view (and its collection, unless it is the default)."""
+    collection = st.session_state.get("collection", DEFAULT)
+    return {
+        "doc": source,
+        "chunk": str(chunk),
+        **({"page": str(page)} if page else {}),
+        **({"collection": collection} if collection != DEFAULT else {}),
+    }
 
 
 def open_view(source: str, chunk: int, page: int | None) -> None:

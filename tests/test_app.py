@@ -371,3 +371,24 @@ def test_a_configured_collection_that_does_not_exist_is_said(model_dir: Path, mo
     assert at.selectbox(key="collection").value == "技術文書"
     assert not any("がないため" in w.value for w in at.warning)
     st.cache_resource.clear()
+
+
+def test_a_views_link_opens_its_collection(page: AppTest, model_dir: Path) -> None:
+    """A passage's link carries its collection: a colleague's new session opens that collection and the view."""
+    page.text_input(key="new-collection").input("人事規程")
+    page.button(key="create-collection").click().run()
+    page.file_uploader[0].set_value(("東京.txt", TOKYO.encode(), "text/plain"))
+    page.run()
+    page.button[0].click().run()
+    page.text_input(key="question").input(TOKYO).run()
+    page.button(key="open-1").click().run()
+    assert dict(page.query_params) == {"doc": "東京.txt", "chunk": "0", "collection": "人事規程"}
+    colleague = AppTest.from_file(APP, default_timeout=60)
+    for key, value in page.query_params.items():
+        colleague.query_params[key] = value
+    colleague.run()
+    wait_for_model(colleague)
+    assert not colleague.exception
+    assert colleague.selectbox(key="collection").value == "人事規程"
+    assert any(s.value == "原文: 東京.txt" for s in colleague.subheader)
+    assert not any("登録されていません" in w.value for w in colleague.warning)
