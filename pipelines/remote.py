@@ -112,10 +112,10 @@ class RemoteEmbedder:
     def counting(self) -> str:
         """How tokens are counted, in Japanese, for the CLI and the page (decided on first use)."""
         self._count()
-        if self._usage is not None:
-            chars, texts, tokens = self._usage
-            ratio = chars / max(tokens - self._specials * texts, 1)
-            return f"サーバーが返すトークン数（usage）から学んだ比率（1 トークン ≈ {ratio:.2f} 文字）"
+        if self._usage is not None:  # the ratio as refined so far
+            return (
+                f"サーバーが返すトークン数（usage）から学んだ比率（1 トークン ≈ {1 / self._per_character():.2f} 文字）"
+            )
         return self._counting
 
     def _count(self) -> Callable[[str], int]:
@@ -134,7 +134,7 @@ class RemoteEmbedder:
         if self.tokenizer:
             return _local_counter(self.tokenizer), f"ローカルのトークナイザー（{self.tokenizer}）"
         if self._learn_ratio():
-            return self._by_ratio, "サーバーが返すトークン数（usage）から学んだ比率"
+            return self._by_ratio, ""  # ``counting`` says the ratio as it stands
         return (
             lambda text: len(text) + 2,
             "文字数（1 文字を 1 トークンと数えます。RAG_EMBEDDING_TOKENIZER でトークナイザーを指定できます）",
@@ -219,11 +219,14 @@ class RemoteEmbedder:
         tokens = (payload.get("usage") or {}).get("prompt_tokens") if isinstance(payload, dict) else None
         return int(tokens) if isinstance(tokens, int) and tokens > 0 else None
 
-    def _by_ratio(self, text: str) -> int:
+    def _per_character(self) -> float:
+        """Tokens per character, less the tokens each text adds, from every usage figure so far."""
         assert self._usage is not None
         chars, texts, tokens = self._usage
-        per_char = max(tokens - self._specials * texts, 1) / chars
-        return max(1, round(self._specials + per_char * len(text)))
+        return max(tokens - self._specials * texts, 1) / chars
+
+    def _by_ratio(self, text: str) -> int:
+        return max(1, round(self._specials + self._per_character() * len(text)))
 
     def fingerprint(self) -> list[float]:
         self.load()
