@@ -296,7 +296,11 @@ class Indexer:
         if chunks is None:
             chunks = self.chunk(loaded)
         contexts = [self._context(loaded.source, chunk) for chunk in chunks]
-        vectors = self._vectors(chunks, contexts, progress)
+        # what is embedded and keyword-indexed: each chunk's text with its context, once
+        embedded = [with_context(context, chunk.text) for chunk, context in zip(chunks, contexts, strict=True)]
+        hashes = [text_hash(text) for text in embedded]
+        tokens = [c.tokens + self._context_tokens.get(context, 0) for c, context in zip(chunks, contexts, strict=True)]
+        vectors = self._vectors(embedded, hashes, tokens, progress)
         records = [
             ChunkRecord(
                 id=chunk_id(version, chunk.index),
@@ -312,12 +316,12 @@ class Indexer:
                     "char_start": chunk.start,
                     "char_end": chunk.end,
                     "tokens": chunk.tokens,
-                    "text_hash": text_hash(with_context(context, chunk.text)),
+                    "text_hash": digest,
                     "embedding_model": self.embedder.model_name,
                     "embedding_precision": self.embedder.precision.passages,
                 },
             )
-            for chunk, context, vector in zip(chunks, contexts, vectors, strict=True)
+            for chunk, context, digest, vector in zip(chunks, contexts, hashes, vectors, strict=True)
         ]
         document = StoredDocument(
             source=loaded.source,
@@ -339,7 +343,7 @@ class Indexer:
             self.store.replace(document, records)
             if self.keyword is not None:
                 # after the commit: the keyword index never holds a version that Chroma does not show
-                indexed = [(r.id, with_context(c, r.text)) for r, c in zip(records, contexts, strict=True)]
+                indexed = [(r.id, text) for r, text in zip(records, embedded, strict=True)]
                 self.keyword.add_document(loaded.source, version, indexed)
                 self.keyword.save()
             if previous is not None:
@@ -391,21 +395,21 @@ class Indexer:
             return ""  # the chunk's own text always fits whole
         return context
 
-    def _vectors(self, chunks: Sequence[Chunk], contexts: Sequence[str], progress: Progress | None) -> list[np.ndarray]:
-        """A vector per chunk (with its context), embedding each distinct text once and reusing vectors already stored."""
-        texts = [with_context(context, c.text) for c, context in zip(chunks, contexts, strict=True)]
-        hashes = [text_hash(t) for t in texts]
+    def _vectors(
+        self, texts: Sequence[str], hashes: Sequence[str], tokens: Sequence[int], progress: Progress | None
+    ) -> list[np.ndarray]:
+        """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors already stored."""
         known = self.store.vectors_for(hashes)
         missing: dict[str, tuple[str, int]] = {}
-        for digest, text, chunk, context in zip(hashes, texts, chunks, contexts, strict=True):
+        for digest, text, count in zip(hashes, texts, tokens, strict=True):
             if digest not in known:
-                missing.setdefault(digest, (text, chunk.tokens + self._context_tokens.get(context, 0)))
+                missing.setdefault(digest, (text, count))
         if missing:
             todo = list(missing.values())
             fresh = self.embedder.embed_documents([t for t, _ in todo], [n for _, n in todo], progress)
             known.update(zip(missing, fresh, strict=True))
         elif progress is not None:
-            progress(len(chunks), len(chunks))
+            progress(len(texts), len(texts))
         return [known[digest] for digest in hashes]
 
     def ingest_text(self, source: str, text: str, progress: Progress | None = None) -> FileReport:
