@@ -118,12 +118,14 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         page.on("dialog", refuse)
         opened = time.monotonic()
         page.goto(server)
-        # the page draws itself first: the uploader is there while the model loads behind it
+        # the page draws itself first: the uploader is there while the model loads behind it (the model
+        # starts loading only once the page is drawn, so the notice is up when the uploader appears,
+        # however fast or slow this machine is)
         expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
         drawn = time.monotonic() - opened
+        assert page.get_by_text("埋め込みモデル「models/tiny-glucose」を読み込んでいます").is_visible()
         expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
-        print(f"uploader drawn {drawn:.1f} s after opening the page")
-        assert drawn < 8, drawn  # 4-5 s on a 2-core VM for a fresh server (its imports), under 3 s after
+        print(f"uploader drawn {drawn:.1f} s after opening the page, before the model was loaded")
 
         page.locator("input[type=file]").set_input_files([str(pdf), str(rules)])
         page.get_by_role("button", name="取り込む").click()

@@ -239,6 +239,26 @@ def test_tokens_are_counted_by_sentencepiece_as_the_tokenizer_counts_them(embedd
     assert embedder.count_tokens(long_text) > 512
 
 
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU taken as one that computes bfloat16 natively (torch computes it on any CPU, only slower)."""
+    monkeypatch.setattr("pipelines.embedder.cpu_has_bf16", lambda: True)
+
+
+def test_requested_bfloat16_without_native_support_is_float32_with_the_reason(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipelines.embedder.cpu_has_bf16", lambda: False)
+    asked = Embedder(str(model_dir), device="cpu", precision="bfloat16", query_precision="float32")
+    asked.load()
+    assert asked.precision.passages == "float32"
+    assert asked.precision.passages_reason == (
+        "RAG_PRECISION=bfloat16 は使えません（この CPU は bfloat16 をそのまま計算できません）"
+    )
+    assert asked._weights == "float32"
+
+
+@pytest.mark.usefixtures("native_bf16")
 def test_bfloat16_weights_give_the_same_vectors_as_autocast(model_dir: Path) -> None:
     """Storing the linear weights in bfloat16 once is what autocast did on every batch: the same bits."""
     forced = Embedder(str(model_dir), device="cpu", precision="bfloat16", query_precision="bfloat16")
@@ -252,6 +272,7 @@ def test_bfloat16_weights_give_the_same_vectors_as_autocast(model_dir: Path) -> 
         forced._encode(TEXTS[:1], "float32")
 
 
+@pytest.mark.usefixtures("native_bf16")
 def test_float32_questions_beside_bfloat16_passages(model_dir: Path) -> None:
     mixed = Embedder(str(model_dir), device="cpu", precision="bfloat16", query_precision="float32")
     mixed.load()
