@@ -11,16 +11,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
-from pipelines.answer import Answer
 from pipelines.choices import MODE_LABELS, MODES
 from pipelines.collections import CollectionInfo
 from pipelines.components import Pipelines, build, make_collections, make_embedder, make_querylog
-from pipelines.conversation import Conversation, Turn, load_history, save_history
 from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
@@ -28,6 +26,10 @@ from pipelines.indexing import FileReport, mixed_precisions
 from pipelines.querylog import LoggedQuery
 from pipelines.retrieval import Hit, hits_json
 from pipelines.settings import Settings
+
+if TYPE_CHECKING:  # LangChain takes a second to import: only the commands that answer import it
+    from pipelines.answer import Answer
+    from pipelines.conversation import Conversation
 
 STATUS_LABELS = {
     "added": "追加",
@@ -283,6 +285,8 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
             "検索だけなら `python -m pipelines search` を使ってください。"
         )
+    from pipelines.conversation import load_history
+
     conversation = load_history(args.history) if args.history else None
     turns = conversation.turns if conversation else []
     standalone = args.question
@@ -375,6 +379,8 @@ def _remember(
     query_id: int | None,
 ) -> None:
     """The answer into the log, and the turn appended to the history file (``--history``)."""
+    from pipelines.conversation import Turn, save_history
+
     parts.querylog.record_answer(query_id, answer.text, [c.to_dict() for c in answer.citations])
     if conversation is not None and args.history:
         conversation.turns.append(Turn.answering(args.question, standalone, answer))

@@ -197,6 +197,36 @@ def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
     assert json.loads(search.stdout)[0]["text"] == TOKYO
 
 
+HEAVY = ("torch", "transformers", "sentence_transformers", "langchain_core")
+# ``python -m pipelines ARGS`` in a process that then says which of the heavy libraries it imported
+WHAT_WAS_IMPORTED = f"""
+import json, runpy, sys
+sys.argv = ["pipelines", *sys.argv[1:]]
+try:
+    runpy.run_module("pipelines", run_name="__main__")
+    status = 0
+except SystemExit as done:
+    status = done.code
+print(json.dumps({{"status": status, "imported": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+
+
+@pytest.mark.parametrize("argv", [("ingest", "DOCS"), ("documents",), ("search", TOKYO)])
+def test_a_command_with_nothing_to_embed_or_answer_imports_no_model_or_langchain(
+    docs: Path, argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged re-ingest, a listing and a search (its int8 verdict kept) start in a second, not ten."""
+    monkeypatch.setenv("RAG_PRECISION", "int8")  # on any CPU: with int8 questions too, a search needs no torch
+    run("ingest", str(docs))  # the files are stored and the precision verdict is kept
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(
+        [sys.executable, "-c", WHAT_WAS_IMPORTED, *(str(docs) if a == "DOCS" else a for a in argv)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said == {"status": 0, "imported": []}, done.stderr
+
+
 def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServer) -> None:
     run("ingest", str(docs))
     chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。")]
