@@ -76,13 +76,15 @@ def test_sigkill_at_many_points_loses_nothing(tmp_path: Path, model_dir: Path, e
     assert baseline == 24
 
     # Now replace every document with a new version, killing the run in the middle of writing a document:
-    # the moment it holds the store's write lock, plus a delay that moves the kill through the write.
+    # while it holds the store's write lock, at a point that moves through the write from one kill to the
+    # next. The points are fractions of how long the run held the lock for its previous document, so they
+    # span the whole write on a fast machine and on a slow one alike.
     second = corpus(tmp_path / "v1", 2)
     new_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in second.iterdir()}
     survived = []
     for kill in range(KILLS):
         process = ingest(second, env)
-        landed = kill_while_writing(process, tmp_path / "data" / "write.lock", delay=0.005 * kill, nth=1 + kill % 2)
+        landed = kill_while_writing(process, tmp_path / "data" / "write.lock", fraction=(kill + 0.5) / KILLS)
         assert landed, f"kill {kill}: the run ended before it was caught writing"
         documents, leftovers, hashes = check_consistent(tmp_path / "data", embedder)
         assert documents == 24  # every document is there, old version or new, never missing
@@ -96,26 +98,31 @@ def test_sigkill_at_many_points_loses_nothing(tmp_path: Path, model_dir: Path, e
     print(f"killed {KILLS} times; (documents already replaced, chunks left behind and cleaned): {survived}")
 
 
-def kill_while_writing(process: subprocess.Popen[bytes], lock: Path, delay: float, nth: int) -> bool:
-    """SIGKILL ``process`` ``delay`` seconds into its ``nth`` hold of the store's write lock.
+def kill_while_writing(process: subprocess.Popen[bytes], lock: Path, fraction: float) -> bool:
+    """SIGKILL ``process`` during its second hold of the store's write lock, ``fraction`` of the way through.
 
     The lock is held exactly while a document's chunks and registry record are written (store.writing),
-    so a kill sent while it is held lands in the middle of a write. Returns whether it did: False
-    when the run ended first or the lock was free again when the kill was sent.
+    so a kill sent while it is held lands in the middle of a write. The first hold (the first document
+    that needs writing) is timed, and the kill is sent ``fraction`` of that time into the second. Returns
+    whether it landed: False when the run ended first or the lock was free again when the kill was sent.
     """
-    held = 0
+    started = 0.0
+    first: float | None = None
     free = True
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
         busy = lock_is_held(lock)
+        now = time.monotonic()
         if busy and free:
-            held += 1
-            if held == nth:
-                time.sleep(delay)
+            started = now
+            if first is not None:
+                time.sleep(fraction * first)
                 still = lock_is_held(lock)
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 return still
+        elif not free and not busy and first is None:
+            first = now - started
         free = not busy
         time.sleep(0.0005)
     process.kill()
