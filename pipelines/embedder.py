@@ -46,6 +46,11 @@ Stage = Callable[[str], None]
 # A LUKE model's tokenizer arguments for every call: with them, "<s>" in a document is three
 # characters, not a control token, as the sentencepiece model reads it.
 LUKE_TEXT_KWARGS = {"split_special_tokens": True}
+# On a CPU, a batch of passages ends where a text is this much shorter than its first, and before its
+# tokens with padding pass BATCH_TOKENS (Embedder._cut). Measured on the JSQuAD articles' chunks with the
+# int8 path on an AVX2-only CPU: 4-10 % less embedding time than batches of 16 alone (docs/speed.md).
+SAME_LENGTH = 0.9
+BATCH_TOKENS = 1024
 FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
 
 
@@ -553,7 +558,7 @@ class Embedder:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         done, size = 0, self.batch_size
         while done < len(order):
-            batch = order[done : done + size]
+            batch = self._cut(order[done : done + size], counts)
             started = time.perf_counter()
             try:
                 vectors[batch] = self._encode([texts[i] for i in batch], precision)
@@ -570,6 +575,22 @@ class Embedder:
             if progress is not None:
                 progress(done, len(texts))
         return vectors
+
+    def _cut(self, batch: list[int], counts: Sequence[int]) -> list[int]:
+        """The start of ``batch`` (longest first) to embed at once: on a CPU, fewer tokens and less padding.
+
+        Every text of a batch costs as much as its longest, padding included. On a CPU a batch ends
+        where the texts become ``SAME_LENGTH`` shorter than its first, and before it holds more than
+        ``BATCH_TOKENS`` tokens with its padding: ONNX Runtime's int8 products run faster on such
+        batches, whose activations stay in the CPU's caches, and torch's no slower. On a GPU, where
+        small batches waste the card, it stays whole.
+        """
+        if self.device != "cpu":
+            return batch
+        width = min(counts[batch[0]], self.max_tokens)
+        fits = max(1, BATCH_TOKENS // max(width, 1))
+        floor = width * SAME_LENGTH
+        return [i for i in batch[:fits] if min(counts[i], self.max_tokens) >= floor]  # a prefix: longest first
 
 
 def usable_cpus() -> int:

@@ -73,8 +73,35 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
     The float32 graph is written to a temporary file and removed; the int8 one is written beside its
     final name and renamed, so that a crash leaves no half file that a later start would load.
     """
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        float_path = Path(scratch) / "model.onnx"
+        pooling = export_float32(model, float_path)
+        partial = Path(scratch) / MODEL_FILE
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing at WARNING
+        try:
+            quantize_dynamic(float_path, partial, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            quiet.setLevel(level)
+        exported = Int8Model(
+            directory / MODEL_FILE,
+            dimension=int(model.get_embedding_dimension() or 0),
+            max_tokens=int(model.max_seq_length or model.tokenizer.model_max_length),
+            pooling=pooling,
+        )
+        os.replace(partial, exported.path)
+    meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
+    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
+    return exported
+
+
+def export_float32(model: SentenceTransformer, path: Path) -> str:
+    """Write ``model`` with its pooling as one float32 ONNX graph (token ids in, sentence vector out); returns the pooling."""
+    import torch
 
     reason = exportable(model)
     if reason is not None:
@@ -97,47 +124,27 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
             return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
-    directory.mkdir(parents=True, exist_ok=True)
     sample = model.tokenizer(["日本語の文です。", "二つめ"], padding=True, return_tensors="pt")
     inputs = (sample["input_ids"], sample["attention_mask"])
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-    with tempfile.TemporaryDirectory(dir=directory) as scratch:
-        float_path = Path(scratch) / "model.onnx"
-        was_training = backbone.training
-        backbone.eval()
-        try:
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore")  # the TorchScript exporter announces its successor
-                torch.onnx.export(
-                    Pooled(),
-                    inputs,
-                    str(float_path),
-                    input_names=["input_ids", "attention_mask"],
-                    output_names=["sentence_embedding"],
-                    dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
-                    opset_version=17,
-                    dynamo=False,
-                )
-        finally:
-            backbone.train(was_training)
-        partial = Path(scratch) / MODEL_FILE
-        quiet = logging.getLogger()
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing at WARNING
-        try:
-            quantize_dynamic(float_path, partial, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            quiet.setLevel(level)
-        exported = Int8Model(
-            directory / MODEL_FILE,
-            dimension=int(model.get_embedding_dimension() or 0),
-            max_tokens=int(model.max_seq_length or model.tokenizer.model_max_length),
-            pooling=pooling,
-        )
-        os.replace(partial, exported.path)
-    meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
-    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
-    return exported
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its successor
+            torch.onnx.export(
+                Pooled(),
+                inputs,
+                str(path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["sentence_embedding"],
+                dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+    finally:
+        backbone.train(was_training)
+    return pooling
 
 
 def find(directory: Path) -> Int8Model | None:

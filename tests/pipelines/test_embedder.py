@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
+from pipelines import embedder as embedder_module
 from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
 
@@ -67,16 +68,41 @@ def test_embeddings_are_unit_vectors_in_input_order(embedder: Embedder) -> None:
 
 def test_batches_report_progress_and_stats(model_dir: Path) -> None:
     fresh = Embedder(str(model_dir), batch_size=2)
+    texts = ["一。", "二。", "三。", "四。", "五。"]
+    assert len({fresh.count_tokens(t) for t in texts}) == 1  # one length: batches are cut by size alone
     calls: list[tuple[int, int]] = []
-    fresh.embed_documents(
-        ["一。", "二です。", "三番目の文。", "四。", "五。"], progress=lambda d, t: calls.append((d, t))
-    )
+    fresh.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
     assert fresh.stats.texts == 5
-    assert fresh.stats.tokens == sum(
-        fresh.count_tokens(t) for t in ["一。", "二です。", "三番目の文。", "四。", "五。"]
-    )
+    assert fresh.stats.tokens == sum(fresh.count_tokens(t) for t in texts)
     assert fresh.stats.seconds > 0
+
+
+def test_a_batch_on_a_cpu_ends_where_the_texts_get_shorter(model_dir: Path, embedder: Embedder) -> None:
+    """Padding costs as much as real tokens: a long text and a short one are not embedded as one batch."""
+    fresh = Embedder(str(model_dir), batch_size=4, precision="float32", device="cpu")
+    sentence = "東京は日本の首都です。"
+    texts = [sentence * 2, sentence, sentence * 4, sentence * 2, sentence * 4]
+    counts = [fresh.count_tokens(t) for t in texts]
+    assert counts[0] < 0.9 * counts[2]
+    assert counts[1] < 0.9 * counts[0]
+    calls: list[tuple[int, int]] = []
+    vectors = fresh.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]  # the two longest, the two middle ones, the shortest
+    for text, vector in zip(texts, vectors, strict=True):  # in the order given, as when embedded alone
+        assert np.allclose(embedder.embed_documents([text])[0], vector, atol=1e-5)
+
+
+def test_a_batch_on_a_cpu_holds_at_most_its_token_budget(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large batches spill the CPU's caches: a batch stops before its tokens, padding included, pass the budget."""
+    fresh = Embedder(str(model_dir), batch_size=8, precision="float32", device="cpu")
+    texts = ["一つめの文です。", "二つめの文です。", "三つめの文です。", "四つめの文です。", "五つめの文です。"]
+    counts = {fresh.count_tokens(t) for t in texts}
+    assert len(counts) == 1
+    monkeypatch.setattr(embedder_module, "BATCH_TOKENS", 2 * counts.pop() + 1)  # room for two texts, not three
+    calls: list[tuple[int, int]] = []
+    fresh.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
 
 
 def test_model_loads_from_a_copied_directory(model_dir: Path, tmp_path: Path, embedder: Embedder) -> None:
