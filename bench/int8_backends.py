@@ -45,7 +45,7 @@ Batch = dict[str, np.ndarray]
 def paragraphs(tokenizer: Any, count: int, skip: int, limit: int) -> list[str]:
     """``count`` JSQuAD paragraphs of at least ``limit`` tokens, after the first ``skip`` such: full chunks, no padding."""
     texts = [p for _, article in read_articles(JSQUAD, None) for p in article.split("\n\n")]
-    long = (t for t in texts if len(tokenizer(t)["input_ids"]) >= limit)
+    long = (t for t in texts if len(tokenizer(t, truncation=True, max_length=limit)["input_ids"]) >= limit)
     return [t for i, t in enumerate(long) if skip <= i < skip + count][:count]
 
 
