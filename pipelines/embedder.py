@@ -183,6 +183,10 @@ class Embedder:
             if not self._ready:
                 self._load(stage or (lambda _: None))
 
+    def on_cpu(self) -> bool:
+        """Whether the model computes on this machine's CPU (decided without loading it)."""
+        return self._device() == "cpu"
+
     def _device(self) -> str:
         """``RAG_DEVICE``, else a GPU where torch finds one, else ``cpu``: decided once, before loading.
 

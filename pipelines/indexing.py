@@ -295,11 +295,8 @@ class Indexer:
         self._bind()  # before anything is written: a model that cannot load, or does not fit, writes nothing
         if chunks is None:
             chunks = self.chunk(loaded)
-        contexts = [self._context(loaded.source, chunk) for chunk in chunks]
-        # what is embedded and keyword-indexed: each chunk's text with its context, once
-        embedded = [with_context(context, chunk.text) for chunk, context in zip(chunks, contexts, strict=True)]
+        contexts, embedded, tokens = self.passages(loaded.source, chunks)
         hashes = [text_hash(text) for text in embedded]
-        tokens = [c.tokens + self._context_tokens.get(context, 0) for c, context in zip(chunks, contexts, strict=True)]
         vectors = self._vectors(embedded, hashes, tokens, progress)
         records = [
             ChunkRecord(
@@ -382,6 +379,17 @@ class Indexer:
 
     def _live_hashes(self) -> set[str]:
         return {d.content_hash for d in self.store.documents()}
+
+    def passages(self, source: str, chunks: Sequence[Chunk]) -> tuple[list[str], list[str], list[int]]:
+        """What is embedded and keyword-indexed for ``source``'s chunks: their contexts, texts and tokens.
+
+        Each chunk's text with its context (the title and heading path) on the line before, when the
+        context is on and fits; the tokens are the chunk's and its context's, without counting again.
+        """
+        contexts = [self._context(source, chunk) for chunk in chunks]
+        embedded = [with_context(context, chunk.text) for chunk, context in zip(chunks, contexts, strict=True)]
+        tokens = [c.tokens + self._context_tokens.get(context, 0) for c, context in zip(chunks, contexts, strict=True)]
+        return contexts, embedded, tokens
 
     def _context(self, source: str, chunk: Chunk) -> str:
         """The chunk's context when it is on and fits the model beside the chunk's text, else ""."""

@@ -1,4 +1,7 @@
-"""Reading and chunking the next files while one is embedded changes nothing in what is stored or reported."""
+"""Reading and chunking the next files while one is embedded changes nothing in what is stored or reported.
+
+It is done only where the embedding leaves this machine's CPU idle (a GPU, an embeddings server).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipelines.components import build, prefetch_for
 from pipelines.embedder import Embedder
 from pipelines.indexing import FileReport, Indexer
+from pipelines.remote import RemoteEmbedder
+from pipelines.settings import Settings
 from pipelines.store import ChromaStore
 from testkit.documents import SENTENCES, make_pdf
 
@@ -215,3 +221,15 @@ def test_counting_tokens_in_another_thread_while_encoding_with_a_fast_tokenizer(
         counter.join()
     assert errors == []
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_files_are_read_ahead_only_where_the_embedding_leaves_this_cpu_idle(model_dir: Path, tmp_path: Path) -> None:
+    """On a CPU the model takes every core, and a file read beside it slows it: each file in turn there."""
+    assert prefetch_for(Embedder(str(model_dir), device="cpu")) == 0
+    assert prefetch_for(Embedder(str(model_dir), device="cuda")) == 2  # decided without loading the model
+    assert prefetch_for(RemoteEmbedder("http://127.0.0.1:9/v1", "test-model")) == 2
+    environ = {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDING_MODEL": str(model_dir), "RAG_DEVICE": "cpu"}
+    parts = build(Settings.from_env(environ))
+    assert parts.indexer.prefetch == 0
+    assert not parts.embedder.loaded
+    parts.store.close()
