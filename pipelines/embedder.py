@@ -48,7 +48,8 @@ Stage = Callable[[str], None]
 LUKE_TEXT_KWARGS = {"split_special_tokens": True}
 # On a CPU, a batch of passages ends where a text is this much shorter than its first, and before its
 # tokens with padding pass BATCH_TOKENS (Embedder._cut). Measured on the JSQuAD articles' chunks with the
-# int8 path on an AVX2-only CPU: 4-10 % less embedding time than batches of 16 alone (docs/speed.md).
+# int8 path on an AVX2-only CPU: 0-8 % less embedding time than batches of 16 alone, more where 16-text
+# batches leave more padding (bench/cpu_batches.py, docs/speed.md).
 SAME_LENGTH = 0.9
 BATCH_TOKENS = 1024
 FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込みモデルで作られたかを確かめるためのものです。"
