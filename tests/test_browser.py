@@ -377,9 +377,13 @@ def test_a_collection_made_in_the_sidebar_keeps_its_documents_apart(server: str,
         page.goto(server)
         sidebar = page.locator("[data-testid='stSidebar']")
         expect(sidebar.get_by_text("コレクション", exact=True)).to_be_visible(timeout=60_000)
+        # The page reruns itself once the model is loaded, and a click in that instant can be lost: this
+        # test, about collections, starts once the model is in.
+        expect(page.get_by_text("計算精度", exact=False)).to_be_visible(timeout=120_000)
         sidebar.get_by_text("コレクションの作成・削除").click()
         sidebar.get_by_label("新しいコレクションの名前").fill("人事規程")
         sidebar.get_by_label("新しいコレクションの名前").press("Enter")
+        expect(page.locator("[data-testid='stStatusWidget']")).to_be_hidden(timeout=30_000)  # that rerun is over
         sidebar.get_by_role("button", name="作成").click()
         expect(sidebar.get_by_text("コレクション「人事規程」を作りました。")).to_be_visible(timeout=30_000)
         page.locator("input[type=file]").set_input_files([str(rules)])
