@@ -185,8 +185,13 @@ class Embedder:
                 self._load(stage or (lambda _: None))
 
     def on_cpu(self) -> bool:
-        """Whether the model computes on this machine's CPU (decided without loading it)."""
-        return self._device() == "cpu"
+        """Whether the model computes on this machine's CPU, told without loading it or importing torch.
+
+        Before the device is decided, a machine with a GPU's device file is taken to compute there.
+        """
+        if self.device is None:
+            return not _maybe_gpu()
+        return self.device == "cpu"
 
     def _device(self) -> str:
         """``RAG_DEVICE``, else a GPU where torch finds one, else ``cpu``: decided once, before loading.
@@ -195,8 +200,7 @@ class Embedder:
         never imports it).
         """
         if self.device is None:
-            gpu_files = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-            if sys.platform != "darwin" and not any(Path(f).exists() for f in gpu_files):
+            if not _maybe_gpu():
                 self.device = "cpu"
             else:
                 import torch
@@ -596,6 +600,12 @@ class Embedder:
         fits = max(1, BATCH_TOKENS // max(width, 1))
         floor = width * SAME_LENGTH
         return [i for i in batch[:fits] if min(counts[i], self.max_tokens) >= floor]  # a prefix: longest first
+
+
+def _maybe_gpu() -> bool:
+    """Whether this machine may have a GPU for torch: a GPU's device file, or a Mac (Metal)."""
+    gpu_files = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    return sys.platform == "darwin" or any(Path(f).exists() for f in gpu_files)
 
 
 def usable_cpus() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipelines import embedder as embedder_module
 from pipelines.components import build, prefetch_for
 from pipelines.embedder import Embedder
 from pipelines.indexing import FileReport, Indexer
@@ -223,11 +224,18 @@ def test_counting_tokens_in_another_thread_while_encoding_with_a_fast_tokenizer(
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_files_are_read_ahead_only_where_the_embedding_leaves_this_cpu_idle(model_dir: Path, tmp_path: Path) -> None:
+def test_files_are_read_ahead_only_where_the_embedding_leaves_this_cpu_idle(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On a CPU the model takes every core, and a file read beside it slows it: each file in turn there."""
     assert prefetch_for(Embedder(str(model_dir), device="cpu")) == 0
     assert prefetch_for(Embedder(str(model_dir), device="cuda")) == 2  # decided without loading the model
     assert prefetch_for(RemoteEmbedder("http://127.0.0.1:9/v1", "test-model")) == 2
+    with monkeypatch.context() as patch:  # a machine with a GPU's device file: torch is not asked here
+        patch.setattr(embedder_module, "_maybe_gpu", lambda: True)
+        undecided = Embedder(str(model_dir))
+        assert prefetch_for(undecided) == 2
+        assert undecided.device is None
     environ = {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDING_MODEL": str(model_dir), "RAG_DEVICE": "cpu"}
     parts = build(Settings.from_env(environ))
     assert parts.indexer.prefetch == 0
