@@ -297,6 +297,8 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
         for page in pages:
             page.goto(server)
             expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
+            # the page reruns itself once the model is loaded, and an upload in that instant can be lost
+            expect(page.get_by_text("計算精度", exact=False)).to_be_visible(timeout=120_000)
         for page, own in zip(pages, files, strict=True):
             page.locator("input[type=file]").set_input_files([str(own), str(shared)])
         for page in pages:  # all three runs start before any has finished
