@@ -151,25 +151,20 @@ def model_ready(warmup: ModelWarmup) -> bool:
 
 
 def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
-    """The model and its precisions once loaded; while it loads, its progress, redrawn every second."""
-    if warmup.ready:
-        model_caption(parts)
-        return
-    if warmup.error is not None:
-        model_error(warmup.error)
-        st.info(
-            "インターネットに接続できない環境では、モデルのディレクトリを用意し、"
-            "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してから、もう一度読み込んでください。"
-        )
-        if st.button("もう一度読み込む"):
-            open_library.clear()
-            st.rerun()
+    """The model and its precisions once loaded; while it loads, its progress, redrawn every second.
+
+    When loading ends, the fragment draws the outcome in its own place. It does not rerun the whole page:
+    a rerun the page starts by itself can swallow a click or an upload the person makes in that instant.
+    """
+    if warmup.finished:
+        model_outcome(parts, warmup)
         return
 
     @st.fragment(run_every=1.0)
     def progress() -> None:
         if warmup.finished:
-            st.rerun()  # the whole page, now with the model
+            model_outcome(parts, warmup)
+            return
         st.info(
             f"埋め込みモデル「{escape_markdown(parts.settings.embedding_model)}」を読み込んでいます"
             f"（{warmup.seconds:.0f} 秒、{warmup.stage}）。初回はモデル（約 0.5 GB）をダウンロードするため、"
@@ -179,13 +174,34 @@ def model_status(parts: Pipelines, warmup: ModelWarmup) -> None:
     progress()
 
 
+def model_outcome(parts: Pipelines, warmup: ModelWarmup) -> None:
+    """The loaded model's line, or why it could not be loaded and a button to try again."""
+    if warmup.ready:
+        model_caption(parts)
+        return
+    if warmup.error is None:
+        warmup.wait()  # not a reason for the person but a bug: raised here, Streamlit shows it as one
+        return
+    model_error(warmup.error)
+    st.info(
+        "インターネットに接続できない環境では、モデルのディレクトリを用意し、"
+        "環境変数 RAG\\_EMBEDDING\\_MODEL にそのパスを指定してから、もう一度読み込んでください。"
+    )
+    if st.button("もう一度読み込む"):
+        open_library.clear()
+        st.rerun()
+
+
 def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
     st.subheader("文書を追加")
+    limit = pipelines.settings.max_upload_mb
     files = st.file_uploader(
         "PDF・Word・Excel・PowerPoint・HTML・CSV・テキスト・Markdown・画像（複数可）",
         type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
         accept_multiple_files=True,
+        max_upload_size=limit,  # the browser refuses a larger file before sending it, as the ingest would
     )
+    st.html(uploader_words(limit))
     if not st.button("取り込む", disabled=not files, type="primary") or not model_ready(warmup):
         return
     reports: list[FileReport] = []
@@ -217,6 +233,23 @@ def upload_panel(pipelines: Pipelines, warmup: ModelWarmup) -> None:
             st.error(f"{line}。{escape_markdown(report.message)}")
         else:
             st.info(f"{line}。{escape_markdown(report.message)}" if report.message else line)
+
+
+def uploader_words(limit_mb: int) -> str:
+    """Japanese words for the words Streamlit's uploader has only in English ("Upload", "50MB per file • PDF, …").
+
+    Streamlit offers no setting for them, so a style sheet hides its words and shows these in their place.
+    """
+    button = '[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p'
+    hint = '[data-testid="stFileUploaderDropzoneInstructions"] span'
+    return (
+        "<style>"
+        f"{button}, {hint} {{font-size: 0}}"
+        f"{hint} {{white-space: normal}}"
+        f'{button}::after {{content: "ファイルを選択"; font-size: 0.875rem}}'
+        f'{hint}::after {{content: "1 ファイル {limit_mb} MB まで。ここへのドラッグ＆ドロップでも追加できます"; font-size: 0.875rem}}'
+        "</style>"
+    )
 
 
 @contextlib.contextmanager

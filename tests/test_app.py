@@ -392,3 +392,15 @@ def test_a_views_link_opens_its_collection(page: AppTest, model_dir: Path) -> No
     assert colleague.selectbox(key="collection").value == "人事規程"
     assert any(s.value == "原文: 東京.txt" for s in colleague.subheader)
     assert not any("登録されていません" in w.value for w in colleague.warning)
+
+
+def test_the_uploader_says_the_ingests_limit_in_japanese(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The browser refuses what the ingest would (RAG_MAX_UPLOAD_MB), and says so in Japanese, not "200MB per file"."""
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "ない"))  # the uploader needs no model
+    monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "7")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert at.file_uploader[0].proto.max_upload_size_mb == 7
+    styles = [element.proto.body for element in at.get("html")]
+    assert any('content: "1 ファイル 7 MB まで' in style and 'content: "ファイルを選択"' in style for style in styles)

@@ -126,11 +126,22 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         assert page.get_by_text("埋め込みモデル「models/tiny-glucose」を読み込んでいます").is_visible()
         expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
         print(f"uploader drawn {drawn:.1f} s after opening the page, before the model was loaded")
+        # Streamlit's English words on the uploader ("Upload", "200MB per file") give way to Japanese ones
+        button = page.locator("[data-testid=stFileUploaderDropzone] button p")
+        hint = page.locator("[data-testid=stFileUploaderDropzoneInstructions] span")
+        for words in (button, hint):
+            expect(words).to_have_css("font-size", "0px")
+        after = "element => getComputedStyle(element, '::after').content"
+        assert button.evaluate(after) == '"ファイルを選択"'
+        assert hint.evaluate(after).startswith('"1 ファイル 50 MB まで。')
 
         page.locator("input[type=file]").set_input_files([str(pdf), str(rules)])
         page.get_by_role("button", name="取り込む").click()
         expect(page.get_by_text("富士山の資料.pdf: 追加しました")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible()
+        # the loading notice gave way to the model's line by itself, in its place (no rerun of the whole page)
+        expect(page.get_by_text("計算精度", exact=False)).to_be_visible(timeout=10_000)
+        expect(page.get_by_text("を読み込んでいます", exact=False)).to_have_count(0)
 
         page.get_by_label("質問").fill("日本で一番高い山の標高は？")
         page.get_by_label("質問").press("Enter")
@@ -297,7 +308,7 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
         for page in pages:
             page.goto(server)
             expect(page.get_by_text("まだ文書がありません")).to_be_visible(timeout=60_000)
-            # the page reruns itself once the model is loaded, and an upload in that instant can be lost
+            # the sessions ingest and search at once with the model loaded (uploading while it loads: the first test)
             expect(page.get_by_text("計算精度", exact=False)).to_be_visible(timeout=120_000)
         for page, own in zip(pages, files, strict=True):
             page.locator("input[type=file]").set_input_files([str(own), str(shared)])
