@@ -13,6 +13,7 @@ GLuCoSE is, are exported; for anything else ``exportable`` says why not.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -73,20 +74,12 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
     The float32 graph is written to a temporary file and removed; the int8 one is written beside its
     final name and renamed, so that a crash leaves no half file that a later start would load.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         float_path = Path(scratch) / "model.onnx"
         pooling = export_float32(model, float_path)
         partial = Path(scratch) / MODEL_FILE
-        quiet = logging.getLogger()
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing at WARNING
-        try:
-            quantize_dynamic(float_path, partial, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            quiet.setLevel(level)
+        quantize(float_path, partial)
         exported = Int8Model(
             directory / MODEL_FILE,
             dimension=int(model.get_embedding_dimension() or 0),
@@ -97,6 +90,89 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
     meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
     (directory / META_FILE).write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
     return exported
+
+
+def quantize(float_path: Path, path: Path, at_once: bool = True) -> None:
+    """ONNX Runtime's dynamic quantization of ``float_path`` into ``path``: int8 weights per output channel.
+
+    ``at_once`` computes each weight's channels in one numpy pass instead of ONNX Runtime's loop over
+    them one by one (83,000 channels for GLuCoSE: 6–8 s, about half the quantizer's time); the file is the same,
+    byte for byte (a test compares the two).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    module = importlib.import_module("onnxruntime.quantization.quantize")  # the package's name is a function
+    own = module.ONNXQuantizer
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing at WARNING
+    if at_once:
+        setattr(module, "ONNXQuantizer", _channels_at_once(own))  # noqa: B010  # the name quantize_dynamic calls
+    try:
+        quantize_dynamic(float_path, path, weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        setattr(module, "ONNXQuantizer", own)  # noqa: B010
+        quiet.setLevel(level)
+
+
+def _channels_at_once(base: Any) -> Any:
+    """ONNX Runtime's quantizer, its per-channel weights computed for all channels of a weight at once.
+
+    Only for the case the export uses (int8 weights, symmetric, full range, no overrides, float32);
+    any other goes to ONNX Runtime's own code. The arithmetic is ONNX Runtime's, in the same types:
+    the scale is twice the channel's largest magnitude over 254 in float64, stored as float32; the
+    weight divided by it in float32, rounded half to even, clipped to [-128, 127]; zero points 0.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization.quant_utils import TENSOR_NAME_QUANT_SUFFIX, find_by_name
+
+    class AtOnce(base):
+        def quantize_weight_per_channel_impl(
+            self: Any,
+            weight_name: str,
+            weight_qType: int,  # ONNX Runtime's name (it is passed by keyword nowhere)
+            channel_axis: int,
+            reduce_range: bool = True,
+            keep_float_weight: bool = False,
+        ) -> tuple[str, str, str]:
+            initializer = find_by_name(weight_name, self.model.initializer())
+            plain = (
+                initializer is not None
+                and initializer.data_type == onnx.TensorProto.FLOAT
+                and weight_qType == onnx.TensorProto.INT8
+                and self.is_weight_symmetric(weight_qType)
+                and not (self.reduce_range and reduce_range)
+                and self.min_real_range is None
+                and weight_name not in self.tensor_quant_overrides.overrides
+                and not keep_float_weight
+            )
+            if not plain:
+                return super().quantize_weight_per_channel_impl(
+                    weight_name, weight_qType, channel_axis, reduce_range, keep_float_weight
+                )
+            weights = numpy_helper.to_array(initializer)
+            axis = channel_axis % weights.ndim
+            channels = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
+            largest = np.maximum(-np.minimum(channels.min(axis=1), 0), np.maximum(channels.max(axis=1), 0))
+            scale = (largest.astype(np.float64) * 2) / 254.0
+            tiny = scale < np.finfo(np.float32).tiny  # an all-zero channel: scale 1, as ONNX Runtime has it
+            stored = np.where(tiny, 1.0, scale).astype(np.float32)
+            quantized = np.clip(np.round(channels / stored[:, None]), -128, 127).astype(np.int8)
+            shape = [weights.shape[axis], *np.delete(weights.shape, axis)]
+            quantized = np.moveaxis(quantized.reshape(shape), 0, axis)
+            names = (weight_name + TENSOR_NAME_QUANT_SUFFIX, weight_name + "_zero_point", weight_name + "_scale")
+            count = [weights.shape[axis]]
+            self.model.initializer_extend(
+                [
+                    onnx.helper.make_tensor(names[2], initializer.data_type, count, stored.tolist()),
+                    onnx.helper.make_tensor(names[1], weight_qType, count, [0] * count[0]),
+                ]
+            )
+            self.model.initializer_extend([numpy_helper.from_array(quantized, names[0])])
+            return names[0], names[1], names[2]
+
+    return AtOnce
 
 
 def export_float32(model: SentenceTransformer, path: Path) -> str:
