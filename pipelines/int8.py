@@ -96,8 +96,8 @@ def quantize(float_path: Path, path: Path, at_once: bool = True) -> None:
     """ONNX Runtime's dynamic quantization of ``float_path`` into ``path``: int8 weights per output channel.
 
     ``at_once`` computes each weight's channels in one numpy pass instead of ONNX Runtime's loop over
-    them one by one (83,000 channels for GLuCoSE: 6–8 s, about half the quantizer's time); the file is the same,
-    byte for byte (a test compares the two).
+    them one by one (83,000 channels for GLuCoSE: 6–8 s, about half the quantizer's time); the file
+    is the same, byte for byte (a test compares the two).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -170,7 +170,7 @@ def _channels_at_once(base: Any) -> Any:
                 ]
             )
             self.model.initializer_extend([numpy_helper.from_array(quantized, names[0])])
-            return names[0], names[1], names[2]
+            return names
 
     return AtOnce
 
