@@ -41,6 +41,7 @@ STATUS_LABELS = {
 }
 # seconds between drawing the page and starting to load the model (sooner when an action needs it)
 SETTLE_SECONDS = 3.0
+ZWSP = "\u200b"  # a zero-width space: no width, and to Markdown neither a space nor punctuation
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
 
 
@@ -286,7 +287,12 @@ def library_panel(pipelines: Pipelines) -> None:
 
 
 def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> str:
-    """A passage as safe Markdown: the question's words highlighted, its best sentence in bold."""
+    """A passage as safe Markdown: the question's words highlighted, its best sentence in bold.
+
+    Markdown does not close ``**`` between punctuation and a letter, as in 「…する。**申請は」, which is
+    where Japanese puts it whenever a sentence follows another (the ``**`` was shown as it is); a
+    zero-width space inside each ``**``, to Markdown neither space nor punctuation, lets it open and close.
+    """
     start, end = emphasis
     marks = [(a, b) for a, b in term_spans(text, terms) if b <= start or a >= end or start <= a < b <= end]
 
@@ -302,7 +308,7 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 
     if start >= end:
         return piece(0, len(text))
-    return piece(0, start) + "**" + piece(start, end) + "**" + piece(end, len(text))
+    return piece(0, start) + f"**{ZWSP}" + piece(start, end) + f"{ZWSP}**" + piece(end, len(text))
 
 
 def _ocr(hit: Hit) -> str:

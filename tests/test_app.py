@@ -404,3 +404,20 @@ def test_the_uploader_says_the_ingests_limit_in_japanese(monkeypatch: pytest.Mon
     assert at.file_uploader[0].proto.max_upload_size_mb == 7
     styles = [element.proto.body for element in at.get("html")]
     assert any('content: "1 ファイル 7 MB まで' in style and 'content: "ファイルを選択"' in style for style in styles)
+
+
+def test_the_best_sentence_is_bold_where_another_sentence_follows() -> None:
+    """「。**申請」 would not close in Markdown (its ``**`` was shown as it is): a zero-width space sits inside each."""
+    from markdown_it import MarkdownIt
+
+    from app import ZWSP, render_passage
+
+    text = "第1条\n入社した社員には、十日の年次有給休暇を付与する。申請は上長に行うこと。"
+    shown = render_passage(text, ["有給休暇"], (text.index("入社"), text.index("申請")))
+    assert shown == (
+        f"第1条  \n**{ZWSP}入社した社員には、十日の年次:orange[有給休暇]を付与する。{ZWSP}**申請は上長に行うこと。"
+    )
+    html = MarkdownIt("commonmark").render(shown)  # CommonMark's rules for ``**``, as the page's renderer has them
+    assert "**" not in html
+    assert f"<strong>{ZWSP}入社した社員には、十日の年次:orange[有給休暇]を付与する。{ZWSP}</strong>申請" in html
+    assert "**" in MarkdownIt("commonmark").render(shown.replace(ZWSP, ""))  # without it, as before

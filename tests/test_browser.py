@@ -155,6 +155,19 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         screenshot = tmp_path / "screenshot.png"
         page.screenshot(path=str(screenshot), full_page=True)
 
+        # each card's best sentence is bold, and no "**" is left over (「…する。**申請」 would not close)
+        question = "有給休暇は入社してから何日もらえますか？"
+        page.get_by_label("質問").fill(question)
+        page.get_by_label("質問").press("Enter")
+        expect(page.locator("[class*='st-key-recent-']").filter(has_text=question)).to_be_visible(timeout=60_000)
+        passages = cards.locator(
+            "[data-testid=stMarkdownContainer]:not([data-testid=stExpander] *)", has_text="第"
+        )  # not the sentences around a passage, in its expander
+        expect(passages.first).to_be_visible()
+        for passage in passages.all():
+            assert "**" not in passage.inner_text()
+            expect(passage.locator("strong")).to_have_count(1)
+
         # a document's markup is shown as its characters and never runs (a second visit, its own upload)
         page.close()
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
