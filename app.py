@@ -16,21 +16,21 @@ from ingest.errors import IngestError
 from ingest.limits import Limits
 from ingest.loaders import SUPPORTED_SUFFIXES, kind_of
 from ingest.ocr import OcrOptions
-from pipelines.answer import Answer, Answerer
+from pipelines.answers.answer import Answer, Answerer
+from pipelines.answers.conversation import Conversation, Turn
 from pipelines.choices import MODE_LABELS, MODES, Mode
-from pipelines.collections import DEFAULT, clean_name
-from pipelines.components import Pipelines
-from pipelines.conversation import Conversation, Turn
 from pipelines.errors import GenerationError, RagError, SettingsError
-from pipelines.highlight import query_terms, term_spans
-from pipelines.indexing import FileReport, mixed_precisions
-from pipelines.library import Library
-from pipelines.querylog import LoggedQuery, QueryLog, Target
-from pipelines.retrieval import Hit
+from pipelines.model.warmup import ModelWarmup
+from pipelines.search.highlight import query_terms, term_spans
+from pipelines.search.retrieval import Hit
+from pipelines.search.viewer import document_view, render_page, rows_view, slide_view, view_for
+from pipelines.service.compose import Pipelines
+from pipelines.service.library import Library
+from pipelines.service.querylog import LoggedQuery, QueryLog, Target
 from pipelines.settings import Settings
-from pipelines.store import StoredChunk, StoredDocument
-from pipelines.viewer import document_view, render_page, rows_view, slide_view, view_for
-from pipelines.warmup import ModelWarmup
+from pipelines.store.chroma import StoredChunk, StoredDocument
+from pipelines.store.collections import DEFAULT, clean_name
+from pipelines.store.indexing import FileReport, mixed_precisions
 
 STATUS_LABELS = {
     "added": "追加しました",

@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
 from bench.search_latency import base_chunks, fill  # noqa: E402
 from pipelines import evaluation  # noqa: E402
-from pipelines.components import make_collections  # noqa: E402
-from pipelines.embedder import Embedder  # noqa: E402
+from pipelines.model.embedder import Embedder  # noqa: E402
+from pipelines.service.compose import make_collections  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
 from testkit.servers import free_port, wait_for  # noqa: E402
 

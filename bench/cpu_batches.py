@@ -50,11 +50,11 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     from ingest.loaders import load_file
-    from pipelines import embedder as embedder_module
-    from pipelines.components import make_embedder
-    from pipelines.indexing import Indexer, collect_paths
+    from pipelines.model import embedder as embedder_module
+    from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
-    from pipelines.store import ChromaStore
+    from pipelines.store.chroma import ChromaStore
+    from pipelines.store.indexing import Indexer, collect_paths
 
     print(cpu_mask.describe())
     with tempfile.TemporaryDirectory() as folder:

@@ -70,7 +70,7 @@ MATMUL_SHAPES = ((2048, 768, 3072), (2048, 3072, 768))
 # prints the precision a start with these settings computes passages in, and why (the CLI's 精度: line)
 PRECISION_PROBE = """
 import json
-from pipelines.components import make_embedder
+from pipelines.service.compose import make_embedder
 from pipelines.settings import Settings
 embedder = make_embedder(Settings.from_env())
 embedder.load()
@@ -337,11 +337,11 @@ def product_lengths(env: dict[str, str], docs: Path) -> tuple[list[int], int]:
     a text that comes twice is embedded once.
     """
     from ingest.loaders import load_file
-    from pipelines.components import make_embedder
-    from pipelines.embedder import Embedder
-    from pipelines.indexing import Indexer, collect_paths
+    from pipelines.model.embedder import Embedder
+    from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
-    from pipelines.store import ChromaStore
+    from pipelines.store.chroma import ChromaStore
+    from pipelines.store.indexing import Indexer, collect_paths
 
     # float32 for both: nothing to check or time, the torch model is loaded as is
     settings = Settings.from_env(env, precision="float32", query_precision="float32")
@@ -490,9 +490,9 @@ def pdf_overlap(model: Path, pdfs: Path, scratch: Path, cache: Path, precision: 
     """The product's ingest of ``pdfs`` in this process, without and with prefetch, best of two each."""
     from ingest.loaders import load_file
     from pipelines.choices import Precision
-    from pipelines.embedder import Embedder
-    from pipelines.indexing import Indexer, collect_paths
-    from pipelines.store import ChromaStore
+    from pipelines.model.embedder import Embedder
+    from pipelines.store.chroma import ChromaStore
+    from pipelines.store.indexing import Indexer, collect_paths
 
     chosen = cast(Precision, precision)
     embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=chosen, cache_dir=cache)

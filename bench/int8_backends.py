@@ -8,7 +8,7 @@ tokens, cut there as the product's full chunks are, so without padding), with th
 random-weight model of ``bench/ingest_speed.py``:
 
 - torch float32 (what the product computes without a faster path);
-- the product's int8 path (``pipelines/int8.py``: ONNX export, ONNX Runtime's dynamic quantization per
+- the product's int8 path (``pipelines/model/int8.py``: ONNX export, ONNX Runtime's dynamic quantization per
   output channel, ONNX Runtime's session as the product opens it);
 - torch's own dynamic int8 (``torch.ao.quantization.quantize_dynamic`` of the linear layers), with
   each quantized engine this torch has (fbgemm, x86);
@@ -121,8 +121,8 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from pipelines import int8
-    from pipelines.embedder import usable_cpus
+    from pipelines.model import int8
+    from pipelines.model.embedder import usable_cpus
 
     threads = usable_cpus()
     torch.set_num_threads(threads)

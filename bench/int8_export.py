@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
-from pipelines import int8  # noqa: E402
+from pipelines.model import int8  # noqa: E402
 
 
 def main() -> None:

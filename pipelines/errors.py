@@ -50,7 +50,7 @@ class EmbeddingServiceError(ModelLoadError):
 
 
 class FileChangedError(IngestError):
-    """A file's bytes changed after it was read: its original would not be what was indexed (pipelines/originals.py)."""
+    """A file's bytes changed after it was read: its original would not be what was indexed (pipelines/store/originals.py)."""
 
 
 class ModelMismatchError(RagError):
@@ -70,7 +70,7 @@ class GenerationError(RagError):
 
 
 class QueryLogError(RagError):
-    """The query and feedback log (pipelines/querylog.py) could not be used."""
+    """The query and feedback log (pipelines/service/querylog.py) could not be used."""
 
 
 class HistoryError(RagError):
@@ -78,7 +78,7 @@ class HistoryError(RagError):
 
 
 class CollectionError(RagError):
-    """A collection cannot be used as asked (pipelines/collections.py)."""
+    """A collection cannot be used as asked (pipelines/store/collections.py)."""
 
 
 class CollectionNameError(CollectionError):
@@ -94,7 +94,7 @@ class CollectionExistsError(CollectionError):
 
 
 class AccessError(RagError):
-    """The HTTP API refuses a request's key (pipelines/keys.py)."""
+    """The HTTP API refuses a request's key (pipelines/service/keys.py)."""
 
 
 class AuthenticationError(AccessError):

@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.components import Pipelines, build
-from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer
-from pipelines.querylog import JudgedQuestion
-from pipelines.retrieval import Hit
+from pipelines.model.embedder import Progress, TextEmbedder
+from pipelines.search.retrieval import Hit
+from pipelines.service.compose import Pipelines, build
+from pipelines.service.querylog import JudgedQuestion
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer
 
 DEFAULT_KS = (1, 5, 10, 50)
 _JAPANESE_FONTS = ("IPAexGothic", "IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Noto Sans JP", "TakaoGothic")

@@ -73,7 +73,7 @@ class Settings:
     # a local tokenizer (hub name or directory) that counts the remote model's tokens, where the server
     # has no /tokenize; empty: the ratio learned from the server's usage figures, else characters
     embedding_tokenizer: str = ""
-    # None: the built-in profile of the model (pipelines/profiles.py); "" means no prefix
+    # None: the built-in profile of the model (pipelines/model/profiles.py); "" means no prefix
     query_prefix: str | None = None
     document_prefix: str | None = None
     # a Chroma server instead of the embedded store in data_dir
@@ -107,13 +107,13 @@ class Settings:
     llm_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
-    # the passages' share of the prompt, in tokens estimated as one per character (pipelines/answer.py)
+    # the passages' share of the prompt, in tokens estimated as one per character (pipelines/answers/answer.py)
     llm_context_tokens: int = 3000
     # seconds to wait for the chat model's response (and between streamed pieces)
     llm_timeout: int = 60
     # a conversation's earlier turns sent to rewrite a follow-up question, in tokens estimated as for passages
     llm_history_tokens: int = 1000
-    # the query and feedback log in RAG_DATA_DIR (pipelines/querylog.py); off: nothing is written
+    # the query and feedback log in RAG_DATA_DIR (pipelines/service/querylog.py); off: nothing is written
     query_log: bool = True
     # the HTTP API (``serve``): one key that may read and write every collection, and a file of keys
     # with their collections and rights (lines ``KEY COLLECTION-PATTERN read|write``)

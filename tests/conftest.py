@@ -14,10 +14,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 
-from pipelines.embedder import Embedder
-from pipelines.indexing import Indexer
-from pipelines.originals import Originals
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from pipelines.store.originals import Originals
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
 

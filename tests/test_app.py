@@ -48,7 +48,7 @@ def test_the_page_is_usable_while_the_model_loads(model_dir: Path, monkeypatch: 
     """The uploader and the library are drawn before the model has loaded; the model's progress shows."""
     import threading
 
-    from pipelines.embedder import Embedder
+    from pipelines.model.embedder import Embedder
 
     release = threading.Event()
     real_load = Embedder.load

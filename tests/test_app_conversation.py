@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
 
-from pipelines.querylog import FILE_NAME, QueryLog
+from pipelines.service.querylog import FILE_NAME, QueryLog
 from testkit.servers import ChatServer, Reply
 from tests.test_app import APP, texts, use_model, wait_for_model
 

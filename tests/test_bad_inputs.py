@@ -10,13 +10,13 @@ import pytest
 
 from ingest.isolation import IsolatedReader
 from ingest.limits import DEFAULT_LIMITS, Limits
-from pipelines.components import build
-from pipelines.embedder import Embedder
 from pipelines.errors import SettingsError
-from pipelines.indexing import Indexer, upload_name
-from pipelines.retrieval import Searcher
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.service.compose import build
 from pipelines.settings import LIMITS, Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer, upload_name
 from testkit.documents import make_blank_pdf, make_pdf
 
 KEEP = "この文書は最初から保存されていて、何があっても残ります。"

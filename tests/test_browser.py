@@ -306,7 +306,7 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
     """Three people upload at the same moment (one file each, plus the same shared file), then all ask."""
     from playwright.sync_api import expect, sync_playwright
 
-    from pipelines.store import ChromaStore
+    from pipelines.store.chroma import ChromaStore
 
     files = []
     for number, text in enumerate(OWN):

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.embedder import Embedder
-from pipelines.indexing import Indexer
-from pipelines.originals import Originals
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from pipelines.store.originals import Originals
 from testkit.documents import SENTENCES
 
 REPO = Path(__file__).resolve().parents[1]

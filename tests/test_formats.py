@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.faces.cli import main
 from testkit.documents import make_pdf
 from testkit.legacy import require_libreoffice, require_program, save_as
 from testkit.scans import scan_image, scanned_pdf

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.chunking import chunk_text, split_sentences
 from ingest.normalize import PagedText, join_pages
-from pipelines.embedder import Embedder
+from pipelines.model.embedder import Embedder
 
 
 def chars_plus_specials(text: str) -> int:

@@ -11,10 +11,10 @@ from langchain_core.language_models.fake_chat_models import (
     ParrotFakeChatModel,
 )
 
-from pipelines.answer import NO_ANSWER, Answerer, Passage, fit_passages, format_passage, parse_citations
-from pipelines.components import make_answerer
+from pipelines.answers.answer import NO_ANSWER, Answerer, Passage, fit_passages, format_passage, parse_citations
 from pipelines.errors import GenerationError, SettingsError
-from pipelines.retrieval import Hit
+from pipelines.search.retrieval import Hit
+from pipelines.service.compose import make_answerer
 from pipelines.settings import Settings
 from testkit.servers import ChatServer, Reply, free_port
 

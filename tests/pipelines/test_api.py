@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.api import create_app
-from pipelines.cli import main
-from pipelines.embedder import Embedder
-from pipelines.keys import Keys
-from pipelines.library import Library
+from pipelines.faces.api import create_app
+from pipelines.faces.cli import main
+from pipelines.model.embedder import Embedder
+from pipelines.model.warmup import ModelWarmup
+from pipelines.service.keys import Keys
+from pipelines.service.library import Library
 from pipelines.settings import Settings
-from pipelines.warmup import ModelWarmup
 from testkit.servers import ChatServer, Reply, UvicornThread, free_port, wait_for
 
 ADMIN = "admin-key-0123456789"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.faces.cli import main
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.querylog import FILE_NAME, QueryLog
+from pipelines.faces.cli import main
+from pipelines.service.querylog import FILE_NAME, QueryLog
 from testkit.servers import ChatServer, Reply
 
 RULES = {

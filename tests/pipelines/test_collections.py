@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.collections import LEGACY, Collections, chroma_name, clean_name
 from pipelines.errors import CollectionExistsError, CollectionNameError, CollectionNotFoundError
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.collections import LEGACY, Collections, chroma_name, clean_name
 from tests.pipelines.test_cli import run
 
 CHROMA_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
@@ -89,7 +89,7 @@ def test_catalogue_create_and_delete(collections: Collections) -> None:
 
 def test_a_collection_made_before_collections_is_found_by_its_name(tmp_path: Path, embedder: object) -> None:
     """A store written under RAG_COLLECTION=old before collections existed keeps working under that name."""
-    from pipelines.indexing import Indexer
+    from pipelines.store.indexing import Indexer
 
     old = ChromaStore.persistent(tmp_path / "data", "old")
     Indexer(embedder, old, 48, 8).ingest_text("東京.txt", TOKYO)  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ def test_cli_delete_needs_yes_and_leaves_nothing(docs: Path, tmp_path: Path) -> 
 
 def test_a_writer_holding_a_deleted_collection_does_not_make_it_again(tmp_path: Path, embedder: object) -> None:
     """Another process deleted the collection: this one's next write is refused, and the collection stays gone."""
-    from pipelines.indexing import Indexer
+    from pipelines.store.indexing import Indexer
 
     def collections() -> Collections:  # a process's own connection to the data directory
         return Collections(ChromaStore.persistent(tmp_path / "data"), tmp_path / "kw", tmp_path / "originals")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from ingest.document import Place
-from pipelines.embedder import Embedder
-from pipelines.indexing import CONTEXT_CHARACTERS, Indexer, chunk_context, document_title, text_hash
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import CONTEXT_CHARACTERS, Indexer, chunk_context, document_title, text_hash
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer
 
 RULES = "# 出張旅費規程\n\n## 第3条 申請\n\n申請は出発の一週間前までに所属長へ提出する。\n\n## 第4条 精算\n\n帰着後は速やかに領収書を添えて届け出る。\n"
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from pipelines.answer import Citation
-from pipelines.components import build
-from pipelines.conversation import (
+from pipelines.answers.answer import Citation
+from pipelines.answers.conversation import (
     Conversation,
     Rewriter,
     Turn,
@@ -21,6 +20,7 @@ from pipelines.conversation import (
     save_history,
 )
 from pipelines.errors import HistoryError
+from pipelines.service.compose import build
 from pipelines.settings import Settings
 
 LEAVE = Turn(

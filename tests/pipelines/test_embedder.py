@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from pipelines import embedder as embedder_module
-from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
+from pipelines.model import embedder as embedder_module
+from pipelines.model.embedder import Embedder
 
 TEXTS = [
     "東京は日本の首都です。",
@@ -168,7 +168,7 @@ def test_the_int8_path_reproduces_float32_through_onnx_runtime(model_dir: Path) 
 
 
 def test_luke_ids_are_cut_as_the_tokenizer_cuts_them(embedder: Embedder) -> None:
-    from pipelines.embedder import luke_ids
+    from pipelines.model.embedder import luke_ids
 
     long_text = "東京は日本の首都です。" * 200
     for text in [*TEXTS, long_text]:
@@ -202,7 +202,7 @@ def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Pat
 def test_a_kept_verdict_skips_the_checks(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
     first.load()
-    from pipelines.precision import PrecisionPolicy
+    from pipelines.model.precision import PrecisionPolicy
 
     def no_checks(*args: object) -> None:
         raise AssertionError("the verdict was kept: nothing to check again")
@@ -220,7 +220,7 @@ def test_a_model_with_layers_after_pooling_is_not_exported(embedder: Embedder) -
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense
 
-    from pipelines import int8
+    from pipelines.model import int8
 
     assert int8.exportable(embedder.model) is None
     dense = Dense(embedder.dimension, 8)
@@ -240,8 +240,8 @@ def test_question_precision_can_be_forced(model_dir: Path) -> None:
 
 
 def test_question_precision_setting_reaches_the_embedder(model_dir: Path) -> None:
-    from pipelines.components import make_embedder
     from pipelines.errors import SettingsError
+    from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
 
     settings = Settings.from_env({"RAG_QUERY_PRECISION": "float32", "RAG_EMBEDDING_MODEL": str(model_dir)})
@@ -268,13 +268,13 @@ def test_tokens_are_counted_by_sentencepiece_as_the_tokenizer_counts_them(embedd
 @pytest.fixture
 def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """This CPU taken as one that computes bfloat16 natively (torch computes it on any CPU, only slower)."""
-    monkeypatch.setattr("pipelines.embedder.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("pipelines.model.embedder.cpu_has_bf16", lambda: True)
 
 
 def test_requested_bfloat16_without_native_support_is_float32_with_the_reason(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipelines.embedder.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("pipelines.model.embedder.cpu_has_bf16", lambda: False)
     asked = Embedder(str(model_dir), device="cpu", precision="bfloat16", query_precision="float32")
     asked.load()
     assert asked.precision.passages == "float32"
@@ -344,7 +344,7 @@ def test_cli_without_network_or_model_fails_fast_with_one_message(tmp_path: Path
     assert lines[0].startswith("エラー: 埋め込みモデル「pkshatech/GLuCoSE-base-ja」がこのマシンになく")
     assert "RAG_EMBEDDING_MODEL=models/GLuCoSE-base-ja" in lines[0]
     # the store is opened before the model is needed, and nothing is written to it
-    from pipelines.store import ChromaStore
+    from pipelines.store.chroma import ChromaStore
 
     if (tmp_path / "data" / "chroma").exists():
         assert ChromaStore.persistent(tmp_path / "data").documents() == []

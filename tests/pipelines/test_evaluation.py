@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.embedder import Embedder
 from pipelines.evaluation import (
     Article,
     EvaluationError,
@@ -25,7 +23,9 @@ from pipelines.evaluation import (
     pearson,
     spearman,
 )
-from pipelines.retrieval import DEFAULT_FUSION, Hit
+from pipelines.faces.cli import main
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import DEFAULT_FUSION, Hit
 from pipelines.settings import Settings
 
 SENTENCES = [

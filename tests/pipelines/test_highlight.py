@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from pipelines.highlight import query_terms, term_spans
+from pipelines.search.highlight import query_terms, term_spans
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import hub
 from pipelines.errors import ModelLoadError
-from pipelines.rerank import CrossEncoderReranker
+from pipelines.model import hub
+from pipelines.search.rerank import CrossEncoderReranker
 
 
 def test_a_directory_loads_from_disk_only(model_dir: Path) -> None:

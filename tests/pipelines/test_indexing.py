@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.embedder import Embedder
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, RagError, SettingsError
-from pipelines.indexing import Indexer
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from pipelines.store.indexing import Indexer
 from testkit.documents import make_pdf
 from testkit.offline_model import build_offline_model
 
@@ -226,7 +226,7 @@ def test_same_model_under_another_path_is_accepted(
 def test_each_document_records_its_precision_and_a_mixed_store_says_so(
     indexer: Indexer, model_dir: Path, store: ChromaStore
 ) -> None:
-    from pipelines.indexing import mixed_precisions
+    from pipelines.store.indexing import mixed_precisions
 
     indexer.ingest_bytes("一.txt", TOKYO.encode())  # the shared embedder computes in float32
     assert mixed_precisions(store.documents()) == ""

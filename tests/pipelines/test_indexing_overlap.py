@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines import embedder as embedder_module
-from pipelines.components import build, prefetch_for
-from pipelines.embedder import Embedder
-from pipelines.indexing import FileReport, Indexer
-from pipelines.remote import RemoteEmbedder
+from pipelines.model import embedder as embedder_module
+from pipelines.model.embedder import Embedder
+from pipelines.model.remote import RemoteEmbedder
+from pipelines.service.compose import build, prefetch_for
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import FileReport, Indexer
 from testkit.documents import SENTENCES, make_pdf
 
 

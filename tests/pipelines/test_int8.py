@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipelines.int8 import export_float32, quantize
+from pipelines.model.int8 import export_float32, quantize
 
 
 def both_ways(float_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:

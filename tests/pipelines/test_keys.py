@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import AuthenticationError, PermissionDeniedError, SettingsError
-from pipelines.keys import Grant, Keys, parse_keys
+from pipelines.service.keys import Grant, Keys, parse_keys
 
 ADMIN = "admin-key-0123456789"
 READER = "reader-key-0123456789"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from ingest.normalize import normalize_text
-from pipelines.embedder import Embedder
-from pipelines.indexing import Indexer
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer
 
 
 @pytest.fixture(scope="module")

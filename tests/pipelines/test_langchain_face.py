@@ -12,19 +12,19 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from pipelines.answer import Answerer
-from pipelines.conversation import Rewriter, Turn
-from pipelines.embedder import Embedder
-from pipelines.indexing import Indexer
-from pipelines.langchain_face import (
+from pipelines.answers.answer import Answerer
+from pipelines.answers.conversation import Rewriter, Turn
+from pipelines.faces.langchain_face import (
     EmbedderEmbeddings,
     SearcherRetriever,
     answer_chain,
     document_hit,
     history_aware_retriever,
 )
-from pipelines.retrieval import Hit, Searcher
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Hit, Searcher
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
 
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, ModelMismatchError, SettingsError
-from pipelines.indexing import Indexer
-from pipelines.originals import Originals
-from pipelines.retrieval import Searcher
-from pipelines.store import ChromaStore
+from pipelines.model.embedder import Embedder
+from pipelines.search.retrieval import Searcher
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from pipelines.store.originals import Originals
 from testkit.offline_model import build_offline_model
 
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。人口はおよそ千四百万人です。"
@@ -166,7 +166,7 @@ class CountingReader:
     """The in-process reader, counting the files it reads."""
 
     def __init__(self) -> None:
-        from pipelines.indexing import InProcessReader
+        from pipelines.store.indexing import InProcessReader
 
         self.inner = InProcessReader()
         self.read: list[str] = []

@@ -13,13 +13,13 @@ from ingest.errors import IngestError
 from ingest.isolation import InProcessReader
 from ingest.limits import Limits
 from ingest.loaders import LoadedFile
-from pipelines.components import build
-from pipelines.embedder import Embedder
 from pipelines.errors import DocumentNotFoundError, FileChangedError
-from pipelines.indexing import Indexer
-from pipelines.originals import Originals
+from pipelines.model.embedder import Embedder
+from pipelines.service.compose import build
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from pipelines.store.originals import Originals
 
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。".encode()
 KYOTO = "京都には古い寺や神社が多く、毎年たくさんの観光客が訪れます。".encode()

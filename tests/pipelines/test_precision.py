@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.embedder import Embedder
-from pipelines.precision import (
+from pipelines.model.embedder import Embedder
+from pipelines.model.precision import (
     CALIBRATION_TEXTS,
     RANKING_PASSAGES,
     RANKING_QUESTIONS,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.components import build, make_querylog
 from pipelines.errors import QueryLogError
-from pipelines.querylog import FILE_NAME, SCHEMA_VERSION, JudgedQuestion, LoggedQuery, QueryLog
-from pipelines.retrieval import Hit
+from pipelines.search.retrieval import Hit
+from pipelines.service.compose import build, make_querylog
+from pipelines.service.querylog import FILE_NAME, SCHEMA_VERSION, JudgedQuestion, LoggedQuery, QueryLog
 from pipelines.settings import Settings
 
 

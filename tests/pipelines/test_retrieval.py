@@ -8,12 +8,12 @@ import pytest
 
 from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
-from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError, RagError
-from pipelines.indexing import Indexer
-from pipelines.rerank import CrossEncoderReranker
-from pipelines.retrieval import Fusion, Hit, Searcher
-from pipelines.store import StoredChunk
+from pipelines.model.embedder import Embedder
+from pipelines.search.rerank import CrossEncoderReranker
+from pipelines.search.retrieval import Fusion, Hit, Searcher
+from pipelines.store.chroma import StoredChunk
+from pipelines.store.indexing import Indexer
 from testkit.documents import SENTENCES
 from testkit.offline_model import build_offline_reranker
 

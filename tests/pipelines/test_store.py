@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.store import ChromaStore, ChunkRecord, StoredChunk, StoredDocument, chunk_id
+from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredChunk, StoredDocument, chunk_id
 from testkit.records import chunk_record
 
 SOURCE = "規程.txt"

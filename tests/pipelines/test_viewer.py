@@ -14,7 +14,7 @@ from PIL import Image
 from ingest.document import Place
 from ingest.loaders import load_bytes
 from ingest.normalize import join_sections
-from pipelines.viewer import (
+from pipelines.search.viewer import (
     document_view,
     passage_spans,
     render_page,

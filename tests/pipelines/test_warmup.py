@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.embedder import Embedder
 from pipelines.errors import ModelLoadError
-from pipelines.warmup import ModelWarmup
+from pipelines.model.embedder import Embedder
+from pipelines.model.warmup import ModelWarmup
 
 
 def test_the_model_loads_once_in_the_background_and_tells_its_stages(model_dir: Path) -> None:

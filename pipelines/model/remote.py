@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pipelines.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
 from pipelines.errors import EmbeddingServiceError
-from pipelines.precision import RANKING_PASSAGES, PrecisionChoice
+from pipelines.model.embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage
+from pipelines.model.precision import RANKING_PASSAGES, PrecisionChoice
 
 # Retried: rate limiting and server-side trouble. Everything else is the request's fault and is reported.
 _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}

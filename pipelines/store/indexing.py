@@ -22,11 +22,11 @@ from ingest.isolation import InProcessReader, Reader
 from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.loaders import LoadedFile, content_hash, supported, unsupported_reason
 from ingest.normalize import join_sections, normalize_text
-from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import SettingsError
-from pipelines.keyword import KeywordIndex
-from pipelines.originals import Originals
-from pipelines.store import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
+from pipelines.model.embedder import Progress, TextEmbedder
+from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
+from pipelines.store.keyword import KeywordIndex
+from pipelines.store.originals import Originals
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.

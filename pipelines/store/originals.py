@@ -5,7 +5,7 @@ An original lives at ``root/<hash[:2]>/<hash>``, where the hash is the document'
 or not at all: into a temporary file beside it, flushed to disk, then renamed over its name. Only a
 64-character hex digest ever becomes a path.
 
-The indexer keeps the invariant (pipelines/indexing.py): an original is written before its document
+The indexer keeps the invariant (pipelines/store/indexing.py): an original is written before its document
 becomes visible and removed after its last document is gone, so a write that dies leaves at worst an
 original no document uses. ``sweep`` removes those, but only once they are older than ``grace``
 seconds: a writer on another machine sharing the directory may have written its original and not yet

@@ -14,10 +14,10 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, R
 from pydantic import Field
 
 from ingest.normalize import normalize_text
-from pipelines.answer import Answerer, cite
-from pipelines.conversation import Rewriter
-from pipelines.embedder import TextEmbedder
-from pipelines.retrieval import Hit, Searcher
+from pipelines.answers.answer import Answerer, cite
+from pipelines.answers.conversation import Rewriter
+from pipelines.model.embedder import TextEmbedder
+from pipelines.search.retrieval import Hit, Searcher
 
 
 def hit_document(hit: Hit) -> Document:

@@ -4,7 +4,7 @@
 file of lines ``KEY COLLECTION-PATTERN read|write`` (a glob on the collection's name, ``*`` for all;
 ``write`` includes ``read``; ``#`` starts a comment). A request shows its key as
 ``Authorization: Bearer KEY``. Without any key configured every request is allowed, and the server
-only listens on loopback (``pipelines/api.py``).
+only listens on loopback (``pipelines/faces/api.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ float32 is the reference. A faster path is used only where, on fixed Japanese te
 float32 (every cosine ≥ 0.995, the same nearest neighbours, the same passages first for each question)
 and where it is measured to be faster on this machine:
 
-- passages on a CPU: int8 (ONNX Runtime, pipelines/int8.py), bfloat16 where the CPU computes it
+- passages on a CPU: int8 (ONNX Runtime, pipelines/model/int8.py), bfloat16 where the CPU computes it
   natively (AVX512-BF16 or AMX), or float32: of those that pass the guard, the fastest on a batch of
   passages timed here; on a GPU, float16 under the same guard;
 - questions on a CPU: one short text at a time, where reading the weights, not computing, is the

@@ -27,9 +27,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from pipelines.answer import Answer, Citation, PromptTokenEstimator, answered, estimate_tokens, explained
+from pipelines.answers.answer import Answer, Citation, PromptTokenEstimator, answered, estimate_tokens, explained
 from pipelines.errors import HistoryError
-from pipelines.retrieval import Hit
+from pipelines.search.retrieval import Hit
 
 HISTORY_VERSION = 1
 
@@ -278,7 +278,7 @@ class Rewriter:
     """Follow-up questions made standalone by a chat model, from the latest earlier turns within a token budget.
 
     The model comes in through the constructor: the product's ``ChatOpenAI``
-    (``pipelines.components``) or one of LangChain's fake chat models in tests.
+    (``pipelines.service.compose``) or one of LangChain's fake chat models in tests.
     """
 
     def __init__(

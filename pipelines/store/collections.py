@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import CollectionExistsError, CollectionNameError, CollectionNotFoundError
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
 
 DEFAULT = "default"
 # the Chroma name of the default collection: the one stores used before there were collections

@@ -16,7 +16,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from ingest.chunking import split_sentences
 from pipelines.errors import GenerationError
-from pipelines.retrieval import Hit
+from pipelines.search.retrieval import Hit
 
 NO_ANSWER = "資料には答えが見つかりませんでした。"
 
@@ -197,7 +197,7 @@ class Answerer:
     """Grounded answers from a chat model: the best passages that fit, numbered; the citations checked.
 
     The model comes in through the constructor: ``ChatOpenAI`` on the configured endpoint in the
-    product (``pipelines.components.make_answerer``), one of LangChain's fake chat models in tests.
+    product (``pipelines.service.compose.make_answerer``), one of LangChain's fake chat models in tests.
     """
 
     def __init__(

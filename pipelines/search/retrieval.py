@@ -31,10 +31,10 @@ from ingest.chunking import split_sentences, trim_span
 from ingest.document import NOWHERE, Place, describe
 from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
-from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import RagError
-from pipelines.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
-from pipelines.store import ChromaStore, StoredChunk
+from pipelines.model.embedder import Progress, TextEmbedder
+from pipelines.store.chroma import ChromaStore, StoredChunk
+from pipelines.store.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
 
 
 @dataclass(frozen=True)

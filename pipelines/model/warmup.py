@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
-from pipelines.embedder import TextEmbedder
 from pipelines.errors import RagError
+from pipelines.model.embedder import TextEmbedder
 
 
 class ModelWarmup:

@@ -1,7 +1,7 @@
 """The composition root: every face (the page, each CLI verb, evaluation, the HTTP API) gets its parts from ``build``.
 
 ``build(settings)`` wires, for the collection ``settings.collection``, the embedder (in-process or remote), the store (embedded or a server), the
-keyword index, the originals (each document's file, pipelines/originals.py), the indexer, the searcher,
+keyword index, the originals (each document's file, pipelines/store/originals.py), the indexer, the searcher,
 the query log and, on first use, the answerer and the rewriter of follow-up questions, so a setting means the same
 on every face. Building loads no model and reads no document: the model loads on first use (or on
 ``embedder.load()``), so a command or page that needs none starts at once.
@@ -18,24 +18,24 @@ from typing import TYPE_CHECKING
 from ingest.isolation import IsolatedReader
 from ingest.limits import Limits
 from ingest.ocr import OcrOptions
-from pipelines.collections import LEGACY, Collections, keyword_path
-from pipelines.embedder import Embedder, TextEmbedder
-from pipelines.indexing import Indexer
-from pipelines.keyword import KeywordIndex, SudachiAnalyzer
-from pipelines.originals import Originals
-from pipelines.profiles import prefixes_for
-from pipelines.querylog import FILE_NAME, QueryLog
-from pipelines.remote import RemoteEmbedder
-from pipelines.rerank import CrossEncoderReranker
-from pipelines.retrieval import Fusion, Searcher
+from pipelines.model.embedder import Embedder, TextEmbedder
+from pipelines.model.profiles import prefixes_for
+from pipelines.model.remote import RemoteEmbedder
+from pipelines.search.rerank import CrossEncoderReranker
+from pipelines.search.retrieval import Fusion, Searcher
+from pipelines.service.querylog import FILE_NAME, QueryLog
 from pipelines.settings import LIMITS, Settings
-from pipelines.store import ChromaStore
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.collections import LEGACY, Collections, keyword_path
+from pipelines.store.indexing import Indexer
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer
+from pipelines.store.originals import Originals
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from pipelines.answer import Answerer
-    from pipelines.conversation import Rewriter
+    from pipelines.answers.answer import Answerer
+    from pipelines.answers.conversation import Rewriter
 
 
 def make_embedder(settings: Settings) -> TextEmbedder:
@@ -256,7 +256,7 @@ def make_answerer(settings: Settings) -> Answerer | None:
     model = make_chat_model(settings)
     if model is None:
         return None
-    from pipelines.answer import Answerer  # LangChain: a second to import, for a command that answers
+    from pipelines.answers.answer import Answerer  # LangChain: a second to import, for a command that answers
 
     return Answerer(
         model,
@@ -267,7 +267,7 @@ def make_answerer(settings: Settings) -> Answerer | None:
 
 def make_rewriter(settings: Settings, model: BaseChatModel) -> Rewriter:
     """Follow-ups made standalone by ``model``, from the earlier turns within ``RAG_LLM_HISTORY_TOKENS``."""
-    from pipelines.conversation import Rewriter
+    from pipelines.answers.conversation import Rewriter
 
     return Rewriter(
         model,

@@ -17,19 +17,19 @@ from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
 from pipelines.choices import MODE_LABELS, MODES
-from pipelines.collections import CollectionInfo
-from pipelines.components import Pipelines, build, make_collections, make_embedder, make_querylog
-from pipelines.embedder import Progress, TextEmbedder
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.evaluation import DEFAULT_KS
-from pipelines.indexing import FileReport, mixed_precisions
-from pipelines.querylog import LoggedQuery
-from pipelines.retrieval import Hit, hits_json
+from pipelines.model.embedder import Progress, TextEmbedder
+from pipelines.search.retrieval import Hit, hits_json
+from pipelines.service.compose import Pipelines, build, make_collections, make_embedder, make_querylog
+from pipelines.service.querylog import LoggedQuery
 from pipelines.settings import Settings
+from pipelines.store.collections import CollectionInfo
+from pipelines.store.indexing import FileReport, mixed_precisions
 
 if TYPE_CHECKING:  # LangChain takes a second to import: only the commands that answer import it
-    from pipelines.answer import Answer
-    from pipelines.conversation import Conversation
+    from pipelines.answers.answer import Answer
+    from pipelines.answers.conversation import Conversation
 
 STATUS_LABELS = {
     "added": "追加",
@@ -285,7 +285,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
             "検索だけなら `python -m pipelines search` を使ってください。"
         )
-    from pipelines.conversation import load_history
+    from pipelines.answers.conversation import load_history
 
     conversation = load_history(args.history) if args.history else None
     turns = conversation.turns if conversation else []
@@ -379,7 +379,7 @@ def _remember(
     query_id: int | None,
 ) -> None:
     """The answer into the log, and the turn appended to the history file (``--history``)."""
-    from pipelines.conversation import Turn, save_history
+    from pipelines.answers.conversation import Turn, save_history
 
     parts.querylog.record_answer(query_id, answer.text, [c.to_dict() for c in answer.citations])
     if conversation is not None and args.history:
@@ -466,7 +466,7 @@ def _report(info: CollectionInfo, done: str, as_json: bool, out: TextIO) -> None
 
 
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from pipelines.api import serve  # FastAPI and uvicorn: only for this command
+    from pipelines.faces.api import serve  # FastAPI and uvicorn: only for this command
 
     serve(settings, host=args.host, port=args.port)
     return 0

@@ -11,7 +11,7 @@
     POST   /v1/collections/{name}/ask                   the same (and "stream") → ``ask --json``, or server-sent events
 
 Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
-``Authorization: Bearer KEY`` once a key is configured (pipelines/keys.py); with none, the server
+``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py); with none, the server
 listens on loopback only. Errors are JSON ``{"status", "code", "message"}`` with the message in
 Japanese. A request body over its limit (``RAG_MAX_UPLOAD_MB`` for uploads, 1 MB otherwise) is
 refused from its ``Content-Length`` before it is read, and counted as it is read when it has none.
@@ -38,10 +38,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import FileTooLargeError, IngestError
-from pipelines.answer import answer_json, failed_answer_json
+from pipelines.answers.answer import answer_json, failed_answer_json
 from pipelines.choices import Mode
-from pipelines.collections import clean_name
-from pipelines.components import Pipelines
 from pipelines.errors import (
     AuthenticationError,
     CollectionExistsError,
@@ -56,12 +54,14 @@ from pipelines.errors import (
     SettingsError,
     StoreError,
 )
-from pipelines.indexing import FileReport, mixed_precisions
-from pipelines.keys import Access, Keys
-from pipelines.library import Library
-from pipelines.retrieval import Hit, hits_json
+from pipelines.model.warmup import ModelWarmup
+from pipelines.search.retrieval import Hit, hits_json
+from pipelines.service.compose import Pipelines
+from pipelines.service.keys import Access, Keys
+from pipelines.service.library import Library
 from pipelines.settings import LOOPBACK, Settings
-from pipelines.warmup import ModelWarmup
+from pipelines.store.collections import clean_name
+from pipelines.store.indexing import FileReport, mixed_precisions
 
 # a search or ask body is a question and a few options
 JSON_LIMIT = 1024 * 1024

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from pipelines import hub, int8
 from pipelines.choices import Precision, QueryPrecision
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
-from pipelines.precision import (
+from pipelines.model import hub, int8
+from pipelines.model.precision import (
     RANKING_PASSAGES,
     TOKENIZER_CHECK_TEXTS,
     PrecisionChoice,
@@ -415,7 +415,7 @@ class Embedder:
         """The embedding of a fixed sentence: tells this model's vectors from another model's."""
         return [float(x) for x in self._encode([FINGERPRINT_TEXT])[0]]
 
-    # The paths the precision policy checks and times (pipelines/precision.py, ``Paths``) -------
+    # The paths the precision policy checks and times (pipelines/model/precision.py, ``Paths``) -------
 
     def unavailable(self, precision: str) -> str | None:
         """Why ``precision`` cannot be computed here, in Japanese; None when it can."""

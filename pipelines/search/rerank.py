@@ -6,8 +6,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines import hub
 from pipelines.errors import ModelLoadError
+from pipelines.model import hub
 
 
 class CrossEncoderReranker:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.errors import QueryLogError
-from pipelines.retrieval import Hit
+from pipelines.search.retrieval import Hit
 
 SCHEMA_VERSION = 1
 FILE_NAME = "querylog.sqlite3"

@@ -7,11 +7,11 @@ import dataclasses
 import threading
 from collections.abc import Iterator
 
-from pipelines.collections import CollectionInfo, Collections, clean_name
-from pipelines.components import Pipelines, build, make_collections, make_embedder
-from pipelines.embedder import TextEmbedder
 from pipelines.errors import CollectionNotFoundError
+from pipelines.model.embedder import TextEmbedder
+from pipelines.service.compose import Pipelines, build, make_collections, make_embedder
 from pipelines.settings import Settings
+from pipelines.store.collections import CollectionInfo, Collections, clean_name
 
 
 class Library:

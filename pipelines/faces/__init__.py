@@ -1,0 +1,1 @@
+"""The faces over the service: the CLI, the HTTP API, LangChain."""

@@ -1,0 +1,1 @@
+"""The embedding model: loading, precision, int8, an embeddings server, warm-up."""

@@ -1,0 +1,1 @@
+"""Retrieval: the searcher and its hits, reranking, highlighting, the viewer of originals."""

@@ -1,0 +1,1 @@
+"""The service layer every face calls, the composition root, the query log and keys."""
