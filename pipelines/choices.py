@@ -10,7 +10,6 @@ from ingest.ocr import OcrMode as _OcrMode
 Mode = Literal["hybrid", "dense", "keyword"]
 """How search orders passages: meaning and words together, meaning only, or words only."""
 MODES: tuple[Mode, ...] = get_args(Mode)
-MODE_LABELS: dict[Mode, str] = {"hybrid": "ハイブリッド", "dense": "意味（ベクトル）", "keyword": "キーワード"}
 
 Precision = Literal["auto", "float32", "bfloat16", "int8", "float16"]
 """What passages are computed in; ``auto`` picks the fastest path here that reproduces float32 (pipelines/model/precision.py)."""

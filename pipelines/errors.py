@@ -16,6 +16,7 @@
     │   ├── AuthenticationError     no key, or a key the server does not know (401)
     │   └── PermissionDeniedError   a known key without the right to this collection or to write (403)
     ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
+    ├── NoChatModelError        an answer was asked for, and no chat model is configured (RAG_LLM_URL)
     ├── QueryLogError           the query and feedback log cannot be read or written
     └── HistoryError            a conversation's history file cannot be read
 
@@ -67,6 +68,10 @@ class DocumentNotFoundError(RagError):
 
 class GenerationError(RagError):
     """No answer could be generated; the passages found are still worth showing."""
+
+
+class NoChatModelError(RagError):
+    """An answer was asked for where no chat model is configured."""
 
 
 class QueryLogError(RagError):

@@ -293,36 +293,46 @@ def test_answer_panel_with_a_failing_model_shows_why_and_the_cards(
     assert "首都は東京です\\[1\\]。" in texts(page)
 
 
-def test_an_upload_that_waits_for_another_says_so() -> None:
-    """While another session's upload holds the write lock, the upload says 順番待ち, then goes on in turn."""
+def test_an_upload_that_waits_for_another_says_so(tmp_path: Path, model_dir: Path) -> None:
+    """While another upload holds a collection's writer, the next one is told it waits (順番待ち), then goes on in turn."""
     import threading
 
-    from app import turn
+    from pipelines.service.library import Library
+    from pipelines.settings import Settings
 
-    lock = threading.Lock()
+    library = Library(Settings.from_env({}, data_dir=tmp_path, embedding_model=str(model_dir)))
     said: list[str] = []
     order: list[str] = []
-    lock.acquire()  # another session is ingesting
+    holding = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with library.writing("default"):
+            holding.set()
+            release.wait(10)
+            order.append("ほかの取り込み")
 
     def upload() -> None:
-        with turn(lock, "規程.pdf", said.append):
+        with library.writing("default", lambda: said.append("順番待ち")):
             order.append("規程.pdf")
 
+    first = threading.Thread(target=other)
+    first.start()
+    assert holding.wait(10)
     waiting = threading.Thread(target=upload)
     waiting.start()
     deadline = time.monotonic() + 10
     while not said and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert said == ["順番待ち: ほかの取り込みが終わるのを待っています（規程.pdf）。検索はこのまま使えます。"]
+    assert said == ["順番待ち"]
     assert order == []  # still waiting its turn
-    order.append("ほかの取り込み")
-    lock.release()
+    release.set()
+    first.join(10)
     waiting.join(10)
     assert order == ["ほかの取り込み", "規程.pdf"]
-    with turn(lock, "空いている.txt", said.append):  # a free lock: no word about waiting
+    with library.writing("default", lambda: said.append("順番待ち")):  # a free writer: no word about waiting
         pass
     assert len(said) == 1
-    assert not lock.locked()
 
 
 def test_collection_selector_keeps_uploads_and_searches_apart(page: AppTest) -> None:

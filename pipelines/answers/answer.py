@@ -271,7 +271,7 @@ def answer_json(answerer: Answerer, question: str, hits: Sequence[Hit]) -> dict[
         return failed_answer_json(question, error)
 
 
-def failed_answer_json(question: str, error: GenerationError) -> dict[str, Any]:
+def failed_answer_json(question: str, error: GenerationError | str) -> dict[str, Any]:
     """``answer_json`` for a chat model that gave no answer: why, and nothing cited."""
     return {
         "question": question,

@@ -21,8 +21,8 @@ to a collection one at a time (``Library``).
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -38,7 +38,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import FileTooLargeError, IngestError
-from pipelines.answers.answer import answer_json, failed_answer_json
+from pipelines.answers.answer import failed_answer_json
+from pipelines.answers.conversation import Turn
 from pipelines.choices import Mode
 from pipelines.errors import (
     AuthenticationError,
@@ -49,19 +50,29 @@ from pipelines.errors import (
     GenerationError,
     ModelLoadError,
     ModelMismatchError,
+    NoChatModelError,
     PermissionDeniedError,
     RagError,
     SettingsError,
     StoreError,
 )
 from pipelines.model.warmup import ModelWarmup
-from pipelines.search.retrieval import Hit, hits_json
-from pipelines.service.compose import Pipelines
-from pipelines.service.keys import Access, Keys
+from pipelines.service import words
+from pipelines.service.keys import Keys
 from pipelines.service.library import Library
+from pipelines.service.results import (
+    Answered,
+    AnswerFailed,
+    AskEvent,
+    Caller,
+    Delta,
+    Found,
+    Question,
+    Rewritten,
+    Searched,
+)
+from pipelines.service.service import Service
 from pipelines.settings import LOOPBACK, Settings
-from pipelines.store.collections import clean_name
-from pipelines.store.indexing import FileReport, mixed_precisions
 
 # a search or ask body is a question and a few options
 JSON_LIMIT = 1024 * 1024
@@ -84,6 +95,7 @@ STATUSES: list[tuple[type[Exception], int, str]] = [
     (StoreError, 503, "store_unavailable"),
     (ModelLoadError, 503, "model_unavailable"),
     (GenerationError, 503, "generation_failed"),
+    (NoChatModelError, 503, "no_chat_model"),
     (SettingsError, 400, "bad_request"),
     (IngestError, 400, "bad_file"),
     (RagError, 400, "bad_request"),
@@ -119,6 +131,10 @@ class Query(BaseModel):
         description="各 hit の質問に最も近い文（best_*）を求める。文ごとに埋め込むため検索よりずっと重い; false で省く",
     )
 
+    def question_of(self) -> Question:
+        """The service's question."""
+        return Question(self.question, self.k, self.mode, tuple(self.documents or ()), self.best_sentences)
+
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
@@ -127,8 +143,26 @@ class Query(BaseModel):
         return value
 
 
+class EarlierTurn(BaseModel):
+    """A turn of the conversation so far, as ``ask --json`` returned it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    question: str = Field(min_length=1, max_length=2000)
+    answer: str = Field(default="", max_length=20000)
+    standalone_question: str = Field(default="", max_length=2000)
+
+
 class AskQuery(Query):
     stream: bool = Field(default=False, description="true: server-sent events（hits、delta、answer か error）")
+    history: list[EarlierTurn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="それまでの会話（古い順）。続けての質問は、これを踏まえて書き換えてから検索する",
+    )
+    conversation: str = Field(
+        default="", max_length=100, description="会話の ID（質問の記録で同じ会話の質問をまとめる）"
+    )
 
 
 ASK_EVENTS = "event: hits（{hits, rule}）、delta（{text}）の繰り返し、最後に answer（ask --json と同じ）か error"
@@ -155,9 +189,9 @@ Credentials = Annotated[
 ]
 
 
-def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
-    """The API over ``library``'s collections, refusing what ``keys`` do not allow."""
-    settings = library.settings
+def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
+    """The API over the service's collections, for the callers ``keys`` identify."""
+    settings = service.settings
     app = FastAPI(
         title="日本語文書検索 API",
         version="1",
@@ -172,13 +206,10 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"where": ".".join(str(part) for part in e.get("loc", ())), "problem": str(e.get("msg", ""))}
-            for e in error.errors()
-        ]
-        listed = "、".join(f"{p['where']}（{p['problem']}）" for p in problems)
-        message = f"リクエストの内容が正しくありません: {listed}。/docs で形を確かめてください。"
-        return JSONResponse(error_body(422, "invalid_request", message, problems=problems), status_code=422)
+        found = [words.validation_problem(e) for e in error.errors()]
+        problems = [{"where": where, "problem": what} for where, what in found]
+        body = error_body(422, "invalid_request", words.invalid_request(found), problems=problems)
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -186,101 +217,83 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
         body = error_body(error.status_code, "http_error", message)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
-    def authorize(credentials: HTTPAuthorizationCredentials | None, name: str, access: Access) -> str:
-        """The collection's name as kept, once the key may ``access`` it (401, then 400 for a bad name, then 403)."""
+    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+        """Who sends the request (401 for a missing or unknown key); the service checks what they may do."""
         header = f"Bearer {credentials.credentials}" if credentials else None
-        keys.identify(header)
-        cleaned = clean_name(name)
-        keys.check(header, cleaned, access)
-        return cleaned
+        return keys.caller(header, "api", request.client.host if request.client else "")
 
     def model() -> None:
         if not warmup.wait(MODEL_WAIT_SECONDS):
             raise ModelLoadError(
-                f"埋め込みモデルを読み込んでいます（{warmup.stage}）。/v1/health が ready になってから、もう一度送ってください。"
+                words.MODEL_WAITING.format(stage=warmup.stage) + "/v1/health が ready になってから送ってください。"
             )
-
-    def find(parts: Pipelines, query: Query) -> tuple[list[Hit], Mode]:
-        model()
-        mode = query.mode or settings.retrieval_mode
-        hits = parts.searcher.search(query.question, query.k or settings.top_k, query.documents or None, mode=mode)
-        return hits, mode
 
     @app.get("/v1/health", summary="準備ができているか（モデル、ストア、精度）")
     def health() -> JSONResponse:
-        embedder = library.embedder
+        embedder = service.embedder
         status = "ready" if warmup.ready else "failed" if warmup.error is not None else "loading"
         body = {
             "status": status,
             "model": settings.embedding_model,
-            "store": library.collections.root.location,
+            "store": service.library.collections.root.location,
             "precision": asdict(embedder.precision) if warmup.ready else None,
             "message": str(warmup.error) if warmup.error is not None else warmup.stage,
         }
         return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
     @app.get("/v1/collections", summary="コレクションの一覧（文書数・チャンク数）")
-    def collections(credentials: Credentials) -> list[dict[str, Any]]:
-        header = f"Bearer {credentials.credentials}" if credentials else None
-        keys.identify(header)
-        return [info.to_dict() for info in library.catalogue() if keys.readable(header, info.name)]
+    def collections(request: Request, credentials: Credentials) -> list[dict[str, Any]]:
+        return [info.to_dict() for info in service.collections(caller(request, credentials))]
 
     @app.post("/v1/collections/{name}", status_code=201, summary="コレクションを作る")
-    def create(name: str, credentials: Credentials) -> dict[str, Any]:
-        return library.create(authorize(credentials, name, "write")).to_dict()
+    def create(name: str, request: Request, credentials: Credentials) -> dict[str, Any]:
+        return service.create_collection(caller(request, credentials), name).to_dict()
 
     @app.delete("/v1/collections/{name}", summary="コレクションを、文書・キーワード索引・元のファイルごと削除する")
-    def delete(name: str, credentials: Credentials) -> dict[str, Any]:
-        return library.delete(authorize(credentials, name, "write")).to_dict()
+    def delete(name: str, request: Request, credentials: Credentials) -> dict[str, Any]:
+        return service.delete_collection(caller(request, credentials), name).to_dict()
 
     @app.get("/v1/collections/{name}/documents", summary="文書の一覧（documents --json と同じ）")
-    def documents(name: str, credentials: Credentials) -> list[dict[str, Any]]:
-        parts = library.pipelines(authorize(credentials, name, "read"))
-        return [asdict(d) for d in parts.store.documents()]
+    def documents(name: str, request: Request, credentials: Credentials) -> list[dict[str, Any]]:
+        return [asdict(d) for d in service.documents(caller(request, credentials), name)]
 
     @app.post(
         "/v1/collections/{name}/documents",
         summary="ファイルを取り込む（multipart、フィールド files、複数可）",
         openapi_extra=UPLOAD_BODY,
     )
-    async def upload(name: str, request: Request, credentials: Credentials) -> dict[str, Any]:
-        cleaned = authorize(credentials, name, "write")  # before the body is read
-        await run_in_threadpool(library.pipelines, cleaned)  # an unknown collection is refused before the body too
+    async def upload(name: str, request: Request, credentials: Credentials) -> JSONResponse:
+        who = caller(request, credentials)
+        # the right and the collection are checked before the body is read
+        await run_in_threadpool(service.writable, who, name)
         form = await request.form(max_files=MAX_FILES)
         try:
             files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
             if not files:
                 raise RagError("ファイルがありません。multipart/form-data のフィールド files で送ってください。")
-            return await run_in_threadpool(ingest, cleaned, files)
+            return await run_in_threadpool(ingest, who, name, files)
         finally:
             await form.close()
 
-    def ingest(name: str, files: list[UploadFile]) -> dict[str, Any]:
+    def ingest(who: Caller, name: str, files: list[UploadFile]) -> JSONResponse:
         model()
-        started = time.perf_counter()
-        reports: list[FileReport] = []
-        with library.writing(name) as parts:
-            for upload in files:
-                reports.append(parts.indexer.ingest_bytes(upload.filename or "名前なし", upload.file.read()))
-            changed = any(r.status in ("added", "replaced") for r in reports)
-            mixed = mixed_precisions(parts.store.documents()) if changed else ""
-        return {
-            "files": [asdict(r) for r in reports],
-            "warnings": [mixed] if mixed else [],
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        given = [(f.filename or "名前なし", f.file.read()) for f in files]
+        result = service.upload(who, name, given)
+        if result.error:  # the store or the model refused: the files before it went in, the rest did not
+            body = result.to_dict() | error_body(503, "store_unavailable", result.error)
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(result.to_dict())
 
     @app.delete("/v1/collections/{name}/documents/{source:path}", summary="文書を一つ削除する")
-    def delete_document(name: str, source: str, credentials: Credentials) -> dict[str, Any]:
-        with library.writing(authorize(credentials, name, "write")) as parts:
-            return asdict(parts.indexer.delete(source))
+    def delete_document(name: str, source: str, request: Request, credentials: Credentials) -> dict[str, Any]:
+        return asdict(service.delete_document(caller(request, credentials), name, source))
 
     @app.post("/v1/collections/{name}/search", summary="質問に近い箇所を探す（search --json と同じ hits）")
-    def search(name: str, query: Query, credentials: Credentials) -> dict[str, Any]:
-        parts = library.pipelines(authorize(credentials, name, "read"))
-        hits, mode = find(parts, query)
-        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
-        return {"hits": found, "rule": parts.searcher.rule(mode)}
+    def search(name: str, query: Query, request: Request, credentials: Credentials) -> dict[str, Any]:
+        who = caller(request, credentials)
+        model()
+        found = service.search(who, name, query.question_of())
+        return {"hits": found.hits_json(), "rule": found.rule}
 
     @app.post(
         "/v1/collections/{name}/ask",
@@ -288,20 +301,19 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
         description=f"stream が true なら text/event-stream: {ASK_EVENTS}。",
         response_model=None,
     )
-    def ask(name: str, query: AskQuery, credentials: Credentials) -> dict[str, Any] | JSONResponse | StreamingResponse:
-        parts = library.pipelines(authorize(credentials, name, "read"))
-        answerer = parts.answerer
-        if answerer is None:
-            raise GenerationError(
-                "回答を作る言語モデルが設定されていません。サーバーを RAG_LLM_URL と RAG_LLM_MODEL を設定して"
-                "起動してください。検索だけなら /search を使ってください。"
-            )
-        hits, mode = find(parts, query)
-        found = hits_json(parts.searcher, query.question, hits, query.best_sentences)
+    def ask(
+        name: str, query: AskQuery, request: Request, credentials: Credentials
+    ) -> dict[str, Any] | JSONResponse | StreamingResponse:
+        who = caller(request, credentials)
+        history = [Turn(t.question, t.standalone_question or t.question, t.answer) for t in query.history]
+        events = service.ask(who, name, query.question_of(), history, query.conversation)  # refused here, before a byte
+        model()
         if query.stream:
-            events = answer_events(answerer, query.question, hits, {"hits": found, "rule": parts.searcher.rule(mode)})
-            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-        result = answer_json(answerer, query.question, hits) | {"hits": found}
+            # up to the hits before the response starts: a search that fails is an error response, not a cut stream
+            head = list(_until_searched(events))
+            stream = answer_events(query.question, itertools.chain(head, events))
+            return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        result = collect_answer(query.question, events)
         if result["error"]:
             body = result | error_body(503, "generation_failed", result["error"])
             return JSONResponse(body, status_code=503)
@@ -310,20 +322,42 @@ def create_app(library: Library, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     return app
 
 
-def answer_events(answerer: Any, question: str, hits: list[Hit], first: dict[str, Any]) -> Iterator[str]:
-    """Server-sent events of one answer: ``hits``, the text in ``delta`` pieces, then ``answer`` or ``error``."""
-    yield sse("hits", first)
-    text = ""
-    try:
-        passages = answerer.passages(hits)
-        for piece in answerer.stream(question, passages):
-            text += piece
-            yield sse("delta", {"text": piece})
-        yield sse(
-            "answer", {"question": question} | answerer.finish(question, passages, text).to_dict() | {"error": None}
-        )
-    except GenerationError as error:
-        yield sse("error", failed_answer_json(question, error) | error_body(503, "generation_failed", str(error)))
+def _until_searched(events: Iterator[AskEvent]) -> Iterator[AskEvent]:
+    for event in events:
+        yield event
+        if isinstance(event, Searched):
+            return
+
+
+def collect_answer(question: str, events: Iterator[AskEvent]) -> dict[str, Any]:
+    """A conversation turn's events as one ``ask --json`` result."""
+    result: dict[str, Any] = {"question": question, "standalone_question": question}
+    found: Found | None = None
+    for event in events:
+        if isinstance(event, Rewritten):
+            result["standalone_question"] = event.question
+        elif isinstance(event, Searched):
+            found = event.found
+        elif isinstance(event, Answered):
+            result |= event.answer.to_dict() | {"question": question, "error": None}
+        elif isinstance(event, AnswerFailed):
+            result |= failed_answer_json(question, event.message)
+    return result | {"hits": found.hits_json() if found else []}
+
+
+def answer_events(question: str, events: Iterator[AskEvent]) -> Iterator[str]:
+    """Server-sent events of one turn: ``hits`` (with the question searched), ``delta`` pieces, then ``answer`` or ``error``."""
+    for event in events:
+        if isinstance(event, Searched):
+            found = event.found
+            yield sse("hits", {"hits": found.hits_json(), "rule": found.rule, "standalone_question": found.searched})
+        elif isinstance(event, Delta):
+            yield sse("delta", {"text": event.text})
+        elif isinstance(event, Answered):
+            yield sse("answer", {"question": question} | event.answer.to_dict() | {"error": None})
+        elif isinstance(event, AnswerFailed):
+            failed = failed_answer_json(question, event.message)
+            yield sse("error", failed | error_body(503, "generation_failed", event.message))
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -412,5 +446,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     library = Library(settings)
     library.pipelines(settings.collection)  # the store opens, or its error shows, before the server starts
     warmup = ModelWarmup(library.embedder).start()
-    app = create_app(library, keys, warmup)
+    app = create_app(Service(library), keys, warmup)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

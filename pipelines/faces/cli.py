@@ -1,259 +1,160 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|collections|serve|evaluate``, thin over the pipelines."""
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|collections|serve|evaluate``.
+
+Each command parses its arguments (pipelines/faces/cli_args.py), calls the service as the machine's own
+user (``Caller("cli")``: every right) and prints what it returns, in the catalogue's words.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ingest.errors import IngestError
 from ingest.loaders import SUPPORTED_SUFFIXES
 from pipelines import evaluation
-from pipelines.choices import MODE_LABELS, MODES
-from pipelines.errors import GenerationError, RagError, SettingsError
-from pipelines.evaluation import DEFAULT_KS
-from pipelines.model.embedder import Progress, TextEmbedder
-from pipelines.search.retrieval import Hit, hits_json
-from pipelines.service.compose import Pipelines, build, make_collections, make_embedder, make_querylog
-from pipelines.service.querylog import LoggedQuery
+from pipelines.errors import RagError
+from pipelines.faces.cli_args import parser, settings_from
+from pipelines.model.embedder import Progress
+from pipelines.search.retrieval import Hit
+from pipelines.service import words
+from pipelines.service.compose import build, make_embedder
+from pipelines.service.library import Library
+from pipelines.service.results import (
+    Answered,
+    AnswerFailed,
+    Caller,
+    Delta,
+    Found,
+    Ingested,
+    Question,
+    RewriteFailed,
+    Rewritten,
+    Searched,
+)
+from pipelines.service.service import Service
 from pipelines.settings import Settings
 from pipelines.store.collections import CollectionInfo
-from pipelines.store.indexing import FileReport, mixed_precisions
+from pipelines.store.indexing import FileReport
 
 if TYPE_CHECKING:  # LangChain takes a second to import: only the commands that answer import it
-    from pipelines.answers.answer import Answer
-    from pipelines.answers.conversation import Conversation
+    pass
 
-STATUS_LABELS = {
-    "added": "追加",
-    "replaced": "置換",
-    "unchanged": "変更なし",
-    "duplicate": "重複",
-    "failed": "失敗",
-    "skipped": "スキップ",
-}
+CLI = Caller("cli")
 
 
-MODE_OPTION: dict[str, Any] = {
-    "dest": "retrieval_mode",
-    "choices": MODES,
-    "help": "検索方式: hybrid（既定、キーワードと意味）、dense（意味だけ）、keyword（単語だけ） [RAG_RETRIEVAL_MODE]",
-}
+class Meter:
+    """Progress on a terminal, in Japanese (「就業規則.pdf: 埋め込み 12/40 チャンク」), rewritten in place.
+
+    Nothing is written when the stream is not a terminal (a file, a pipe, a test), so the report lines
+    that follow are never mixed with progress.
+    """
+
+    def __init__(self, stream: TextIO, label: str, unit: str = "") -> None:
+        self.stream = stream
+        self.label = label
+        self.unit = unit
+        self.shown = False
+        self.live = bool(getattr(stream, "isatty", lambda: False)())
+
+    def update(self, done: int, total: int) -> None:
+        if not self.live:
+            return
+        self.stream.write(f"\r\x1b[K{self.label} {done}/{total}{self.unit}")
+        self.stream.flush()
+        self.shown = True
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--model", dest="embedding_model", help="埋め込みモデル（名前かディレクトリ） [RAG_EMBEDDING_MODEL]"
-    )
-    common.add_argument("--data-dir", type=Path, help="データディレクトリ [RAG_DATA_DIR]")
-    common.add_argument("--collection", help="コレクション（文書のまとまり）の名前、既定は default [RAG_COLLECTION]")
-    common.add_argument("--device", help="cpu、cuda など（既定は自動） [RAG_DEVICE]")
-    common.add_argument("--embedding-url", help="OpenAI 互換の埋め込みサーバーの URL（…/v1） [RAG_EMBEDDING_URL]")
-    common.add_argument("--embedding-api-key", help="埋め込みサーバーの API キー [RAG_EMBEDDING_API_KEY]")
-    common.add_argument("--query-prefix", help="質問の前に付ける文字列（既定はモデルごと） [RAG_QUERY_PREFIX]")
-    common.add_argument("--document-prefix", help="文書の前に付ける文字列（既定はモデルごと） [RAG_DOCUMENT_PREFIX]")
-    common.add_argument("--chroma-host", help="Chroma サーバーのホスト（空なら内蔵ストア） [RAG_CHROMA_HOST]")
-    common.add_argument("--chroma-port", type=int, help="Chroma サーバーのポート [RAG_CHROMA_PORT]")
-    common.add_argument(
-        "--chroma-ssl", action="store_const", const=True, help="Chroma サーバーに TLS で接続する [RAG_CHROMA_SSL]"
-    )
-    common.add_argument("--chroma-token", help="Chroma サーバーの認証トークン [RAG_CHROMA_TOKEN]")
-    common.add_argument("--json", action="store_true", help="結果を JSON で出力する")
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description="日本語文書の取り込みと検索")
-    commands = parser.add_subparsers(dest="command", required=True)
-    ingest = commands.add_parser("ingest", parents=[common], help="ファイルやフォルダを取り込む")
-    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    ingest.add_argument("--chunk-tokens", type=int, help="チャンクの最大トークン数 [RAG_CHUNK_TOKENS]")
-    ingest.add_argument("--chunk-overlap", type=int, help="チャンクの重なり（トークン） [RAG_CHUNK_OVERLAP]")
-    ingest.add_argument("--batch-size", type=int, help="埋め込みのバッチサイズ [RAG_BATCH_SIZE]")
-    search = commands.add_parser("search", parents=[common], help="質問に近い箇所を探す")
-    search.add_argument("question")
-    search.add_argument("-k", "--top-k", type=int, dest="top_k", help="表示する件数 [RAG_TOP_K]")
-    search.add_argument("--mode", **MODE_OPTION)
-    ask = commands.add_parser("ask", parents=[common], help="見つかった箇所から、出典付きの回答を作る")
-    ask.add_argument("question")
-    ask.add_argument("-k", "--top-k", type=int, dest="top_k", help="検索する件数 [RAG_TOP_K]")
-    ask.add_argument("--mode", **MODE_OPTION)
-    ask.add_argument("--llm-url", help="OpenAI 互換のチャットサーバーの URL（…/v1） [RAG_LLM_URL]")
-    ask.add_argument("--llm-model", help="チャットサーバーでのモデル名 [RAG_LLM_MODEL]")
-    ask.add_argument("--llm-api-key", help="チャットサーバーの API キー [RAG_LLM_API_KEY]")
-    ask.add_argument("--llm-context-tokens", type=int, help="資料に使うトークン数の上限 [RAG_LLM_CONTEXT_TOKENS]")
-    ask.add_argument("--llm-timeout", type=int, help="応答を待つ秒数 [RAG_LLM_TIMEOUT]")
-    ask.add_argument(
-        "--history",
-        type=Path,
-        metavar="FILE",
-        help="会話の履歴（JSON）。前の質問と回答を踏まえて質問を書き換えて検索し、この質問と回答を追記する",
-    )
-    ask.add_argument(
-        "--llm-history-tokens", type=int, help="書き換えに渡す前の会話のトークン数の上限 [RAG_LLM_HISTORY_TOKENS]"
-    )
-    commands.add_parser("documents", parents=[common], help="取り込んだ文書の一覧")
-    delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
-    delete.add_argument("name", help="文書名（documents に表示される名前）")
-    commands.add_parser("log", parents=[common], help="質問の記録（検索した質問・見つかった箇所・回答・👍/👎）")
-
-    collections = commands.add_parser(
-        "collections", parents=[common], help="コレクションの一覧（文書数・チャンク数）、作成、削除"
-    )
-    actions = collections.add_subparsers(dest="action")
-    create = actions.add_parser("create", parents=[common], help="空のコレクションを作る")
-    create.add_argument("name", help="コレクション名（日本語も可）")
-    drop = actions.add_parser("delete", parents=[common], help="コレクションを中の文書ごと削除する")
-    drop.add_argument("name", help="コレクション名")
-    drop.add_argument("--yes", action="store_true", help="確認: 文書・キーワード索引・元のファイルをすべて削除する")
-    serve = commands.add_parser("serve", parents=[common], help="HTTP API を起動する（FastAPI、/docs に説明）")
-    serve.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定 127.0.0.1）")
-    serve.add_argument("--port", type=int, default=8000, help="ポート（既定 8000）")
-    serve.add_argument(
-        "--api-keys-file", type=Path, help="キーのファイル（行: キー パターン read|write） [RAG_API_KEYS_FILE]"
-    )
-    serve.add_argument("--max-upload-mb", type=int, help="アップロードの上限 MB [RAG_MAX_UPLOAD_MB]")
-    serve.add_argument("-k", "--top-k", type=int, dest="top_k", help="既定の件数 [RAG_TOP_K]")
-    serve.add_argument("--mode", **MODE_OPTION)
-
-    evaluate = commands.add_parser("evaluate", help="埋め込みモデルと設定の品質を測る（JSTS・JSQuAD 形式）")
-    tasks = evaluate.add_subparsers(dest="task", required=True)
-    report = argparse.ArgumentParser(add_help=False)
-    report.add_argument("--markdown", action="store_true", help="結果を Markdown の表で出力する")
-    report.add_argument("--limit", type=int, help="先頭の N 件だけを使う（試し用）")
-    report.add_argument("--batch-size", type=int, help="埋め込みのバッチサイズ [RAG_BATCH_SIZE]")
-    sts = tasks.add_parser("sts", parents=[common, report], help="JSTS 形式: コサイン類似度と正解ラベルの相関")
-    sts.add_argument("file", type=Path, metavar="FILE")
-    qa = tasks.add_parser("qa", parents=[common, report], help="JSQuAD/SQuAD 形式: 上位 k 件の正解率と MRR")
-    qa.add_argument("file", type=Path, metavar="FILE", nargs="?")
-    qa.add_argument(
-        "--from-log",
-        action="store_true",
-        help="ファイルの代わりに、質問の記録で 👍 の付いたカードを正解として、今の文書で測る",
-    )
-    qa.add_argument(
-        "-k", "--k", dest="ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k の値（既定 1 5 10 50）"
-    )
-    qa.add_argument("--mode", **MODE_OPTION)
-    qa.add_argument("--chunk-tokens", type=int, help="チャンクの最大トークン数 [RAG_CHUNK_TOKENS]")
-    qa.add_argument("--chunk-overlap", type=int, help="チャンクの重なり（トークン） [RAG_CHUNK_OVERLAP]")
-    qa.add_argument("--chart", type=Path, help="k と正解率のグラフを PNG で保存する")
-    qa.add_argument("--compare", type=Path, nargs="+", default=[], help="グラフに並べる以前の --json 出力")
-    qa.add_argument("--label", help="グラフでのこの実行の名前")
-    return parser
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with the flags this command was given (a flag left out is None)."""
-    flags = vars(args)
-    return Settings.from_env(**{field.name: flags.get(field.name) for field in dataclasses.fields(Settings)})
-
-
-def _progress_bars(stream: TextIO) -> Any:
-    from tqdm import tqdm
-
-    def for_file(source: str) -> Progress:
-        bars: list[Any] = []  # drawn at the first batch: a file that fails before (no model) draws none
-
-        def update(done: int, total: int) -> None:
-            if not bars:
-                bars.append(tqdm(desc=source, unit="chunk", file=stream, leave=False, dynamic_ncols=True))
-            bar = bars[0]
-            bar.total = total
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-
-        return update
-
-    return for_file
+def _service(settings: Settings) -> Service:
+    return Service(Library(settings))
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     # The model loads at the first file to embed, before anything is written (a model that cannot load
     # writes nothing); files that are unchanged or duplicates need none.
-    parts = build(settings)
-    embedder = parts.embedder
-    started = time.perf_counter()
-    reports = parts.indexer.ingest_paths(args.paths, progress=_progress_bars(err))
-    elapsed = time.perf_counter() - started
-    stats = embedder.stats
-    mixed = mixed_precisions(parts.store.documents()) if any(r.status in ("added", "replaced") for r in reports) else ""
+    service = _service(settings)
+
+    def progress(source: str) -> Progress:
+        return Meter(err, f"{source}: 埋め込み", " チャンク").update
+
+    result = service.ingest_paths(CLI, settings.collection, args.paths, progress)
+    reports = result.reports
     if args.json:
-        summary = {
-            "files": [asdict(r) for r in reports],
-            "embedded_texts": stats.texts,
-            "embedded_tokens": stats.tokens,
-            "embedding_seconds": round(stats.seconds, 3),
-            "model_loaded": embedder.loaded,
-            "precision": asdict(embedder.precision) if embedder.loaded else None,
-            "token_counting": embedder.counting if embedder.loaded else None,
-            "warnings": [mixed] if mixed else [],
-            "seconds": round(elapsed, 3),
-        }
-        _dump(summary, out)
-    else:
+        _dump(result.to_dict(), out)
+    elif result.error:  # the store or the model refused: the files read before it, then why
         _print_reports(reports, out)
-        counts: Counter[str] = Counter(r.status for r in reports)
-        totals = "、".join(f"{STATUS_LABELS[s]} {counts[s]}" for s in STATUS_LABELS if counts[s])
-        out.write(f"合計: {totals or 'ファイルなし'}\n")
-        if stats.texts:
-            out.write(
-                f"埋め込み: {stats.texts} チャンク、{stats.tokens:,} トークン、{stats.seconds:.1f} 秒"
-                f"（{stats.tokens_per_second:,.0f} トークン/秒）、全体 {elapsed:.1f} 秒\n"
-            )
-        _print_precision(embedder, out)
-        if mixed:
-            err.write(f"注意: {mixed}\n")
+    else:
+        _print_summary(result, out, err)
+    if result.error:
+        err.write(f"エラー: {result.error}\n")
+        return 2
     if all(r.status == "skipped" for r in reports):
-        err.write(f"取り込めるファイルが見つかりませんでした（対応形式: {'、'.join(SUPPORTED_SUFFIXES)}）。\n")
+        err.write(words.NO_FILES_FOUND.format(suffixes="、".join(SUPPORTED_SUFFIXES)) + "\n")
         return 1
     return 1 if any(r.status == "failed" for r in reports) else 0
 
 
-def _print_precision(embedder: TextEmbedder, out: TextIO) -> None:
-    """What passages and questions are computed in, or that no model was needed (nothing new to embed)."""
-    if not embedder.loaded:
-        out.write("精度: なし（ベクトルにする文章がなく、モデルを読み込んでいません）\n")
-        return
-    choice = embedder.precision
-    out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
-    out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
-    out.write(f"トークンの数え方: {embedder.counting}\n")
+def _print_summary(result: Ingested, out: TextIO, err: TextIO) -> None:
+    """A line per file, the totals, what embedding took, and the precisions computed in."""
+    _print_reports(result.reports, out)
+    counts: Counter[str] = Counter(r.status for r in result.reports)
+    totals = "、".join(f"{label} {counts[s]}" for s, label in words.STATUS_LABELS.items() if counts[s])
+    out.write(f"合計: {totals or 'ファイルなし'}\n")
+    if result.embedded_texts:
+        out.write(
+            f"埋め込み: {result.embedded_texts} チャンク、{result.embedded_tokens:,} トークン、"
+            f"{result.embedding_seconds:.1f} 秒（{result.tokens_per_second:,.0f} トークン/秒）、"
+            f"全体 {result.seconds:.1f} 秒\n"
+        )
+    if result.precision is None:
+        out.write(f"精度: {words.NOTHING_TO_EMBED}\n")
+    else:
+        out.write(f"精度: {result.precision.passages}（{result.precision.passages_reason}）\n")
+        out.write(f"質問の精度: {result.precision.questions}（{result.precision.questions_reason}）\n")
+        out.write(f"トークンの数え方: {result.token_counting}\n")
+    for warning in result.warnings:
+        err.write(f"注意: {warning}\n")
 
 
 def _print_reports(reports: Sequence[FileReport], out: TextIO) -> None:
     for report in reports:
-        label = STATUS_LABELS[report.status]
+        label = words.STATUS_LABELS[report.status]
         detail = f"{report.chunks} チャンク" if report.status in ("added", "replaced", "unchanged") else report.message
         notes = "".join(f"（{note}）" for note in report.notes)
         out.write(f"{label}\t{report.source}\t{detail}{notes}\n")
 
 
-def _find(args: argparse.Namespace, parts: Pipelines, err: TextIO, question: str) -> tuple[list[Hit], bool]:
-    """The hits for ``question`` (``search`` and ``ask``), and whether the store holds any document."""
-    searcher, settings = parts.searcher, parts.settings
-    mode = settings.retrieval_mode
-    hits = searcher.search(question, settings.top_k, mode=mode)
-    stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
-    if not stored:
-        where = "" if settings.collection == "default" else f" --collection {settings.collection}"
-        err.write(f"まだ文書がありません。先に `python -m pipelines ingest{where} ファイル` で取り込んでください。\n")
-    elif not args.json:
-        err.write(f"並び順（{MODE_LABELS[mode]}）: {searcher.rule(mode)}\n")
-    return hits, stored
+def _question(args: argparse.Namespace, settings: Settings) -> Question:
+    return Question(args.question, settings.top_k, settings.retrieval_mode)
+
+
+def _said(found: Found, as_json: bool, err: TextIO) -> None:
+    """What the CLI says beside the hits: no documents yet, the ordering rule, a log that could not be written."""
+    if not found.stored:
+        err.write(words.no_documents("cli", found.collection) + "\n")
+    elif not as_json:
+        err.write(f"並び順（{words.MODE_LABELS[found.mode]}）: {found.rule}\n")
+    if found.log_error:
+        err.write(f"注意: {found.log_error}\n")
 
 
 def _hit_line(hit: Hit) -> str:
     page = hit.location or "-"
     ocr = "（OCR）" if hit.ocr else ""
     keyword = f"BM25 {hit.keyword_score:.2f}" if hit.keyword_score is not None else "BM25 -"
-    places = f"意味 {hit.dense_rank or '圏外'}・キーワード {hit.keyword_rank or '圏外'}"
+    places = f"意味 {words.place(hit.dense_rank)}・キーワード {words.place(hit.keyword_rank)}"
     rerank = f"  再ランキング {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
     return (
         f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.source}  {page}{ocr}"
@@ -262,71 +163,69 @@ def _hit_line(hit: Hit) -> str:
 
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    parts = build(settings)
-    hits, stored = _find(args, parts, err, args.question)
-    _log(parts, args, args.question, hits, stored)
+    found = _service(settings).search(CLI, settings.collection, _question(args, settings))
+    _said(found, args.json, err)
     if args.json:
-        _dump(hits_json(parts.searcher, args.question, hits), out)
+        _dump(found.hits_json(), out)
         return 0
-    if not hits and stored:
-        out.write("該当する箇所は見つかりませんでした。\n")
-    for hit in hits:
+    if not found.hits and found.stored:
+        out.write(words.NO_HITS + "\n")
+    for hit in found.hits:
         out.write(_hit_line(hit))
         out.write("   " + hit.text.replace("\n", "\n   ") + "\n\n")
     return 0
 
 
 def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    parts = build(settings)
-    answerer = parts.answerer
-    if answerer is None:
-        raise SettingsError(
-            "回答を作る言語モデルが設定されていません。RAG_LLM_URL と RAG_LLM_MODEL（または --llm-url と "
-            "--llm-model）に OpenAI 互換のチャットサーバーを指定してください（例: http://127.0.0.1:11434/v1）。"
-            "検索だけなら `python -m pipelines search` を使ってください。"
-        )
-    from pipelines.answers.conversation import load_history
+    from pipelines.answers.conversation import load_history, save_history
 
     conversation = load_history(args.history) if args.history else None
     turns = conversation.turns if conversation else []
-    standalone = args.question
-    if turns:
-        assert parts.rewriter is not None  # there is a chat model
-        try:
-            standalone = parts.rewriter.standalone(args.question, turns)
-        except GenerationError as error:
-            err.write(f"注意: 質問を書き換えられなかったため、入力どおりに検索します。{error}\n")
-        if standalone != args.question and not args.json:
-            out.write(f"検索した質問: {standalone}\n")
-    hits, stored = _find(args, parts, err, standalone)
-    query_id = _log(parts, args, standalone, hits, stored, conversation.id if conversation else "", len(turns))
+    events = _service(settings).ask(
+        CLI, settings.collection, _question(args, settings), turns, conversation.id if conversation else ""
+    )
+    found: Found | None = None
+    result: dict[str, Any] = {"question": args.question, "standalone_question": args.question}
+    failed = ""
+    for event in events:
+        if isinstance(event, RewriteFailed):
+            err.write(f"注意: {event.message}\n")
+        elif isinstance(event, Rewritten):
+            result["standalone_question"] = event.question
+            if not args.json:
+                out.write(words.SEARCHED_AS.format(question=event.question) + "\n")
+        elif isinstance(event, Searched):
+            found = event.found
+            _said(found, args.json, err)
+            if not args.json:
+                out.write("回答:\n")
+        elif isinstance(event, Delta):
+            if not args.json:
+                out.write(event.text)
+                out.flush()
+        elif isinstance(event, Answered):
+            result |= event.answer.to_dict() | {"question": args.question, "error": None}
+            if conversation is not None and args.history:
+                conversation.turns.append(event.turn)
+                save_history(args.history, conversation)
+            if not args.json:
+                _print_sources(event, found, out)
+        elif isinstance(event, AnswerFailed):
+            failed = event.message
+            result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": failed}
     if args.json:
-        result: dict[str, Any] = {"question": args.question, "standalone_question": standalone}
-        try:
-            answer = answerer.answer(standalone, hits)
-            result |= answer.to_dict() | {"question": args.question, "error": None}
-            _remember(parts, args, conversation, standalone, answer, query_id)
-        except GenerationError as error:
-            result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": str(error)}
-        _dump(result | {"hits": hits_json(parts.searcher, standalone, hits)}, out)
-        if result["error"]:
-            err.write(f"エラー: {result['error']}\n")
-        return 1 if result["error"] else 0
-    out.write("回答:\n")
-    text = ""
-    try:
-        passages = answerer.passages(hits)
-        for piece in answerer.stream(standalone, passages):
-            text += piece
-            out.write(piece)
-            out.flush()
-    except GenerationError as error:
-        out.write("\n" if text else "")
-        err.write(f"エラー: 回答を作れませんでした。{error}\n")
-        _print_found(hits, out)
+        _dump(result | {"hits": found.hits_json() if found else []}, out)
+    if failed:
+        if not args.json:
+            out.write("\n")
+            _print_found(found.hits if found else [], out)
+        err.write(f"エラー: {words.ANSWER_FAILED}{failed}\n")
         return 1
-    answer = answerer.finish(standalone, passages, text)
-    _remember(parts, args, conversation, standalone, answer, query_id)
+    return 0
+
+
+def _print_sources(event: Answered, found: Found | None, out: TextIO) -> None:
+    answer = event.answer
     out.write("\n\n出典:\n" if answer.citations else "\n")
     for citation in answer.citations:
         page = citation.location or "-"
@@ -334,67 +233,19 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
             f"[{citation.n}] {citation.source}  {page}  （{citation.rank} 位、チャンク {citation.chunk_index}）\n"
         )
     if answer.dropped:
-        numbers = "".join(f"[{n}]" for n in answer.dropped)
-        out.write(f"注意: 回答にある {numbers} は渡した資料にない番号のため、出典から外しました。\n")
+        out.write(f"注意: {words.dropped_citations(answer.dropped)}\n")
     if not answer.citations:
-        _print_found(hits, out)
-    return 0
-
-
-def _log(
-    parts: Pipelines,
-    args: argparse.Namespace,
-    searched: str,
-    hits: Sequence[Hit],
-    stored: bool,
-    conversation: str = "",
-    turn: int = 0,
-) -> int | None:
-    """Log a question that met documents (``RAG_QUERY_LOG``); its id in the log, or None."""
-    if not stored:
-        return None
-    settings = parts.settings
-    return parts.querylog.record(
-        LoggedQuery(
-            question=args.question,
-            standalone_question=searched,
-            hits=hits,
-            mode=settings.retrieval_mode,
-            k=settings.top_k,
-            face="cli",
-            conversation=conversation,
-            turn=turn,
-            embedding_model=settings.embedding_model,
-            collection=settings.collection,
-        )
-    )
-
-
-def _remember(
-    parts: Pipelines,
-    args: argparse.Namespace,
-    conversation: Conversation | None,
-    standalone: str,
-    answer: Answer,
-    query_id: int | None,
-) -> None:
-    """The answer into the log, and the turn appended to the history file (``--history``)."""
-    from pipelines.answers.conversation import Turn, save_history
-
-    parts.querylog.record_answer(query_id, answer.text, [c.to_dict() for c in answer.citations])
-    if conversation is not None and args.history:
-        conversation.turns.append(Turn.answering(args.question, standalone, answer))
-        save_history(args.history, conversation)
+        _print_found(found.hits if found else [], out)
 
 
 def _print_found(hits: Sequence[Hit], out: TextIO) -> None:
-    out.write("\n検索で見つかった箇所:\n" if hits else "\n該当する箇所は見つかりませんでした。\n")
+    out.write("\n検索で見つかった箇所:\n" if hits else f"\n{words.NO_HITS}\n")
     for hit in hits:
         out.write(_hit_line(hit))
 
 
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    documents = build(settings).store.documents()
+    documents = _service(settings).documents(CLI, settings.collection)
     if args.json:
         _dump([asdict(d) for d in documents], out)
     elif not documents:
@@ -402,12 +253,12 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     for document in [] if args.json else documents:
         unit = "スライド" if document.kind == "pptx" else "ページ"
         pages = f"{document.pages} {unit}" if document.pages else "ページなし"
-        out.write(f"{document.source}\t{pages}\t{document.chunks} チャンク\t{document.added_at}\n")
+        out.write(f"{document.source}\t{pages}\t{document.chunks} チャンク\t{words.local_time(document.added_at)}\n")
     return 0
 
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    document = build(settings).indexer.delete(args.name)
+    document = _service(settings).delete_document(CLI, settings.collection, args.name)
     if args.json:
         _dump(asdict(document), out)
     else:
@@ -416,13 +267,13 @@ def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 
 def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    querylog = make_querylog(settings)  # reading needs no model and no store
-    queries = querylog.export()
+    service = _service(settings)  # reading the log needs no model and no store
+    queries = service.log(CLI)
     if args.json:
         _dump(queries, out)
         return 0
     if not queries:
-        state = "" if querylog.enabled else "（RAG_QUERY_LOG=off のため記録していません）"
+        state = "" if service.logging else "（RAG_QUERY_LOG=off のため記録していません）"
         out.write(f"質問の記録はまだありません{state}。\n")
     for query in queries:
         searched = (
@@ -430,27 +281,27 @@ def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err:
         )
         ratings = Counter(f["rating"] for f in query["feedback"])
         judged = f"\t👍 {ratings[1]} 👎 {ratings[-1]}" if query["feedback"] else ""
-        out.write(f"{query['id']}\t{query['created_at']}\t{query['face']}\t{query['question']}{searched}{judged}\n")
+        when = words.local_time(query["created_at"])
+        out.write(f"{query['id']}\t{when}\t{query['face']}\t{query['question']}{searched}{judged}\n")
     return 0
 
 
 def _collections(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    collections = make_collections(settings)
+    service = _service(settings)
     if args.action == "create":
-        info = collections.create(args.name)
-        _report(info, "作成しました", args.json, out)
+        _report(service.create_collection(CLI, args.name), "作成しました", args.json, out)
         return 0
     if args.action == "delete":
         if not args.yes:
-            info = collections.info(args.name)
+            info = service.collection(CLI, args.name)
             err.write(
                 f"コレクション「{info.name}」（{info.documents} 文書、{info.chunks} チャンク）を、キーワード索引と"
                 "元のファイルごと削除します。よければ --yes を付けてもう一度実行してください。\n"
             )
             return 2
-        _report(collections.delete(args.name), "削除しました", args.json, out)
+        _report(service.delete_collection(CLI, args.name), "削除しました", args.json, out)
         return 0
-    infos = collections.catalogue()
+    infos = service.collections(CLI)
     if args.json:
         _dump([info.to_dict() for info in infos], out)
     for info in [] if args.json else infos:
@@ -472,12 +323,6 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     return 0
 
 
-def _bar(stream: TextIO, description: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(desc=description, file=stream, leave=False, dynamic_ncols=True)
-
-
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     if args.task == "qa" and args.from_log == bool(args.file):
         raise evaluation.EvaluationError(
@@ -489,20 +334,18 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
     embedder.load()
     if args.task == "sts":
         pairs = evaluation.load_sts(args.file)[: args.limit]
-        bar = _bar(err, "埋め込み")
-        sts = evaluation.evaluate_sts(embedder, pairs, _updater(bar))
-        bar.close()
+        meter = Meter(err, "埋め込み")
+        sts = evaluation.evaluate_sts(embedder, pairs, meter.update)
+        meter.close()
         if args.json:
             _dump(sts.to_dict(), out)
         else:
             out.write(evaluation.sts_table(sts, markdown=args.markdown))
         return 0
-    bars: dict[str, Any] = {}
+    meters: dict[str, Meter] = {}
 
     def step(what: str, done: int, total: int) -> None:
-        if what not in bars:
-            bars[what] = _bar(err, what)
-        _updater(bars[what])(done, total)
+        meters.setdefault(what, Meter(err, what)).update(done, total)
 
     if parts is not None:
         judged = parts.querylog.judged_questions()
@@ -512,8 +355,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         if args.limit:
             questions = questions[: args.limit]
         qa = evaluation.evaluate_qa(settings, embedder, articles, questions, ks=args.ks, step=step)
-    for bar in bars.values():
-        bar.close()
+    for meter in meters.values():
+        meter.close()
     result = qa.to_dict() | ({"label": args.label} if args.label else {})
     if args.json:
         _dump(result, out)
@@ -526,14 +369,6 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         evaluation.save_chart([*runs, result], args.chart)
         err.write(f"グラフを保存しました: {args.chart}\n")
     return 0
-
-
-def _updater(bar: Any) -> Progress:
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return update
 
 
 def _dump(value: Any, out: TextIO) -> None:
@@ -558,9 +393,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run one command; returns the exit status (0 ok, 1 some files failed, 2 refused with a message)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        settings = _settings(args)
+        settings = settings_from(args)
         return COMMANDS[args.command](args, settings, out, err)
     except (RagError, IngestError) as error:
         err.write(f"エラー: {error}\n")

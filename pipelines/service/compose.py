@@ -103,6 +103,7 @@ def build(
     keyword: KeywordIndex | None = None,
     originals: Originals | None = None,
     collections: Collections | None = None,
+    querylog: QueryLog | None = None,
 ) -> Pipelines:
     """Every part of the collection ``settings.collection``, wired from ``settings``; a part given here (a
     loaded embedder, a scratch store, the collections of a long-running process) is used instead.
@@ -127,7 +128,7 @@ def build(
         _indexer(settings, embedder, store, keyword, originals),
         _searcher(settings, embedder, store, keyword),
         originals,
-        make_querylog(settings),
+        querylog or make_querylog(settings),
     )
 
 

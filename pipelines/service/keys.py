@@ -3,19 +3,22 @@
 ``RAG_API_KEY`` is one key that may read and write every collection. ``RAG_API_KEYS_FILE`` names a
 file of lines ``KEY COLLECTION-PATTERN read|write`` (a glob on the collection's name, ``*`` for all;
 ``write`` includes ``read``; ``#`` starts a comment). A request shows its key as
-``Authorization: Bearer KEY``. Without any key configured every request is allowed, and the server
+``Authorization: Bearer KEY``; the API identifies it here, and the service checks its grants
+(``Caller.may``) like every caller's. Without any key configured every request is allowed, and the server
 only listens on loopback (``pipelines/faces/api.py``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipelines.errors import AuthenticationError, PermissionDeniedError, SettingsError
+from pipelines.errors import AuthenticationError, SettingsError
+from pipelines.service.results import Caller, Face
 
 Access = Literal["read", "write"]
 ACCESS: tuple[Access, ...] = ("read", "write")
@@ -81,6 +84,12 @@ class Keys:
         # compare_digest with every grant's key: how long a refusal takes says nothing about the keys
         return [g for g in self.grants if hmac.compare_digest(g.key.encode(), key.encode())]
 
+    @staticmethod
+    def label(authorization: str | None) -> str:
+        """A request's key as the query log and audit name it: a short digest, never the key itself."""
+        key = (authorization or "").partition(" ")[2].strip()
+        return f"key:{hashlib.sha256(key.encode()).hexdigest()[:8]}" if key else ""
+
     def identify(self, authorization: str | None) -> list[Grant] | None:
         """The grants of the request's key (None: no key is configured, all is allowed); refused when unknown."""
         if not self.configured:
@@ -93,14 +102,7 @@ class Keys:
             raise AuthenticationError("API キーが違います。管理者に確かめてください。")
         return grants
 
-    def check(self, authorization: str | None, collection: str, access: Access) -> None:
-        """Refuse a request whose key may not ``access`` the collection (401 unknown, 403 not allowed)."""
+    def caller(self, authorization: str | None, face: Face = "api", address: str = "") -> Caller:
+        """The caller a request's key makes (refused when unknown); with no key configured, one with every right."""
         grants = self.identify(authorization)
-        if grants is not None and not any(g.allows(collection, access) for g in grants):
-            verb = "書き込み" if access == "write" else "読み取り"
-            raise PermissionDeniedError(f"この API キーにはコレクション「{collection}」の{verb}の権限がありません。")
-
-    def readable(self, authorization: str | None, collection: str) -> bool:
-        """Whether the request's key may read the collection (for the list, which shows only those)."""
-        grants = self.identify(authorization)
-        return grants is None or any(g.allows(collection, "read") for g in grants)
+        return Caller(face, self.label(authorization), address, None if grants is None else tuple(grants))

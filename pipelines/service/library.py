@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pipelines.errors import CollectionNotFoundError
 from pipelines.model.embedder import TextEmbedder
-from pipelines.service.compose import Pipelines, build, make_collections, make_embedder
+from pipelines.service import words
+from pipelines.service.compose import Pipelines, build, make_collections, make_embedder, make_querylog
 from pipelines.settings import Settings
 from pipelines.store.collections import CollectionInfo, Collections, clean_name
 
@@ -28,6 +29,8 @@ class Library:
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
         self.collections = collections or make_collections(settings)
+        # the log of every collection's questions and feedback: one file, one object
+        self.querylog = make_querylog(settings)
         self._parts: dict[str, Pipelines] = {}
         self._lock = threading.Lock()
 
@@ -38,18 +41,27 @@ class Library:
             parts = self._parts.get(key)
             if parts is None:
                 settings = dataclasses.replace(self.settings, collection=key)
-                parts = build(settings, embedder=self.embedder, collections=self.collections)
+                parts = build(settings, embedder=self.embedder, collections=self.collections, querylog=self.querylog)
                 self._parts[key] = parts
             return parts
 
     @contextlib.contextmanager
-    def writing(self, name: str) -> Iterator[Pipelines]:
-        """The collection's parts with its write lock held; refused if it was deleted while this waited."""
+    def writing(self, name: str, waiting: Callable[[], None] | None = None) -> Iterator[Pipelines]:
+        """The collection's parts with its write lock held; refused if it was deleted while this waited.
+
+        ``waiting()`` is called when another writer holds the lock, before this one waits for it.
+        """
         parts = self.pipelines(name)
-        with parts.write_lock:
+        if not parts.write_lock.acquire(blocking=False):
+            if waiting is not None:
+                waiting()
+            parts.write_lock.acquire()
+        try:
             if self._parts.get(clean_name(name)) is not parts:
-                raise CollectionNotFoundError(f"コレクション「{clean_name(name)}」は削除されました。")
+                raise CollectionNotFoundError(words.COLLECTION_DELETED.format(name=clean_name(name)))
             yield parts
+        finally:
+            parts.write_lock.release()
 
     def catalogue(self) -> list[CollectionInfo]:
         """Every collection with its counts, the default first."""

@@ -35,7 +35,7 @@ FILE_NAME = "querylog.sqlite3"
 
 Target = Literal["answer", "hit"]
 """What feedback is about: a query's answer, or one of its cards (by rank)."""
-Face = Literal["page", "cli", "api"]
+Face = Literal["page", "cli", "api", "mcp"]
 """Where a question was asked."""
 
 _SCHEMA = """

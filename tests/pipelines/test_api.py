@@ -22,6 +22,7 @@ from pipelines.model.embedder import Embedder
 from pipelines.model.warmup import ModelWarmup
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
+from pipelines.service.service import Service
 from pipelines.settings import Settings
 from testkit.servers import ChatServer, Reply, UvicornThread, free_port, wait_for
 
@@ -74,7 +75,7 @@ def start_api(environment: Path, embedder: Embedder) -> Iterator[Callable[..., A
         settings = Settings.from_env(**overrides)
         library = Library(settings, embedder=embedder)
         keys = Keys.from_settings(settings.api_key, settings.api_keys_file)
-        server = UvicornThread(create_app(library, keys, ModelWarmup(embedder).start())).start()
+        server = UvicornThread(create_app(Service(library), keys, ModelWarmup(embedder).start())).start()
         servers.append(server)
         return Api(server.url, library, environment)
 

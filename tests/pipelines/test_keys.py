@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import AuthenticationError, PermissionDeniedError, SettingsError
+from pipelines.errors import AuthenticationError, SettingsError
 from pipelines.service.keys import Grant, Keys, parse_keys
 
 ADMIN = "admin-key-0123456789"
@@ -34,28 +34,37 @@ def test_bad_keys_file_lines_are_refused_with_their_number(line: str, why: str) 
 
 
 def test_the_matrix(tmp_path: Path) -> None:
+    """Each key's caller, against each collection and right (the service asks ``Caller.may``)."""
     path = tmp_path / "keys"
     path.write_text(f"{READER} * read\n{HR} 人事* write\n", encoding="utf-8")
     keys = Keys.from_settings(ADMIN, path)
     for header in (None, "", "Bearer", "Basic " + ADMIN, "Bearer wrong-key-0123456789"):
         with pytest.raises(AuthenticationError):
-            keys.check(header, "人事規程", "read")
-    keys.check(f"Bearer {ADMIN}", "技術文書", "write")
-    keys.check(f"bearer {READER}", "技術文書", "read")
-    keys.check(f"Bearer {HR}", "人事規程", "write")
-    keys.check(f"Bearer {HR}", "人事規程", "read")  # write includes read
-    with pytest.raises(PermissionDeniedError, match="書き込み"):
-        keys.check(f"Bearer {READER}", "技術文書", "write")
-    with pytest.raises(PermissionDeniedError, match="読み取り"):
-        keys.check(f"Bearer {HR}", "技術文書", "read")
-    assert keys.readable(f"Bearer {HR}", "人事規程")
-    assert not keys.readable(f"Bearer {HR}", "default")
+            keys.caller(header)
+    admin, reader, hr = (keys.caller(f"Bearer {ADMIN}"), keys.caller(f"bearer {READER}"), keys.caller(f"Bearer {HR}"))
+    allowed = {
+        (who, collection, right)
+        for who, caller in (("admin", admin), ("reader", reader), ("hr", hr))
+        for collection in ("技術文書", "人事規程", "default")
+        for right in ("read", "download", "write", "admin")
+        if caller.may(collection, right)
+    }
+    everything = {(c, r) for c in ("技術文書", "人事規程", "default") for r in ("read", "download", "write", "admin")}
+    assert {(c, r) for who, c, r in allowed if who == "admin"} == everything
+    assert {(c, r) for who, c, r in allowed if who == "reader"} == {
+        (c, r) for c, r in everything if r in ("read", "download")
+    }
+    assert {(c, r) for who, c, r in allowed if who == "hr"} == {(c, r) for c, r in everything if c == "人事規程"}
+    # the log and the audit name a key by a digest, never by the key
+    assert hr.name.startswith("key:")
+    assert HR not in hr.name
+    assert hr.name != reader.name
 
 
 def test_without_keys_everything_is_allowed_and_a_short_key_is_refused(tmp_path: Path) -> None:
     keys = Keys.from_settings("", None)
     assert not keys.configured
-    keys.check(None, "default", "write")
+    assert keys.caller(None).may("default", "admin")
     with pytest.raises(SettingsError, match="16 文字以上"):
         Keys.from_settings("short", None)
     with pytest.raises(SettingsError, match="読めません"):

@@ -1,0 +1,162 @@
+"""The view of a passage in its original file (「原文を開く」), opened from a card, a citation or a link.
+
+The view is addressed by query parameters (?doc=…&chunk=…&page=…), so the browser's address is a link
+that reopens it, for a colleague too. Every parameter is checked by the service against the store: the
+name must be a stored document's (a label, never a path), the chunk and page numbers within it. What is
+shown is escaped text, or an image the server rendered.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import streamlit as st
+
+from ingest.document import describe
+from page.common import Here, escape_markdown
+from pipelines.errors import RagError
+from pipelines.search.retrieval import Hit
+from pipelines.search.viewer import PageImage, RowsView, SlideView, TextView
+from pipelines.service import words
+from pipelines.service.results import PassageView
+from pipelines.store.collections import DEFAULT
+
+PARAMS = ("doc", "chunk", "page", "collection")
+
+
+def _view_params(source: str, chunk: int, page: int | None) -> dict[str, str]:
+    """The query parameters that address a passage's view (and its collection, unless it is the default)."""
+    collection = st.session_state.get("collection", DEFAULT)
+    return {
+        "doc": source,
+        "chunk": str(chunk),
+        **({"page": str(page)} if page else {}),
+        **({"collection": collection} if collection != DEFAULT else {}),
+    }
+
+
+def open_view(source: str, chunk: int, page: int | None) -> None:
+    """Point the address at a passage's view (a button's callback: the page then reruns and shows it)."""
+    st.query_params.from_dict(_view_params(source, chunk, page))
+
+
+def close_view() -> None:
+    for key in PARAMS:
+        st.query_params.pop(key, None)
+
+
+def link(source: str, chunk: int, page: int | None) -> str:
+    """The relative link that reopens a view."""
+    return "?" + urllib.parse.urlencode(_view_params(source, chunk, page))
+
+
+def focus_number(hit: Hit, offset: int) -> int | None:
+    """The page (or slide) of the character at ``offset`` of a hit's text."""
+    place = hit.place_at(offset)
+    return place.page or place.slide
+
+
+def _number(raw: str | None) -> int | None:
+    """A query parameter that must be a small positive whole number; None for anything else."""
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 7:
+        return None
+    return int(raw)
+
+
+def viewer_panel(here: Here) -> None:
+    """The view the address asks for, when it asks for one; each refusal says why."""
+    params = st.query_params
+    if "doc" not in params:
+        return
+    with st.container(border=True, key="viewer"):
+        source = params.get("doc", "")
+        st.subheader(f"原文: {source}", anchor=False)
+        chunk = _number(params.get("chunk"))
+        try:
+            shown = here.service.passage(
+                here.caller, here.collection, source, -1 if chunk is None else chunk, _number(params.get("page"))
+            )
+        except RagError as error:
+            st.warning(escape_markdown(str(error)))
+        else:
+            _show(here, shown)
+        st.button("閉じる", key="close-view", on_click=close_view)
+
+
+def _show(here: Here, shown: PassageView) -> None:
+    document, chunk, view = shown.document, shown.chunk, shown.view
+    if shown.problem and view is None and shown.problem == words.ORIGINAL_NOT_KEPT:
+        st.warning(shown.problem)
+        return
+    st.caption(
+        f"{escape_markdown(document.source)} ・ {escape_markdown(describe(chunk.place, chunk.place_end))}"
+        f" ・ チャンク {chunk.chunk_index}"
+    )
+    if shown.problem:
+        st.error(escape_markdown(shown.problem))
+    elif isinstance(view, PageImage):
+        _page_view(shown, view)
+    elif isinstance(view, RowsView):
+        rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in view.rows]
+        if view.sheet:
+            st.caption(f"シート {escape_markdown(view.sheet)}")
+        st.table(rows)  # plain cells: escaped text, readable by a screen reader
+    elif isinstance(view, SlideView):
+        st.caption(f"スライド {view.slide}")
+        st.markdown("  \n".join(_mark(line) if marked else escape_markdown(line) for line, marked in view.lines))
+    elif isinstance(view, TextView):
+        if view.place.heading:
+            st.caption(escape_markdown(" > ".join(view.place.heading)))
+        # a few lines either side, so that the passage shows without scrolling; the download has the rest
+        with st.container(height=480, key="view-text"):
+            st.markdown(
+                escape_markdown(view.before)
+                + ("  \n" if view.before else "")
+                + _mark(view.passage)
+                + ("  \n" if view.after else "")
+                + escape_markdown(view.after)
+            )
+    st.markdown(f"[この箇所へのリンク]({link(document.source, chunk.chunk_index, shown.page)})")
+    try:
+        original = here.service.original(here.caller, here.collection, document.source)
+    except RagError as error:
+        st.caption(escape_markdown(str(error)))
+        return
+    st.download_button(
+        "元のファイルをダウンロード",
+        data=original.data,
+        file_name=original.name,
+        key="view-download",
+        on_click="ignore",
+    )
+
+
+def _mark(text: str) -> str:
+    """Passage text, marked: each line highlighted (Markdown's background colour, escaped inside)."""
+    return "  \n".join(f":orange-background[{escape_markdown(line)}]" for line in text.split("\n") if line)
+
+
+def _page_view(shown: PassageView, image: PageImage) -> None:
+    document, chunk = shown.document, shown.chunk
+    first = chunk.place.page or 1
+    last = chunk.place_end.page or first
+    before, after = st.columns(2)
+    before.button(
+        "前のページ",
+        key="view-previous",
+        disabled=image.page <= 1,
+        on_click=open_view,
+        args=(document.source, chunk.chunk_index, image.page - 1),
+    )
+    after.button(
+        "次のページ",
+        key="view-next",
+        disabled=image.page >= image.pages,
+        on_click=open_view,
+        args=(document.source, chunk.chunk_index, image.page + 1),
+    )
+    if not first <= image.page <= last:
+        st.caption(f"この箇所は {describe(chunk.place, chunk.place_end)} にあります。")
+    elif image.boxes == 0:
+        st.caption("このページでは箇所に印を付けられませんでした。")
+    st.image(image.png, alt=image.alt, caption=image.alt, width=760)  # a page as large as a screen shows it

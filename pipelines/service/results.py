@@ -1,0 +1,203 @@
+"""What the service hands its faces: who asks, what is asked, and the typed results and events they render."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipelines.choices import Mode
+from pipelines.model.precision import PrecisionChoice
+from pipelines.search.retrieval import Hit, hit_json
+from pipelines.store.chroma import StoredChunk, StoredDocument
+from pipelines.store.indexing import FileReport
+
+if TYPE_CHECKING:  # LangChain and the viewer's libraries are imported only by what answers or views
+    from pipelines.answers.answer import Answer
+    from pipelines.answers.conversation import Turn
+    from pipelines.search.viewer import PageImage, RowsView, SlideView, TextView
+    from pipelines.service.keys import Access, Grant
+
+Face = Literal["page", "cli", "api", "mcp"]
+"""Where a request comes from."""
+Right = Literal["read", "download", "write", "admin"]
+"""What a request does to a collection: search and see passages; download originals; add and delete
+documents; create and delete collections."""
+_KEY_ACCESS: dict[Right, Access] = {"read": "read", "download": "read", "write": "write", "admin": "write"}
+"""What an API key's ``read`` or ``write`` covers."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request, from which face and address, and what they may do.
+
+    ``grants`` None means every right: the machine's own user on the CLI, and the page or the API where
+    no sign-in or key is configured (they then serve this machine only). The service checks a caller's
+    rights in one place (``Service._parts``), whatever the face.
+    """
+
+    face: Face
+    name: str = ""
+    address: str = ""
+    grants: tuple[Grant, ...] | None = None
+
+    def may(self, collection: str, right: Right) -> bool:
+        """Whether this caller may do ``right`` to the collection named ``collection`` (its name as kept)."""
+        return self.grants is None or any(g.allows(collection, _KEY_ACCESS[right]) for g in self.grants)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question to one collection and how to search it (None: the configured default)."""
+
+    text: str
+    k: int | None = None
+    mode: Mode | None = None
+    sources: tuple[str, ...] = ()
+    best_sentences: bool = True
+
+
+@dataclass(frozen=True)
+class Found:
+    """The passages found for a question.
+
+    ``searched`` is the question that was searched (a follow-up made standalone), ``spans`` each hit's
+    sentence closest to the question (None where it was not asked for), ``stored`` whether the
+    collection holds any document, ``query_id`` the question's row in the query log (None: not
+    logged), ``log_error`` why the log could not be written ("" when it was).
+    """
+
+    question: str
+    searched: str
+    collection: str
+    hits: list[Hit]
+    mode: Mode
+    k: int
+    rule: str
+    stored: bool
+    spans: list[tuple[int, int]] | None = None
+    query_id: int | None = None
+    log_error: str = ""
+
+    def hits_json(self) -> list[dict[str, Any]]:
+        """The hits as ``search --json`` and the API give them, each with its best sentence when it was found."""
+        spans: Sequence[tuple[int, int] | None] = self.spans if self.spans is not None else [None] * len(self.hits)
+        return [hit_json(hit, span) for hit, span in zip(self.hits, spans, strict=True)]
+
+    def emphasis(self, rank: int) -> tuple[int, int]:
+        """The span of the hit at ``rank``'s best sentence ((0, 0): none)."""
+        if self.spans is None or not 1 <= rank <= len(self.spans):
+            return (0, 0)
+        return self.spans[rank - 1]
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """The follow-up was made standalone: this is what will be searched."""
+
+    question: str
+
+
+@dataclass(frozen=True)
+class RewriteFailed:
+    """The follow-up could not be rewritten; the question is searched as typed."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The passages the answer will be written from."""
+
+    found: Found
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer's text, as the chat model writes it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The whole answer, its citations checked, and the conversation's new turn."""
+
+    answer: Answer
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class AnswerFailed:
+    """No answer could be written (the chat model failed); the turn records why."""
+
+    message: str
+    turn: Turn
+
+
+AskEvent = Rewritten | RewriteFailed | Searched | Delta | Answered | AnswerFailed
+"""What a conversation turn yields, in order: Rewritten or RewriteFailed (follow-ups only), Searched,
+Delta pieces, then Answered or AnswerFailed."""
+
+
+@dataclass
+class Ingested:
+    """What an upload or an ingest did: a report per file, warnings, the embedding's figures.
+
+    ``error`` is set when the store or the model refused, which stops the files after it (the reports
+    of the files before stay).
+    """
+
+    reports: list[FileReport]
+    seconds: float
+    embedded_texts: int = 0
+    embedded_tokens: int = 0
+    embedding_seconds: float = 0.0
+    precision: PrecisionChoice | None = None
+    token_counting: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.embedded_tokens / self.embedding_seconds if self.embedding_seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``ingest --json`` and the API's upload give it."""
+        return {
+            "files": [asdict(r) for r in self.reports],
+            "embedded_texts": self.embedded_texts,
+            "embedded_tokens": self.embedded_tokens,
+            "embedding_seconds": round(self.embedding_seconds, 3),
+            "model_loaded": self.precision is not None,
+            "precision": asdict(self.precision) if self.precision is not None else None,
+            "token_counting": self.token_counting,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Original:
+    """A stored document's file as it was given, and the name to save it under."""
+
+    document: StoredDocument
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PassageView:
+    """A passage in its original: the document, the chunk and what the viewer made of the file.
+
+    ``view`` is a rendered page (PDF, scans), the rows around it (Excel, CSV), the slide (PowerPoint),
+    or the text around it (the rest); None with ``problem`` set when the file could not be shown, or
+    when no original is kept.
+    """
+
+    document: StoredDocument
+    chunk: StoredChunk
+    page: int | None
+    view: PageImage | RowsView | SlideView | TextView | None
+    problem: str = ""

@@ -1,0 +1,381 @@
+"""The service layer: every operation a person or a system performs, written once, for every face.
+
+The page, the CLI and the HTTP API parse their input into a ``Caller`` and arguments, call one method
+here and render what it returns; none of them reaches the store, the searcher or the query log. Each
+method takes the caller and the collection, resolves the collection's name once (NFKC, trimmed), and
+checks the caller's right to it in one place (``_parts``) before anything is read or written, so a
+rule added here holds on every face.
+
+    collections / create_collection / delete_collection        the collections a caller may see; admin
+    documents / delete_document                                the documents of a collection
+    upload / ingest_paths                                      files in, one report each
+    search                                                     hits, ranked, logged
+    ask                                                        a conversation turn, as events
+    surroundings / passage / original                          a passage's context, its view, the file
+    feedback / log                                             👍/👎 on a logged question; the log
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from ingest.errors import IngestError
+from ingest.loaders import kind_of
+from ingest.ocr import OcrOptions
+from pipelines.errors import DocumentNotFoundError, GenerationError, NoChatModelError, PermissionDeniedError, RagError
+from pipelines.model.embedder import TextEmbedder
+from pipelines.search.retrieval import Hit
+from pipelines.service import words
+from pipelines.service.compose import Pipelines
+from pipelines.service.library import Library
+from pipelines.service.querylog import LoggedQuery, Target
+from pipelines.service.results import (
+    Answered,
+    AnswerFailed,
+    AskEvent,
+    Caller,
+    Delta,
+    Found,
+    Ingested,
+    Original,
+    PassageView,
+    Question,
+    RewriteFailed,
+    Rewritten,
+    Right,
+    Searched,
+)
+from pipelines.settings import Settings
+from pipelines.store.chroma import StoredDocument
+from pipelines.store.collections import CollectionInfo, clean_name
+from pipelines.store.indexing import FileProgress, FileReport, mixed_precisions
+
+if TYPE_CHECKING:
+    from pipelines.answers.conversation import Turn
+
+# characters of text shown either side of a passage in a text view (a screen's worth, without scrolling)
+VIEW_CONTEXT = 400
+_RIGHT_WORDS: dict[Right, str] = {"read": "読み取り", "download": "ダウンロード", "write": "書き込み", "admin": "管理"}
+
+
+class Service:
+    """The operations on a ``Library``'s collections, each checked against its caller's rights."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    @property
+    def settings(self) -> Settings:
+        return self.library.settings
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        """The one model every collection shares (its name, precision and how it counts tokens)."""
+        return self.library.embedder
+
+    # -- rights ---------------------------------------------------------------------------------------
+
+    def _allow(self, caller: Caller, name: str, right: Right) -> str:
+        """The collection's name as kept, once ``caller`` may do ``right`` to it; refused otherwise."""
+        cleaned = clean_name(name)
+        if not caller.may(cleaned, right):
+            raise PermissionDeniedError(
+                f"コレクション「{cleaned}」の{_RIGHT_WORDS[right]}の権限がありません。管理者に確かめてください。"
+            )
+        return cleaned
+
+    def _parts(self, caller: Caller, name: str, right: Right) -> Pipelines:
+        """A collection's parts, once ``caller`` may do ``right`` to it."""
+        return self.library.pipelines(self._allow(caller, name, right))
+
+    # -- collections ----------------------------------------------------------------------------------
+
+    def collections(self, caller: Caller) -> list[CollectionInfo]:
+        """The collections the caller may read, with their counts, the default first."""
+        return [info for info in self.library.catalogue() if caller.may(info.name, "read")]
+
+    def collection_names(self, caller: Caller) -> list[str]:
+        """The names of the collections the caller may read (no counts: one read of the store)."""
+        return [name for name in self.library.names() if caller.may(name, "read")]
+
+    def collection(self, caller: Caller, name: str) -> CollectionInfo:
+        """One collection's counts."""
+        return self.library.collections.info(self._allow(caller, name, "read"))
+
+    def create_collection(self, caller: Caller, name: str) -> CollectionInfo:
+        """Make an empty collection (refused when the name is taken)."""
+        return self.library.create(self._allow(caller, name, "admin"))
+
+    def delete_collection(self, caller: Caller, name: str) -> CollectionInfo:
+        """Delete a collection with its documents, keyword index and originals, once its writer is done."""
+        return self.library.delete(self._allow(caller, name, "admin"))
+
+    # -- documents ------------------------------------------------------------------------------------
+
+    def documents(self, caller: Caller, collection: str) -> list[StoredDocument]:
+        """The collection's documents, by name."""
+        return self._parts(caller, collection, "read").store.documents()
+
+    def document(self, caller: Caller, collection: str, source: str) -> StoredDocument:
+        """One stored document by its name (``DocumentNotFoundError`` when there is none)."""
+        document = self._parts(caller, collection, "read").store.document(source)
+        if document is None:
+            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
+        return document
+
+    def writable(self, caller: Caller, collection: str) -> str:
+        """The collection's name as kept, once it exists and the caller may write to it (an upload, before its body is read)."""
+        cleaned = self._allow(caller, collection, "write")
+        self.library.pipelines(cleaned)
+        return cleaned
+
+    def delete_document(self, caller: Caller, collection: str, source: str) -> StoredDocument:
+        """Delete one document, its chunks and (unless another document has its content) its original."""
+        with self.library.writing(self._allow(caller, collection, "write")) as parts:
+            return parts.indexer.delete(source)
+
+    def upload(
+        self,
+        caller: Caller,
+        collection: str,
+        files: Sequence[tuple[str, bytes]],
+        progress: FileProgress | None = None,
+        waiting: Callable[[], None] | None = None,
+    ) -> Ingested:
+        """Index uploaded files (name, bytes), one report each; a file that cannot be read is reported, the others go on.
+
+        ``progress(name)`` is called as each file starts and may return a chunk counter; ``waiting()``
+        when another upload to this collection holds its writer and this one waits for it.
+        """
+        cleaned = self._allow(caller, collection, "write")
+
+        def run(parts: Pipelines) -> list[FileReport]:
+            reports = []
+            for name, data in files:
+                counter = progress(name) if progress else None
+                reports.append(parts.indexer.ingest_bytes(name, data, counter))
+            return reports
+
+        return self._ingest(cleaned, run, waiting)
+
+    def ingest_paths(
+        self, caller: Caller, collection: str, paths: Sequence[Path], progress: FileProgress | None = None
+    ) -> Ingested:
+        """Index files and folders on this machine (the CLI), one report each, then the files skipped in folders."""
+        cleaned = self._allow(caller, collection, "write")
+        return self._ingest(cleaned, lambda parts: parts.indexer.ingest_paths(paths, progress), None)
+
+    def _ingest(
+        self, collection: str, run: Callable[[Pipelines], list[FileReport]], waiting: Callable[[], None] | None
+    ) -> Ingested:
+        embedder = self.embedder
+        before = embedder.stats
+        texts, tokens, seconds = before.texts, before.tokens, before.seconds
+        started = time.perf_counter()
+        reports: list[FileReport] = []
+        error = ""
+        warnings: list[str] = []
+        with self.library.writing(collection, waiting) as parts:
+            try:
+                reports = run(parts)
+            except RagError as refused:  # the store or the model refused: no later file can go in
+                error = str(refused)
+            if any(r.status in ("added", "replaced") for r in reports):
+                mixed = mixed_precisions(parts.store.documents())
+                warnings = [mixed] if mixed else []
+        after = embedder.stats
+        return Ingested(
+            reports,
+            time.perf_counter() - started,
+            embedded_texts=after.texts - texts,
+            embedded_tokens=after.tokens - tokens,
+            embedding_seconds=after.seconds - seconds,
+            precision=embedder.precision if embedder.loaded else None,
+            token_counting=embedder.counting if embedder.loaded else None,
+            warnings=warnings,
+            error=error,
+        )
+
+    # -- questions ------------------------------------------------------------------------------------
+
+    def search(self, caller: Caller, collection: str, question: Question) -> Found:
+        """The passages for a question, ranked, each with its best sentence unless not asked; logged."""
+        parts = self._parts(caller, collection, "read")
+        return self._search(parts, caller, question, question.text)
+
+    def _search(
+        self, parts: Pipelines, caller: Caller, question: Question, searched: str, conversation: str = "", turn: int = 0
+    ) -> Found:
+        settings = self.settings
+        k = question.k or settings.top_k
+        mode = question.mode or settings.retrieval_mode
+        searcher = parts.searcher
+        hits = searcher.search(searched, k, list(question.sources) or None, mode=mode)
+        stored = bool(searcher.keyword.versions)  # the live documents, as the search just read them
+        spans = searcher.best_sentences(searched, hits) if question.best_sentences and hits else None
+        query_id, log_error = None, ""
+        if stored:
+            logged = LoggedQuery(
+                question=question.text,
+                standalone_question=searched,
+                hits=hits,
+                mode=mode,
+                k=k,
+                face=caller.face,
+                conversation=conversation,
+                turn=turn,
+                sources=question.sources,
+                embedding_model=settings.embedding_model,
+                collection=parts.settings.collection,
+            )
+            try:
+                query_id = parts.querylog.record(logged)
+            except RagError as error:  # the search stands; the face says the log could not be written
+                log_error = f"{words.LOG_FAILED}{error}"
+        return Found(
+            question.text,
+            searched,
+            parts.settings.collection,
+            hits,
+            mode,
+            k,
+            searcher.rule(mode),
+            stored,
+            spans if spans is not None else ([(0, 0)] * len(hits) if question.best_sentences else None),
+            query_id,
+            log_error,
+        )
+
+    def ask(
+        self, caller: Caller, collection: str, question: Question, history: Sequence[Turn] = (), conversation: str = ""
+    ) -> Iterator[AskEvent]:
+        """A conversation turn: the follow-up made standalone, searched, logged, answered as it streams, recorded.
+
+        Refused at once (before the first event) without a chat model or the right to read. A search
+        that fails raises from the iteration; a chat model that fails gives ``AnswerFailed``.
+        """
+        parts = self._parts(caller, collection, "read")
+        if parts.answerer is None:
+            raise NoChatModelError(words.NO_CHAT_MODEL)
+        return self._turn(parts, caller, question, list(history), conversation)
+
+    def _turn(
+        self, parts: Pipelines, caller: Caller, question: Question, history: list[Turn], conversation: str
+    ) -> Iterator[AskEvent]:
+        from pipelines.answers.conversation import Turn  # LangChain: only where a chat model answers
+
+        answerer, rewriter = parts.answerer, parts.rewriter
+        assert answerer is not None  # checked by ask
+        assert rewriter is not None  # made with the answerer
+        searched = question.text
+        if history:
+            try:
+                searched = rewriter.standalone(question.text, history)
+            except GenerationError as error:
+                yield RewriteFailed(f"{words.REWRITE_FAILED}{error}")
+            else:
+                if searched != question.text:
+                    yield Rewritten(searched)
+        found = self._search(parts, caller, question, searched, conversation, len(history))
+        yield Searched(found)
+        shown: dict[str, Any] = {"query_id": found.query_id, "emphases": tuple(found.spans or ())}
+        text = ""
+        try:
+            passages = answerer.passages(found.hits)
+            for piece in answerer.stream(searched, passages):
+                text += piece
+                yield Delta(piece)
+        except GenerationError as error:
+            message = str(error)
+            yield AnswerFailed(message, Turn.answering(question.text, searched, message, found.hits, **shown))
+            return
+        answer = answerer.finish(searched, passages, text)
+        # the answer stands when the log cannot take it: the question's row (or its failure) came with the hits
+        with contextlib.suppress(RagError):
+            parts.querylog.record_answer(found.query_id, answer.text, [c.to_dict() for c in answer.citations])
+        yield Answered(answer, Turn.answering(question.text, searched, answer, found.hits, **shown))
+
+    # -- passages and originals -----------------------------------------------------------------------
+
+    def surroundings(self, caller: Caller, collection: str, hit: Hit) -> tuple[str, str]:
+        """The document's text just before and just after a hit."""
+        return self._parts(caller, collection, "read").searcher.surroundings(hit)
+
+    def original_kept(self, caller: Caller, collection: str, content_hash: str) -> bool:
+        """Whether the file of a document with this content is kept (and so can be viewed and downloaded)."""
+        return self._parts(caller, collection, "read").originals.path(content_hash) is not None
+
+    def original(self, caller: Caller, collection: str, source: str) -> Original:
+        """A document's file as it was given (``DocumentNotFoundError``: no such document, or no file kept)."""
+        parts = self._parts(caller, collection, "download")
+        document = parts.store.document(source)
+        if document is None:
+            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
+        data = parts.originals.get(document.content_hash)
+        if data is None:
+            raise DocumentNotFoundError(words.ORIGINAL_NOT_KEPT)
+        return Original(document, PurePosixPath(document.source).name or "document", data)
+
+    def passage(self, caller: Caller, collection: str, source: str, chunk_index: int, page: int | None) -> PassageView:
+        """A passage shown in its original file: the PDF page (``page``, or where the passage starts), the rows,
+        the slide, or the text around it. A document or chunk that is not stored is refused with the reason."""
+        from pipelines.search.viewer import document_view, render_page, rows_view, slide_view, view_for
+
+        parts = self._parts(caller, collection, "read")
+        document = parts.store.document(source)
+        if document is None:
+            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
+        found = parts.store.chunks_at(document.source, document.version, [chunk_index]) if chunk_index >= 0 else []
+        if chunk_index >= document.chunks or not found:
+            raise DocumentNotFoundError(words.CHUNK_MISSING.format(chunk=chunk_index))
+        chunk = found[0]
+        data = parts.originals.get(document.content_hash)
+        if data is None:
+            return PassageView(document, chunk, page, None, words.ORIGINAL_NOT_KEPT)
+        limits = parts.indexer.limits
+        kind = view_for(document.kind or kind_of(document.source))  # stored before kinds were kept: by name
+        span = (chunk.char_start, chunk.char_end)
+        try:
+            if kind == "page":
+                first = chunk.place.page or 1
+                number = page if page is not None and page >= 1 else first
+                ocr = OcrOptions(mode=self.settings.ocr, langs=self.settings.ocr_langs)
+                image = render_page(document.source, data, number, chunk.text, limits=limits, ocr=ocr)
+                return PassageView(document, chunk, image.page, image)
+            if kind == "rows":
+                rows = rows_view(document.source, data, *span, limits=limits, expected=chunk.text)
+                return PassageView(document, chunk, page, rows)
+            if kind == "slide":
+                slide = slide_view(document.source, data, *span, limits=limits, expected=chunk.text, slide=page)
+                return PassageView(document, chunk, slide.slide, slide)
+            text = document_view(document.source, data, *span, limits=limits, expected=chunk.text, context=VIEW_CONTEXT)
+            return PassageView(document, chunk, page, text)
+        except (IngestError, RagError, ValueError, OSError) as error:
+            return PassageView(document, chunk, page, None, f"{words.VIEW_FAILED}{error}")
+
+    # -- the query log --------------------------------------------------------------------------------
+
+    def feedback(
+        self,
+        caller: Caller,
+        query_id: int,
+        target: Target,
+        rating: int | None,
+        comment: str | None = None,
+        rank: int = 0,
+    ) -> None:
+        """👍 (1), 👎 (-1) or neither (None), and a comment, on a logged question's answer or card."""
+        self.library.querylog.feedback(query_id, target, rating, comment, rank)
+
+    def log(self, caller: Caller) -> list[dict[str, Any]]:
+        """Every logged question with its hits, answer and feedback, oldest first."""
+        return self.library.querylog.export()
+
+    @property
+    def logging(self) -> bool:
+        """Whether questions are logged (``RAG_QUERY_LOG``)."""
+        return self.library.querylog.enabled

@@ -1,0 +1,155 @@
+"""The catalogue: every Japanese label and message that a face shows, so the page, the CLI and the API say the same thing.
+
+Errors raised by the engine (a file that cannot be read, a store that cannot be opened) carry their own
+message, written once where they are raised; every face shows that message as it is. What is here is
+what the faces themselves would otherwise each have written: statuses, places, modes, the messages of
+the service's outcomes (nothing stored, nothing found, no chat model), the API's validation errors, and
+how a time is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pipelines.choices import Mode
+
+# what ingesting a file did (FileReport.status), the same word on every face
+STATUS_LABELS: Mapping[str, str] = {
+    "added": "追加",
+    "replaced": "置換",
+    "unchanged": "変更なし",
+    "duplicate": "重複",
+    "failed": "失敗",
+    "skipped": "スキップ",
+}
+
+# the retrieval modes (pipelines.choices.Mode) as the page's radio and the CLI's rule line name them
+MODE_LABELS: Mapping[Mode, str] = {
+    "hybrid": "ハイブリッド",
+    "dense": "意味（ベクトル）",
+    "keyword": "キーワード",
+}
+
+NOT_LISTED = "候補外"
+NO_DOCUMENTS = "まだ文書がありません。"
+NO_DOCUMENTS_HINT = {
+    "page": "左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。",
+    "cli": "先に `python -m pipelines ingest{where} ファイル` で取り込んでください。",
+    "api": "先に POST /v1/collections/{name}/documents で取り込んでください。",
+}
+NO_HITS = "該当する箇所は見つかりませんでした。"
+NO_HITS_HINT = "文書の選択を外すか、言い方を変えてみてください。"
+NO_FILES_FOUND = "取り込めるファイルが見つかりませんでした（対応形式: {suffixes}）。"
+NO_CHAT_MODEL = (
+    "回答を作る言語モデルが設定されていません。RAG_LLM_URL と RAG_LLM_MODEL に OpenAI 互換のチャットサーバーを"
+    "指定してください（例: http://127.0.0.1:11434/v1。CLI では --llm-url と --llm-model でも指定できます）。"
+    "検索だけなら search を使ってください。"
+)
+REWRITE_FAILED = "質問を書き換えられなかったため、入力どおりに検索します。"
+ANSWER_FAILED = "回答を作れませんでした。"
+SEARCHED_AS = "検索した質問: {question}"
+LOG_FAILED = "質問の記録に書けませんでした。"
+DROPPED_CITATIONS = "回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。"
+COLLECTION_DELETED = "コレクション「{name}」は削除されました。"
+DOCUMENT_MISSING = "「{source}」は登録されていません。削除されたか、名前が変わった可能性があります。"
+CHUNK_MISSING = "リンクの箇所（chunk {chunk}）がこの文書にありません。文書が取り込み直された可能性があります。"
+ORIGINAL_NOT_KEPT = (
+    "この文書の元のファイルは保存されていません（保存を始める前に取り込まれた文書です）。取り込み直すと保存されます。"
+)
+VIEW_FAILED = "原文を表示できません。"
+MODEL_WAITING = "埋め込みモデルを読み込んでいます（{stage}）。しばらくしてから、もう一度送ってください。"
+NOTHING_TO_EMBED = "なし（ベクトルにする文章がなく、モデルを読み込んでいません）"
+
+
+def place(rank: int | None) -> str:
+    """A passage's place in one candidate list: 「3 位」, or 候補外 when it was not in that list."""
+    return f"{rank} 位" if rank is not None else NOT_LISTED
+
+
+def no_documents(face: str, collection: str) -> str:
+    """What to say when the collection holds no document yet, with how to add one on this face."""
+    where = "" if collection == "default" else f" --collection {collection}"
+    hint = NO_DOCUMENTS_HINT.get(face, "").format(where=where, name=collection)
+    return NO_DOCUMENTS + hint
+
+
+def local_time(iso: str, with_time: bool = True) -> str:
+    """A stored UTC time (ISO 8601) as this machine's local time, 「2026-12-07 23:32」; unreadable text as it is."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
+
+
+def dropped_citations(numbers: Sequence[int], escape: bool = False) -> str:
+    """The warning about cited numbers that no passage had (``escape``: brackets escaped for Markdown)."""
+    shown = "".join(f"\\[{n}\\]" if escape else f"[{n}]" for n in numbers)
+    return DROPPED_CITATIONS.format(numbers=shown)
+
+
+# The HTTP API's validation errors, by pydantic's error type, in Japanese (``{...}`` from the error's ctx).
+_PROBLEMS: Mapping[str, str] = {
+    "missing": "必須です",
+    "extra_forbidden": "この項目は使えません",
+    "string_too_short": "{min_length} 文字以上にしてください",
+    "string_too_long": "{max_length} 文字以内にしてください",
+    "string_type": "文字列にしてください",
+    "int_parsing": "整数にしてください",
+    "int_type": "整数にしてください",
+    "int_from_float": "整数にしてください",
+    "bool_parsing": "true か false にしてください",
+    "bool_type": "true か false にしてください",
+    "greater_than_equal": "{ge} 以上にしてください",
+    "less_than_equal": "{le} 以下にしてください",
+    "literal_error": "{expected} のどれかにしてください",
+    "list_type": "リストにしてください",
+    "dict_type": "オブジェクトにしてください",
+    "model_type": "オブジェクトにしてください",
+    "model_attributes_type": "オブジェクトにしてください",
+    "json_invalid": "JSON として読めません",
+    "too_long": "{max_length} 件以内にしてください",
+}
+
+
+def validation_problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """One pydantic validation error as (where, what is wrong), both for a Japanese reader.
+
+    ``where`` drops the ``body`` prefix (``body.question`` → ``question``); a message our own validator
+    raised (type ``value_error``) is shown as it was written.
+    """
+    location = [str(part) for part in error.get("loc", ())]
+    if location and location[0] in ("body", "query", "path"):
+        location = location[1:]
+    where = ".".join(location) or "本文"
+    kind = str(error.get("type", ""))
+    if kind == "value_error":
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        return where, message
+    template = _PROBLEMS.get(kind)
+    if template is None:
+        return where, "値が正しくありません"
+    context = {key: _shown(value) for key, value in (error.get("ctx") or {}).items()}
+    try:
+        return where, template.format(**context)
+    except (KeyError, IndexError):
+        return where, "値が正しくありません"
+
+
+def _shown(value: Any) -> str:
+    """A constraint from pydantic's ctx as a reader sees it (``'hybrid', 'dense' or 'keyword'`` → 「hybrid・dense・keyword」)."""
+    text = str(value)
+    if "'" in text:
+        names = [part for part in text.replace(" or ", ", ").split(", ") if part]
+        return "・".join(name.strip("'") for name in names)
+    return text
+
+
+def invalid_request(problems: Sequence[tuple[str, str]]) -> str:
+    """The API's message for a request whose body, path or query is not as documented."""
+    listed = "、".join(f"{where}（{what}）" for where, what in problems)
+    return f"リクエストの内容が正しくありません: {listed}。/docs で形を確かめてください。"
