@@ -84,7 +84,7 @@ def ask_in_chat(here: Here, chat: Conversation, question: str, k: int, mode: Mod
                 if isinstance(event, RewriteFailed):
                     st.warning(escape_markdown(event.message))
                 elif isinstance(event, Rewritten):
-                    st.caption(escape_markdown(words.SEARCHED_AS.format(question=event.question)))
+                    st.caption(words.SEARCHED_AS.format(question=escape_markdown(event.question)))
                 elif isinstance(event, Searched):
                     if event.found.log_error:
                         st.toast(event.found.log_error)
@@ -114,7 +114,7 @@ def show_turn(here: Here, chat: Conversation, number: int, turn: Turn) -> None:
         st.markdown(escape_markdown(turn.question))
     with st.chat_message("assistant"):
         if turn.rewritten:
-            st.caption(escape_markdown(words.SEARCHED_AS.format(question=turn.standalone_question)))
+            st.caption(words.SEARCHED_AS.format(question=escape_markdown(turn.standalone_question)))
         hits = list(turn.hits)
         show_answer(turn, hits, key)
         if turn.error and number == len(chat.turns) - 1:

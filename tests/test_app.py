@@ -111,9 +111,9 @@ def test_upload_ingest_and_ask(page: AppTest) -> None:
     page.button[0].click().run()
     assert not page.exception
     reports = [s.value for s in page.success] + [e.value for e in page.error]
-    assert any(r.startswith("富士山\\.pdf: 追加しました") for r in reports)
-    assert any(r.startswith("東京\\.txt: 追加しました（1 チャンク）") for r in reports)
-    assert any(r.startswith("壊れた\\.pdf: 取り込めませんでした") and "PDF" in r for r in reports)
+    assert any(r.startswith("富士山\\.pdf: 追加") for r in reports)
+    assert any(r.startswith("東京\\.txt: 追加（1 チャンク）") for r in reports)
+    assert any(r.startswith("壊れた\\.pdf: 失敗") and "PDF" in r for r in reports)
     assert page.subheader[1].value == "登録済みの文書（2 件）"
 
     page.text_input[0].input(FUJI).run()

@@ -137,8 +137,8 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
 
         page.locator("input[type=file]").set_input_files([str(pdf), str(rules)])
         page.get_by_role("button", name="取り込む").click()
-        expect(page.get_by_text("富士山の資料.pdf: 追加しました")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible()
+        expect(page.get_by_text("富士山の資料.pdf: 追加")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("就業規則.txt: 追加")).to_be_visible()
         # the loading notice gave way to the model's line by itself, in its place (no rerun of the whole page)
         expect(page.get_by_text("計算精度", exact=False)).to_be_visible(timeout=10_000)
         expect(page.get_by_text("を読み込んでいます", exact=False)).to_have_count(0)
@@ -176,7 +176,7 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
         expect(page.get_by_text("登録済みの文書（2 件）")).to_be_visible(timeout=60_000)
         page.locator("input[type=file]").set_input_files([str(note)])
         page.get_by_role("button", name="取り込む").click()
-        expect(page.get_by_text("<img src=x onerror=alert(9)>注意.txt: 追加しました")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("<img src=x onerror=alert(9)>注意.txt: 追加")).to_be_visible(timeout=60_000)
         page.get_by_label("質問").fill(HOSTILE[0])
         page.get_by_label("質問").press("Enter")
         recent = page.locator("[class*='st-key-recent-']")
@@ -213,7 +213,7 @@ def test_office_documents_upload_and_cards_say_where_each_passage_is(server: str
         page.locator("input[type=file]").set_input_files([str(tmp_path / name) for name in files])
         page.get_by_role("button", name="取り込む").click()
         for name in files:
-            expect(page.get_by_text(f"{name}: 追加しました")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text(f"{name}: 追加")).to_be_visible(timeout=90_000)
         expect(page.get_by_text("支店報告.pptx — 2 スライド")).to_be_visible()
         page.get_by_label("質問").fill("ドリアンの単価と出張の日当と新潟支店の売上")
         page.get_by_label("質問").press("Enter")
@@ -259,7 +259,7 @@ def test_a_card_opens_the_page_its_sentence_is_on_with_the_passage_marked(server
         expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
         page.locator("input[type=file]").set_input_files([str(pdf)])
         page.get_by_role("button", name="取り込む").click()
-        expect(page.get_by_text("琵琶湖.pdf: 追加しました")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("琵琶湖.pdf: 追加")).to_be_visible(timeout=60_000)
         page.get_by_label("質問").fill(biwa)
         page.get_by_label("質問").press("Enter")
         card = page.locator("[class*='st-key-card-']").filter(has_text=biwa).first
@@ -328,7 +328,7 @@ def test_sessions_ingesting_and_searching_at_once(server: str, tmp_path: Path) -
         for page in pages:  # all three runs start before any has finished
             page.get_by_role("button", name="取り込む").click()
         for page, own in zip(pages, files, strict=True):
-            expect(page.get_by_text(f"{own.name}: 追加しました")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text(f"{own.name}: 追加")).to_be_visible(timeout=120_000)
             expect(page.get_by_text("共通.txt: ")).to_be_visible(timeout=120_000)
         for page, text in zip(pages, OWN, strict=True):
             page.get_by_label("質問").fill(text)
@@ -365,7 +365,7 @@ def test_a_conversation_in_the_browser(model_dir: Path, tmp_path: Path, chat_ser
         expect(page.locator("input[type=file]")).to_be_attached(timeout=60_000)
         page.locator("input[type=file]").set_input_files([str(rules)])
         page.get_by_role("button", name="取り込む").click()
-        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("就業規則.txt: 追加")).to_be_visible(timeout=60_000)
         box = page.get_by_placeholder("質問を入力してください", exact=False)
         messages = page.locator("[data-testid='stChatMessage']")
         for turn, question in enumerate(["有給休暇は何日？", "それは入社何か月後から？"]):
@@ -414,7 +414,7 @@ def test_a_collection_made_in_the_sidebar_keeps_its_documents_apart(server: str,
         expect(sidebar.get_by_text("コレクション「人事規程」を作りました。")).to_be_visible(timeout=30_000)
         page.locator("input[type=file]").set_input_files([str(rules)])
         page.get_by_role("button", name="取り込む").click()
-        expect(page.get_by_text("就業規則.txt: 追加しました")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("就業規則.txt: 追加")).to_be_visible(timeout=60_000)
         expect(sidebar.get_by_text("登録済みの文書（1 件）")).to_be_visible()
         sidebar.locator("[data-testid='stSelectbox']").first.click()
         page.get_by_role("option", name="default").click()
