@@ -222,8 +222,8 @@ def _print_precision(embedder: TextEmbedder, out: TextIO) -> None:
         out.write("精度: なし（ベクトルにする文章がなく、モデルを読み込んでいません）\n")
         return
     choice = embedder.precision
-    out.write(f"精度: {choice.passages}（{choice.passages_reason}）\n")
-    out.write(f"質問の精度: {choice.questions}（{choice.questions_reason}）\n")
+    out.write(f"精度: {choice.passages_label}（{choice.passages_reason}）\n")
+    out.write(f"質問の精度: {choice.questions_label}（{choice.questions_reason}）\n")
     out.write(f"トークンの数え方: {embedder.counting}\n")
 
 
