@@ -209,6 +209,33 @@ def test_document_view_docx() -> None:
     assert view.place.heading == ("経費の手引き", "第2章 申請", "2.1 手続き")
 
 
+def test_document_view_of_a_word_file_starts_a_few_lines_before_the_passage() -> None:
+    """The page's view opens at its top: twenty short articles before the passage would hide it."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("旅費規程", 0)
+    for number in range(1, 21):
+        document.add_paragraph(f"第{number}条　この条は前置きです。")
+    document.add_heading("宿泊", 1)
+    document.add_paragraph("宿泊費は一泊一万二千円を上限とする。領収書を添付すること。")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    data = buffer.getvalue()
+    passage = "宿泊費は一泊一万二千円を上限とする。"
+    start, end = span_of("旅費規程.docx", data, passage)
+    view = document_view("旅費規程.docx", data, start, end, expected=passage, context=400)
+    assert view.before == "第19条 この条は前置きです。\n\n第20条 この条は前置きです。\n\n宿泊\n\n"
+    assert view.after == "領収書を添付すること。"
+    assert view.place.heading == ("旅費規程", "宿泊")
+    # a passage that starts mid-line: its line's start is one of the lines
+    middle = "領収書を添付すること。"
+    start, end = span_of("旅費規程.docx", data, middle)
+    view = document_view("旅費規程.docx", data, start, end, lines_before=2)
+    assert view.before == "宿泊\n\n宿泊費は一泊一万二千円を上限とする。"
+    assert document_view("旅費規程.docx", data, start, end, lines_before=0).before == ""
+
+
 def test_document_view_refuses_a_passage_that_is_not_there() -> None:
     data = ("日本の湖について述べる。" + BIWA).encode()
     start, end = span_of("湖.txt", data, BIWA)
