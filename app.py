@@ -836,10 +836,11 @@ def _show(pipelines: Pipelines, document: StoredDocument, chunk: StoredChunk, pa
             view = rows_view(
                 document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text
             )
-            rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in view.rows]
-            if view.sheet:
-                st.caption(f"シート {escape_markdown(view.sheet)}")
-            st.table(rows)  # plain cells: escaped text, readable by a screen reader
+            for sheet in view.sheets:  # each sheet the passage runs over, named
+                rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in sheet.rows]
+                if sheet.sheet:
+                    st.caption(f"シート {escape_markdown(sheet.sheet)}")
+                st.table(rows)  # plain cells: escaped text, readable by a screen reader
         elif kind == "slide":
             slide = slide_view(
                 document.source, data, chunk.char_start, chunk.char_end, limits=limits, expected=chunk.text, slide=page

@@ -402,8 +402,8 @@ class TextView:
 
 
 @dataclass(frozen=True)
-class RowsView:
-    """The rows of a sheet (or CSV, ``sheet`` None) around a passage.
+class SheetRows:
+    """The rows of one sheet (or of a CSV file, ``sheet`` None) around a passage.
 
     ``rows``: ``(row number, the row's text with its 列名: 値 lines joined by " ／ ", whether the row is
     part of the passage)``, in order.
@@ -411,6 +411,13 @@ class RowsView:
 
     sheet: str | None
     rows: list[tuple[int, str, bool]]
+
+
+@dataclass(frozen=True)
+class RowsView:
+    """The rows around a passage, sheet by sheet: one sheet, or each that a passage running over several covers, in order."""
+
+    sheets: list[SheetRows]
 
 
 @dataclass(frozen=True)
@@ -549,8 +556,8 @@ def rows_view(
     limits: Limits = DEFAULT_LIMITS,
     expected: str | None = None,
 ) -> RowsView:
-    """The rows of an Excel sheet or CSV file that hold the passage ``char_start:char_end``, with up to
-    ``around`` rows before and after them, all from the sheet the passage starts in.
+    """The rows of an Excel workbook or CSV file that hold the passage ``char_start:char_end``, with up to
+    ``around`` rows before and after them in their sheet: for each sheet the passage covers, in order.
 
     Rows are those with text (an empty row is not read, so it is not counted); a row is marked when
     any of its text is in the passage. ``expected``: as ``document_view``.
@@ -559,16 +566,18 @@ def rows_view(
         raise ValueError(f"around must be 0 or more, got {around}")
     read = _reread(name, data, char_start, char_end, limits, None, expected)
     touched = read.touched(char_start, char_end)
-    sheet = read.sections[touched[0]].place.sheet
-    same = [index for index, section in enumerate(read.sections) if section.place.sheet == sheet]
-    marked = [same.index(index) for index in touched if index in same]
-    shown = same[max(marked[0] - around, 0) : marked[-1] + around + 1]
-    rows = []
-    for index in shown:
-        section = read.sections[index]
-        text = " ／ ".join(line for line, _, _ in _lines(section, read.paged.starts[index]))
-        rows.append((section.place.row or 0, text, index in touched))
-    return RowsView(sheet, rows)
+    sheets = []
+    for sheet in dict.fromkeys(read.sections[index].place.sheet for index in touched):
+        same = [index for index, section in enumerate(read.sections) if section.place.sheet == sheet]
+        marked = [same.index(index) for index in touched if index in same]
+        shown = same[max(marked[0] - around, 0) : marked[-1] + around + 1]
+        rows = []
+        for index in shown:
+            section = read.sections[index]
+            text = " ／ ".join(line for line, _, _ in _lines(section, read.paged.starts[index]))
+            rows.append((section.place.row or 0, text, index in touched))
+        sheets.append(SheetRows(sheet, rows))
+    return RowsView(sheets)
 
 
 def slide_view(
