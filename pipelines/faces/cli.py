@@ -180,7 +180,10 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
     parts = build(settings)
     embedder = parts.embedder
     started = time.perf_counter()
-    reports = parts.indexer.ingest_paths(args.paths, progress=_progress_bars(err))
+    try:
+        reports = parts.indexer.ingest_paths(args.paths, progress=_progress_bars(err))
+    finally:
+        parts.indexer.close()  # the reader's child process ends here, not in the interpreter's exit
     elapsed = time.perf_counter() - started
     stats = embedder.stats
     mixed = mixed_precisions(parts.store.documents()) if any(r.status in ("added", "replaced") for r in reports) else ""
