@@ -193,7 +193,7 @@ def model_caption(service: Service) -> None:
     counting = service.embedder.counting
     st.caption(
         f"埋め込みモデル: {escape_markdown(service.settings.embedding_model)} ・ "
-        f"計算精度: 文書 {choice.passages}、質問 {choice.questions} ・ "
+        f"計算精度: 文書 {choice.passages_label}、質問 {choice.questions_label} ・ "
         f"トークンの数え方: {escape_markdown(counting)}",
         help=escape_markdown(
             f"文書: {choice.passages_reason}\n\n質問: {choice.questions_reason}\n\nトークンの数え方: {counting}"

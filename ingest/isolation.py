@@ -35,6 +35,10 @@ class Reader(Protocol):
 
     def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile: ...
 
+    def close(self) -> None:
+        """Stop whatever reads in the background; a later read starts it again."""
+        ...
+
 
 class InProcessReader:
     """Reads files in this process, with no time or memory bound (tests, scripts, trusted files).
@@ -52,6 +56,9 @@ class InProcessReader:
     def load_file(self, path: Path, source: str, limits: Limits) -> LoadedFile:
         """``ingest.loaders.load_file``."""
         return load_file(path, source, limits, self.ocr)
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -127,7 +134,12 @@ class IsolatedReader:
             ) from error
 
     def close(self) -> None:
-        """Stop the child process."""
+        """Stop the child process and the executor's thread that watches it; a later read starts new ones.
+
+        A command should close its reader when done: left to the interpreter's exit, the executor's
+        thread is stopped by ``concurrent.futures``' exit hook, which on Python 3.11 may race the
+        thread closing its wake-up pipe and print ``Exception ignored in: <module 'threading'>``.
+        """
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)

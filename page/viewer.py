@@ -97,10 +97,11 @@ def _show(here: Here, shown: PassageView) -> None:
     elif isinstance(view, PageImage):
         _page_view(shown, view)
     elif isinstance(view, RowsView):
-        rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in view.rows]
-        if view.sheet:
-            st.caption(f"シート {escape_markdown(view.sheet)}")
-        st.table(rows)  # plain cells: escaped text, readable by a screen reader
+        for sheet in view.sheets:  # each sheet the passage runs over, named
+            rows = [{"行": n, "内容": text, "該当": "●" if marked else ""} for n, text, marked in sheet.rows]
+            if sheet.sheet:
+                st.caption(f"シート {escape_markdown(sheet.sheet)}")
+            st.table(rows)  # plain cells: escaped text, readable by a screen reader
     elif isinstance(view, SlideView):
         st.caption(f"スライド {view.slide}")
         st.markdown("  \n".join(_mark(line) if marked else escape_markdown(line) for line, marked in view.lines))

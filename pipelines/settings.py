@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # settings that are fields of ingest.limits.Limits, under the same names
 LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
+# a field's metadata for a value that is a secret (a key, a token): set or not is shown, never the value
+SECRET = {"secret": True}
+HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Settings:
     rerank_candidates: int = 20
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
-    embedding_api_key: str = ""
+    embedding_api_key: str = field(default="", metadata=SECRET)
     # a local tokenizer (hub name or directory) that counts the remote model's tokens, where the server
     # has no /tokenize; empty: the ratio learned from the server's usage figures, else characters
     embedding_tokenizer: str = ""
@@ -80,7 +83,7 @@ class Settings:
     chroma_host: str = ""
     chroma_port: int = 8000
     chroma_ssl: bool = False
-    chroma_token: str = ""
+    chroma_token: str = field(default="", metadata=SECRET)
     # auto: of int8 and bfloat16 (native only; float16 on a GPU), the fastest here that reproduces float32
     precision: Precision = "auto"
     # questions: auto is int8 on a CPU where it reproduces float32 on calibration texts, else as passages
@@ -106,7 +109,7 @@ class Settings:
     # answers: an OpenAI-compatible chat endpoint (…/v1) and its model; empty: no answers, search only
     llm_url: str = ""
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: str = field(default="", metadata=SECRET)
     # the passages' share of the prompt, in tokens estimated as one per character (pipelines/answers/answer.py)
     llm_context_tokens: int = 3000
     # seconds to wait for the chat model's response (and between streamed pieces)
@@ -117,8 +120,18 @@ class Settings:
     query_log: bool = True
     # the HTTP API (``serve``): one key that may read and write every collection, and a file of keys
     # with their collections and rights (lines ``KEY COLLECTION-PATTERN read|write``)
-    api_key: str = ""
+    api_key: str = field(default="", metadata=SECRET)
     api_keys_file: Path | None = None
+
+    def __repr__(self) -> str:
+        """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""
+        shown = []
+        for each in dataclasses.fields(self):
+            value = getattr(self, each.name)
+            if each.metadata.get("secret") and value:
+                value = HIDDEN
+            shown.append(f"{each.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -172,40 +185,74 @@ class Settings:
         """Settings from ``environ`` (``os.environ`` by default); overrides that are not None win."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            override = overrides.get(field.name)
-            raw = override if override is not None else environ.get(ENV_PREFIX + field.name.upper())
-            if raw is None or (raw == "" and field.type in ("int", "float", "bool", "Path", "Path | None")):
-                continue  # unset, or set to nothing: the default
-            values[field.name] = _convert(field.name, field.type, raw)
+        for each in dataclasses.fields(cls):
+            convert = _converter(each.name, each.type)  # every field's, set or not: an unknown type fails at once
+            override = overrides.get(each.name)
+            raw = override if override is not None else environ.get(ENV_PREFIX + each.name.upper())
+            if raw is None or (raw == "" and convert is not _text):
+                continue  # unset, or set to nothing: the default (a text may be empty)
+            values[each.name] = convert(each.name, raw)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         return cls(**values)
 
 
-def _convert(name: str, kind: Any, raw: Any) -> Any:
-    if kind == "int":
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
-    if kind == "float":
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} は数値で指定してください（現在 {raw!r}）。") from None
-    if kind in ("Path", "Path | None"):
-        return Path(raw).expanduser()
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        value = str(raw).strip().lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(
-            f"{ENV_PREFIX}{name.upper()} は on か off（true か false）で指定してください（現在 {raw!r}）。"
-        )
+def _text(name: str, raw: Any) -> str:
     return str(raw)
+
+
+def _integer(name: str, raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()} は整数で指定してください（現在 {raw!r}）。") from None
+
+
+def _number(name: str, raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()} は数値で指定してください（現在 {raw!r}）。") from None
+
+
+def _path(name: str, raw: Any) -> Path:
+    return Path(raw).expanduser()
+
+
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{ENV_PREFIX}{name.upper()} は on か off（true か false）で指定してください（現在 {raw!r}）。")
+
+
+# How a setting is parsed, by its annotation as written (``from __future__ import annotations``): the
+# closed sets are texts here, checked against pipelines/choices.py in ``Settings.__post_init__``.
+CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "str": _text,
+    "str | None": _text,
+    "Mode": _text,
+    "Precision": _text,
+    "QueryPrecision": _text,
+    "OcrMode": _text,
+    "int": _integer,
+    "float": _number,
+    "bool": _flag,
+    "Path": _path,
+    "Path | None": _path,
+}
+
+
+def _converter(name: str, kind: Any) -> Callable[[str, Any], Any]:
+    """The parser of field ``name`` annotated ``kind``; a type with none is a programming error, raised at once."""
+    try:
+        return CONVERTERS[str(kind)]
+    except KeyError:
+        raise TypeError(
+            f"Settings.{name}: no parser for the type {kind!r}; add one to pipelines.settings.CONVERTERS"
+        ) from None

@@ -89,7 +89,10 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
     def progress(source: str) -> Progress:
         return Meter(err, f"{source}: 埋め込み", " チャンク").update
 
-    result = service.ingest_paths(CLI, settings.collection, args.paths, progress)
+    try:
+        result = service.ingest_paths(CLI, settings.collection, args.paths, progress)
+    finally:
+        service.close()  # the reader's child process ends here, not in the interpreter's exit
     reports = result.reports
     if args.json:
         _dump(result.to_dict(), out)
@@ -121,8 +124,8 @@ def _print_summary(result: Ingested, out: TextIO, err: TextIO) -> None:
     if result.precision is None:
         out.write(f"精度: {words.NOTHING_TO_EMBED}\n")
     else:
-        out.write(f"精度: {result.precision.passages}（{result.precision.passages_reason}）\n")
-        out.write(f"質問の精度: {result.precision.questions}（{result.precision.questions_reason}）\n")
+        out.write(f"精度: {result.precision.passages_label}（{result.precision.passages_reason}）\n")
+        out.write(f"質問の精度: {result.precision.questions_label}（{result.precision.questions_reason}）\n")
         out.write(f"トークンの数え方: {result.token_counting}\n")
     for warning in result.warnings:
         err.write(f"注意: {warning}\n")

@@ -57,7 +57,11 @@ FINGERPRINT_TEXT = "この文は、保存されたベクトルがどの埋め込
 
 @dataclass
 class EmbeddingStats:
-    """What the embedder has done since it was created: texts, their tokens, and seconds spent."""
+    """What the embedder has done since it was created: texts, their tokens, and seconds spent.
+
+    Only the texts it was asked to embed (passages and questions) count; what loading embeds to check
+    the model (the fingerprint sentence, calibration texts) does not.
+    """
 
     texts: int = 0
     tokens: int = 0

@@ -102,16 +102,39 @@ FAST_PATH_GAIN = 1.1
 # The paths a CPU may take for passages, in the order they are considered; a GPU's are float16 and float32.
 CPU_PATHS = ("int8", "bfloat16")
 NAMES = {"int8": "int8（ONNX Runtime）", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+# The precision of a model that runs elsewhere: the server's own, unknown here.
+SERVER = "server"
+# What a person reads for a precision where its machine value is no word of theirs; the others are shown as they are.
+LABELS = {SERVER: "埋め込みサーバー"}
+
+
+def precision_label(precision: str) -> str:
+    """``precision`` (``PrecisionChoice.passages`` or ``.questions``) as the faces show it, in Japanese where it is a word."""
+    return LABELS.get(precision, precision)
 
 
 @dataclass(frozen=True)
 class PrecisionChoice:
-    """What passages and questions are computed in, each with the reason, in Japanese, for the faces."""
+    """What passages and questions are computed in, each with the reason, in Japanese, for the faces.
+
+    ``passages`` and ``questions`` are machine values (``int8``, ``float32``, ``server``…), kept as
+    they are in JSON; ``passages_label`` and ``questions_label`` are what a person reads.
+    """
 
     passages: str
     passages_reason: str
     questions: str
     questions_reason: str
+
+    @property
+    def passages_label(self) -> str:
+        """What passages are computed in, as the faces show it (``precision_label``)."""
+        return precision_label(self.passages)
+
+    @property
+    def questions_label(self) -> str:
+        """What questions are computed in, as the faces show it (``precision_label``)."""
+        return precision_label(self.questions)
 
     @classmethod
     def undecided(cls) -> PrecisionChoice:
@@ -122,7 +145,7 @@ class PrecisionChoice:
     def decided_by(cls, where: str) -> PrecisionChoice:
         """A model that runs elsewhere (an embeddings server): its precision is its own."""
         reason = f"{where}が決めます"
-        return cls("server", reason, "server", reason)
+        return cls(SERVER, reason, SERVER, reason)
 
 
 def cpu_features() -> tuple[str, ...]:

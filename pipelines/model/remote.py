@@ -91,7 +91,7 @@ class RemoteEmbedder:
         if self._probe is None:
             if stage is not None:
                 stage(f"埋め込みサーバー（{self.url}）に問い合わせています")
-            self._probe = self._post([FINGERPRINT_TEXT], "passage")[0]
+            self._probe = self._post([FINGERPRINT_TEXT], "passage")[0][0]  # not in ``stats``: no document
 
     @property
     def dimension(self) -> int:
@@ -247,16 +247,22 @@ class RemoteEmbedder:
     def _embed(self, texts: Sequence[str], kind: str, progress: Progress | None) -> np.ndarray:
         parts = []
         for begin in range(0, len(texts), self.batch_size):
-            parts.append(self._post(texts[begin : begin + self.batch_size], kind))
+            batch = texts[begin : begin + self.batch_size]
+            started = time.perf_counter()
+            vectors, tokens = self._post(batch, kind)
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.texts += len(batch)
+            self.stats.tokens += tokens
+            parts.append(vectors)
             if progress is not None:
                 progress(min(begin + self.batch_size, len(texts)), len(texts))
         if not parts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.concatenate(parts)
 
-    def _post(self, texts: Sequence[str], kind: str) -> np.ndarray:
+    def _post(self, texts: Sequence[str], kind: str) -> tuple[np.ndarray, int]:
+        """Unit vectors of ``texts`` and their tokens (the server's ``usage``, else one per character)."""
         body = {"model": self.model_name, "input": list(texts), "encoding_format": "float", "input_type": kind}
-        started = time.perf_counter()
         response = self._send(body)
         try:
             payload = response.json()
@@ -272,10 +278,8 @@ class RemoteEmbedder:
             )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
-        self.stats.seconds += time.perf_counter() - started
-        self.stats.texts += len(texts)
         usage = payload.get("usage") or {}
-        self.stats.tokens += int(usage.get("prompt_tokens") or sum(len(t) for t in texts))
+        tokens = int(usage.get("prompt_tokens") or sum(len(t) for t in texts))
         if self._usage is not None and kind == "passage" and isinstance(usage.get("prompt_tokens"), int):
             # every passage response refines the ratio: the documents' own text, not only the calibration's
             self._usage = [
@@ -283,7 +287,7 @@ class RemoteEmbedder:
                 self._usage[1] + len(texts),
                 self._usage[2] + usage["prompt_tokens"],
             ]
-        return vectors
+        return vectors, tokens
 
     def _send(self, body: dict[str, Any]) -> httpx.Response:
         problem = ""

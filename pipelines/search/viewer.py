@@ -52,6 +52,9 @@ _EDGE = 20
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])|\n")
 # Characters of context shown before and after a passage in ``document_view``.
 CONTEXT_CHARS = 1_500
+# Lines (paragraphs, headings) of context shown before a passage in ``document_view``: the view opens at
+# its top, so a passage after more lines than these would be out of sight until scrolled to.
+LINES_BEFORE = 3
 # Where context is best cut: after a sentence's end or a line break.
 _BOUNDARY = re.compile(r"[。！？!?]\s*|\n+")
 
@@ -399,8 +402,8 @@ class TextView:
 
 
 @dataclass(frozen=True)
-class RowsView:
-    """The rows of a sheet (or CSV, ``sheet`` None) around a passage.
+class SheetRows:
+    """The rows of one sheet (or of a CSV file, ``sheet`` None) around a passage.
 
     ``rows``: ``(row number, the row's text with its 列名: 値 lines joined by " ／ ", whether the row is
     part of the passage)``, in order.
@@ -408,6 +411,13 @@ class RowsView:
 
     sheet: str | None
     rows: list[tuple[int, str, bool]]
+
+
+@dataclass(frozen=True)
+class RowsView:
+    """The rows around a passage, sheet by sheet: one sheet, or each that a passage running over several covers, in order."""
+
+    sheets: list[SheetRows]
 
 
 @dataclass(frozen=True)
@@ -472,6 +482,14 @@ def _cut_before(text: str) -> str:
     return text[found.end() :] if found and found.end() < len(text) else text
 
 
+def _last_lines(text: str, count: int) -> str:
+    """``text`` from the start of its last ``count`` lines that hold text (blank lines between them kept)."""
+    starts = [found.start() for found in re.finditer(r"^[^\n]", text, re.M)]
+    if len(starts) <= count:
+        return text
+    return text[starts[-count] :] if count else ""
+
+
 def _cut_after(text: str) -> str:
     """``text`` up to its last sentence end or line break, when it has one."""
     ends = [found.end() for found in _BOUNDARY.finditer(text)]
@@ -488,19 +506,24 @@ def document_view(
     ocr: OcrOptions | None = None,
     expected: str | None = None,
     context: int = CONTEXT_CHARS,
+    lines_before: int = LINES_BEFORE,
 ) -> TextView:
     """The passage ``char_start:char_end`` of a file's normalised text, with up to ``context`` characters either side.
 
     The file is read again (``load_bytes``, ``join_sections``) as the indexer read it. Context cut short
     starts after a sentence end or line break and stops at one, where it holds one, so that it shows
-    whole sentences; the start and end of the document are shown as they are. ``expected``: the
-    stored chunk text; a passage that differs raises ``ValueError``, as does a span outside the text.
+    whole sentences; the start and end of the document are shown as they are. Before the passage come
+    at most ``lines_before`` lines (the line the passage starts in counted when it starts mid-line), so
+    that a view opened at its top shows the passage without scrolling. ``expected``: the stored chunk
+    text; a passage that differs raises ``ValueError``, as does a span outside the text.
     """
+    if lines_before < 0:
+        raise ValueError(f"lines_before must be 0 or more, got {lines_before}")
     paged = _reread(name, data, char_start, char_end, limits, ocr, expected).paged
     text = paged.text
     head = text[max(char_start - context, 0) : char_start]
     tail = text[char_end : char_end + context]
-    before = head if char_start <= context else _cut_before(head)
+    before = _last_lines(head if char_start <= context else _cut_before(head), lines_before)
     after = tail if char_end + context >= len(text) else _cut_after(tail)
     return TextView(before, text[char_start:char_end], after, paged.place_of(char_start, char_end))
 
@@ -533,8 +556,8 @@ def rows_view(
     limits: Limits = DEFAULT_LIMITS,
     expected: str | None = None,
 ) -> RowsView:
-    """The rows of an Excel sheet or CSV file that hold the passage ``char_start:char_end``, with up to
-    ``around`` rows before and after them, all from the sheet the passage starts in.
+    """The rows of an Excel workbook or CSV file that hold the passage ``char_start:char_end``, with up to
+    ``around`` rows before and after them in their sheet: for each sheet the passage covers, in order.
 
     Rows are those with text (an empty row is not read, so it is not counted); a row is marked when
     any of its text is in the passage. ``expected``: as ``document_view``.
@@ -543,16 +566,18 @@ def rows_view(
         raise ValueError(f"around must be 0 or more, got {around}")
     read = _reread(name, data, char_start, char_end, limits, None, expected)
     touched = read.touched(char_start, char_end)
-    sheet = read.sections[touched[0]].place.sheet
-    same = [index for index, section in enumerate(read.sections) if section.place.sheet == sheet]
-    marked = [same.index(index) for index in touched if index in same]
-    shown = same[max(marked[0] - around, 0) : marked[-1] + around + 1]
-    rows = []
-    for index in shown:
-        section = read.sections[index]
-        text = " ／ ".join(line for line, _, _ in _lines(section, read.paged.starts[index]))
-        rows.append((section.place.row or 0, text, index in touched))
-    return RowsView(sheet, rows)
+    sheets = []
+    for sheet in dict.fromkeys(read.sections[index].place.sheet for index in touched):
+        same = [index for index, section in enumerate(read.sections) if section.place.sheet == sheet]
+        marked = [same.index(index) for index in touched if index in same]
+        shown = same[max(marked[0] - around, 0) : marked[-1] + around + 1]
+        rows = []
+        for index in shown:
+            section = read.sections[index]
+            text = " ／ ".join(line for line, _, _ in _lines(section, read.paged.starts[index]))
+            rows.append((section.place.row or 0, text, index in touched))
+        sheets.append(SheetRows(sheet, rows))
+    return RowsView(sheets)
 
 
 def slide_view(

@@ -84,3 +84,9 @@ class Library:
         with parts.write_lock if parts is not None else contextlib.nullcontext(), self._lock:
             self._parts.pop(key, None)  # no one builds its parts again meanwhile
             return self.collections.delete(key)
+
+    def close(self) -> None:
+        """End what the collections' parts hold open (the file reader's child process)."""
+        with self._lock:
+            for parts in self._parts.values():
+                parts.indexer.close()

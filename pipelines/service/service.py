@@ -77,6 +77,10 @@ class Service:
         """The one model every collection shares (its name, precision and how it counts tokens)."""
         return self.library.embedder
 
+    def close(self) -> None:
+        """End what the service holds open (a command's last act; a server's at shutdown)."""
+        self.library.close()
+
     # -- rights ---------------------------------------------------------------------------------------
 
     def _allow(self, caller: Caller, name: str, right: Right) -> str:

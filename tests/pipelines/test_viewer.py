@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import math
 import os
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ingest.chunking import chunk_text
 from ingest.document import Place
 from ingest.loaders import load_bytes
 from ingest.normalize import join_sections
@@ -209,6 +211,33 @@ def test_document_view_docx() -> None:
     assert view.place.heading == ("経費の手引き", "第2章 申請", "2.1 手続き")
 
 
+def test_document_view_of_a_word_file_starts_a_few_lines_before_the_passage() -> None:
+    """The page's view opens at its top: twenty short articles before the passage would hide it."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("旅費規程", 0)
+    for number in range(1, 21):
+        document.add_paragraph(f"第{number}条　この条は前置きです。")
+    document.add_heading("宿泊", 1)
+    document.add_paragraph("宿泊費は一泊一万二千円を上限とする。領収書を添付すること。")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    data = buffer.getvalue()
+    passage = "宿泊費は一泊一万二千円を上限とする。"
+    start, end = span_of("旅費規程.docx", data, passage)
+    view = document_view("旅費規程.docx", data, start, end, expected=passage, context=400)
+    assert view.before == "第19条 この条は前置きです。\n\n第20条 この条は前置きです。\n\n宿泊\n\n"
+    assert view.after == "領収書を添付すること。"
+    assert view.place.heading == ("旅費規程", "宿泊")
+    # a passage that starts mid-line: its line's start is one of the lines
+    middle = "領収書を添付すること。"
+    start, end = span_of("旅費規程.docx", data, middle)
+    view = document_view("旅費規程.docx", data, start, end, lines_before=2)
+    assert view.before == "宿泊\n\n宿泊費は一泊一万二千円を上限とする。"
+    assert document_view("旅費規程.docx", data, start, end, lines_before=0).before == ""
+
+
 def test_document_view_refuses_a_passage_that_is_not_there() -> None:
     data = ("日本の湖について述べる。" + BIWA).encode()
     start, end = span_of("湖.txt", data, BIWA)
@@ -223,14 +252,40 @@ def test_rows_view_xlsx_marks_the_rows_and_keeps_to_the_sheet() -> None:
     passage = "日付: 2024-04-02 09:30\n商品: みかん\n金額: 80\n確認: FALSE"  # a row: its lines kept
     start, end = span_of("売上.xlsx", data, passage)
     view = rows_view("売上.xlsx", data, start, end, around=1, expected=passage)
-    assert view.sheet == "売上"
-    assert view.rows == [
+    assert [sheet.sheet for sheet in view.sheets] == ["売上"]
+    assert view.sheets[0].rows == [
         (2, "日付: 2024-04-01 ／ 商品: りんご ／ 金額: 120 ／ 確認: TRUE", False),
         (3, "日付: 2024-04-02 09:30 ／ 商品: みかん ／ 金額: 80 ／ 確認: FALSE", True),
         (5, "日付: 2024-04-03 ／ 商品: ぶどう ／ 金額: 350.5 ／ 確認: TRUE", False),
     ]
     wide = rows_view("売上.xlsx", data, start, end)
-    assert [row for row, _, _ in wide.rows] == [2, 3, 5, 6]  # 申請書's rows are another sheet
+    assert [row for row, _, _ in wide.sheets[0].rows] == [2, 3, 5, 6]  # 申請書's rows are another sheet
+
+
+def test_rows_view_shows_every_sheet_a_passage_runs_over_each_named() -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    april = book.active
+    assert april is not None
+    april.title = "4月"
+    may = book.create_sheet("5月")
+    for sheet, month, fruit in ((april, 4, "りんご"), (may, 5, "みかん")):
+        sheet.append(["日付", "品目", "数量"])
+        for day in range(1, 9):
+            sheet.append([datetime.date(2024, month, day), fruit, month * 10 + day])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    data = buffer.getvalue()
+    paged = join_sections(load_bytes("出荷.xlsx", data).sections)
+    chunks = chunk_text(paged, lambda text: len(text) + 2, 100)  # a row is about 30 characters
+    chunk = next(c for c in chunks if "2024-04-08" in c.text and "2024-05-01" in c.text)
+    view = rows_view("出荷.xlsx", data, chunk.start, chunk.end, around=1, expected=chunk.text)
+    assert [sheet.sheet for sheet in view.sheets] == ["4月", "5月"]
+    april_rows, may_rows = view.sheets[0].rows, view.sheets[1].rows
+    assert april_rows[-1] == (9, "日付: 2024-04-08 ／ 品目: りんご ／ 数量: 48", True)
+    assert may_rows[0] == (2, "日付: 2024-05-01 ／ 品目: みかん ／ 数量: 51", True)
+    assert (april_rows[0][2], may_rows[-1][2]) == (False, False)  # one row either side of the passage
 
 
 def test_rows_view_csv_passage_over_two_rows() -> None:
@@ -240,9 +295,10 @@ def test_rows_view_csv_passage_over_two_rows() -> None:
     start = text.index("氏名: 社員6")
     end = text.index("氏名: 社員8")
     view = rows_view("名簿.csv", data, start, end, expected=text[start:end])
-    assert view.sheet is None
-    assert [(row, marked) for row, _, marked in view.rows] == [(n, n in (7, 8)) for n in range(2, 14)]
-    assert view.rows[5][1] == "氏名: 社員6 ／ 部署: 総務"
+    assert [sheet.sheet for sheet in view.sheets] == [None]
+    shown = view.sheets[0].rows
+    assert [(row, marked) for row, _, marked in shown] == [(n, n in (7, 8)) for n in range(2, 14)]
+    assert shown[5][1] == "氏名: 社員6 ／ 部署: 総務"
 
 
 def test_slide_view_marks_the_lines_of_the_passage() -> None:
