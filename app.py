@@ -28,9 +28,9 @@ from pipelines.service.compose import Pipelines
 from pipelines.service.library import Library
 from pipelines.service.querylog import LoggedQuery, QueryLog, Target
 from pipelines.settings import Settings
-from pipelines.store.chroma import StoredChunk, StoredDocument
 from pipelines.store.collections import DEFAULT, clean_name
 from pipelines.store.indexing import FileReport, mixed_precisions
+from pipelines.store.records import StoredChunk, StoredDocument
 
 STATUS_LABELS = {
     "added": "追加しました",

@@ -102,7 +102,9 @@ def main() -> None:
         for article in articles:
             indexer.ingest_text(article.title, article.text)
         print(f"ingested {len(articles)} articles, {store.count()} chunks in {time.perf_counter() - started:.0f} s")
-        chunks = [c for source, version in store.live_versions().items() for c in store.chunk_texts(source, version)]
+        chunks = [
+            c for source, version in store.reader.live_versions().items() for c in store.reader.chunk_texts(source, version)
+        ]
         texts = {chunk_id: text for chunk_id, text in chunks}
         chars = sum(len(t) for t in texts.values())
 
@@ -121,7 +123,7 @@ def main() -> None:
             for _, text in chunks:
                 analyser.words(text)
             speed = chars / (time.perf_counter() - began)
-            index.sync(store)
+            index.sync(store.reader)
             ranks = []
             for q in questions:
                 hits = index.search(q.question, max(KS)).hits

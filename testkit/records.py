@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.store.chroma import ChunkRecord, chunk_id
+from pipelines.store.records import ChunkRecord, chunk_id
 
 
 def chunk_record(

@@ -33,8 +33,9 @@ from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError
 from pipelines.model.embedder import Progress, TextEmbedder
-from pipelines.store.chroma import ChromaStore, StoredChunk
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
+from pipelines.store.records import StoredChunk
 
 
 @dataclass(frozen=True)
@@ -299,13 +300,13 @@ class Searcher:
             raise RagError("質問が空です。検索したい内容を入力してください。")
         if n < 1:
             raise RagError(f"候補の数は 1 以上にしてください（現在 {n}）。")
-        self.keyword.sync(self.store)
+        self.keyword.sync(self.store.reader)
         live = self.keyword.versions  # just matched to the registry: the store need not look again
         if not live:
             return [[] for _ in queries], live
         if not self._checked:
             embedder = self.embedder
-            self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
+            self.store.reader.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
         vectors = self._query_vectors(queries, progress)
         dense_lists = self.store.nearest_many(vectors, n, live, sources)
@@ -341,7 +342,7 @@ class Searcher:
             for rank, (chunk_id, cosine) in enumerate(dense, 1)
         }
         only_keyword = [h for h in found.hits if h.chunk_id not in pool]
-        stored = self.store.vectors_by_id([h.chunk_id for h in only_keyword], live)
+        stored = self.store.reader.vectors_by_id([h.chunk_id for h in only_keyword], live)
         length = float(np.linalg.norm(vector))
         for hit in only_keyword:
             if hit.chunk_id in stored:  # absent: replaced or deleted by another process a moment ago

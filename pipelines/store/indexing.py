@@ -24,9 +24,10 @@ from ingest.loaders import LoadedFile, content_hash, supported, unsupported_reas
 from ingest.normalize import join_sections, normalize_text
 from pipelines.errors import SettingsError
 from pipelines.model.embedder import Progress, TextEmbedder
-from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex
 from pipelines.store.originals import Originals
+from pipelines.store.records import ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
@@ -236,7 +237,7 @@ class Indexer:
                 f"RAG_CHUNK_TOKENS（{self.chunk_tokens}）がモデル「{self.embedder.model_name}」の読める長さ"
                 f"（{limit} トークン）を超えています。{limit} 以下にしてください。"
             )
-        self.store.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
+        self.store.writer.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
         self._bound = True
 
     def _version(self, loaded: LoadedFile) -> str:
@@ -247,7 +248,7 @@ class Indexer:
 
     def _already(self, source: str, content_hash: str, original: bytes | Path | None) -> FileReport | None:
         """The report of a file whose content is stored already (unchanged, or a duplicate); None otherwise."""
-        if not self._bound and self.store.bound_model() not in (None, self.embedder.model_name):
+        if not self._bound and self.store.reader.bound_model() not in (None, self.embedder.model_name):
             # a store made under another model's name: only the model's fingerprint says whether
             # its files can be called unchanged, or its vectors are another model's
             self._bind()
@@ -256,7 +257,7 @@ class Indexer:
         if existing is not None and existing.version == version:
             self._keep(content_hash, original)  # a store from before originals were kept has none
             return FileReport(source, "unchanged", existing.chunks, existing.tokens)
-        twin = self.store.document_with_version(version)
+        twin = self.store.reader.document_with_version(version)
         if twin is not None:
             self._keep(content_hash, original)
             return FileReport(source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
@@ -407,7 +408,7 @@ class Indexer:
         self, texts: Sequence[str], hashes: Sequence[str], tokens: Sequence[int], progress: Progress | None
     ) -> list[np.ndarray]:
         """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors already stored."""
-        known = self.store.vectors_for(hashes)
+        known = self.store.reader.vectors_for(hashes)
         missing: dict[str, tuple[str, int]] = {}
         for digest, text, count in zip(hashes, texts, tokens, strict=True):
             if digest not in known:

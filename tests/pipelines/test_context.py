@@ -41,7 +41,7 @@ def test_chunks_are_embedded_with_their_context_and_shown_without(contextual: In
     assert not hit.text.startswith(context)  # shown as written
     # the stored vector is the one of the text with its context before it, kept under that text's digest
     embedded = f"{context}\n{hit.text}"
-    stored = store.vectors_for([text_hash(embedded), text_hash(hit.text)])
+    stored = store.reader.vectors_for([text_hash(embedded), text_hash(hit.text)])
     assert list(stored) == [text_hash(embedded)]
     expected = embedder.embed_documents([embedded])[0]
     assert np.allclose(stored[text_hash(embedded)], expected, atol=1e-5)
@@ -76,7 +76,7 @@ def test_a_context_that_does_not_fit_beside_a_full_chunk_is_left_out(embedder: E
     indexer = Indexer(embedder, store, limit, 0, context=True)
     long_text = "申請は出発の一週間前までに所属長へ提出する。" * 200
     indexer.ingest_bytes("出張旅費規程と海外出張の取扱いに関する細則.txt", long_text.encode())
-    version = store.live_versions()["出張旅費規程と海外出張の取扱いに関する細則.txt"]
-    texts = store.chunk_texts("出張旅費規程と海外出張の取扱いに関する細則.txt", version)
+    version = store.reader.live_versions()["出張旅費規程と海外出張の取扱いに関する細則.txt"]
+    texts = store.reader.chunk_texts("出張旅費規程と海外出張の取扱いに関する細則.txt", version)
     # every embedded text fits the model: the full chunks go without their context
     assert all(embedder.count_tokens(text) <= limit for _, text in texts)

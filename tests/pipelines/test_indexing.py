@@ -10,8 +10,9 @@ import pytest
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, RagError, SettingsError
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import Searcher
-from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
+from pipelines.store.records import ChunkRecord, StoredDocument, chunk_id
 from testkit.documents import make_pdf
 from testkit.offline_model import build_offline_model
 
@@ -39,7 +40,7 @@ def interrupted_replace(store: ChromaStore, embedder: Embedder, chunks: int, mon
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "_commit", killed)
+        patch.setattr(store.writer, "_commit", killed)
         with pytest.raises(Killed):
             store.replace(document, records)
 
@@ -299,7 +300,7 @@ def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(
     indexer.ingest_bytes("規程.txt", TOKYO.encode())
     store = indexer.store
     interrupted_replace(store, embedder, 30, monkeypatch)  # 30 hidden chunks, all nearer to FUJI than TOKYO
-    live = store.live_versions()
+    live = store.reader.live_versions()
     nearest = store.nearest_many(embedder.embed_queries([FUJI]), 1, live)
     live_id = chunk_id(live["規程.txt"], 0)
     assert [i for i, _ in nearest[0]] == [live_id]

@@ -111,7 +111,7 @@ def test_a_model_that_cannot_load_writes_nothing(tmp_path: Path, folder: Path) -
         Indexer(missing, store, chunk_tokens=48, chunk_overlap=8, originals=originals).ingest_paths([folder])
     assert store.documents() == []
     assert store.count() == 0
-    assert store.bound_model() is None
+    assert store.reader.bound_model() is None
     assert not any((tmp_path / "originals").rglob("*.*"))
     store.close()
 

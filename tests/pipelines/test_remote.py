@@ -195,13 +195,13 @@ def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
         indexer = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=0)
         assert indexer.ingest_bytes("一.txt", PASSAGES["富士山.txt"].encode()).status == "added"
 
-        original = store._add_chunks
+        original = store.writer._add_chunks
 
         def server_dies(records: Any) -> None:
             server.stop()  # after replace() recorded the pending version, before any chunk is written
             original(records)
 
-        monkeypatch.setattr(store, "_add_chunks", server_dies)
+        monkeypatch.setattr(store.writer, "_add_chunks", server_dies)
         with pytest.raises(StoreError, match="次の書き込みで片付けられます"):
             indexer.ingest_bytes("二.txt", (PASSAGES["琵琶湖.txt"] * 4).encode())
         monkeypatch.undo()

@@ -12,8 +12,8 @@ from pipelines.errors import ModelLoadError, RagError
 from pipelines.model.embedder import Embedder
 from pipelines.search.rerank import CrossEncoderReranker
 from pipelines.search.retrieval import Fusion, Hit, Searcher
-from pipelines.store.chroma import StoredChunk
 from pipelines.store.indexing import Indexer
+from pipelines.store.records import StoredChunk
 from testkit.documents import SENTENCES
 from testkit.offline_model import build_offline_reranker
 
