@@ -94,7 +94,9 @@ def run_path(name: str, settings: Settings, embedder: TextEmbedder, limit: int |
             parts.indexer.ingest_text(article.title, article.text)
         ingest_seconds = time.perf_counter() - started
         ids = [
-            i for source, version in store.reader.live_versions().items() for i, _ in store.reader.chunk_texts(source, version)
+            i
+            for source, version in store.reader.live_versions().items()
+            for i, _ in store.reader.chunk_texts(source, version)
         ]
         texts = [chunk.text for chunk in store.chunks_by_id(ids).values()]  # as shown, without their context
         documents = store.documents()

@@ -103,7 +103,9 @@ def main() -> None:
             indexer.ingest_text(article.title, article.text)
         print(f"ingested {len(articles)} articles, {store.count()} chunks in {time.perf_counter() - started:.0f} s")
         chunks = [
-            c for source, version in store.reader.live_versions().items() for c in store.reader.chunk_texts(source, version)
+            c
+            for source, version in store.reader.live_versions().items()
+            for c in store.reader.chunk_texts(source, version)
         ]
         texts = {chunk_id: text for chunk_id, text in chunks}
         chars = sum(len(t) for t in texts.values())

@@ -16,7 +16,8 @@ from pipelines.search.retrieval import Searcher
 from pipelines.service.compose import build
 from pipelines.settings import LIMITS, Settings
 from pipelines.store.chroma import ChromaStore
-from pipelines.store.indexing import Indexer, upload_name
+from pipelines.store.indexing import Indexer
+from pipelines.store.paths import upload_name
 from testkit.documents import make_blank_pdf, make_pdf
 
 KEEP = "この文書は最初から保存されていて、何があっても残ります。"
