@@ -313,7 +313,7 @@ def render_passage(text: str, terms: list[str], emphasis: tuple[int, int]) -> st
 
 def _ocr(hit: Hit) -> str:
     """The card's word for a passage read from an image: its characters may be misrecognised."""
-    return "OCR で読み取り" if hit.ocr else ""
+    return "OCR で読み取り" if hit.chunk.ocr else ""
 
 
 def show_hit(
@@ -326,14 +326,14 @@ def show_hit(
 ) -> None:
     """A result card; ``key`` sets its widgets apart from another turn's cards, ``footer`` adds to its end."""
     with st.container(border=True, key=f"{key}card-{hit.rank}"):
-        where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.location, _ocr(hit)) if part)
+        where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.chunk.location, _ocr(hit)) if part)
         keyword = f"{hit.keyword_score:.2f}" if hit.keyword_score is not None else "—"
         places = f"意味 {_place(hit.dense_rank)} ・ キーワード {_place(hit.keyword_rank)}"
         rerank = f" ・ 再ランキング **{hit.rerank_score:.3f}**" if hit.rerank_score is not None else ""
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}** ・ BM25 **{keyword}**{rerank} ・ {places}")
         st.progress(min(max(hit.cosine, 0.0), 1.0))
-        st.caption(f"{escape_markdown(hit.source)}{where} ・ チャンク {hit.chunk_index}")
-        st.markdown(render_passage(hit.text, terms, emphasis))
+        st.caption(f"{escape_markdown(hit.chunk.source)}{where} ・ チャンク {hit.chunk.chunk_index}")
+        st.markdown(render_passage(hit.chunk.text, terms, emphasis))
         card_actions(pipelines, hit, emphasis[0], key)
         with st.expander("前後の文を表示"):
             before, after = pipelines.searcher.surroundings(hit)
@@ -749,26 +749,26 @@ def download_name(source: str) -> str:
 
 def _focus_number(hit: Hit, offset: int) -> int | None:
     """The page (or slide) of the character at ``offset`` of a hit's text."""
-    place = hit.place_at(offset)
+    place = hit.chunk.place_at(offset)
     return place.page or place.slide
 
 
 def card_actions(pipelines: Pipelines, hit: Hit, focus: int, key: str = "") -> None:
     """A card's doors into the original: open it at the sentence closest to the question, and download it."""
-    kept = pipelines.originals.path(hit.content_hash) is not None
+    kept = pipelines.originals.path(hit.chunk.content_hash) is not None
     left, right = st.columns(2)
     left.button(
         "原文を開く",
         key=f"{key}open-{hit.rank}",
         on_click=open_view,
-        args=(hit.source, hit.chunk_index, _focus_number(hit, focus)),
+        args=(hit.chunk.source, hit.chunk.chunk_index, _focus_number(hit, focus)),
         disabled=not kept,
         help=None if kept else _NOT_KEPT,
     )
     right.download_button(
         "元のファイルをダウンロード",
-        data=lambda: pipelines.originals.get(hit.content_hash) or b"",
-        file_name=download_name(hit.source),
+        data=lambda: pipelines.originals.get(hit.chunk.content_hash) or b"",
+        file_name=download_name(hit.chunk.source),
         key=f"{key}download-{hit.rank}",
         on_click="ignore",
         disabled=not kept,

@@ -218,14 +218,14 @@ def test_searcher_follows_another_writer(embedder: Embedder, store: ChromaStore,
     indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
     searcher = Searcher(embedder, store, keyword)
     _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
-    assert [h.source for h in searcher.search("有給休暇", mode="keyword")] == ["規程.txt"]
+    assert [h.chunk.source for h in searcher.search("有給休暇", mode="keyword")] == ["規程.txt"]
     before = store.reader.changes()
     other = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)
     _ingest(other, "規程.txt", "在宅勤務は週三日まで認められます。")
     _ingest(other, "富士山.txt", "富士山は日本で最も高い山です。")
     assert store.reader.changes() != before
     assert searcher.search("有給休暇", mode="keyword") == []
-    assert [h.source for h in searcher.search("在宅勤務", mode="keyword")] == ["規程.txt"]
+    assert [h.chunk.source for h in searcher.search("在宅勤務", mode="keyword")] == ["規程.txt"]
     other.delete("富士山.txt")
     assert searcher.search("富士山", mode="keyword") == []
-    assert all(h.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))
+    assert all(h.chunk.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))

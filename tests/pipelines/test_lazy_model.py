@@ -78,7 +78,7 @@ def test_a_changed_file_loads_the_model_and_replaces_the_file(
     assert old is not None
     assert new is not None
     assert new.version != old.version
-    assert "京都.md" in {h.source for h in Searcher(again, store).search(FUJI, k=10) if FUJI in h.text}
+    assert "京都.md" in {h.chunk.source for h in Searcher(again, store).search(FUJI, k=10) if FUJI in h.chunk.text}
     store.close()
 
 
