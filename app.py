@@ -24,9 +24,9 @@ from pipelines.service.library import Library
 from pipelines.service.results import Question
 from pipelines.service.service import Service
 from pipelines.settings import Settings
-from pipelines.store.chroma import StoredDocument
 from pipelines.store.collections import DEFAULT, clean_name
 from pipelines.store.indexing import mixed_precisions
+from pipelines.store.records import StoredDocument
 
 __all__ = ["ZWSP", "escape_markdown", "render_passage"]  # the page's text helpers, tested from here
 

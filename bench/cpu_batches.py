@@ -54,7 +54,8 @@ def main() -> None:
     from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
     from pipelines.store.chroma import ChromaStore
-    from pipelines.store.indexing import Indexer, collect_paths
+    from pipelines.store.indexing import Indexer
+    from pipelines.store.paths import collect_paths
 
     print(cpu_mask.describe())
     with tempfile.TemporaryDirectory() as folder:

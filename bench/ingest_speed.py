@@ -341,7 +341,8 @@ def product_lengths(env: dict[str, str], docs: Path) -> tuple[list[int], int]:
     from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
     from pipelines.store.chroma import ChromaStore
-    from pipelines.store.indexing import Indexer, collect_paths
+    from pipelines.store.indexing import Indexer
+    from pipelines.store.paths import collect_paths
 
     # float32 for both: nothing to check or time, the torch model is loaded as is
     settings = Settings.from_env(env, precision="float32", query_precision="float32")
@@ -492,7 +493,8 @@ def pdf_overlap(model: Path, pdfs: Path, scratch: Path, cache: Path, precision: 
     from pipelines.choices import Precision
     from pipelines.model.embedder import Embedder
     from pipelines.store.chroma import ChromaStore
-    from pipelines.store.indexing import Indexer, collect_paths
+    from pipelines.store.indexing import Indexer
+    from pipelines.store.paths import collect_paths
 
     chosen = cast(Precision, precision)
     embedder = Embedder(str(model), device="cpu", batch_size=args.batch_size, precision=chosen, cache_dir=cache)

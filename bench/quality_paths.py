@@ -93,7 +93,11 @@ def run_path(name: str, settings: Settings, embedder: TextEmbedder, limit: int |
         for article in articles:
             parts.indexer.ingest_text(article.title, article.text)
         ingest_seconds = time.perf_counter() - started
-        ids = [i for source, version in store.live_versions().items() for i, _ in store.chunk_texts(source, version)]
+        ids = [
+            i
+            for source, version in store.reader.live_versions().items()
+            for i, _ in store.reader.chunk_texts(source, version)
+        ]
         texts = [chunk.text for chunk in store.chunks_by_id(ids).values()]  # as shown, without their context
         documents = store.documents()
         tokens = sum(d.tokens for d in documents)

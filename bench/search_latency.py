@@ -38,9 +38,10 @@ from pipelines import evaluation  # noqa: E402
 from pipelines.choices import MODES  # noqa: E402
 from pipelines.model.embedder import Embedder  # noqa: E402
 from pipelines.search.retrieval import Searcher  # noqa: E402
-from pipelines.store.chroma import ChromaStore, StoredDocument  # noqa: E402
+from pipelines.store.chroma import ChromaStore  # noqa: E402
 from pipelines.store.indexing import text_hash  # noqa: E402
 from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
+from pipelines.store.records import StoredDocument  # noqa: E402
 from testkit.records import chunk_record  # noqa: E402
 
 DOCUMENT_CHUNKS = 200  # a 30-page PDF's worth; 500 documents at 100,000 chunks
@@ -58,7 +59,7 @@ def resident_mib(field: str = "VmRSS") -> float:
 
 def fill(store: ChromaStore, base: list[tuple[str, np.ndarray]], size: int, embedder: Embedder) -> None:
     """Write ``size`` chunks: copies of the base chunks with their own words and nudged vectors."""
-    store.bind_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
+    store.writer.bind_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
     rng = np.random.default_rng(0)
     written = 0
     number = 0
@@ -144,7 +145,7 @@ def main() -> None:
             began = time.perf_counter()
             fill(store, base, size, embedder)
             keyword = KeywordIndex(SudachiAnalyzer(), Path(scratch) / "keyword.npz")
-            keyword.sync(store)
+            keyword.sync(store.reader)
             filled = time.perf_counter() - began
             warm = Searcher(embedder, store, keyword)
             for question in asked[-10:]:  # warm-up: the HNSW index in memory, the BM25 matrix

@@ -16,6 +16,7 @@ stand-in embedder, Sudachi keyword index), then:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from pipelines.search.retrieval import DEFAULT_FUSION, Fusion, Hit, Searcher  # 
 from pipelines.store.chroma import ChromaStore  # noqa: E402
 from pipelines.store.indexing import Indexer  # noqa: E402
 from pipelines.store.keyword import SKIPPED_POS, Analyzer, KeywordIndex, SudachiAnalyzer  # noqa: E402
+from pipelines.store.records import StoredChunk  # noqa: E402
 
 DATA = jglue_dir()
 KS = (1, 5, 10, 50)
@@ -102,7 +104,11 @@ def main() -> None:
         for article in articles:
             indexer.ingest_text(article.title, article.text)
         print(f"ingested {len(articles)} articles, {store.count()} chunks in {time.perf_counter() - started:.0f} s")
-        chunks = [c for source, version in store.live_versions().items() for c in store.chunk_texts(source, version)]
+        chunks = [
+            c
+            for source, version in store.reader.live_versions().items()
+            for c in store.reader.chunk_texts(source, version)
+        ]
         texts = {chunk_id: text for chunk_id, text in chunks}
         chars = sum(len(t) for t in texts.values())
 
@@ -121,7 +127,7 @@ def main() -> None:
             for _, text in chunks:
                 analyser.words(text)
             speed = chars / (time.perf_counter() - began)
-            index.sync(store)
+            index.sync(store.reader)
             ranks = []
             for q in questions:
                 hits = index.search(q.question, max(KS)).hits
@@ -148,7 +154,7 @@ def main() -> None:
                 if (h.dense_rank or pool_size + 1) <= pool_size or (h.keyword_rank or pool_size + 1) <= pool_size
             ]
             pool = [_trim(h, pool_size) for h in pool]
-            ranked = [Hit(**{**h.to_dict(), "rank": r}) for r, h in enumerate(order(pool), 1)]
+            ranked = [dataclasses.replace(h, rank=r) for r, h in enumerate(order(pool), 1)]
             out.append(evaluation.answer_rank(ranked, questions[i].answers))
         return out
 
@@ -187,23 +193,15 @@ def _trim(hit: Hit, pool_size: int) -> Hit:
     """The hit as a smaller pool would have seen it: ranks beyond the pool size are unknown."""
     dense = hit.dense_rank if hit.dense_rank and hit.dense_rank <= pool_size else None
     keyword = hit.keyword_rank if hit.keyword_rank and hit.keyword_rank <= pool_size else None
-    return Hit(**{**hit.to_dict(), "dense_rank": dense, "keyword_rank": keyword})
+    return dataclasses.replace(hit, dense_rank=dense, keyword_rank=keyword)
 
 
 def _as_hits(found: Sequence[object], texts: dict[str, str]) -> list[Hit]:
     return [
         Hit(
+            StoredChunk(texts[h.chunk_id], "", 0, 0, 0, "", "", ""),  # type: ignore[attr-defined]
             rank=h.rank,  # type: ignore[attr-defined]
             cosine=0.0,
-            text=texts[h.chunk_id],  # type: ignore[attr-defined]
-            source="",
-            page=None,
-            page_end=None,
-            chunk_index=0,
-            char_start=0,
-            char_end=0,
-            content_hash="",
-            version="",
         )
         for h in found
     ]

@@ -25,15 +25,15 @@ def show_hit(
 ) -> None:
     """A result card; ``key`` sets its widgets apart from another turn's cards, ``footer`` adds to its end."""
     with st.container(border=True, key=f"{key}card-{hit.rank}"):
-        ocr = "OCR で読み取り" if hit.ocr else ""  # its characters may be misrecognised
-        where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.location, ocr) if part)
+        ocr = "OCR で読み取り" if hit.chunk.ocr else ""  # its characters may be misrecognised
+        where = "".join(f" ・ {escape_markdown(part)}" for part in (hit.chunk.location, ocr) if part)
         keyword = f"{hit.keyword_score:.2f}" if hit.keyword_score is not None else "—"
         places = f"意味 {words.place(hit.dense_rank)} ・ キーワード {words.place(hit.keyword_rank)}"
         rerank = f" ・ 再ランキング **{hit.rerank_score:.3f}**" if hit.rerank_score is not None else ""
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}** ・ BM25 **{keyword}**{rerank} ・ {places}")
         st.progress(min(max(hit.cosine, 0.0), 1.0))
-        st.caption(f"{escape_markdown(hit.source)}{where} ・ チャンク {hit.chunk_index}")
-        st.markdown(render_passage(hit.text, terms, emphasis))
+        st.caption(f"{escape_markdown(hit.chunk.source)}{where} ・ チャンク {hit.chunk.chunk_index}")
+        st.markdown(render_passage(hit.chunk.text, terms, emphasis))
         card_actions(here, hit, emphasis[0], key)
         with st.expander("前後の文を表示"):
             before, after = here.service.surroundings(here.caller, here.collection, hit)
@@ -47,20 +47,20 @@ def show_hit(
 
 def card_actions(here: Here, hit: Hit, focus: int, key: str = "") -> None:
     """A card's doors into the original: open it at the sentence closest to the question, and download it."""
-    kept = here.service.original_kept(here.caller, here.collection, hit.content_hash)
+    kept = here.service.original_kept(here.caller, here.collection, hit.chunk.content_hash)
     left, right = st.columns(2)
     left.button(
         "原文を開く",
         key=f"{key}open-{hit.rank}",
         on_click=open_view,
-        args=(hit.source, hit.chunk_index, focus_number(hit, focus)),
+        args=(hit.chunk.source, hit.chunk.chunk_index, focus_number(hit, focus)),
         disabled=not kept,
         help=None if kept else words.ORIGINAL_NOT_KEPT,
     )
     right.download_button(
         "元のファイルをダウンロード",
-        data=lambda: here.service.original(here.caller, here.collection, hit.source).data,
-        file_name=download_name(hit.source),
+        data=lambda: here.service.original(here.caller, here.collection, hit.chunk.source).data,
+        file_name=download_name(hit.chunk.source),
         key=f"{key}download-{hit.rank}",
         on_click="ignore",
         disabled=not kept,

@@ -52,7 +52,7 @@ def link(source: str, chunk: int, page: int | None) -> str:
 
 def focus_number(hit: Hit, offset: int) -> int | None:
     """The page (or slide) of the character at ``offset`` of a hit's text."""
-    place = hit.place_at(offset)
+    place = hit.chunk.place_at(offset)
     return place.page or place.slide
 
 

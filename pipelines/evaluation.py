@@ -163,7 +163,7 @@ def answer_rank(hits: Sequence[Hit], answers: Sequence[str]) -> int | None:
     """The rank of the first hit containing one of the answers (both NFKC-normalised), or None."""
     wanted = [_nfkc(a) for a in answers]
     for hit in hits:
-        text = _nfkc(hit.text)
+        text = _nfkc(hit.chunk.text)
         if any(answer in text for answer in wanted):
             return hit.rank
     return None

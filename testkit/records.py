@@ -1,10 +1,11 @@
-"""Chunk records written straight to the store, without chunking or a model, for store tests and benchmarks."""
+"""Chunk records written straight to the store, and chunks as read back, without chunking or a model, for tests and benchmarks."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipelines.store.chroma import ChunkRecord, chunk_id
+from ingest.document import NOWHERE, Place
+from pipelines.store.records import ChunkRecord, StoredChunk, chunk_id
 
 
 def chunk_record(
@@ -24,3 +25,11 @@ def chunk_record(
         **extra,
     }
     return ChunkRecord(chunk_id(version, index), text, vector, metadata)
+
+
+def stored_chunk(
+    text: str, source: str = "doc", index: int = 0, page: int | None = None, chunk_id: str = "", version: str = "v"
+) -> StoredChunk:
+    """A chunk as the store gives it back, made by hand: the whole of ``text``, on ``page`` when given."""
+    place = NOWHERE if page is None else Place(page=page)
+    return StoredChunk(text, source, index, 0, len(text), "h", version, chunk_id, place, place)

@@ -16,7 +16,8 @@ from pipelines.search.retrieval import Searcher
 from pipelines.service.compose import build
 from pipelines.settings import LIMITS, Settings
 from pipelines.store.chroma import ChromaStore
-from pipelines.store.indexing import Indexer, upload_name
+from pipelines.store.indexing import Indexer
+from pipelines.store.paths import upload_name
 from testkit.documents import make_blank_pdf, make_pdf
 
 KEEP = "この文書は最初から保存されていて、何があっても残ります。"
@@ -77,7 +78,7 @@ def limited(embedder: Embedder, store: ChromaStore) -> Indexer:
 def untouched(indexer: Indexer, embedder: Embedder) -> None:
     documents = indexer.store.documents()
     assert "保存済み.txt" in [d.source for d in documents]
-    assert Searcher(embedder, indexer.store).search(KEEP, k=1)[0].text == KEEP
+    assert Searcher(embedder, indexer.store).search(KEEP, k=1)[0].chunk.text == KEEP
     assert indexer.store.count() == sum(d.chunks for d in documents)  # no orphan chunks
 
 
@@ -100,7 +101,7 @@ def test_awkward_but_valid_input_is_stored(
     report = limited.ingest_bytes(name, make())
     assert report.status == "added", report.message
     hit = Searcher(embedder, limited.store).search(expected, k=5, sources=[name])[0]
-    assert expected in hit.text
+    assert expected in hit.chunk.text
     untouched(limited, embedder)
 
 
@@ -136,7 +137,7 @@ def test_same_file_twice_is_unchanged(limited: Indexer, embedder: Embedder) -> N
 def test_two_files_with_one_name_the_second_replaces_the_first(limited: Indexer, embedder: Embedder) -> None:
     limited.ingest_bytes("同名.txt", TEXT.encode())
     assert limited.ingest_bytes("同名.txt", KEEP.replace("最初から", "後から").encode()).status == "replaced"
-    texts = [h.text for h in Searcher(embedder, limited.store).search(TEXT, k=10, sources=["同名.txt"])]
+    texts = [h.chunk.text for h in Searcher(embedder, limited.store).search(TEXT, k=10, sources=["同名.txt"])]
     assert texts == [KEEP.replace("最初から", "後から")]
     untouched(limited, embedder)
 

@@ -47,8 +47,8 @@ def check_consistent(data_dir: Path, embedder: Embedder) -> tuple[int, int, set[
     for document in documents:
         hits = searcher.search(SENTENCES[0], k=500, sources=[document.source])
         assert len(hits) == document.chunks, document.source
-        assert {h.version for h in hits} == {document.version}
-        assert sorted(h.chunk_index for h in hits) == list(range(document.chunks))
+        assert {h.chunk.version for h in hits} == {document.version}
+        assert sorted(h.chunk.chunk_index for h in hits) == list(range(document.chunks))
     for document in documents:  # never visible without its original, and that is the file's bytes
         path = Originals(data_dir / "originals").path(document.content_hash)
         assert path is not None, document.source

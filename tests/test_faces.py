@@ -33,6 +33,7 @@ LEAVE = "社内規程によると、有給休暇は入社六か月後から取�
 QUESTIONS = ("日本で一番高い山は？", "有給休暇はいつから取れますか")
 K = 3
 
+
 def cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = main(list(argv), out=out, err=err)
@@ -115,7 +116,9 @@ def test_the_same_question_finds_the_same_hits_on_every_face_and_is_logged_once_
         assert through_page(question) == as_shown(from_cli)
 
     logged = QueryLog(library / FILE_NAME).export()
-    assert [(q["question"], q["face"]) for q in logged] == [(q, face) for q in QUESTIONS for face in ("cli", "api", "page")]
+    assert [(q["question"], q["face"]) for q in logged] == [
+        (q, face) for q in QUESTIONS for face in ("cli", "api", "page")
+    ]
     assert all(q["collection"] == "default" and q["k"] == K for q in logged)
     assert all(len(q["hits"]) == K for q in logged)
 

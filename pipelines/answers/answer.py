@@ -116,8 +116,8 @@ def answered(text: str) -> bool:
 
 def passage_header(hit: Hit, n: int) -> str:
     """The line that introduces passage ``n`` in the prompt: its number, file and place (page, slide, …)."""
-    where = f"（{hit.location}）" if hit.location else ""
-    return f"[{n}] {hit.source}{where}"
+    where = f"（{hit.chunk.location}）" if hit.chunk.location else ""
+    return f"[{n}] {hit.chunk.source}{where}"
 
 
 def format_passage(passage: Passage) -> str:
@@ -135,7 +135,7 @@ def fit_passages(hits: Sequence[Hit], budget: int, count: PromptTokenEstimator =
     passages: list[Passage] = []
     left = budget
     for n, hit in enumerate(hits, start=1):
-        passage = Passage(n, hit, hit.text)
+        passage = Passage(n, hit, hit.chunk.text)
         cost = count(format_passage(passage))
         if cost > left:
             if passages:
@@ -156,7 +156,7 @@ def _leading_sentences(passage: Passage, budget: int, count: PromptTokenEstimato
         fitting = candidate
     if not fitting:
         raise GenerationError(
-            f"最も近い箇所（{passage.hit.source}）の最初の一文だけでも、資料に使える量"
+            f"最も近い箇所（{passage.hit.chunk.source}）の最初の一文だけでも、資料に使える量"
             f"（RAG_LLM_CONTEXT_TOKENS = {budget}）を超えます。RAG_LLM_CONTEXT_TOKENS を大きくしてください。"
         )
     return Passage(passage.n, passage.hit, fitting)
@@ -182,7 +182,9 @@ def cite(text: str, passages: Sequence[Passage]) -> tuple[list[Citation], list[i
         if hit is None:
             dropped.append(n)
         else:
-            citations.append(Citation(n, hit.source, hit.page, hit.rank, hit.chunk_index, hit.location))
+            citations.append(
+                Citation(n, hit.chunk.source, hit.chunk.page, hit.rank, hit.chunk.chunk_index, hit.chunk.location)
+            )
     return citations, dropped
 
 

@@ -154,14 +154,14 @@ def _said(found: Found, as_json: bool, err: TextIO) -> None:
 
 
 def _hit_line(hit: Hit) -> str:
-    page = hit.location or "-"
-    ocr = "（OCR）" if hit.ocr else ""
+    page = hit.chunk.location or "-"
+    ocr = "（OCR）" if hit.chunk.ocr else ""
     keyword = f"BM25 {hit.keyword_score:.2f}" if hit.keyword_score is not None else "BM25 -"
     places = f"意味 {words.place(hit.dense_rank)}・キーワード {words.place(hit.keyword_rank)}"
     rerank = f"  再ランキング {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
     return (
-        f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.source}  {page}{ocr}"
-        f"  （チャンク {hit.chunk_index}）\n"
+        f"{hit.rank}. 類似度 {hit.cosine:.4f}  {keyword}  （{places}）{rerank}  {hit.chunk.source}  {page}{ocr}"
+        f"  （チャンク {hit.chunk.chunk_index}）\n"
     )
 
 
@@ -175,7 +175,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         out.write(words.NO_HITS + "\n")
     for hit in found.hits:
         out.write(_hit_line(hit))
-        out.write("   " + hit.text.replace("\n", "\n   ") + "\n\n")
+        out.write("   " + hit.chunk.text.replace("\n", "\n   ") + "\n\n")
     return 0
 
 

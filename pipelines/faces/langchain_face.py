@@ -23,7 +23,7 @@ from pipelines.search.retrieval import Hit, Searcher
 def hit_document(hit: Hit) -> Document:
     """A hit as a LangChain document: its text, and every other field of the hit in the metadata."""
     metadata = {name: value for name, value in hit.to_dict().items() if name != "text"}
-    return Document(page_content=hit.text, metadata=metadata, id=hit.chunk_id or None)
+    return Document(page_content=hit.chunk.text, metadata=metadata, id=hit.chunk_id or None)
 
 
 def document_hit(document: Document) -> Hit:

@@ -22,25 +22,27 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ingest.chunking import split_sentences, trim_span
-from ingest.document import NOWHERE, Place, describe
+from ingest.document import Place, describe
 from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError
 from pipelines.model.embedder import Progress, TextEmbedder
-from pipelines.store.chroma import ChromaStore, StoredChunk
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
+from pipelines.store.records import StoredChunk
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A passage found for a question, with every score that placed it, each named for what it is.
+    """A stored chunk found for a question, with every score that placed it, each named for what it is.
 
+    ``chunk`` is the passage: its text and where it lies (``chunk.location``, ``chunk.place_at``).
     ``cosine`` is the cosine similarity of the question and the passage (always computed, also for a
     passage that only keyword search found). ``keyword_score`` is its BM25 score for the question's
     words (0 when it shares none; None when no keyword index was asked). ``dense_rank`` and
@@ -49,86 +51,76 @@ class Hit:
     the final order; the rule that made that order depends on the retrieval mode.
     """
 
+    chunk: StoredChunk
     rank: int
     cosine: float
-    text: str
-    source: str
-    page: int | None
-    page_end: int | None
-    chunk_index: int
-    char_start: int
-    char_end: int
-    content_hash: str
-    version: str
-    chunk_id: str = ""
     keyword_score: float | None = None
     dense_rank: int | None = None
     keyword_rank: int | None = None
     rerank_score: float | None = None
-    place: Place = NOWHERE
-    place_end: Place = NOWHERE
-    breaks: tuple[tuple[int, int], ...] = ()
-    """Where in ``text`` a new page, slide or row starts: (offset, its number)."""
-
-    def place_at(self, offset: int) -> Place:
-        """The place of the character at ``offset`` in ``text``: its own page, slide or row (the heading
-        path stays the chunk's)."""
-        place = self.place
-        if place == NOWHERE and self.page:  # a hit made by hand with its pages only
-            place = Place(page=self.page)
-        for start, number in self.breaks:
-            if start > offset:
-                break
-            if place.page is not None:
-                place = dataclasses.replace(place, page=number)
-            elif place.slide is not None:
-                place = dataclasses.replace(place, slide=number)
-            elif place.row is not None:
-                place = dataclasses.replace(place, row=number)
-        return place
 
     @property
-    def ocr(self) -> bool:
-        """Whether any of the passage was recognised from an image (its characters may be misread)."""
-        return self.place.ocr or self.place_end.ocr
-
-    @property
-    def location(self) -> str:
-        """Where the passage is in the original, as the card shows it (「1–2 ページ」「スライド 3」…; "" for none)."""
-        if self.place == NOWHERE and self.page:  # a hit made by hand with its pages only
-            return describe(Place(page=self.page), Place(page=self.page_end or self.page))
-        return describe(self.place, self.place_end)
+    def chunk_id(self) -> str:
+        """The chunk's record id (what ordering breaks ties on, as for a ``Candidate``)."""
+        return self.chunk.chunk_id
 
     def to_dict(self) -> dict[str, Any]:
         """The hit for JSON: every score, and its location both as the card's label and field by field."""
-        fields = asdict(self)
-        del fields["place"], fields["place_end"]
-        fields["breaks"] = [list(pair) for pair in self.breaks]
-        first, last = self.place, self.place_end
-        return fields | {
-            "location": self.location,
+        chunk = self.chunk
+        first, last = chunk.place, chunk.place_end
+        return {
+            "rank": self.rank,
+            "cosine": self.cosine,
+            "text": chunk.text,
+            "source": chunk.source,
+            "page": chunk.page,
+            "page_end": chunk.page_end,
+            "chunk_index": chunk.chunk_index,
+            "char_start": chunk.char_start,
+            "char_end": chunk.char_end,
+            "content_hash": chunk.content_hash,
+            "version": chunk.version,
+            "chunk_id": chunk.chunk_id,
+            "keyword_score": self.keyword_score,
+            "dense_rank": self.dense_rank,
+            "keyword_rank": self.keyword_rank,
+            "rerank_score": self.rerank_score,
+            "breaks": [list(pair) for pair in chunk.breaks],
+            "location": chunk.location,
             "slide": first.slide,
             "slide_end": last.slide,
             "sheet": first.sheet,
             "row": first.row,
             "row_end": last.row,
             "heading": list(first.heading),
-            "ocr": self.ocr,
+            "ocr": chunk.ocr,
         }
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> Hit:
         """``to_dict``'s inverse (fields it does not know are ignored)."""
-        own = {name: fields[name] for name in _HIT_FIELDS if name in fields}
         heading, ocr = tuple(fields.get("heading") or ()), bool(fields.get("ocr", False))
         page, page_end = fields.get("page"), fields.get("page_end")
         first = Place(page, fields.get("slide"), fields.get("sheet"), fields.get("row"), heading, ocr)
         last = Place(page_end, fields.get("slide_end"), fields.get("sheet"), fields.get("row_end"), heading, ocr)
-        breaks = tuple((int(a), int(b)) for a, b in fields.get("breaks") or ())
-        return cls(**{**own, "breaks": breaks}, place=first, place_end=last)
+        chunk = StoredChunk(
+            text=fields["text"],
+            source=fields["source"],
+            chunk_index=fields["chunk_index"],
+            char_start=fields["char_start"],
+            char_end=fields["char_end"],
+            content_hash=fields["content_hash"],
+            version=fields["version"],
+            chunk_id=fields.get("chunk_id", ""),
+            place=first,
+            place_end=last,
+            breaks=tuple((int(a), int(b)) for a, b in fields.get("breaks") or ()),
+        )
+        scores = {name: fields[name] for name in _SCORES if name in fields}
+        return cls(chunk, fields["rank"], fields["cosine"], **scores)
 
 
-_HIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Hit)) - {"place", "place_end", "breaks"}
+_SCORES = ("keyword_score", "dense_rank", "keyword_rank", "rerank_score")
 
 
 class Scored(Protocol):
@@ -270,7 +262,7 @@ class Searcher:
     def _rerank(self, question: str, ordered: list[Hit]) -> list[Hit]:
         assert self.reranker is not None
         head, tail = ordered[: self.rerank_candidates], ordered[self.rerank_candidates :]
-        scores = self.reranker.scores(normalize_text(question), [h.text for h in head])
+        scores = self.reranker.scores(normalize_text(question), [h.chunk.text for h in head])
         scored = [dataclasses.replace(h, rerank_score=float(s)) for h, s in zip(head, scores, strict=True)]
         return sorted(scored, key=lambda h: -(h.rerank_score or 0.0)) + tail
 
@@ -299,13 +291,13 @@ class Searcher:
             raise RagError("質問が空です。検索したい内容を入力してください。")
         if n < 1:
             raise RagError(f"候補の数は 1 以上にしてください（現在 {n}）。")
-        self.keyword.sync(self.store)
+        self.keyword.sync(self.store.reader)
         live = self.keyword.versions  # just matched to the registry: the store need not look again
         if not live:
             return [[] for _ in queries], live
         if not self._checked:
             embedder = self.embedder
-            self.store.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
+            self.store.reader.check_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
             self._checked = True
         vectors = self._query_vectors(queries, progress)
         dense_lists = self.store.nearest_many(vectors, n, live, sources)
@@ -341,7 +333,7 @@ class Searcher:
             for rank, (chunk_id, cosine) in enumerate(dense, 1)
         }
         only_keyword = [h for h in found.hits if h.chunk_id not in pool]
-        stored = self.store.vectors_by_id([h.chunk_id for h in only_keyword], live)
+        stored = self.store.reader.vectors_by_id([h.chunk_id for h in only_keyword], live)
         length = float(np.linalg.norm(vector))
         for hit in only_keyword:
             if hit.chunk_id in stored:  # absent: replaced or deleted by another process a moment ago
@@ -387,20 +379,22 @@ class Searcher:
     def surroundings(self, hit: Hit) -> tuple[str, str]:
         """The document's text just before and just after a hit: the parts of its neighbouring chunks
         that the hit does not already show (neighbours overlap it by a sentence or two)."""
+        chunk = hit.chunk
         neighbours = {
             c.chunk_index: c
-            for c in self.store.chunks_at(hit.source, hit.version, [hit.chunk_index - 1, hit.chunk_index + 1])
+            for c in self.store.chunks_at(chunk.source, chunk.version, [chunk.chunk_index - 1, chunk.chunk_index + 1])
         }
-        before = neighbours.get(hit.chunk_index - 1)
-        after = neighbours.get(hit.chunk_index + 1)
-        head = before.text[: max(hit.char_start - before.char_start, 0)].rstrip() if before else ""
-        tail = after.text[max(hit.char_end - after.char_start, 0) :].lstrip() if after else ""
+        before = neighbours.get(chunk.chunk_index - 1)
+        after = neighbours.get(chunk.chunk_index + 1)
+        head = before.text[: max(chunk.char_start - before.char_start, 0)].rstrip() if before else ""
+        tail = after.text[max(chunk.char_end - after.char_start, 0) :].lstrip() if after else ""
         return head, tail
 
     def best_sentences(self, question: str, hits: Sequence[Hit]) -> list[tuple[int, int]]:
-        """For each hit, the span (in ``hit.text``) of its sentence most similar to the question."""
-        spans = [[(a, b) for a, b in (trim_span(h.text, *s) for s in split_sentences(h.text)) if a < b] for h in hits]
-        sentences = [h.text[a:b] for h, row in zip(hits, spans, strict=True) for a, b in row]
+        """For each hit, the span (in ``hit.chunk.text``) of its sentence most similar to the question."""
+        texts = [h.chunk.text for h in hits]
+        spans = [[(a, b) for a, b in (trim_span(text, *s) for s in split_sentences(text)) if a < b] for text in texts]
+        sentences = [text[a:b] for text, row in zip(texts, spans, strict=True) for a, b in row]
         if not sentences:
             return [(0, 0) for _ in hits]
         query = self._query_vectors([normalize_text(question)], None)[0]  # the search embedded it already
@@ -418,7 +412,7 @@ def hit_json(hit: Hit, span: tuple[int, int] | None) -> dict[str, Any]:
     those fields are None when the sentence was not asked for (``span`` None)."""
     if span is None:
         return hit.to_dict() | dict.fromkeys(("best_sentence", "best_location", "best_page", "best_slide", "best_row"))
-    place = hit.place_at(span[0])
+    place = hit.chunk.place_at(span[0])
     return hit.to_dict() | {
         "best_sentence": list(span),
         "best_location": describe(place),
@@ -439,23 +433,4 @@ def hits_json(searcher: Searcher, question: str, hits: Sequence[Hit], best: bool
 
 def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
     """A stored chunk as a hit with the scores that made it a candidate (its rank is set once ordered)."""
-    return Hit(
-        rank=0,
-        cosine=candidate.cosine,
-        text=chunk.text,
-        source=chunk.source,
-        page=chunk.page,
-        page_end=chunk.page_end,
-        chunk_index=chunk.chunk_index,
-        char_start=chunk.char_start,
-        char_end=chunk.char_end,
-        content_hash=chunk.content_hash,
-        version=chunk.version,
-        chunk_id=chunk.chunk_id,
-        keyword_score=candidate.keyword_score,
-        dense_rank=candidate.dense_rank,
-        keyword_rank=candidate.keyword_rank,
-        place=chunk.place,
-        place_end=chunk.place_end,
-        breaks=chunk.breaks,
-    )
+    return Hit(chunk, 0, candidate.cosine, candidate.keyword_score, candidate.dense_rank, candidate.keyword_rank)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pipelines.choices import Mode
 from pipelines.model.precision import PrecisionChoice
 from pipelines.search.retrieval import Hit, hit_json
-from pipelines.store.chroma import StoredChunk, StoredDocument
 from pipelines.store.indexing import FileReport
+from pipelines.store.records import StoredChunk, StoredDocument
 
 if TYPE_CHECKING:  # LangChain and the viewer's libraries are imported only by what answers or views
     from pipelines.answers.answer import Answer

@@ -50,9 +50,9 @@ from pipelines.service.results import (
     Searched,
 )
 from pipelines.settings import Settings
-from pipelines.store.chroma import StoredDocument
 from pipelines.store.collections import CollectionInfo, clean_name
 from pipelines.store.indexing import FileProgress, FileReport, mixed_precisions
+from pipelines.store.records import StoredDocument
 
 if TYPE_CHECKING:
     from pipelines.answers.conversation import Turn

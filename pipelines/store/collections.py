@@ -109,7 +109,7 @@ class Collections:
     def _resolve(self, name: str) -> tuple[str, str, dict[str, Any] | None]:
         """The cleaned name, its Chroma name and that collection's metadata (None: it does not exist)."""
         cleaned = clean_name(name)
-        known = self.root.collection_metadata()
+        known = self.root.reader.collection_metadata()
         target = chroma_name(cleaned)
         if target in known:
             return cleaned, target, known[target]
@@ -127,7 +127,7 @@ class Collections:
             )
         own = meta is not None and "display_name" in meta
         store = self.root if target == LEGACY else self.root.sibling(target)
-        store.creates = target == LEGACY
+        store.writer.creates = target == LEGACY
         return Location(
             cleaned,
             store,
@@ -141,7 +141,7 @@ class Collections:
 
     def _found(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(name, Chroma name, metadata) of every collection, the default first, then by name."""
-        known = self.root.collection_metadata()
+        known = self.root.reader.collection_metadata()
         found = {LEGACY: DEFAULT}
         for chroma, meta in known.items():
             if not chroma.endswith(_REGISTRY):
@@ -156,7 +156,7 @@ class Collections:
     def info(self, name: str) -> CollectionInfo:
         """One collection's counts."""
         location = self.open(name)
-        return self._info(location.name, location.store.name, location.store.metadata())
+        return self._info(location.name, location.store.name, location.store.reader.metadata())
 
     def _info(self, name: str, chroma: str, meta: dict[str, Any]) -> CollectionInfo:
         store = self.root if chroma == LEGACY else self.root.sibling(chroma)
@@ -177,7 +177,7 @@ class Collections:
         store = self.root.sibling(target)
         try:
             created = datetime.now(UTC).isoformat(timespec="seconds")
-            store.create({"display_name": cleaned, "created_at": created})
+            store.writer.create({"display_name": cleaned, "created_at": created})
         finally:
             store.close()
         return CollectionInfo(cleaned, target, 0, 0, created)
@@ -190,9 +190,9 @@ class Collections:
                 f"既定のコレクション「{DEFAULT}」は削除できません。文書は `python -m pipelines delete 文書名` で"
                 "一つずつ削除できます。"
             )
-        info = self._info(location.name, location.store.name, location.store.metadata())
+        info = self._info(location.name, location.store.name, location.store.reader.metadata())
         try:
-            location.store.drop()
+            location.store.writer.drop()
         finally:
             location.store.close()
         location.keyword_path.unlink(missing_ok=True)

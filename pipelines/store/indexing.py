@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-import unicodedata
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +23,11 @@ from ingest.loaders import LoadedFile, content_hash, supported, unsupported_reas
 from ingest.normalize import join_sections, normalize_text
 from pipelines.errors import SettingsError
 from pipelines.model.embedder import Progress, TextEmbedder
-from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex
 from pipelines.store.originals import Originals
+from pipelines.store.paths import collect_paths, owner_file, upload_name
+from pipelines.store.records import ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
@@ -36,20 +37,6 @@ CHUNKER_REVISION = 3
 CONTEXT_CHARACTERS = 100
 
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed", "skipped"]
-
-
-def upload_name(name: str) -> str:
-    """A safe document name for an upload: the last part of its path, no control characters.
-
-    ``../../etc/passwd.txt`` becomes ``passwd.txt``; a name with nothing left becomes ``名前なし`` with
-    its extension. Names are only labels (nothing is written under them), but a label should not
-    pretend to be a path.
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(c for c in base if unicodedata.category(c) not in ("Cc", "Cf")).strip(" ")
-    if base.startswith("."):  # nothing before the extension (".txt"), or a hidden file
-        base = "名前なし" + base if "." not in base[1:] else ""
-    return base.rstrip(" .") or "名前なし"
 
 
 def text_hash(text: str) -> str:
@@ -134,39 +121,9 @@ def _failed(source: str, error: IngestError | OSError) -> FileReport:
     return FileReport(source, "failed", message=f"{source}: ファイルを読めません（{error.strerror or error}）。")
 
 
-def collect_paths(paths: Iterable[Path], skipped: list[str] | None = None) -> list[tuple[Path, str]]:
-    """Files to ingest with the names they are stored under, in a stable order.
-
-    A file given directly keeps its own name (and is read whatever its type, to be refused with the
-    reason); files found in a folder are named by their path inside that folder (``sub/報告書.pdf``),
-    hidden ones (a name starting with ``.``) are left out, and those of a type no loader reads, or Office's
-    lock files (``~$報告書.docx``), are not returned but added to ``skipped``, when given, by that name.
-    """
-    found: list[tuple[Path, str]] = []
-    for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                relative = child.relative_to(path)
-                hidden = any(part.startswith(".") for part in relative.parts)
-                if not child.is_file() or hidden:
-                    continue
-                if supported(child.name) and not _owner_file(child.name):
-                    found.append((child, relative.as_posix()))
-                elif skipped is not None:
-                    skipped.append(relative.as_posix())
-        else:
-            found.append((path, path.name))
-    return found
-
-
-def _owner_file(name: str) -> bool:
-    """Whether a file is the lock file Office leaves beside a document while it is open (``~$報告書.docx``)."""
-    return name.startswith("~$")
-
-
 def _skipped(source: str) -> FileReport:
     name = source.rsplit("/", 1)[-1]
-    reason = "Office が開いている間だけ置く一時ファイル（~$）" if _owner_file(name) else unsupported_reason(source)
+    reason = "Office が開いている間だけ置く一時ファイル（~$）" if owner_file(name) else unsupported_reason(source)
     return FileReport(source, "skipped", message=reason)
 
 
@@ -240,7 +197,7 @@ class Indexer:
                 f"RAG_CHUNK_TOKENS（{self.chunk_tokens}）がモデル「{self.embedder.model_name}」の読める長さ"
                 f"（{limit} トークン）を超えています。{limit} 以下にしてください。"
             )
-        self.store.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
+        self.store.writer.bind_model(self.embedder.model_name, self.embedder.dimension, self.embedder.fingerprint())
         self._bound = True
 
     def _version(self, loaded: LoadedFile) -> str:
@@ -251,7 +208,7 @@ class Indexer:
 
     def _already(self, source: str, content_hash: str, original: bytes | Path | None) -> FileReport | None:
         """The report of a file whose content is stored already (unchanged, or a duplicate); None otherwise."""
-        if not self._bound and self.store.bound_model() not in (None, self.embedder.model_name):
+        if not self._bound and self.store.reader.bound_model() not in (None, self.embedder.model_name):
             # a store made under another model's name: only the model's fingerprint says whether
             # its files can be called unchanged, or its vectors are another model's
             self._bind()
@@ -260,7 +217,7 @@ class Indexer:
         if existing is not None and existing.version == version:
             self._keep(content_hash, original)  # a store from before originals were kept has none
             return FileReport(source, "unchanged", existing.chunks, existing.tokens)
-        twin = self.store.document_with_version(version)
+        twin = self.store.reader.document_with_version(version)
         if twin is not None:
             self._keep(content_hash, original)
             return FileReport(source, "duplicate", message=f"「{twin.source}」と同じ内容のため追加しません。")
@@ -411,7 +368,7 @@ class Indexer:
         self, texts: Sequence[str], hashes: Sequence[str], tokens: Sequence[int], progress: Progress | None
     ) -> list[np.ndarray]:
         """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors already stored."""
-        known = self.store.vectors_for(hashes)
+        known = self.store.reader.vectors_for(hashes)
         missing: dict[str, tuple[str, int]] = {}
         for digest, text, count in zip(hashes, texts, tokens, strict=True):
             if digest not in known:

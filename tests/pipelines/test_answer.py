@@ -16,6 +16,7 @@ from pipelines.errors import GenerationError, SettingsError
 from pipelines.search.retrieval import Hit
 from pipelines.service.compose import make_answerer
 from pipelines.settings import Settings
+from testkit.records import stored_chunk
 from testkit.servers import ChatServer, Reply, free_port
 
 FUJI = "富士山は日本で最も高い山です。標高は三七七六メートルです。"
@@ -26,10 +27,7 @@ QUESTION = "富士山の高さは？"
 
 
 def hit(rank: int, text: str, source: str, page: int | None = None) -> Hit:
-    return Hit(
-        rank=rank, cosine=1.0 - rank / 10, text=text, source=source, page=page, page_end=page,
-        chunk_index=rank - 1, char_start=0, char_end=len(text), content_hash="h", version="v",
-    )  # fmt: skip
+    return Hit(stored_chunk(text, source, rank - 1, page), rank, 1.0 - rank / 10)
 
 
 HITS = [hit(1, FUJI, "富士山.pdf", 2), hit(2, TOKYO, "東京.txt"), hit(3, LONG, "湖.md"), hit(4, BIWA, "湖.md")]
@@ -37,7 +35,7 @@ HITS = [hit(1, FUJI, "富士山.pdf", 2), hit(2, TOKYO, "東京.txt"), hit(3, LO
 
 def cost(n: int) -> int:
     """What passage n costs whole: its header line and text, one token per character."""
-    return len(format_passage(Passage(n, HITS[n - 1], HITS[n - 1].text)))
+    return len(format_passage(Passage(n, HITS[n - 1], HITS[n - 1].chunk.text)))
 
 
 def test_prompt_numbers_the_passages_and_asks_for_cited_japanese() -> None:
@@ -68,7 +66,7 @@ def test_prompt_numbers_the_passages_and_asks_for_cited_japanese() -> None:
 def test_passages_fill_the_budget_whole_and_best_first(budget: int, given: list[int]) -> None:
     passages = fit_passages(HITS, budget)
     assert [p.n for p in passages] == given
-    assert [p.text for p in passages] == [HITS[n - 1].text for n in given]
+    assert [p.text for p in passages] == [HITS[n - 1].chunk.text for n in given]
     assert [p.hit.rank for p in passages] == given  # passage n is the n-th card
 
 

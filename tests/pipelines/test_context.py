@@ -36,26 +36,28 @@ def test_chunks_are_embedded_with_their_context_and_shown_without(contextual: In
     store = contextual.store
     searcher = Searcher(embedder, store, contextual.keyword)
     hit = searcher.search("申請は出発の一週間前までに所属長へ提出する。", k=1, mode="dense")[0]
-    context = chunk_context("出張旅費規程.md", hit.place)
+    context = chunk_context("出張旅費規程.md", hit.chunk.place)
     assert context.startswith("出張旅費規程 > ")
-    assert not hit.text.startswith(context)  # shown as written
+    assert not hit.chunk.text.startswith(context)  # shown as written
     # the stored vector is the one of the text with its context before it, kept under that text's digest
-    embedded = f"{context}\n{hit.text}"
-    stored = store.vectors_for([text_hash(embedded), text_hash(hit.text)])
+    embedded = f"{context}\n{hit.chunk.text}"
+    stored = store.reader.vectors_for([text_hash(embedded), text_hash(hit.chunk.text)])
     assert list(stored) == [text_hash(embedded)]
     expected = embedder.embed_documents([embedded])[0]
     assert np.allclose(stored[text_hash(embedded)], expected, atol=1e-5)
-    assert not np.allclose(embedder.embed_documents([hit.text])[0], expected, atol=1e-3)
+    assert not np.allclose(embedder.embed_documents([hit.chunk.text])[0], expected, atol=1e-3)
 
 
 def test_a_word_only_in_the_title_finds_the_chunk_by_keyword(contextual: Indexer, embedder: Embedder) -> None:
     text = "申請は出発の一週間前までに所属長へ提出する。"
     contextual.ingest_bytes("旅費規程.txt", text.encode())
     hits = Searcher(embedder, contextual.store, contextual.keyword).search("旅費", k=1, mode="keyword")
-    assert [h.text for h in hits] == [text]  # 旅費 is in its title only
+    assert [h.chunk.text for h in hits] == [text]  # 旅費 is in its title only
     # a keyword index rebuilt from the store alone (another process, a Chroma server) indexes the same words
     rebuilt = KeywordIndex(SudachiAnalyzer())
-    assert [h.text for h in Searcher(embedder, contextual.store, rebuilt).search("旅費", k=1, mode="keyword")] == [text]
+    assert [
+        h.chunk.text for h in Searcher(embedder, contextual.store, rebuilt).search("旅費", k=1, mode="keyword")
+    ] == [text]
     # without the context, the title's words are not the chunk's
     plain = KeywordIndex(SudachiAnalyzer())
     Indexer(embedder, contextual.store, 64, 0, keyword=plain).ingest_bytes("旅費規程.txt", text.encode())
@@ -76,7 +78,7 @@ def test_a_context_that_does_not_fit_beside_a_full_chunk_is_left_out(embedder: E
     indexer = Indexer(embedder, store, limit, 0, context=True)
     long_text = "申請は出発の一週間前までに所属長へ提出する。" * 200
     indexer.ingest_bytes("出張旅費規程と海外出張の取扱いに関する細則.txt", long_text.encode())
-    version = store.live_versions()["出張旅費規程と海外出張の取扱いに関する細則.txt"]
-    texts = store.chunk_texts("出張旅費規程と海外出張の取扱いに関する細則.txt", version)
+    version = store.reader.live_versions()["出張旅費規程と海外出張の取扱いに関する細則.txt"]
+    texts = store.reader.chunk_texts("出張旅費規程と海外出張の取扱いに関する細則.txt", version)
     # every embedded text fits the model: the full chunks go without their context
     assert all(embedder.count_tokens(text) <= limit for _, text in texts)

@@ -27,6 +27,7 @@ from pipelines.faces.cli import main
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import DEFAULT_FUSION, Hit
 from pipelines.settings import Settings
+from testkit.records import stored_chunk
 
 SENTENCES = [
     "東京は日本の首都です。",
@@ -39,7 +40,7 @@ SENTENCES = [
 
 
 def hit(rank: int, text: str) -> Hit:
-    return Hit(rank, 0.5, text, "doc", None, None, rank - 1, 0, len(text), "h", "h-c1")
+    return Hit(stored_chunk(text, "doc", rank - 1, version="h", chunk_id="h-c1"), rank, 0.5)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import pytest
 from pipelines.errors import DocumentNotFoundError, ModelMismatchError, RagError, SettingsError
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import Searcher
-from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredDocument, chunk_id
+from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
+from pipelines.store.records import ChunkRecord, StoredDocument, chunk_id
 from testkit.documents import make_pdf
 from testkit.offline_model import build_offline_model
 
@@ -39,7 +40,7 @@ def interrupted_replace(store: ChromaStore, embedder: Embedder, chunks: int, mon
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "_commit", killed)
+        patch.setattr(store.writer, "_commit", killed)
         with pytest.raises(Killed):
             store.replace(document, records)
 
@@ -75,12 +76,12 @@ def test_round_trip_finds_each_passage_with_its_cosine(indexer: Indexer, corpus:
     for passage, source in [(CAT, "sub/猫.txt"), (FUJI, "東京.txt"), (KYOTO, "京都.md")]:
         hits = searcher.search(passage, k=3, mode="dense")
         best = hits[0]
-        assert passage in best.text
-        assert best.source == source
+        assert passage in best.chunk.text
+        assert best.chunk.source == source
         assert [h.rank for h in hits] == [1, 2, 3]
         assert hits[0].cosine >= hits[1].cosine >= hits[2].cosine
         # the score is the cosine similarity of the question and the passage, not a distance
-        expected = float(embedder.embed_query(passage) @ embedder.embed_documents([best.text])[0])
+        expected = float(embedder.embed_query(passage) @ embedder.embed_documents([best.chunk.text])[0])
         assert best.cosine == pytest.approx(expected, abs=1e-4)
 
 
@@ -89,18 +90,18 @@ def test_hits_carry_page_and_position(indexer: Indexer, embedder: Embedder) -> N
     report = indexer.ingest_bytes("資料.pdf", pdf)
     assert (report.status, report.chunks) == ("added", 2)
     hit = Searcher(embedder, indexer.store).search(FUJI, k=1)[0]
-    assert (hit.source, hit.page, hit.page_end) == ("資料.pdf", 3, 3)
-    assert hit.text == FUJI
+    assert (hit.chunk.source, hit.chunk.page, hit.chunk.page_end) == ("資料.pdf", 3, 3)
+    assert hit.chunk.text == FUJI
     first = Searcher(embedder, indexer.store).search("表紙です。二ページ目には富士山の話があります。", k=1)[0]
-    assert (first.page, first.page_end, first.chunk_index, first.char_start) == (1, 2, 0, 0)
-    assert first.text == "表紙です。\n\n二ページ目には富士山の話があります。"
+    assert (first.chunk.page, first.chunk.page_end, first.chunk.chunk_index, first.chunk.char_start) == (1, 2, 0, 0)
+    assert first.chunk.text == "表紙です。\n\n二ページ目には富士山の話があります。"
     assert indexer.store.document("資料.pdf").pages == 3  # type: ignore[union-attr]
 
 
 def test_full_width_question_matches_half_width_text(indexer: Indexer, embedder: Embedder) -> None:
     indexer.ingest_bytes("規程.txt", "ＧＰＵサーバーはＡ棟にあります。".encode())
     hit = Searcher(embedder, indexer.store).search("GPUサーバーはA棟にあります。", k=1)[0]
-    assert hit.text == "GPUサーバーはA棟にあります。"
+    assert hit.chunk.text == "GPUサーバーはA棟にあります。"
     assert hit.cosine == pytest.approx(1.0, abs=1e-4)
 
 
@@ -123,7 +124,7 @@ def test_changed_file_replaces_its_chunks(indexer: Indexer, tmp_path: Path, embe
     documents = indexer.store.documents()
     assert [(d.source, d.chunks) for d in documents] == [("メモ.txt", 2)]
     assert indexer.store.count() == 2  # old chunks gone
-    texts = [h.text for h in Searcher(embedder, indexer.store).search(KYOTO, k=5)]
+    texts = [h.chunk.text for h in Searcher(embedder, indexer.store).search(KYOTO, k=5)]
     assert texts == [TOKYO, FUJI]
 
 
@@ -134,7 +135,7 @@ def test_identical_texts_are_embedded_once(indexer: Indexer, embedder: Embedder)
     embedded = embedder.stats.texts - before
     hits = Searcher(embedder, indexer.store).search(CAT, k=100)
     assert len(hits) == first.chunks + second.chunks
-    distinct = {h.text for h in hits}
+    distinct = {h.chunk.text for h in hits}
     assert len(distinct) < len(hits)
     assert embedded == len(distinct)
 
@@ -152,7 +153,7 @@ def test_delete_removes_document_and_chunks(indexer: Indexer, corpus: Path, embe
     removed = indexer.delete("東京.txt")
     assert removed.source == "東京.txt"
     assert [d.source for d in indexer.store.documents()] == ["sub/猫.txt", "京都.md"]
-    assert all(h.source != "東京.txt" for h in Searcher(embedder, indexer.store).search(TOKYO, k=10))
+    assert all(h.chunk.source != "東京.txt" for h in Searcher(embedder, indexer.store).search(TOKYO, k=10))
     assert indexer.store.count() == sum(d.chunks for d in indexer.store.documents())
     with pytest.raises(DocumentNotFoundError, match=r"東京\.txt"):
         indexer.delete("東京.txt")
@@ -181,7 +182,7 @@ def test_a_failed_replacement_keeps_the_old_version(indexer: Indexer, embedder: 
     report = indexer.ingest_bytes("規程.txt", b"\x00\x00\x00")  # unreadable new version
     assert report.status == "failed"
     assert indexer.store.document("規程.txt") is not None
-    assert Searcher(embedder, indexer.store).search(TOKYO, k=1)[0].text == TOKYO
+    assert Searcher(embedder, indexer.store).search(TOKYO, k=1)[0].chunk.text == TOKYO
 
 
 def test_interrupted_replace_shows_one_version_and_is_cleaned_up(
@@ -195,7 +196,7 @@ def test_interrupted_replace_shows_one_version_and_is_cleaned_up(
     interrupted_replace(store, embedder, 1, monkeypatch)
     assert store.count() == 2
     hits = Searcher(embedder, store).search(FUJI, k=5)
-    assert [h.text for h in hits] == [TOKYO]  # the half-written version is invisible
+    assert [h.chunk.text for h in hits] == [TOKYO]  # the half-written version is invisible
     assert store.document("規程.txt") == old
     with store.writing():  # the next writer finishes the job
         pass
@@ -220,7 +221,7 @@ def test_same_model_under_another_path_is_accepted(
     indexer.ingest_bytes("一.txt", TOKYO.encode())
     copy = Embedder(str(shutil.copytree(model_dir, tmp_path / "local-copy")))
     assert Indexer(copy, store, 48, 8).ingest_bytes("二.txt", KYOTO.encode()).status == "added"
-    assert Searcher(copy, store).search(KYOTO, k=1)[0].source == "二.txt"
+    assert Searcher(copy, store).search(KYOTO, k=1)[0].chunk.source == "二.txt"
 
 
 def test_each_document_records_its_precision_and_a_mixed_store_says_so(
@@ -238,8 +239,8 @@ def test_each_document_records_its_precision_and_a_mixed_store_says_so(
     assert "float32 1 件" in warning
     assert "int8 1 件" in warning
     # both are found: the paths differ by rounding, within the guard
-    assert Searcher(fast, store).search(TOKYO, k=1)[0].source == "一.txt"
-    assert Searcher(indexer.embedder, store).search(KYOTO, k=1)[0].source == "二.txt"
+    assert Searcher(fast, store).search(TOKYO, k=1)[0].chunk.source == "一.txt"
+    assert Searcher(indexer.embedder, store).search(KYOTO, k=1)[0].chunk.source == "二.txt"
 
 
 def test_chunk_budget_above_the_model_limit_is_refused(embedder: Embedder, store: ChromaStore) -> None:
@@ -264,8 +265,8 @@ def test_long_document_chunks_fit_the_budget(indexer: Indexer, embedder: Embedde
     assert report.chunks > 5
     hits = Searcher(embedder, indexer.store).search(TOKYO, k=100)
     assert len(hits) == report.chunks
-    assert all(embedder.count_tokens(h.text) <= 48 for h in hits)
-    vectors = embedder.embed_documents([h.text for h in hits])
+    assert all(embedder.count_tokens(h.chunk.text) <= 48 for h in hits)
+    vectors = embedder.embed_documents([h.chunk.text for h in hits])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
@@ -279,7 +280,7 @@ def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Pat
     page_store = ChromaStore.persistent(data)
     Indexer(embedder, page_store, 48, 8).ingest_bytes("ページから.txt", TOKYO.encode())
     searcher = Searcher(embedder, page_store)
-    assert [h.source for h in searcher.search(FUJI, k=5)] == ["ページから.txt"]
+    assert [h.chunk.source for h in searcher.search(FUJI, k=5)] == ["ページから.txt"]
     path = write(tmp_path, "CLIから.txt", FUJI)
     env = {**os.environ, "RAG_EMBEDDING_MODEL": str(model_dir), "RAG_DATA_DIR": str(data)}
     env |= {"RAG_CHUNK_TOKENS": "48", "RAG_CHUNK_OVERLAP": "8"}
@@ -287,7 +288,7 @@ def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Pat
         [sys.executable, "-m", "pipelines", "ingest", str(path)], env=env, capture_output=True, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
-    assert searcher.search(FUJI, k=1)[0].source == "CLIから.txt"
+    assert searcher.search(FUJI, k=1)[0].chunk.source == "CLIから.txt"
     assert [d.source for d in page_store.documents()] == ["CLIから.txt", "ページから.txt"]
     page_store.close()
 
@@ -299,13 +300,13 @@ def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(
     indexer.ingest_bytes("規程.txt", TOKYO.encode())
     store = indexer.store
     interrupted_replace(store, embedder, 30, monkeypatch)  # 30 hidden chunks, all nearer to FUJI than TOKYO
-    live = store.live_versions()
+    live = store.reader.live_versions()
     nearest = store.nearest_many(embedder.embed_queries([FUJI]), 1, live)
     live_id = chunk_id(live["規程.txt"], 0)
     assert [i for i, _ in nearest[0]] == [live_id]
     cosine = float(embedder.embed_queries([FUJI])[0] @ embedder.embed_documents([TOKYO])[0])
     assert nearest[0][0][1] == pytest.approx(cosine, abs=1e-5)
     hits = Searcher(embedder, store).search(FUJI, k=3, mode="dense")
-    assert [h.text for h in hits] == [TOKYO]
+    assert [h.chunk.text for h in hits] == [TOKYO]
     assert store.nearest_many(embedder.embed_queries([FUJI]), 5, live, sources=["ない.txt"]) == [[]]
     assert store.nearest_many(embedder.embed_queries([FUJI]), 5, {}) == [[]]

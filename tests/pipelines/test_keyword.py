@@ -144,8 +144,8 @@ def test_index_is_saved_and_reloaded_without_reading_chroma(
     _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
     assert path.exists()
     reloaded = KeywordIndex(SudachiAnalyzer(), path)
-    assert reloaded.versions == store.live_versions()
-    assert reloaded.sync(store) is False  # already current: nothing read from Chroma
+    assert reloaded.versions == store.reader.live_versions()
+    assert reloaded.sync(store.reader) is False  # already current: nothing read from Chroma
     assert _all_hits(reloaded, "富士山の標高") == _all_hits(keyword, "富士山の標高") != []
 
 
@@ -165,12 +165,12 @@ def test_missing_or_unreadable_index_is_rebuilt_from_chroma(
     else:
         analyser = SudachiAnalyzer()
         analyser.name = "another-analyser"
-        KeywordIndex(analyser, path).sync(store)  # a file made by a different analyser
+        KeywordIndex(analyser, path).sync(store.reader)  # a file made by a different analyser
     rebuilt = KeywordIndex(SudachiAnalyzer(), path)
-    assert rebuilt.sync(store) is True
-    assert rebuilt.versions == store.live_versions()
+    assert rebuilt.sync(store.reader) is True
+    assert rebuilt.versions == store.reader.live_versions()
     assert _all_hits(rebuilt, "京都の神社") == before
-    assert KeywordIndex(SudachiAnalyzer(), path).sync(store) is False  # and the rebuilt file was saved
+    assert KeywordIndex(SudachiAnalyzer(), path).sync(store.reader) is False  # and the rebuilt file was saved
 
 
 def test_stale_index_catches_up_with_replace_and_delete(embedder: Embedder, store: ChromaStore, tmp_path: Path) -> None:
@@ -188,13 +188,13 @@ def test_stale_index_catches_up_with_replace_and_delete(embedder: Embedder, stor
     path.write_bytes(old)
 
     stale = KeywordIndex(SudachiAnalyzer(), path)
-    assert stale.versions != store.live_versions()
-    assert stale.sync(store) is True
-    assert stale.versions == store.live_versions()
+    assert stale.versions != store.reader.live_versions()
+    assert stale.sync(store.reader) is True
+    assert stale.versions == store.reader.live_versions()
     assert stale.search("有給休暇", 10).hits == []  # the replaced version's words are gone
     assert stale.search("京都の神社", 10).hits == []  # the deleted document too
     assert [h.chunk_id for h in stale.search("在宅勤務", 10).hits] == [
-        chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", store.live_versions()["規程.txt"])
+        chunk_id for chunk_id, _ in store.reader.chunk_texts("規程.txt", store.reader.live_versions()["規程.txt"])
     ]
     assert len(stale.search("富士山", 10).hits) == 1
 
@@ -203,13 +203,13 @@ def test_indexer_keeps_the_index_in_step(embedder: Embedder, store: ChromaStore,
     indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
     _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
     _ingest(indexer, "規程.txt", "在宅勤務は週三日まで認められます。")
-    assert keyword.versions == store.live_versions()
+    assert keyword.versions == store.reader.live_versions()
     assert keyword.search("有給休暇", 10).hits == []
     ids = {h.chunk_id for h in keyword.search("在宅勤務", 10).hits}
     assert ids
-    assert ids <= {chunk_id for chunk_id, _ in store.chunk_texts("規程.txt", keyword.versions["規程.txt"])}
+    assert ids <= {chunk_id for chunk_id, _ in store.reader.chunk_texts("規程.txt", keyword.versions["規程.txt"])}
     indexer.delete("規程.txt")
-    assert keyword.versions == {} == store.live_versions()
+    assert keyword.versions == {} == store.reader.live_versions()
     assert keyword.search("在宅勤務", 10).hits == []
 
 
@@ -218,14 +218,14 @@ def test_searcher_follows_another_writer(embedder: Embedder, store: ChromaStore,
     indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
     searcher = Searcher(embedder, store, keyword)
     _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
-    assert [h.source for h in searcher.search("有給休暇", mode="keyword")] == ["規程.txt"]
-    before = store.changes()
+    assert [h.chunk.source for h in searcher.search("有給休暇", mode="keyword")] == ["規程.txt"]
+    before = store.reader.changes()
     other = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=8)
     _ingest(other, "規程.txt", "在宅勤務は週三日まで認められます。")
     _ingest(other, "富士山.txt", "富士山は日本で最も高い山です。")
-    assert store.changes() != before
+    assert store.reader.changes() != before
     assert searcher.search("有給休暇", mode="keyword") == []
-    assert [h.source for h in searcher.search("在宅勤務", mode="keyword")] == ["規程.txt"]
+    assert [h.chunk.source for h in searcher.search("在宅勤務", mode="keyword")] == ["規程.txt"]
     other.delete("富士山.txt")
     assert searcher.search("富士山", mode="keyword") == []
-    assert all(h.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))
+    assert all(h.chunk.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))

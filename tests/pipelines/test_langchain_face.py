@@ -47,7 +47,7 @@ def searcher(embedder: Embedder, tmp_path: Path) -> Iterator[Searcher]:
 def test_retriever_gives_documents_with_the_hits_scores_and_places(searcher: Searcher) -> None:
     documents = SearcherRetriever(searcher=searcher, k=2, search_kwargs=DENSE).invoke(FUJI)
     hits = searcher.search(FUJI, 2, **DENSE)
-    assert [d.page_content for d in documents] == [h.text for h in hits]
+    assert [d.page_content for d in documents] == [h.chunk.text for h in hits]
     first = documents[0]
     assert first.page_content == FUJI
     assert (first.metadata["source"], first.metadata["page"], first.metadata["chunk_index"]) == ("富士山.txt", None, 0)

@@ -78,7 +78,7 @@ def test_a_changed_file_loads_the_model_and_replaces_the_file(
     assert old is not None
     assert new is not None
     assert new.version != old.version
-    assert "京都.md" in {h.source for h in Searcher(again, store).search(FUJI, k=10) if FUJI in h.text}
+    assert "京都.md" in {h.chunk.source for h in Searcher(again, store).search(FUJI, k=10) if FUJI in h.chunk.text}
     store.close()
 
 
@@ -111,7 +111,7 @@ def test_a_model_that_cannot_load_writes_nothing(tmp_path: Path, folder: Path) -
         Indexer(missing, store, chunk_tokens=48, chunk_overlap=8, originals=originals).ingest_paths([folder])
     assert store.documents() == []
     assert store.count() == 0
-    assert store.bound_model() is None
+    assert store.reader.bound_model() is None
     assert not any((tmp_path / "originals").rglob("*.*"))
     store.close()
 

@@ -14,14 +14,12 @@ from pipelines.search.retrieval import Hit
 from pipelines.service.compose import build, make_querylog
 from pipelines.service.querylog import FILE_NAME, SCHEMA_VERSION, JudgedQuestion, LoggedQuery, QueryLog
 from pipelines.settings import Settings
+from testkit.records import stored_chunk
 
 
 def hit(rank: int, chunk: str, source: str = "規程.pdf") -> Hit:
-    return Hit(
-        rank=rank, cosine=1.0 - rank / 10, text=f"本文{rank}", source=source, page=rank, page_end=rank,
-        chunk_index=rank - 1, char_start=0, char_end=3, content_hash="h", version="v", chunk_id=chunk,
-        keyword_score=2.5, dense_rank=rank, keyword_rank=None,
-    )  # fmt: skip
+    found = stored_chunk(f"本文{rank}", source, rank - 1, rank, chunk)
+    return Hit(found, rank, 1.0 - rank / 10, keyword_score=2.5, dense_rank=rank, keyword_rank=None)
 
 
 HITS = [hit(1, "v-00000"), hit(2, "v-00001"), hit(3, "v-00002", "手引き.txt")]

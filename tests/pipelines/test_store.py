@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.store.chroma import ChromaStore, ChunkRecord, StoredChunk, StoredDocument, chunk_id
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.records import ChunkRecord, StoredChunk, StoredDocument, chunk_id
 from testkit.records import chunk_record
 
 SOURCE = "規程.txt"
@@ -28,7 +29,7 @@ def records(version: str, texts: list[str], source: str = SOURCE) -> list[ChunkR
 
 @pytest.fixture
 def bound(store: ChromaStore) -> ChromaStore:
-    store.bind_model(MODEL, 3, [1.0, 0.0, 0.0])
+    store.writer.bind_model(MODEL, 3, [1.0, 0.0, 0.0])
     return store
 
 
@@ -38,10 +39,10 @@ def test_replace_shows_the_new_version_and_drops_the_old(bound: ChromaStore) -> 
     bound.replace(document("v2", 1), records("v2", NEW))
     assert bound.documents() == [document("v2", 1)]
     assert bound.count() == 1  # the old version's chunks are deleted, not just hidden
-    assert bound.chunk_texts(SOURCE, "v1") == []
+    assert bound.reader.chunk_texts(SOURCE, "v1") == []
     new_id = chunk_id("v2", 0)
     assert bound.chunks_by_id([chunk_id("v1", 0), new_id]) == {
-        new_id: StoredChunk(NEW[0], SOURCE, None, None, 0, 0, len(NEW[0]), "v2", "v2", new_id)
+        new_id: StoredChunk(NEW[0], SOURCE, 0, 0, len(NEW[0]), "v2", "v2", new_id)
     }
     assert bound.chunks_at(SOURCE, "v2", [0, 1]) == [bound.chunks_by_id([new_id])[new_id]]
 
@@ -91,7 +92,7 @@ def test_searches_in_threads_survive_reopenings_after_another_process_writes(tmp
     import uuid
 
     store = ChromaStore.persistent(tmp_path / "data")
-    store.bind_model(MODEL, 3, [1.0, 0.0, 0.0])
+    store.writer.bind_model(MODEL, 3, [1.0, 0.0, 0.0])
     store.replace(document("v1", 2), records("v1", OLD))
     other = store.sibling("other")  # a second collection on the same client: reopened with it
     errors: list[BaseException] = []
@@ -100,7 +101,7 @@ def test_searches_in_threads_survive_reopenings_after_another_process_writes(tmp
     def search() -> None:
         try:
             while not done.is_set():
-                live = store.live_versions()
+                live = store.reader.live_versions()
                 assert [r[0][0] for r in store.nearest_many(np.eye(3, dtype=np.float32)[:1], 1, live)] == ["v1-00000"]
                 assert other.documents() == []
         except BaseException as error:  # noqa: BLE001 - reported below, whatever it is
