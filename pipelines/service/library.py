@@ -12,7 +12,7 @@ from pipelines.model.embedder import TextEmbedder
 from pipelines.service import words
 from pipelines.service.compose import Pipelines, build, make_collections, make_embedder, make_querylog
 from pipelines.settings import Settings
-from pipelines.store.collections import CollectionInfo, Collections, clean_name
+from pipelines.store.collections import CollectionInfo, Collections, canonical_name
 
 
 class Library:
@@ -36,7 +36,7 @@ class Library:
 
     def pipelines(self, name: str) -> Pipelines:
         """The parts of the collection ``name`` (``CollectionNotFoundError`` when there is none)."""
-        key = clean_name(name)
+        key = canonical_name(name)
         with self._lock:
             parts = self._parts.get(key)
             if parts is None:
@@ -57,8 +57,8 @@ class Library:
                 waiting()
             parts.write_lock.acquire()
         try:
-            if self._parts.get(clean_name(name)) is not parts:
-                raise CollectionNotFoundError(words.COLLECTION_DELETED.format(name=clean_name(name)))
+            if self._parts.get(canonical_name(name)) is not parts:
+                raise CollectionNotFoundError(words.COLLECTION_DELETED.format(name=canonical_name(name)))
             yield parts
         finally:
             parts.write_lock.release()
@@ -77,7 +77,7 @@ class Library:
 
     def delete(self, name: str) -> CollectionInfo:
         """Delete a collection and everything in it, once its writer (if any) is done."""
-        key = clean_name(name)
+        key = canonical_name(name)
         parts = self._parts.get(key)
         # the writer first, then the library's lock, held only while the collection goes: searches in
         # other collections never wait for an upload to this one

@@ -50,7 +50,7 @@ from pipelines.service.results import (
     Searched,
 )
 from pipelines.settings import Settings
-from pipelines.store.collections import CollectionInfo, clean_name
+from pipelines.store.collections import CollectionInfo, canonical_name
 from pipelines.store.indexing import FileProgress, FileReport, mixed_precisions
 from pipelines.store.records import StoredDocument
 
@@ -85,7 +85,7 @@ class Service:
 
     def _allow(self, caller: Caller, name: str, right: Right) -> str:
         """The collection's name as kept, once ``caller`` may do ``right`` to it; refused otherwise."""
-        cleaned = clean_name(name)
+        cleaned = canonical_name(name)
         if not caller.may(cleaned, right):
             raise PermissionDeniedError(
                 f"コレクション「{cleaned}」の{_RIGHT_WORDS[right]}の権限がありません。管理者に確かめてください。"

@@ -53,6 +53,17 @@ def clean_name(name: str) -> str:
     return cleaned
 
 
+def canonical_name(name: str) -> str:
+    """The one name a collection goes by, whatever spelling reached it: NFKC, trimmed, and ``documents``
+    (the default's Chroma name, accepted as ``RAG_COLLECTION`` before collections) as ``default``.
+
+    Rights are checked, and a process's parts are kept, under this name, so no second spelling of a
+    collection reaches it around a rule made for its name.
+    """
+    cleaned = clean_name(name)
+    return DEFAULT if cleaned in (DEFAULT, LEGACY) else cleaned
+
+
 def chroma_name(name: str) -> str:
     """The Chroma collection a name maps to (``default`` → ``documents``; any other: slug and hash)."""
     cleaned = clean_name(name)
