@@ -1,4 +1,4 @@
-"""The HTTP API: ``python -m pipelines serve``, FastAPI on uvicorn over the same pipeline objects as the page and CLI.
+"""The HTTP API: ``python -m pipelines serve``, FastAPI on uvicorn over the same service as the page and the CLI.
 
     GET    /v1/health                                   model, store, precision; 200 once the model is ready
     GET    /v1/collections                              the collections the key may read, with counts
@@ -8,11 +8,11 @@
     POST   /v1/collections/{name}/documents             multipart upload (field ``files``), reports as ``ingest --json``
     DELETE /v1/collections/{name}/documents/{source}    delete one document
     POST   /v1/collections/{name}/search                {"question", "k", "mode", "documents"} → {"hits", "rule"}
-    POST   /v1/collections/{name}/ask                   the same (and "stream") → ``ask --json``, or server-sent events
+    POST   /v1/collections/{name}/ask                   the same (and "stream", "history") → ``ask --json``, or events
 
 Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
 ``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py); with none, the server
-listens on loopback only. Errors are JSON ``{"status", "code", "message"}`` with the message in
+listens on loopback only. The API identifies the key as a ``Caller``; the service checks its rights. Errors are JSON ``{"status", "code", "message"}`` with the message in
 Japanese. A request body over its limit (``RAG_MAX_UPLOAD_MB`` for uploads, 1 MB otherwise) is
 refused from its ``Content-Length`` before it is read, and counted as it is read when it has none.
 Handlers that touch the model or the store run in worker threads: searches run side by side, writes
@@ -265,7 +265,7 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     async def upload(name: str, request: Request, credentials: Credentials) -> JSONResponse:
         who = caller(request, credentials)
         # the right and the collection are checked before the body is read
-        await run_in_threadpool(service.writable, who, name)
+        await run_in_threadpool(service.require, who, name, "write")
         form = await request.form(max_files=MAX_FILES)
         try:
             files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
@@ -291,6 +291,7 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     @app.post("/v1/collections/{name}/search", summary="質問に近い箇所を探す（search --json と同じ hits）")
     def search(name: str, query: Query, request: Request, credentials: Credentials) -> dict[str, Any]:
         who = caller(request, credentials)
+        service.require(who, name, "read")  # refused before it waits for the model
         model()
         found = service.search(who, name, query.question_of())
         return {"hits": found.hits_json(), "rule": found.rule}

@@ -131,11 +131,12 @@ class Service:
             raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
         return document
 
-    def writable(self, caller: Caller, collection: str) -> str:
-        """The collection's name as kept, once it exists and the caller may write to it (an upload, before its body is read)."""
-        cleaned = self._allow(caller, collection, "write")
-        self.library.pipelines(cleaned)
-        return cleaned
+    def require(self, caller: Caller, collection: str, right: Right) -> str:
+        """The collection's name as kept, once it exists and the caller may do ``right`` to it.
+
+        For a face that must refuse before it waits or reads (an upload's body, a model still loading).
+        """
+        return self._parts(caller, collection, right).settings.collection
 
     def delete_document(self, caller: Caller, collection: str, source: str) -> StoredDocument:
         """Delete one document, its chunks and (unless another document has its content) its original."""
