@@ -22,8 +22,10 @@ from pipelines.choices import MODE_LABELS, MODES, Mode
 from pipelines.errors import GenerationError, RagError, SettingsError
 from pipelines.model.warmup import ModelWarmup
 from pipelines.search.highlight import query_terms, term_spans
+from pipelines.search.page_view import render_page
 from pipelines.search.retrieval import Hit
-from pipelines.search.viewer import document_view, render_page, rows_view, slide_view, view_for
+from pipelines.search.text_views import document_view, rows_view, slide_view
+from pipelines.search.viewer import view_for
 from pipelines.service.compose import Pipelines
 from pipelines.service.library import Library
 from pipelines.service.querylog import LoggedQuery, QueryLog, Target
