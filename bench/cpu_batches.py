@@ -50,7 +50,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     from ingest.loaders import load_file
-    from pipelines.model import embedder as embedder_module
+    from pipelines.model import batching
     from pipelines.service.compose import make_embedder
     from pipelines.settings import Settings
     from pipelines.store.chroma import ChromaStore
@@ -88,7 +88,7 @@ def main() -> None:
             for number, (texts, tokens) in enumerate(articles):
                 ways = list(WAYS) if (round_ + number) % 2 == 0 else list(reversed(WAYS))
                 for way in ways:
-                    embedder_module.SAME_LENGTH, embedder_module.BATCH_TOKENS = WAYS[way]
+                    batching.SAME_LENGTH, batching.BATCH_TOKENS = WAYS[way]
                     counting.way = way
                     started = time.perf_counter()
                     embedder.embed_documents(texts, tokens)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.search.viewer import render_page
+from pipelines.search.page_view import render_page
 from testkit.documents import SENTENCES, make_pdf
 
 

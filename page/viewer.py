@@ -15,8 +15,9 @@ import streamlit as st
 from ingest.document import describe
 from page.common import Here, escape_markdown
 from pipelines.errors import RagError
+from pipelines.search.page_view import PageImage
 from pipelines.search.retrieval import Hit
-from pipelines.search.viewer import PageImage, RowsView, SlideView, TextView
+from pipelines.search.text_views import RowsView, SlideView, TextView
 from pipelines.service import words
 from pipelines.service.results import PassageView
 from pipelines.store.collections import DEFAULT

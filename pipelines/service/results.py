@@ -15,7 +15,8 @@ from pipelines.store.records import StoredChunk, StoredDocument
 if TYPE_CHECKING:  # LangChain and the viewer's libraries are imported only by what answers or views
     from pipelines.answers.answer import Answer
     from pipelines.answers.conversation import Turn
-    from pipelines.search.viewer import PageImage, RowsView, SlideView, TextView
+    from pipelines.search.page_view import PageImage
+    from pipelines.search.text_views import RowsView, SlideView, TextView
     from pipelines.service.keys import Access, Grant
 
 Face = Literal["page", "cli", "api", "mcp"]

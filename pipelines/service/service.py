@@ -328,7 +328,9 @@ class Service:
     def passage(self, caller: Caller, collection: str, source: str, chunk_index: int, page: int | None) -> PassageView:
         """A passage shown in its original file: the PDF page (``page``, or where the passage starts), the rows,
         the slide, or the text around it. A document or chunk that is not stored is refused with the reason."""
-        from pipelines.search.viewer import document_view, render_page, rows_view, slide_view, view_for
+        from pipelines.search.page_view import render_page
+        from pipelines.search.text_views import document_view, rows_view, slide_view
+        from pipelines.search.viewer import view_for
 
         parts = self._parts(caller, collection, "read")
         document = parts.store.document(source)

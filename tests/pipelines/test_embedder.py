@@ -13,7 +13,7 @@ import pytest
 import sentencepiece as spm
 
 from pipelines.errors import ModelLoadError, TokenizerMismatchError
-from pipelines.model import embedder as embedder_module
+from pipelines.model import batching
 from pipelines.model.embedder import Embedder
 
 TEXTS = [
@@ -99,7 +99,7 @@ def test_a_batch_on_a_cpu_holds_at_most_its_token_budget(model_dir: Path, monkey
     texts = ["一つめの文です。", "二つめの文です。", "三つめの文です。", "四つめの文です。", "五つめの文です。"]
     counts = {fresh.count_tokens(t) for t in texts}
     assert len(counts) == 1
-    monkeypatch.setattr(embedder_module, "BATCH_TOKENS", 2 * counts.pop() + 1)  # room for two texts, not three
+    monkeypatch.setattr(batching, "BATCH_TOKENS", 2 * counts.pop() + 1)  # room for two texts, not three
     calls: list[tuple[int, int]] = []
     fresh.embed_documents(texts, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
@@ -168,12 +168,12 @@ def test_the_int8_path_reproduces_float32_through_onnx_runtime(model_dir: Path) 
 
 
 def test_luke_ids_are_cut_as_the_tokenizer_cuts_them(embedder: Embedder) -> None:
-    from pipelines.model.embedder import luke_ids
+    from pipelines.model.tokens import luke_ids
 
     long_text = "東京は日本の首都です。" * 200
     for text in [*TEXTS, long_text]:
         expected = embedder.model.tokenizer(text, truncation=True, max_length=512, split_special_tokens=True)
-        assert luke_ids(embedder._pieces, text, 512) == expected["input_ids"], text[:20]
+        assert luke_ids(embedder._counter().pieces, text, 512) == expected["input_ids"], text[:20]
 
 
 def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Pat
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from pipelines.embedder import Embedder\n"
+        "from pipelines.model.embedder import Embedder\n"
         f"e = Embedder({str(model_dir)!r}, precision='int8', query_precision='int8', cache_dir=Path({str(tmp_path)!r}))\n"
         "e.load()\n"
         "vectors = e.embed_documents(['富士山は日本一高い山です。']).tolist()\n"
@@ -257,7 +257,7 @@ def test_tokens_are_counted_by_sentencepiece_as_the_tokenizer_counts_them(embedd
 
     long_text = "。".join(SENTENCES) * 40  # far over 512 tokens: counting does not truncate
     texts = [*TEXTS, *SENTENCES, long_text, "ｶﾀｶﾅ\u3000全角スペース\tタブ", "<ent><ent2>[MASK]"]
-    assert embedder._pieces is not None
+    assert embedder._counter().pieces is not None
     tokenizer = embedder.model.tokenizer
     for text in texts:
         by_tokenizer = len(tokenizer(text, truncation=False, verbose=False, split_special_tokens=True)["input_ids"])

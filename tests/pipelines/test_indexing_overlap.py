@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.model import embedder as embedder_module
+from pipelines.model import hardware
 from pipelines.model.embedder import Embedder
 from pipelines.model.remote import RemoteEmbedder
 from pipelines.service.compose import build, prefetch_for
@@ -232,7 +232,7 @@ def test_files_are_read_ahead_only_where_the_embedding_leaves_this_cpu_idle(
     assert prefetch_for(Embedder(str(model_dir), device="cuda")) == 2  # decided without loading the model
     assert prefetch_for(RemoteEmbedder("http://127.0.0.1:9/v1", "test-model")) == 2
     with monkeypatch.context() as patch:  # a machine with a GPU's device file: torch is not asked here
-        patch.setattr(embedder_module, "_maybe_gpu", lambda: True)
+        patch.setattr(hardware, "maybe_gpu", lambda: True)
         undecided = Embedder(str(model_dir))
         assert prefetch_for(undecided) == 2
         assert undecided.device is None

@@ -16,14 +16,10 @@ from ingest.chunking import chunk_text
 from ingest.document import Place
 from ingest.loaders import load_bytes
 from ingest.normalize import join_sections
-from pipelines.search.viewer import (
-    document_view,
-    passage_spans,
-    render_page,
-    rows_view,
-    slide_view,
-    view_for,
-)
+from pipelines.search.page_view import render_page
+from pipelines.search.spans import passage_spans
+from pipelines.search.text_views import document_view, rows_view, slide_view
+from pipelines.search.viewer import view_for
 from testkit.documents import make_pdf
 from testkit.office import make_docx, make_pptx, make_xlsx
 from testkit.scans import missing_ocr_tools, scan_image, scanned_pdf
