@@ -338,7 +338,7 @@ class Service:
             raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
         found = parts.store.chunks_at(document.source, document.version, [chunk_index]) if chunk_index >= 0 else []
         if chunk_index >= document.chunks or not found:
-            raise DocumentNotFoundError(words.CHUNK_MISSING.format(chunk=chunk_index))
+            raise DocumentNotFoundError(words.CHUNK_MISSING)
         chunk = found[0]
         data = parts.originals.get(document.content_hash)
         if data is None:

@@ -54,7 +54,7 @@ LOG_FAILED = "質問の記録に書けませんでした。"
 DROPPED_CITATIONS = "回答にある {numbers} は渡した箇所にない番号のため、出典から外しました。"
 COLLECTION_DELETED = "コレクション「{name}」は削除されました。"
 DOCUMENT_MISSING = "「{source}」は登録されていません。削除されたか、名前が変わった可能性があります。"
-CHUNK_MISSING = "リンクの箇所（chunk {chunk}）がこの文書にありません。文書が取り込み直された可能性があります。"
+CHUNK_MISSING = "リンクの箇所（chunk）がこの文書にありません。文書が取り込み直された可能性があります。"
 ORIGINAL_NOT_KEPT = (
     "この文書の元のファイルは保存されていません（保存を始める前に取り込まれた文書です）。取り込み直すと保存されます。"
 )

@@ -115,7 +115,7 @@ def test_a_passage_and_its_original_through_the_service(service: Service) -> Non
     assert service.original(ADMIN, "default", "富士山.txt").data == FUJI.encode("utf-8")
     with pytest.raises(DocumentNotFoundError, match=re.escape("「無い.txt」は登録されていません")):
         service.passage(ADMIN, "default", "無い.txt", 0, None)
-    with pytest.raises(DocumentNotFoundError, match="chunk 9"):
+    with pytest.raises(DocumentNotFoundError, match=re.escape(words.CHUNK_MISSING)):
         service.passage(ADMIN, "default", "富士山.txt", 9, None)
     # a reader of 人事規程 cannot see default's passage, nor learn whether it exists
     with pytest.raises(PermissionDeniedError):
