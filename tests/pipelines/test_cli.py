@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.faces.cli import main
+from testkit.cli import run
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 
@@ -20,12 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

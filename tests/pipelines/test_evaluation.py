@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -23,10 +22,10 @@ from pipelines.evaluation import (
     pearson,
     spearman,
 )
-from pipelines.faces.cli import main
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import DEFAULT_FUSION, Hit
 from pipelines.settings import Settings
+from testkit.cli import run
 
 SENTENCES = [
     "東京は日本の首都です。",
@@ -235,11 +234,6 @@ def qa_file(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     ]
     data = {"data": [{"title": f"記事{i}", "paragraphs": [p]} for i, p in enumerate(paragraphs)]}
     return write(tmp_path, "qa.json", json.dumps(data, ensure_ascii=False))
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
 
 
 def test_cli_evaluate_qa_json_markdown_and_chart(qa_file: Path, tmp_path: Path) -> None:
