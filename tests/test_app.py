@@ -34,6 +34,7 @@ def page(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
     st.cache_resource.clear()
 
 
+@pytest.mark.slow
 def test_the_page_is_usable_while_the_model_loads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The uploader and the library are drawn before the model has loaded; the model's progress shows."""
     import threading
@@ -188,6 +189,7 @@ def test_delete_needs_confirmation(page: AppTest) -> None:
     assert "まだ文書がありません" in page.info[0].value
 
 
+@pytest.mark.slow
 def test_model_error_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "ない"))
     st.cache_resource.clear()

@@ -18,6 +18,8 @@ import pytest
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 
+pytestmark = pytest.mark.browser  # Chromium through Playwright, against `streamlit run`
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

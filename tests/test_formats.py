@@ -22,6 +22,8 @@ from testkit.office import make_branch_pptx, make_produce_xlsx, make_trip_docx
 from testkit.scans import scan_image, scanned_pdf
 from testkit.web import make_csv, make_html
 
+pytestmark = pytest.mark.ocr  # LibreOffice saves the .doc, Tesseract reads the scans
+
 
 def legacy_source() -> bytes:
     import docx

@@ -149,6 +149,7 @@ def test_search_before_any_ingest_says_what_to_do(docs: Path) -> None:
     assert out == ""
 
 
+@pytest.mark.slow
 def test_model_that_cannot_be_had_writes_nothing(docs: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "new-data"
     status, out, err = run("ingest", str(docs), "--model", "pkshatech/GLuCoSE-base-ja", "--data-dir", str(data_dir))
@@ -175,6 +176,7 @@ def test_invalid_setting_is_explained(docs: Path, monkeypatch: pytest.MonkeyPatc
     assert "RAG_CHUNK_OVERLAP" in err
 
 
+@pytest.mark.server
 def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     ingest = subprocess.run(
@@ -204,6 +206,7 @@ print(json.dumps({{"status": status, "imported": [m for m in {HEAVY!r} if m in s
 """
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("argv", [("ingest", "DOCS"), ("documents",), ("search", TOKYO)])
 def test_a_command_with_nothing_to_embed_or_answer_imports_no_model_or_langchain(
     docs: Path, argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
@@ -249,6 +252,7 @@ def test_ask_json_with_an_unknown_citation(
     assert not chat_server.requests[0]["body"].get("stream")  # one whole answer for JSON
 
 
+@pytest.mark.slow
 def test_ask_with_a_failing_model_still_shows_the_passages(docs: Path, chat_server: ChatServer) -> None:
     run("ingest", str(docs))
     chat_server.replies = [Reply(status=500)]

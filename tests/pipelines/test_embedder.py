@@ -176,6 +176,8 @@ def test_luke_ids_are_cut_as_the_tokenizer_cuts_them(embedder: Embedder) -> None
         assert luke_ids(embedder._pieces, text, 512) == expected["input_ids"], text[:20]
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Path) -> None:
     """The second start finds the verdict and the export on disk and embeds without importing torch."""
     script = (
@@ -308,6 +310,7 @@ def test_float32_questions_beside_bfloat16_passages(model_dir: Path) -> None:
     assert np.allclose(mixed.embed_queries(QUESTIONS), plain.embed_queries(QUESTIONS), atol=1e-6)
 
 
+@pytest.mark.server
 def test_cli_without_network_or_model_fails_fast_with_one_message(tmp_path: Path) -> None:
     """No network, no local copy: one message within seconds, not a minute of download retries."""
     import os
