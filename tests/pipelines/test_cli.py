@@ -69,6 +69,7 @@ def test_a_second_ingest_loads_no_model(docs: Path) -> None:
     assert (second["model_loaded"], second["embedded_texts"], second["embedded_tokens"]) == (False, 0, 0)
 
 
+@pytest.mark.slow
 def test_commands_that_need_no_model_run_without_one(docs: Path, tmp_path: Path) -> None:
     """Listing, deleting and searching an empty store never load the model: a model that cannot load is no matter."""
     missing = ("--model", str(tmp_path / "no-such-model"))
@@ -86,6 +87,7 @@ def test_commands_that_need_no_model_run_without_one(docs: Path, tmp_path: Path)
     assert "no-such-model" in err
 
 
+@pytest.mark.slow
 def test_ingest_json_and_failures(docs: Path) -> None:
     (docs / "壊れた.pdf").write_bytes(b"%PDF-1.4 garbage")
     status, out, _ = run("ingest", str(docs), "--json")
@@ -97,6 +99,7 @@ def test_ingest_json_and_failures(docs: Path) -> None:
     assert report["embedded_tokens"] > 0
 
 
+@pytest.mark.slow
 def test_search_human_and_json(docs: Path) -> None:
     run("ingest", str(docs))
     status, out, _ = run("search", FUJI, "-k", "2")
@@ -126,6 +129,7 @@ def test_search_human_and_json(docs: Path) -> None:
     assert FUJI in out
 
 
+@pytest.mark.slow
 def test_documents_and_delete(docs: Path) -> None:
     status, out, _ = run("documents")
     assert (status, out) == (0, "文書はまだありません。\n")
@@ -223,6 +227,7 @@ def test_a_command_with_nothing_to_embed_or_answer_imports_no_model_or_langchain
     assert said == {"status": 0, "imported": []}, done.stderr
 
 
+@pytest.mark.slow
 def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServer) -> None:
     run("ingest", str(docs))
     chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。")]
@@ -233,6 +238,7 @@ def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServ
     assert FUJI in chat_server.requests[0]["body"]["messages"][1]["content"]
 
 
+@pytest.mark.slow
 def test_ask_json_with_an_unknown_citation(
     docs: Path, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,6 +284,7 @@ def test_ask_without_a_model_says_how_to_set_one(docs: Path) -> None:
     assert "python -m pipelines search" in err
 
 
+@pytest.mark.slow
 def test_a_passage_over_a_page_break_shows_its_range_and_the_page_of_its_sentence(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

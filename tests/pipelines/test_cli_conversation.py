@@ -11,6 +11,8 @@ from pipelines.service.querylog import FILE_NAME, QueryLog
 from testkit.cli import run
 from testkit.servers import ChatServer, Reply
 
+pytestmark = pytest.mark.slow  # each test ingests and asks through the CLI, loading the model
+
 RULES = {
     "就業規則.txt": "第1条（年次有給休暇）\n入社して六か月が経過した社員には、十日の年次有給休暇を付与する。",
     "在宅勤務.txt": "在宅勤務は週に二日までとし、前日までに上長に申請する。",

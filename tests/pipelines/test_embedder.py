@@ -135,6 +135,7 @@ def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
         Embedder(str(tmp_path)).load()
 
 
+@pytest.mark.slow
 def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
     forced = Embedder(str(model_dir), device="cpu", precision="float32")
     forced.load()
@@ -201,6 +202,7 @@ def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Pat
     assert len(list(tmp_path.glob("*/model.int8.onnx"))) == 1
 
 
+@pytest.mark.slow
 def test_a_kept_verdict_skips_the_checks(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
     first.load()

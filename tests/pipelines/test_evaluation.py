@@ -106,6 +106,7 @@ def test_qa_accuracy_with_forced_ranks(embedder: Embedder) -> None:
     assert result.embedding_seconds > 0
 
 
+@pytest.mark.slow
 def test_qa_accuracy_grows_with_k(embedder: Embedder) -> None:
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
     questions = [Question(f"q{i}", "日本についての質問", (text[:4],)) for i, text in enumerate(SENTENCES)]
