@@ -200,3 +200,56 @@ def make_pptx() -> bytes:
     buffer = io.BytesIO()
     presentation.save(buffer)
     return buffer.getvalue()
+
+
+def make_trip_docx() -> bytes:
+    """A short Word document with one fact: 出張の日当は一日三千円です。 under 第2章 出張 > 2.1 旅費.
+
+    Its page header 社外秘 is read once; 帰着後一週間以内に報告書を出します。 sits under 2.2 報告.
+    """
+    import docx
+
+    document = docx.Document()
+    document.sections[0].header.paragraphs[0].text = "社外秘"
+    document.add_heading("第2章 出張", level=1)
+    document.add_heading("2.1 旅費", level=2)
+    document.add_paragraph("出張の日当は一日三千円です。")
+    document.add_heading("2.2 報告", level=2)
+    document.add_paragraph("帰着後一週間以内に報告書を出します。")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def make_produce_xlsx() -> bytes:
+    """A one-sheet workbook, sheet 青果: 品目 | 産地 | 単価 and three rows (りんご, ドリアン, みかん)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "青果"
+    sheet.append(["品目", "産地", "単価"])
+    sheet.append(["りんご", "青森", 120])
+    sheet.append(["ドリアン", "タイ", 3000])
+    sheet.append(["みかん", "愛媛", 80])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def make_branch_pptx() -> bytes:
+    """Two slides: a cover 支店報告, then 新潟支店 with one fact, 新潟支店の売上は前年比一割増でした。"""
+    import pptx
+
+    presentation = pptx.Presentation()
+    cover = presentation.slides.add_slide(presentation.slide_layouts[0])
+    assert cover.shapes.title is not None
+    cover.shapes.title.text = "支店報告"
+    slide = presentation.slides.add_slide(presentation.slide_layouts[1])
+    assert slide.shapes.title is not None
+    slide.shapes.title.text = "新潟支店"
+    slide.placeholders[1].text = "新潟支店の売上は前年比一割増でした。"
+    buffer = io.BytesIO()
+    presentation.save(buffer)
+    return buffer.getvalue()

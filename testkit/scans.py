@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -74,6 +76,7 @@ def _draw_upright(page: Image.Image, char: str, cell: tuple[int, int], font: obj
         ImageDraw.Draw(page).text((x + step // 2, y + step // 2), char, font=font, fill=0, anchor="mm")
 
 
+@functools.cache
 def missing_ocr_tools() -> str:
     """What the OCR tests lack here (Tesseract with jpn and jpn_vert, the IPA font), or "" when nothing is."""
     import shutil
@@ -90,6 +93,18 @@ def missing_ocr_tools() -> str:
     except MissingToolError as error:
         return str(error)
     return ""
+
+
+Test = TypeVar("Test", bound=Callable[..., object])
+
+
+def requires_ocr(test: Test) -> Test:
+    """Mark a test ``ocr``; where the OCR tools are missing it is skipped, saying what to install, except under CI."""
+    import pytest  # testkit is imported by benchmarks too, which do not need pytest
+
+    missing = missing_ocr_tools()
+    skip = pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=missing or "OCR tools present")
+    return pytest.mark.ocr(skip(test))
 
 
 def scanned_pdf(images: Sequence[Image.Image], dpi: int = 150) -> bytes:

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 BIN = Path(sys.executable).parent
+# How often a server in a thread looks for shutdown(): the default half second was added to the
+# teardown of every test that used one.
+POLL = 0.05
 
 
 def free_port() -> int:
@@ -81,7 +84,7 @@ class Server:
 def handler_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """``handler`` answering on a free port of 127.0.0.1 in a thread; yields its ``…/v1`` URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -187,7 +190,7 @@ class ChatServer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(POLL,), daemon=True).start()
         return self
 
     def stop(self) -> None:

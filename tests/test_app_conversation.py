@@ -12,8 +12,8 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
 
 from pipelines.service.querylog import FILE_NAME, QueryLog
+from testkit.page import APP, texts, use_model, wait_for_model
 from testkit.servers import ChatServer, Reply
-from tests.test_app import APP, texts, use_model, wait_for_model
 
 RULES = "第1条（年次有給休暇）\n入社して六か月が経過した社員には、十日の年次有給休暇を付与する。"
 TRIP = "出張の日当は一日三千円とする。"

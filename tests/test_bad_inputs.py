@@ -210,6 +210,7 @@ def test_remote_chroma_needs_a_token(host: str) -> None:
     assert Settings(chroma_host="127.0.0.1").chroma_host == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_a_file_that_outlasts_its_time_fails_alone(limited: Indexer, embedder: Embedder) -> None:
     """Read in a child process: past its time the reading is stopped, the report says so, the store is as it was."""
     limited.reader = reader = IsolatedReader(seconds=0.001)  # no child starts that fast: every read runs out of time

@@ -18,6 +18,8 @@ import pytest
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 
+pytestmark = pytest.mark.browser  # Chromium through Playwright, against `streamlit run`
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -200,9 +202,9 @@ def test_upload_ask_and_see_the_passage(server: str, tmp_path: Path) -> None:
 def test_office_documents_upload_and_cards_say_where_each_passage_is(server: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_formats import docx_bytes, pptx_bytes, xlsx_bytes
+    from testkit.office import make_branch_pptx, make_produce_xlsx, make_trip_docx
 
-    files = {"出張規程.docx": docx_bytes(), "青果.xlsx": xlsx_bytes(), "支店報告.pptx": pptx_bytes()}
+    files = {"出張規程.docx": make_trip_docx(), "青果.xlsx": make_produce_xlsx(), "支店報告.pptx": make_branch_pptx()}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     with sync_playwright() as playwright:

@@ -15,12 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import Searcher
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
 from pipelines.store.originals import Originals
 from testkit.documents import SENTENCES
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # ingests in child processes, killed at many points
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 8

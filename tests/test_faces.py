@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -15,7 +14,6 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pipelines.faces.api import create_app
-from pipelines.faces.cli import main
 from pipelines.model.warmup import ModelWarmup
 from pipelines.service import words
 from pipelines.service.keys import Keys
@@ -23,6 +21,7 @@ from pipelines.service.library import Library
 from pipelines.service.querylog import FILE_NAME, QueryLog
 from pipelines.service.service import Service
 from pipelines.settings import Settings
+from testkit.cli import run
 from testkit.documents import make_pdf
 from testkit.servers import UvicornThread
 
@@ -34,10 +33,7 @@ QUESTIONS = ("日本で一番高い山は？", "有給休暇はいつから取�
 K = 3
 
 
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # the page, a uvicorn server and the model, per test
 
 
 @pytest.fixture
@@ -55,7 +51,7 @@ def library(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     (docs / "富士山.pdf").write_bytes(make_pdf([[FUJI], [TOKYO]]))
     (docs / "規程.txt").write_text(LEAVE + "\n" + TOKYO, encoding="utf-8")
     (docs / "東京.md").write_text("# 東京\n\n" + TOKYO, encoding="utf-8")
-    status, _, err = cli("ingest", str(docs))
+    status, _, err = run("ingest", str(docs))
     assert status == 0, err
     return tmp_path / "data"
 
@@ -104,7 +100,7 @@ def test_the_same_question_finds_the_same_hits_on_every_face_and_is_logged_once_
     library: Path, api_url: str
 ) -> None:
     for question in QUESTIONS:
-        status, out, err = cli("search", question, "--json")
+        status, out, err = run("search", question, "--json")
         assert status == 0, err
         from_cli = json.loads(out)
         with httpx.Client(base_url=api_url, timeout=60) as client:
@@ -125,7 +121,7 @@ def test_the_same_question_finds_the_same_hits_on_every_face_and_is_logged_once_
 
 def test_the_same_failure_says_the_same_words_on_every_face(library: Path, api_url: str) -> None:
     # no chat model: the CLI and the API say the catalogue's sentence (the page then offers search only)
-    status, out, err = cli("ask", FUJI)
+    status, out, err = run("ask", FUJI)
     assert (status, out) == (2, "")
     assert err == f"エラー: {words.NO_CHAT_MODEL}\n"
     with httpx.Client(base_url=api_url, timeout=60) as client:
@@ -141,7 +137,7 @@ def test_the_same_failure_says_the_same_words_on_every_face(library: Path, api_u
         assert invalid.json()["message"] == words.invalid_request(
             [("question", "必須です"), ("k", "1 以上にしてください")]
         )
-    status, _, err = cli("search", FUJI, "--collection", "無い")
+    status, _, err = run("search", FUJI, "--collection", "無い")
     assert status == 2
     assert err == f"エラー: {missing.json()['message']}\n"
     # no question was logged for the refusals

@@ -15,32 +15,14 @@ from typing import Any
 
 import pytest
 
-from pipelines.faces.cli import main
+from testkit.cli import run
 from testkit.documents import make_pdf
 from testkit.legacy import require_libreoffice, require_program, save_as
+from testkit.office import make_branch_pptx, make_produce_xlsx, make_trip_docx
 from testkit.scans import scan_image, scanned_pdf
 from testkit.web import make_csv, make_html
 
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
-
-
-def docx_bytes() -> bytes:
-    import docx
-
-    document = docx.Document()
-    document.sections[0].header.paragraphs[0].text = "社外秘"
-    document.add_heading("第2章 出張", level=1)
-    document.add_heading("2.1 旅費", level=2)
-    document.add_paragraph("出張の日当は一日三千円です。")
-    document.add_heading("2.2 報告", level=2)
-    document.add_paragraph("帰着後一週間以内に報告書を出します。")
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
+pytestmark = pytest.mark.ocr  # LibreOffice saves the .doc, Tesseract reads the scans
 
 
 def legacy_source() -> bytes:
@@ -53,38 +35,6 @@ def legacy_source() -> bytes:
     return buffer.getvalue()
 
 
-def xlsx_bytes() -> bytes:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "青果"
-    sheet.append(["品目", "産地", "単価"])
-    sheet.append(["りんご", "青森", 120])
-    sheet.append(["ドリアン", "タイ", 3000])
-    sheet.append(["みかん", "愛媛", 80])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
-
-
-def pptx_bytes() -> bytes:
-    import pptx
-
-    presentation = pptx.Presentation()
-    cover = presentation.slides.add_slide(presentation.slide_layouts[0])
-    assert cover.shapes.title is not None
-    cover.shapes.title.text = "支店報告"
-    slide = presentation.slides.add_slide(presentation.slide_layouts[1])
-    assert slide.shapes.title is not None
-    slide.shapes.title.text = "新潟支店"
-    slide.placeholders[1].text = "新潟支店の売上は前年比一割増でした。"
-    buffer = io.BytesIO()
-    presentation.save(buffer)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def shared_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder as a Japanese office keeps one: every format, legacy Word and scans included."""
@@ -92,10 +42,10 @@ def shared_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_program("tesseract", install="apt-get install tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert")
     folder = tmp_path_factory.mktemp("共有") / "総務"
     (folder / "古い").mkdir(parents=True)
-    (folder / "出張規程.docx").write_bytes(docx_bytes())
+    (folder / "出張規程.docx").write_bytes(make_trip_docx())
     (folder / "古い" / "休暇規程.doc").write_bytes(save_as(legacy_source(), ".docx", "doc", soffice))
-    (folder / "青果.xlsx").write_bytes(xlsx_bytes())
-    (folder / "支店報告.pptx").write_bytes(pptx_bytes())
+    (folder / "青果.xlsx").write_bytes(make_produce_xlsx())
+    (folder / "支店報告.pptx").write_bytes(make_branch_pptx())
     page = "<nav>トップ お問い合わせ</nav><h1>社内報</h1><h2>釣り部</h2><p>釣り部は毎月第二土曜日に活動します。</p>"
     (folder / "社内報.html").write_bytes(make_html(page, encoding="cp932", label="Shift_JIS"))
     rows = [["社員番号", "氏名", "内線"], ["1001", "佐藤一郎", "4410"], ["1002", "鈴木花子", "4455"]]

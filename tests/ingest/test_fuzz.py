@@ -30,7 +30,7 @@ from ingest.loaders import FORMATS, LoadedFile, content_hash, load_bytes
 from ingest.ocr import OcrOptions
 from testkit.documents import SENTENCES, make_pdf
 from testkit.office import make_docx, make_pptx, make_xlsx
-from testkit.scans import missing_ocr_tools
+from testkit.scans import requires_ocr
 from testkit.web import Declaration, make_csv, make_html
 
 HANG_SECONDS = 20
@@ -167,6 +167,7 @@ def test_any_bytes_as_a_pdf(data: bytes, header: bytes) -> None:
     outcome("pdf", "何か.pdf", header + data, PDF_OCR)
 
 
+@pytest.mark.slow
 @given(PDFS.flatmap(flipped))
 @FUZZ
 def test_pdf_with_flipped_bytes(data: bytes) -> None:
@@ -179,6 +180,7 @@ def test_pdf_cut_off_anywhere(data: bytes) -> None:
     outcome("pdf", "途中まで.pdf", data, PDF_OCR)
 
 
+@pytest.mark.slow
 @given(PDFS.flatmap(lambda base: spliced(base, PDF_TOKENS)))
 @settings(FUZZ, max_examples=300)
 def test_pdf_with_chunks_inserted_or_deleted(data: bytes) -> None:
@@ -470,6 +472,7 @@ def test_office_file_damaged_anywhere(case: tuple[str, bytes]) -> None:
     outcome(kind, OFFICE_NAMES[kind], data)
 
 
+@pytest.mark.slow
 @given(office_with_damaged_part())
 @settings(FUZZ, max_examples=300)
 def test_office_file_with_a_damaged_part(case: tuple[str, bytes]) -> None:
@@ -618,9 +621,6 @@ def test_csv_with_broken_quotes_nuls_and_long_fields(data: bytes, name: str) -> 
 # Images: a tiny blank PNG, damaged; few cases, as each that Pillow decodes runs Tesseract (on so small
 # an image, in well under a second).
 
-requires_ocr = pytest.mark.skipif(
-    bool(missing_ocr_tools()) and not os.environ.get("CI"), reason=missing_ocr_tools() or "OCR tools present"
-)
 PNG_TOKENS = st.sampled_from(
     [
         b"IHDR",

@@ -61,6 +61,7 @@ def test_a_reader_that_crashes_fails_its_file_only(reader: IsolatedReader) -> No
     assert reader.load_bytes("湖.pdf", make_pdf(PAGES), Limits()).source == "湖.pdf"
 
 
+@pytest.mark.slow
 def test_a_reader_that_balloons_hits_its_memory_bound(reader: IsolatedReader) -> None:
     with pytest.raises(ReaderCrashedError) as caught:
         reader.run("爆弾.pdf", hostile.balloon, 4096)  # 4 GB asked, 1 GB allowed

@@ -19,6 +19,7 @@ from testkit.office import make_docx, make_xlsx
 LIMITS = Limits()
 
 
+@pytest.mark.ocr
 def test_a_doc_comes_back_as_a_docx_with_its_japanese_text() -> None:
     import docx
 
@@ -35,6 +36,7 @@ def test_a_doc_comes_back_as_a_docx_with_its_japanese_text() -> None:
     assert any(text.startswith("申請書は総務課に提出してください。") for text in paragraphs)
 
 
+@pytest.mark.ocr
 def test_an_xls_comes_back_as_an_xlsx_with_its_sheets() -> None:
     import openpyxl
 
@@ -53,6 +55,7 @@ def test_an_xls_comes_back_as_an_xlsx_with_its_sheets() -> None:
     assert "経費申請書" in next(workbook["申請書"].iter_rows(values_only=True))
 
 
+@pytest.mark.ocr
 def test_a_file_libreoffice_cannot_read_is_a_format_error_naming_the_file() -> None:
     require_libreoffice()
     # LibreOffice reads most bytes as text, but not a compound file's header with nothing in it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 
 import pytest
 from PIL import Image
@@ -12,12 +11,7 @@ from ingest.document import Place
 from ingest.errors import FormatError, MissingToolError, ResourceLimitError, UnsupportedFileError
 from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.ocr import OcrOptions, close_japanese_spaces, garbled, read_image, recognise, tesseract
-from testkit.scans import char_accuracy, missing_ocr_tools, scan_image
-
-# Under CI a missing Tesseract fails the tests; elsewhere they are skipped, saying what to install.
-requires_ocr = pytest.mark.skipif(
-    bool(missing_ocr_tools()) and not os.environ.get("CI"), reason=missing_ocr_tools() or "OCR tools present"
-)
+from testkit.scans import char_accuracy, requires_ocr, scan_image
 
 LINES = ("琵琶湖は滋賀県にある。", "日本で一番大きい湖で、面積は約六七〇平方キロメートルです。")
 SMALL = (1000, 700)  # small pages with large text keep each OCR run under a second

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 
 import pypdf
 import pytest
@@ -17,14 +16,10 @@ from testkit.documents import make_blank_pdf, make_pdf
 from testkit.scans import (
     char_accuracy,
     make_pdf_with_running_lines,
-    missing_ocr_tools,
+    requires_ocr,
     scan_image,
     scan_with_text_layer,
     scanned_pdf,
-)
-
-requires_ocr = pytest.mark.skipif(
-    bool(missing_ocr_tools()) and not os.environ.get("CI"), reason=missing_ocr_tools() or "OCR tools present"
 )
 
 LAKE = ("琵琶湖は滋賀県にある。", "日本で一番大きい湖です。")

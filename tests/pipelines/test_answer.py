@@ -232,6 +232,7 @@ def test_server_error_is_explained(chat_server: ChatServer) -> None:
     assert len(chat_server.requests) == 2  # one retry
 
 
+@pytest.mark.slow
 def test_timeout_is_explained(chat_server: ChatServer) -> None:
     chat_server.replies = [Reply("遅すぎる回答", delay=30)]
     answerer = answerer_for(chat_server, llm_timeout=1)

@@ -400,6 +400,7 @@ def test_without_keys_the_server_is_open_on_loopback_only(
     assert "API キーがないまま 0.0.0.0 で待ち受けることはしません" in err.getvalue()
 
 
+@pytest.mark.server
 def test_python_dash_m_pipelines_serve(environment: Path) -> None:
     """The real command: starts, answers the health check once the model is loaded, and serves a route."""
     port = free_port()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.faces.cli import main
 from pipelines.service import words
+from testkit.cli import run
 from testkit.documents import make_pdf
 from testkit.servers import ChatServer, Reply
 
@@ -21,12 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 INTRO = "はじめに。この文書は日本の山について説明します。第一章では富士山を取り上げます。"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -77,6 +70,7 @@ def test_a_second_ingest_loads_no_model(docs: Path) -> None:
     assert (second["model_loaded"], second["embedded_texts"], second["embedded_tokens"]) == (False, 0, 0)
 
 
+@pytest.mark.slow
 def test_commands_that_need_no_model_run_without_one(docs: Path, tmp_path: Path) -> None:
     """Listing, deleting and searching an empty store never load the model: a model that cannot load is no matter."""
     missing = ("--model", str(tmp_path / "no-such-model"))
@@ -94,6 +88,7 @@ def test_commands_that_need_no_model_run_without_one(docs: Path, tmp_path: Path)
     assert "no-such-model" in err
 
 
+@pytest.mark.slow
 def test_ingest_json_and_failures(docs: Path) -> None:
     (docs / "壊れた.pdf").write_bytes(b"%PDF-1.4 garbage")
     status, out, _ = run("ingest", str(docs), "--json")
@@ -105,6 +100,7 @@ def test_ingest_json_and_failures(docs: Path) -> None:
     assert report["embedded_tokens"] > 0
 
 
+@pytest.mark.slow
 def test_search_human_and_json(docs: Path) -> None:
     run("ingest", str(docs))
     status, out, _ = run("search", FUJI, "-k", "2")
@@ -134,6 +130,7 @@ def test_search_human_and_json(docs: Path) -> None:
     assert FUJI in out
 
 
+@pytest.mark.slow
 def test_documents_and_delete(docs: Path) -> None:
     status, out, _ = run("documents")
     assert (status, out) == (0, "文書はまだありません。\n")
@@ -157,6 +154,7 @@ def test_search_before_any_ingest_says_what_to_do(docs: Path) -> None:
     assert out == ""
 
 
+@pytest.mark.slow
 def test_model_that_cannot_be_had_writes_nothing(docs: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "new-data"
     status, out, err = run("ingest", str(docs), "--model", "pkshatech/GLuCoSE-base-ja", "--data-dir", str(data_dir))
@@ -183,6 +181,7 @@ def test_invalid_setting_is_explained(docs: Path, monkeypatch: pytest.MonkeyPatc
     assert "RAG_CHUNK_OVERLAP" in err
 
 
+@pytest.mark.server
 def test_python_dash_m_pipelines_runs(docs: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     ingest = subprocess.run(
@@ -236,6 +235,7 @@ print(json.dumps({{"status": status, "imported": [m for m in {HEAVY!r} if m in s
 """
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("argv", [("ingest", "DOCS"), ("documents",), ("search", TOKYO)])
 def test_a_command_with_nothing_to_embed_or_answer_imports_no_model_or_langchain(
     docs: Path, argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
@@ -252,6 +252,7 @@ def test_a_command_with_nothing_to_embed_or_answer_imports_no_model_or_langchain
     assert said == {"status": 0, "imported": []}, done.stderr
 
 
+@pytest.mark.slow
 def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServer) -> None:
     run("ingest", str(docs))
     chat_server.replies = [Reply("富士山の標高は三七七六メートルです[1]。")]
@@ -262,6 +263,7 @@ def test_ask_streams_an_answer_and_its_sources(docs: Path, chat_server: ChatServ
     assert FUJI in chat_server.requests[0]["body"]["messages"][1]["content"]
 
 
+@pytest.mark.slow
 def test_ask_json_with_an_unknown_citation(
     docs: Path, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,6 +283,7 @@ def test_ask_json_with_an_unknown_citation(
     assert len(chat_server.requests) == 1  # one answer, written once (streamed, as on every face)
 
 
+@pytest.mark.slow
 def test_ask_with_a_failing_model_still_shows_the_passages(docs: Path, chat_server: ChatServer) -> None:
     run("ingest", str(docs))
     chat_server.replies = [Reply(status=500)]
@@ -305,6 +308,7 @@ def test_ask_without_a_model_says_how_to_set_one(docs: Path) -> None:
     assert err == f"エラー: {words.NO_CHAT_MODEL}\n"  # the catalogue's words, as the API and the page say them
 
 
+@pytest.mark.slow
 def test_a_passage_over_a_page_break_shows_its_range_and_the_page_of_its_sentence(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from pipelines.faces.cli import main
 from pipelines.service.querylog import FILE_NAME, QueryLog
+from testkit.cli import run
 from testkit.servers import ChatServer, Reply
+
+pytestmark = pytest.mark.slow  # each test ingests and asks through the CLI, loading the model
 
 RULES = {
     "就業規則.txt": "第1条（年次有給休暇）\n入社して六か月が経過した社員には、十日の年次有給休暇を付与する。",
@@ -20,12 +21,6 @@ RULES = {
 FIRST = "有給休暇は何日？"
 FOLLOW_UP = "それは入社何か月後から？"
 STANDALONE = "年次有給休暇は入社何か月後から付与されますか？"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from pipelines.errors import CollectionExistsError, CollectionNameError, CollectionNotFoundError
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.collections import LEGACY, Collections, chroma_name, clean_name
-from tests.pipelines.test_cli import run
+from testkit.cli import run
 
 CHROMA_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 TOKYO = "東京は日本の首都であり、政治と経済の中心地です。"

@@ -135,6 +135,7 @@ def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
         Embedder(str(tmp_path)).load()
 
 
+@pytest.mark.slow
 def test_precision_is_chosen_and_explained(model_dir: Path) -> None:
     forced = Embedder(str(model_dir), device="cpu", precision="float32")
     forced.load()
@@ -176,6 +177,8 @@ def test_luke_ids_are_cut_as_the_tokenizer_cuts_them(embedder: Embedder) -> None
         assert luke_ids(embedder._counter().pieces, text, 512) == expected["input_ids"], text[:20]
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Path) -> None:
     """The second start finds the verdict and the export on disk and embeds without importing torch."""
     script = (
@@ -199,6 +202,7 @@ def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Pat
     assert len(list(tmp_path.glob("*/model.int8.onnx"))) == 1
 
 
+@pytest.mark.slow
 def test_a_kept_verdict_skips_the_checks(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
     first.load()
@@ -308,6 +312,7 @@ def test_float32_questions_beside_bfloat16_passages(model_dir: Path) -> None:
     assert np.allclose(mixed.embed_queries(QUESTIONS), plain.embed_queries(QUESTIONS), atol=1e-6)
 
 
+@pytest.mark.server
 def test_cli_without_network_or_model_fails_fast_with_one_message(tmp_path: Path) -> None:
     """No network, no local copy: one message within seconds, not a minute of download retries."""
     import os

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -23,10 +22,10 @@ from pipelines.evaluation import (
     pearson,
     spearman,
 )
-from pipelines.faces.cli import main
 from pipelines.model.embedder import Embedder
 from pipelines.search.retrieval import DEFAULT_FUSION, Hit
 from pipelines.settings import Settings
+from testkit.cli import run
 from testkit.records import stored_chunk
 
 SENTENCES = [
@@ -90,6 +89,7 @@ def test_answer_rank_matches_after_nfkc(texts: list[str], answers: list[str], ra
     assert answer_rank([hit(i, t) for i, t in enumerate(texts, 1)], answers) == rank
 
 
+@pytest.mark.slow
 def test_qa_accuracy_with_forced_ranks(embedder: Embedder) -> None:
     """A question identical to an article is embedded to the same vector: its article comes first."""
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
@@ -107,6 +107,7 @@ def test_qa_accuracy_with_forced_ranks(embedder: Embedder) -> None:
     assert result.embedding_seconds > 0
 
 
+@pytest.mark.slow
 def test_qa_accuracy_grows_with_k(embedder: Embedder) -> None:
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
     questions = [Question(f"q{i}", "日本についての質問", (text[:4],)) for i, text in enumerate(SENTENCES)]
@@ -123,6 +124,7 @@ def test_invalid_k_is_refused(embedder: Embedder) -> None:
         evaluate_qa(Settings(), embedder, [Article("a", "本文。")], [Question("q", "本文", ("本文",))], ks=(0,))
 
 
+@pytest.mark.slow
 def test_qa_searches_as_the_settings_say(embedder: Embedder) -> None:
     """The evaluation's searcher is built from the same settings as every face's: the mode is the setting's."""
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
@@ -138,6 +140,7 @@ def test_qa_searches_as_the_settings_say(embedder: Embedder) -> None:
     assert dense.ranks[0] is not None  # the nearest by meaning are always there
 
 
+@pytest.mark.slow
 def test_qa_fuses_with_the_settings_weight(embedder: Embedder) -> None:
     """RAG_KEYWORD_WEIGHT reaches the evaluation's searcher: 0 orders hybrid as dense, 1 as keyword."""
     articles = [Article(f"記事{i}", text) for i, text in enumerate(SENTENCES)]
@@ -238,11 +241,7 @@ def qa_file(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     return write(tmp_path, "qa.json", json.dumps(data, ensure_ascii=False))
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
-
-
+@pytest.mark.slow
 def test_cli_evaluate_qa_json_markdown_and_chart(qa_file: Path, tmp_path: Path) -> None:
     status, out, _ = run("evaluate", "qa", str(qa_file), "--json", "--chunk-tokens", "48", "--chunk-overlap", "0")
     assert status == 0

@@ -213,6 +213,7 @@ def test_store_refuses_vectors_from_another_model(indexer: Indexer, tmp_path: Pa
     assert [d.source for d in store.documents()] == ["一.txt"]
 
 
+@pytest.mark.slow
 def test_same_model_under_another_path_is_accepted(
     indexer: Indexer, model_dir: Path, tmp_path: Path, store: ChromaStore
 ) -> None:
@@ -270,6 +271,7 @@ def test_long_document_chunks_fit_the_budget(indexer: Indexer, embedder: Embedde
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.server
 def test_page_process_sees_documents_the_cli_adds(tmp_path: Path, model_dir: Path, embedder: Embedder) -> None:
     """A long-running process (the page) finds what another process (the CLI) ingested, without a restart."""
     import os

@@ -179,6 +179,7 @@ def test_prefetch_zero_chunks_in_the_calling_thread(embedder: Embedder, tmp_path
         Indexer(embedder, ChromaStore.persistent(tmp_path / "x"), 48, 8, prefetch=-1)
 
 
+@pytest.mark.slow
 def test_counting_tokens_in_another_thread_while_encoding_with_a_fast_tokenizer(tmp_path: Path) -> None:
     """A fast (Rust) tokenizer used from two threads fails with "Already borrowed"; counting has its own copy."""
     from sentence_transformers import SentenceTransformer

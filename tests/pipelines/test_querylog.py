@@ -156,6 +156,7 @@ def _write_feedback(path: str, worker: int, count: int) -> None:
         log.feedback(query_id, "answer", 1)
 
 
+@pytest.mark.slow
 def test_sessions_writing_feedback_at_once_lose_nothing(tmp_path: Path) -> None:
     """Threads (the page's sessions) and processes (CLI, another app server) write to one log at the same time."""
     path = str(tmp_path / FILE_NAME)

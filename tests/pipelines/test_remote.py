@@ -223,6 +223,7 @@ def test_unreachable_chroma_server_is_reported() -> None:
         ChromaStore.http("127.0.0.1", free_port())
 
 
+@pytest.mark.server
 def test_chroma_server_going_away_mid_ingest_leaves_no_half_document(
     tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

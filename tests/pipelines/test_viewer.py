@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import io
 import math
-import os
 import unicodedata
 
 import numpy as np
@@ -22,15 +21,12 @@ from pipelines.search.text_views import document_view, rows_view, slide_view
 from pipelines.search.viewer import view_for
 from testkit.documents import make_pdf
 from testkit.office import make_docx, make_pptx, make_xlsx
-from testkit.scans import missing_ocr_tools, scan_image, scanned_pdf
+from testkit.scans import requires_ocr, scan_image, scanned_pdf
 from testkit.web import make_csv
 
 BIWA = "琵琶湖は滋賀県にある日本最大の湖である。"
 LAKES = [["日本の湖について述べる。"], [BIWA]]
 PNG = b"\x89PNG\r\n\x1a\n"
-needs_ocr = pytest.mark.skipif(
-    bool(missing_ocr_tools()) and not os.environ.get("CI"), reason=missing_ocr_tools() or "OCR tools present"
-)
 
 
 def span_of(name: str, data: bytes, passage: str) -> tuple[int, int]:
@@ -160,7 +156,7 @@ def test_render_page_out_of_range(page: int) -> None:
         render_page("湖.pdf", make_pdf(LAKES), page=page, passage=BIWA)
 
 
-@needs_ocr
+@requires_ocr
 def test_render_page_marks_a_scanned_page_from_ocr() -> None:
     image_page = scan_image(["日本の湖について述べる。", BIWA])
     data = scanned_pdf([image_page])
