@@ -614,6 +614,7 @@ def test_any_bytes_as_csv(data: bytes, name: str) -> None:
 @settings(FUZZ, max_examples=300)
 # 64 KiB that csv.Sniffer took over a minute to look at, when it was given the whole sample
 @example(b',"' * 32768, "表.csv")
+@pytest.mark.slow
 def test_csv_with_broken_quotes_nuls_and_long_fields(data: bytes, name: str) -> None:
     outcome("csv", name, data)
 

@@ -35,6 +35,7 @@ def docs(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return folder
 
 
+@pytest.mark.slow
 def test_ingest_reports_each_file_and_the_speed(docs: Path) -> None:
     status, out, err = run("ingest", str(docs))
     assert status == 0, err
@@ -54,6 +55,7 @@ def test_ingest_reports_each_file_and_the_speed(docs: Path) -> None:
     assert "質問の精度" not in out
 
 
+@pytest.mark.slow
 def test_a_second_ingest_loads_no_model(docs: Path) -> None:
     status, out, _ = run("ingest", str(docs), "--json")
     first = json.loads(out)
@@ -207,6 +209,7 @@ print(json.dumps({"status": status, "threads": threads, "children": len(multipro
 """
 
 
+@pytest.mark.slow
 def test_ingest_leaves_no_thread_or_child_process_for_the_interpreter_s_exit(docs: Path) -> None:
     """The reader's child process and its executor's thread end with the command: left to the exit, the
     executor's hook may race its thread and print ``Exception ignored in: <module 'threading'>``."""

@@ -114,6 +114,7 @@ def docs(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return folder
 
 
+@pytest.mark.slow
 def test_cli_collections_keep_documents_apart(docs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("collections") == (0, "default\t0 文書\t0 チャンク\n", "")
     status, out, err = run("ingest", str(docs / "休暇.txt"), "--collection", "人事規程")

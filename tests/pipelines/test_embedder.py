@@ -66,6 +66,7 @@ def test_embeddings_are_unit_vectors_in_input_order(embedder: Embedder) -> None:
         assert np.allclose(embedder.embed_query(text), vector, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batches_report_progress_and_stats(model_dir: Path) -> None:
     fresh = Embedder(str(model_dir), batch_size=2)
     texts = ["一。", "二。", "三。", "四。", "五。"]

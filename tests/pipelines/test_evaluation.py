@@ -259,6 +259,7 @@ def test_cli_evaluate_qa_json_markdown_and_chart(qa_file: Path, tmp_path: Path) 
     assert "グラフを保存しました" in err
 
 
+@pytest.mark.slow
 def test_cli_evaluate_sts(qa_file: Path, tmp_path: Path) -> None:
     lines = [
         json.dumps({"sentence1": a, "sentence2": b, "label": i}, ensure_ascii=False)

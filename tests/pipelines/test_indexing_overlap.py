@@ -64,6 +64,7 @@ def ingest(
     return indexer.ingest_paths([corpus], progress=progress), calls, store
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefetch", [1, 2, 5])
 def test_overlap_stores_and_reports_exactly_what_the_sequential_ingest_does(
     embedder: Embedder, tmp_path: Path, prefetch: int
@@ -123,6 +124,7 @@ def chunked_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return chunked
 
 
+@pytest.mark.slow
 def test_unchanged_files_are_not_chunked_again(
     embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,6 +161,7 @@ def test_copies_in_one_run_are_cut_once(
     store.close()
 
 
+@pytest.mark.slow
 def test_prefetch_zero_chunks_in_the_calling_thread(embedder: Embedder, tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "文書")
     seen: set[str] = set()

@@ -213,6 +213,7 @@ def test_indexer_keeps_the_index_in_step(embedder: Embedder, store: ChromaStore,
     assert keyword.search("在宅勤務", 10).hits == []
 
 
+@pytest.mark.slow
 def test_searcher_follows_another_writer(embedder: Embedder, store: ChromaStore, tmp_path: Path) -> None:
     """A searcher with a saved keyword index notices commits and deletes made by a writer that has none."""
     indexer, keyword = _keyword_indexer(embedder, store, tmp_path / "keyword.npz")
