@@ -12,8 +12,8 @@ delete documents) and ``admin`` (create and delete collections); each word grant
     user:admin             *              read,download,write,admin
 
 PRINCIPAL is ``user:NAME`` or ``group:NAME``; NAME is the name as the directory gives it, compared after
-NFKC and case folding (``user:Tanaka``, ``user:tanaka`` and ``user:ｔａｎａｋａ`` are one principal), and
-may be put in double quotes to hold spaces. COLLECTION-PATTERN is a glob on the collection's name as
+NFKC and case folding (``user:Tanaka``, ``user:tanaka`` and ``user:ｔａｎａｋａ`` are one principal); a
+name (or a pattern) with spaces goes in double quotes. COLLECTION-PATTERN is a glob on the collection's name as
 kept (NFKC, trimmed; ``*`` for all). RIGHTS is a comma list of the rights words, without spaces. ``#``
 starts a comment. A signed-in person's grants are those of ``user:NAME`` and of every ``group:G`` they
 are in. A line that is not a grant refuses the whole file, with its number.
@@ -45,7 +45,7 @@ documents; create and delete collections."""
 RIGHTS: tuple[Right, ...] = get_args(Right)
 # how often, at most, the policy file's size and time are looked at
 RELOAD_SECONDS = 1.0
-# a principal's token: runs of anything but spaces and quotes, and quoted runs (a name with spaces)
+# a field: runs of anything but spaces and quotes, and quoted runs (a name with spaces)
 _TOKEN = re.compile(r'(?:[^\s"]|"[^"]*")+')
 _KINDS = ("user", "group")
 
@@ -120,10 +120,10 @@ def parse_policy(text: str, origin: str = "RAG_POLICY_FILE") -> Policy:
     grants: dict[str, list[Grant]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         body = line.split("#", 1)[0]
-        fields = _TOKEN.findall(body)
+        fields = [token.replace('"', "") for token in _TOKEN.findall(body)]
         if not fields:
             continue
-        kind, _, name = fields[0].replace('"', "").partition(":")
+        kind, _, name = fields[0].partition(":")
         rights = parse_rights(fields[2]) if len(fields) == 3 else None
         if (
             body.count('"') % 2

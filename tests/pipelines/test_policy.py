@@ -49,6 +49,8 @@ def test_policy_file_lines() -> None:
         "group:ジンジ": (Grant("group:ジンジ", "技術文書", frozenset({"download"})),),
     }
     assert parse_policy("").grants == {}
+    assert parse_policy('user:"田中 太郎" "人事 規程" read').grants["user:田中 太郎"][0].pattern == "人事 規程"
+    assert parse_policy('user:"田中 太郎" "人事 規程" read').grants_of("田中\u3000太郎")
     # a principal on several lines has every line's grants; a full-width pattern is kept as names are
     twice = parse_policy("user:田中 人事* read\nuser:たなか * read\nuser:田中 ＡＢＣ* write\n")
     assert [g.pattern for g in twice.grants["user:田中"]] == ["人事*", "ABC*"]
