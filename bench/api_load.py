@@ -137,7 +137,7 @@ def main() -> None:
             )
             try:
                 wait_for(f"{url}/v1/health", server, seconds=600)
-                health = httpx.get(f"{url}/v1/health").json()
+                health = httpx.get(f"{url}/v1/health", headers={"Authorization": f"Bearer {KEY}"}).json()
                 print(f"server ready: precision {health['precision']['passages']} / {health['precision']['questions']}")
                 began = time.perf_counter()
                 _, warm_errors, _ = asyncio.run(load(url, [warm], body))

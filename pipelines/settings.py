@@ -119,9 +119,12 @@ class Settings:
     # the query and feedback log in RAG_DATA_DIR (pipelines/service/querylog.py); off: nothing is written
     query_log: bool = True
     # the HTTP API (``serve``): one key that may read and write every collection, and a file of keys
-    # with their collections and rights (lines ``KEY COLLECTION-PATTERN read|write``)
+    # with their collections and rights (lines ``KEY COLLECTION-PATTERN RIGHTS``, pipelines/service/keys.py)
     api_key: str = field(default="", metadata=SECRET)
     api_keys_file: Path | None = None
+    # who may do what to which collections once people sign in: lines ``PRINCIPAL COLLECTION-PATTERN
+    # RIGHTS`` (``user:NAME`` or ``group:NAME``, a glob, ``read,download,write,admin``), reread as it changes
+    policy_file: Path | None = None
 
     def __repr__(self) -> str:
         """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""

@@ -1,6 +1,6 @@
 """The HTTP API: ``python -m pipelines serve``, FastAPI on uvicorn over the same service as the page and the CLI.
 
-    GET    /v1/health                                   model, store, precision; 200 once the model is ready
+    GET    /v1/health                                   up or not; with a key also model, store, precision; 200 once ready
     GET    /v1/collections                              the collections the key may read, with counts
     POST   /v1/collections/{name}                       create a collection (201)
     DELETE /v1/collections/{name}                       delete it, with its documents, keyword index, originals
@@ -11,8 +11,8 @@
     POST   /v1/collections/{name}/ask                   the same (and "stream", "history") → ``ask --json``, or events
 
 Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
-``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py); with none, the server
-listens on loopback only. The API identifies the key as a ``Caller``; the service checks its rights. Errors are JSON ``{"status", "code", "message"}`` with the message in
+``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py; the health check
+without one says only whether the service is up); with none, the server listens on loopback only. The API identifies the key as a ``Caller``; the service checks its rights. Errors are JSON ``{"status", "code", "message"}`` with the message in
 Japanese. A request body over its limit (``RAG_MAX_UPLOAD_MB`` for uploads, 1 MB otherwise) is
 refused from its ``Content-Length`` before it is read, and counted as it is read when it has none.
 Handlers that touch the model or the store run in worker threads: searches run side by side, writes
@@ -228,10 +228,15 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
                 words.MODEL_WAITING.format(stage=warmup.stage) + "/v1/health が ready になってから送ってください。"
             )
 
-    @app.get("/v1/health", summary="準備ができているか（モデル、ストア、精度）")
-    def health() -> JSONResponse:
-        embedder = service.embedder
+    @app.get("/v1/health", summary="準備ができているか（キーがあればモデル、ストア、精度も）")
+    def health(credentials: Credentials) -> JSONResponse:
         status = "ready" if warmup.ready else "failed" if warmup.error is not None else "loading"
+        code = 200 if status == "ready" else 503
+        try:
+            keys.identify(f"Bearer {credentials.credentials}" if credentials else None)
+        except AuthenticationError:  # without a valid key: only whether it is up, nothing about the machine
+            return JSONResponse({"status": status}, status_code=code)
+        embedder = service.embedder
         body = {
             "status": status,
             "model": settings.embedding_model,
@@ -239,7 +244,7 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
             "precision": asdict(embedder.precision) if warmup.ready else None,
             "message": str(warmup.error) if warmup.error is not None else warmup.stage,
         }
-        return JSONResponse(body, status_code=200 if status == "ready" else 503)
+        return JSONResponse(body, status_code=code)
 
     @app.get("/v1/collections", summary="コレクションの一覧（文書数・チャンク数）")
     def collections(request: Request, credentials: Credentials) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pipelines.choices import Mode
 from pipelines.model.precision import PrecisionChoice
 from pipelines.search.retrieval import Hit, hit_json
+from pipelines.service.policy import Grants, Right, permitted
 from pipelines.store.indexing import FileReport
 from pipelines.store.records import StoredChunk, StoredDocument
 
@@ -17,15 +18,9 @@ if TYPE_CHECKING:  # LangChain and the viewer's libraries are imported only by w
     from pipelines.answers.conversation import Turn
     from pipelines.search.page_view import PageImage
     from pipelines.search.text_views import RowsView, SlideView, TextView
-    from pipelines.service.keys import Access, Grant
 
 Face = Literal["page", "cli", "api", "mcp"]
 """Where a request comes from."""
-Right = Literal["read", "download", "write", "admin"]
-"""What a request does to a collection: search and see passages; download originals; add and delete
-documents; create and delete collections."""
-_KEY_ACCESS: dict[Right, Access] = {"read": "read", "download": "read", "write": "write", "admin": "write"}
-"""What an API key's ``read`` or ``write`` covers."""
 
 
 @dataclass(frozen=True)
@@ -33,18 +28,22 @@ class Caller:
     """Who makes a request, from which face and address, and what they may do.
 
     ``grants`` None means every right: the machine's own user on the CLI, and the page or the API where
-    no sign-in or key is configured (they then serve this machine only). The service checks a caller's
-    rights in one place (``Service._parts``), whatever the face.
+    no sign-in or key is configured (they then serve this machine only). An API key's caller carries
+    the key's grants; a signed-in person's carries ``user`` and ``groups`` and, as ``grants``, the
+    policy (pipelines/service/policy.py), asked at each check so that a changed policy holds at once.
+    The service checks a caller's rights in one place (``Service._allow``), whatever the face.
     """
 
     face: Face
     name: str = ""
     address: str = ""
-    grants: tuple[Grant, ...] | None = None
+    grants: Grants | None = None
+    user: str = ""
+    groups: tuple[str, ...] = ()
 
     def may(self, collection: str, right: Right) -> bool:
         """Whether this caller may do ``right`` to the collection named ``collection`` (its name as kept)."""
-        return self.grants is None or any(g.allows(collection, _KEY_ACCESS[right]) for g in self.grants)
+        return permitted(self.grants, collection, right, self.user, self.groups)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import pytest
 from pipelines.errors import DocumentNotFoundError, NoChatModelError, PermissionDeniedError
 from pipelines.model.embedder import Embedder
 from pipelines.service import words
-from pipelines.service.keys import Grant
+from pipelines.service.keys import LEGACY
 from pipelines.service.library import Library
+from pipelines.service.policy import Grant, parse_policy
 from pipelines.service.querylog import FILE_NAME, QueryLog
 from pipelines.service.results import Caller, Question
 from pipelines.service.service import Service
@@ -20,8 +21,13 @@ from pipelines.settings import Settings
 FUJI = "富士山は日本で最も高い山で、標高は三七七六メートルです。"
 LEAVE = "社内規程によると、有給休暇は入社六か月後から取得できます。"
 ADMIN = Caller("cli")
-HR_READER = Caller("api", "key:hr", "127.0.0.1", (Grant("k" * 16, "人事*", "read"),))
-HR_WRITER = Caller("api", "key:hw", "127.0.0.1", (Grant("w" * 16, "人事*", "write"),))
+HR_READER = Caller("api", "key:hr", "127.0.0.1", (Grant("k" * 16, "人事*", LEGACY["read"]),))
+HR_WRITER = Caller("api", "key:hw", "127.0.0.1", (Grant("w" * 16, "人事*", LEGACY["write"]),))
+# signed-in people: their rights are the policy's for their user name and groups
+POLICY = parse_policy("user:田中 人事* read\ngroup:人事部 人事* read,download,write\ngroup:管理 * admin\n")
+TANAKA = Caller("page", "user:田中", "192.0.2.7", POLICY, "田中", ("営業部",))
+HR_MEMBER = Caller("page", "user:佐藤", "192.0.2.8", POLICY, "佐藤", ("人事部",))
+MANAGER = Caller("page", "user:鈴木", "192.0.2.9", POLICY, "鈴木", ("管理",))
 
 
 @pytest.fixture
@@ -46,7 +52,15 @@ def test_the_rights_matrix(service: Service) -> None:
         "delete": lambda who, c: service.delete_document(who, c, "追加.txt"),
     }
     allowed = set()
-    for name, who in (("admin", ADMIN), ("reader", HR_READER), ("writer", HR_WRITER)):
+    callers = {
+        "admin": ADMIN,
+        "reader": HR_READER,
+        "writer": HR_WRITER,
+        "tanaka": TANAKA,
+        "member": HR_MEMBER,
+        "manager": MANAGER,
+    }
+    for name, who in callers.items():
         for collection in ("人事規程", "default"):
             for operation, run in operations.items():
                 refused = ""
@@ -66,10 +80,18 @@ def test_the_rights_matrix(service: Service) -> None:
         ("人事規程", "download"),
     }
     assert {(c, o) for n, c, o in allowed if n == "writer"} == {(c, o) for c, o in everything if c == "人事規程"}
+    assert {(c, o) for n, c, o in allowed if n == "tanaka"} == {("人事規程", "search"), ("人事規程", "documents")}
+    assert {(c, o) for n, c, o in allowed if n == "member"} == {(c, o) for c, o in everything if c == "人事規程"}
+    assert {(c, o) for n, c, o in allowed if n == "manager"} == set()  # admin alone reads nothing
     # collections are created and deleted by an admin only; a caller lists only what it may read
-    with pytest.raises(PermissionDeniedError):
-        service.create_collection(HR_READER, "人事部")
+    for unable in (HR_READER, TANAKA, HR_MEMBER):
+        with pytest.raises(PermissionDeniedError, match="「人事部」の管理の権限がありません"):
+            service.create_collection(unable, "人事部")
+    assert service.create_collection(MANAGER, "人事部").name == "人事部"
+    assert service.delete_collection(MANAGER, "人事部").name == "人事部"
+    assert service.collections(MANAGER) == []
     assert [info.name for info in service.collections(HR_READER)] == ["人事規程"]
+    assert [info.name for info in service.collections(HR_MEMBER)] == ["人事規程"]
     assert service.collection_names(ADMIN) == ["default", "人事規程"]
 
 
@@ -81,7 +103,7 @@ def test_another_spelling_of_a_collection_is_checked_under_the_name_it_resolves_
     service: Service, spelling: str
 ) -> None:
     """``documents`` (the default's Chroma name), full-width letters and spaces all reach ``default``, and are refused as it is."""
-    sneaky = Caller("api", "key:doc", "", (Grant("d" * 16, "doc*", "write"),))
+    sneaky = Caller("api", "key:doc", "", (Grant("d" * 16, "doc*", LEGACY["write"]),))
     with pytest.raises(PermissionDeniedError, match="「default」"):
         service.search(sneaky, spelling, Question("富士山"))
     found = service.search(ADMIN, spelling, Question("富士山"))

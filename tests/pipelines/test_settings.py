@@ -29,8 +29,11 @@ def test_each_setting_is_parsed_by_its_type() -> None:
             "RAG_RETRIEVAL_MODE": "keyword",
             "RAG_QUERY_PREFIX": "",
             "RAG_THREADS": "",  # set to nothing: the default
+            "RAG_POLICY_FILE": "/etc/rag/権限.txt",
         }
     )
+    assert settings.policy_file == Path("/etc/rag/権限.txt")
+    assert Settings.from_env({}).policy_file is None
     assert (settings.chunk_tokens, settings.keyword_weight, settings.chunk_context) == (64, 0.5, False)
     assert settings.data_dir == Path("~/文書").expanduser()
     assert settings.originals_dir == Path("/srv/原本")
