@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
+from page.audit import audit_panel
 from page.cards import show_hit
 from page.chat import conversation_panel, remember
 from page.common import PAGE, ZWSP, Here, escape_markdown, render_passage
@@ -339,6 +340,7 @@ def main() -> None:
         library_panel(here)
         recent_slot = st.container()  # filled last, so that it lists this run's question too
         manage_collections(here)
+        audit_panel(here)
     try:
         viewer_panel(here)
         questions_panel(here, warmup)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import PurePosixPath
 
 import streamlit as st
 
 from page.common import Here, escape_markdown, render_passage
-from page.viewer import focus_number, open_view
+from page.viewer import download_name, focus_number, open_view
 from pipelines.errors import RagError
 from pipelines.search.retrieval import Hit
 from pipelines.service import words
@@ -66,11 +65,6 @@ def card_actions(here: Here, hit: Hit, focus: int, key: str = "") -> None:
         disabled=not kept,
         help=None if kept else words.ORIGINAL_NOT_KEPT,
     )
-
-
-def download_name(source: str) -> str:
-    """The file name a download is saved under: the document's own, without the folders it was found in."""
-    return PurePosixPath(source).name or "document"
 
 
 def feedback(here: Here, query_id: int | None, target: Target, rank: int, key: str) -> None:

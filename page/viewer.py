@@ -9,6 +9,7 @@ shown is escaped text, or an image the server rendered.
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import PurePosixPath
 
 import streamlit as st
 
@@ -119,18 +120,19 @@ def _show(here: Here, shown: PassageView) -> None:
                 + escape_markdown(view.after)
             )
     st.markdown(f"[この箇所へのリンク]({link(document.source, chunk.chunk_index, shown.page)})")
-    try:
-        original = here.service.original(here.caller, here.collection, document.source)
-    except RagError as error:
-        st.caption(escape_markdown(str(error)))
-        return
+    # read when clicked, not as the view is drawn: a download is audited when it happens
     st.download_button(
         "元のファイルをダウンロード",
-        data=original.data,
-        file_name=original.name,
+        data=lambda: here.service.original(here.caller, here.collection, document.source).data,
+        file_name=download_name(document.source),
         key="view-download",
         on_click="ignore",
     )
+
+
+def download_name(source: str) -> str:
+    """The file name a download is saved under: the document's own, without the folders it was found in."""
+    return PurePosixPath(source).name or "document"
 
 
 def _mark(text: str) -> str:

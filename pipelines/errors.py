@@ -18,6 +18,7 @@
     ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
     ├── NoChatModelError        an answer was asked for, and no chat model is configured (RAG_LLM_URL)
     ├── QueryLogError           the query and feedback log cannot be read or written
+    ├── AuditError              the audit log cannot be read or written: the act it would record is refused
     └── HistoryError            a conversation's history file cannot be read
 
 Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
@@ -76,6 +77,10 @@ class NoChatModelError(RagError):
 
 class QueryLogError(RagError):
     """The query and feedback log (pipelines/service/querylog.py) could not be used."""
+
+
+class AuditError(RagError):
+    """The audit log (pipelines/service/audit.py) could not be used; what it would have recorded is not done."""
 
 
 class HistoryError(RagError):

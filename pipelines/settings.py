@@ -118,6 +118,8 @@ class Settings:
     llm_history_tokens: int = 1000
     # the query and feedback log in RAG_DATA_DIR (pipelines/service/querylog.py); off: nothing is written
     query_log: bool = True
+    # days the audit log (RAG_DATA_DIR/audit.sqlite3, pipelines/service/audit.py) keeps a row; 0: forever
+    audit_days: int = 365
     # the HTTP API (``serve``): one key that may read and write every collection, and a file of keys
     # with their collections and rights (lines ``KEY COLLECTION-PATTERN RIGHTS``, pipelines/service/keys.py)
     api_key: str = field(default="", metadata=SECRET)
@@ -178,6 +180,8 @@ class Settings:
             raise SettingsError(f"RAG_LLM_CONTEXT_TOKENS は 100 以上にしてください（現在 {self.llm_context_tokens}）。")
         if self.llm_history_tokens < 100:
             raise SettingsError(f"RAG_LLM_HISTORY_TOKENS は 100 以上にしてください（現在 {self.llm_history_tokens}）。")
+        if self.audit_days < 0:
+            raise SettingsError(f"RAG_AUDIT_DAYS は 0（無期限）以上にしてください（現在 {self.audit_days}）。")
         if self.llm_timeout < 1:
             raise SettingsError(f"RAG_LLM_TIMEOUT は 1 秒以上にしてください（現在 {self.llm_timeout}）。")
         if not self.embedding_model.strip():

@@ -11,6 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from pipelines.service import words
 from testkit.documents import make_pdf
 from testkit.page import APP, texts, use_model, wait_for_model
 from testkit.servers import ChatServer, Reply
@@ -411,3 +412,19 @@ def test_the_best_sentence_is_bold_where_another_sentence_follows() -> None:
     assert "**" not in html
     assert f"<strong>{ZWSP}入社した社員には、十日の年次:orange[有給休暇]を付与する。{ZWSP}</strong>申請" in html
     assert "**" in MarkdownIt("commonmark").render(shown.replace(ZWSP, ""))  # without it, as before
+
+
+def test_an_administrator_reads_the_audit_log_in_the_sidebar(page: AppTest) -> None:
+    """The page's caller has every right: 「監査ログ」 lists the latest acts, newest first, in the catalogue's words."""
+    page.file_uploader[0].set_value(("東京.txt", TOKYO.encode(), "text/plain"))
+    page.run()
+    page.button[0].click().run()
+    page.text_input[0].input("首都").run()
+    page.run()  # the sidebar is drawn before the question is searched: the next run lists it
+    assert not page.exception
+    assert "監査ログ" in [e.label for e in page.sidebar.expander]
+    table = page.sidebar.dataframe[0].value
+    assert list(table.columns) == list(words.AUDIT_COLUMNS)
+    assert list(table["操作"][:2]) == ["検索", "取り込み"]
+    assert list(table["だれが"][:2]) == ["page", "page"]
+    assert table["内容"][0] == "首都"

@@ -42,6 +42,7 @@ from pipelines.answers.answer import failed_answer_json
 from pipelines.answers.conversation import Turn
 from pipelines.choices import Mode
 from pipelines.errors import (
+    AuditError,
     AuthenticationError,
     CollectionExistsError,
     CollectionNameError,
@@ -96,6 +97,7 @@ STATUSES: list[tuple[type[Exception], int, str]] = [
     (ModelLoadError, 503, "model_unavailable"),
     (GenerationError, 503, "generation_failed"),
     (NoChatModelError, 503, "no_chat_model"),
+    (AuditError, 503, "audit_unavailable"),
     (SettingsError, 400, "bad_request"),
     (IngestError, 400, "bad_file"),
     (RagError, 400, "bad_request"),
@@ -220,7 +222,12 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
         """Who sends the request (401 for a missing or unknown key); the service checks what they may do."""
         header = f"Bearer {credentials.credentials}" if credentials else None
-        return keys.caller(header, "api", request.client.host if request.client else "")
+        address = request.client.host if request.client else ""
+        try:
+            return keys.caller(header, "api", address)
+        except AuthenticationError as error:  # recorded as a refused sign-in, under the key's digest
+            service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
+            raise
 
     def model() -> None:
         if not warmup.wait(MODEL_WAIT_SECONDS):

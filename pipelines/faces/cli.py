@@ -1,12 +1,14 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|collections|serve|evaluate``.
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|serve|evaluate``.
 
 Each command parses its arguments (pipelines/faces/cli_args.py), calls the service as the machine's own
-user (``Caller("cli")``: every right) and prints what it returns, in the catalogue's words.
+user (``Caller("cli", "cli:USER")``: every right, named in the logs by the OS user) and prints what it
+returns, in the catalogue's words.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections import Counter
@@ -44,7 +46,14 @@ from pipelines.store.indexing import FileReport
 if TYPE_CHECKING:  # LangChain takes a second to import: only the commands that answer import it
     pass
 
-CLI = Caller("cli")
+
+def cli_caller() -> Caller:
+    """The machine's own user, with every right, named in the logs ``cli:USER`` by the OS user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment and none in the password database
+        user = "?"
+    return Caller("cli", f"cli:{user}")
 
 
 class Meter:
@@ -90,7 +99,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         return Meter(err, f"{source}: 埋め込み", " チャンク").update
 
     try:
-        result = service.ingest_paths(CLI, settings.collection, args.paths, progress)
+        result = service.ingest_paths(cli_caller(), settings.collection, args.paths, progress)
     finally:
         service.close()  # the reader's child process ends here, not in the interpreter's exit
     reports = result.reports
@@ -166,7 +175,7 @@ def _hit_line(hit: Hit) -> str:
 
 
 def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    found = _service(settings).search(CLI, settings.collection, _question(args, settings))
+    found = _service(settings).search(cli_caller(), settings.collection, _question(args, settings))
     _said(found, args.json, err)
     if args.json:
         _dump(found.hits_json(), out)
@@ -185,7 +194,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
     conversation = load_history(args.history) if args.history else None
     turns = conversation.turns if conversation else []
     events = _service(settings).ask(
-        CLI, settings.collection, _question(args, settings), turns, conversation.id if conversation else ""
+        cli_caller(), settings.collection, _question(args, settings), turns, conversation.id if conversation else ""
     )
     found: Found | None = None
     result: dict[str, Any] = {"question": args.question, "standalone_question": args.question}
@@ -248,7 +257,7 @@ def _print_found(hits: Sequence[Hit], out: TextIO) -> None:
 
 
 def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    documents = _service(settings).documents(CLI, settings.collection)
+    documents = _service(settings).documents(cli_caller(), settings.collection)
     if args.json:
         _dump([asdict(d) for d in documents], out)
     elif not documents:
@@ -261,7 +270,7 @@ def _documents(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
 
 
 def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    document = _service(settings).delete_document(CLI, settings.collection, args.name)
+    document = _service(settings).delete_document(cli_caller(), settings.collection, args.name)
     if args.json:
         _dump(asdict(document), out)
     else:
@@ -271,7 +280,7 @@ def _delete(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     service = _service(settings)  # reading the log needs no model and no store
-    queries = service.log(CLI)
+    queries = service.log(cli_caller())
     if args.json:
         _dump(queries, out)
         return 0
@@ -289,22 +298,34 @@ def _log_command(args: argparse.Namespace, settings: Settings, out: TextIO, err:
     return 0
 
 
+def _audit(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    entries = _service(settings).audit(cli_caller(), args.since)  # needs no model and no store
+    if args.json:
+        _dump([entry.to_dict() for entry in entries], out)
+        return 0
+    if not entries:
+        out.write(words.NO_AUDIT_ENTRIES + "\n")
+    for entry in entries:
+        out.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in words.audit_fields(entry)) + "\n")
+    return 0
+
+
 def _collections(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     service = _service(settings)
     if args.action == "create":
-        _report(service.create_collection(CLI, args.name), "作成しました", args.json, out)
+        _report(service.create_collection(cli_caller(), args.name), "作成しました", args.json, out)
         return 0
     if args.action == "delete":
         if not args.yes:
-            info = service.collection(CLI, args.name)
+            info = service.collection(cli_caller(), args.name)
             err.write(
                 f"コレクション「{info.name}」（{info.documents} 文書、{info.chunks} チャンク）を、キーワード索引と"
                 "元のファイルごと削除します。よければ --yes を付けてもう一度実行してください。\n"
             )
             return 2
-        _report(service.delete_collection(CLI, args.name), "削除しました", args.json, out)
+        _report(service.delete_collection(cli_caller(), args.name), "削除しました", args.json, out)
         return 0
-    infos = service.collections(CLI)
+    infos = service.collections(cli_caller())
     if args.json:
         _dump([info.to_dict() for info in infos], out)
     for info in [] if args.json else infos:
@@ -386,6 +407,7 @@ COMMANDS = {
     "documents": _documents,
     "delete": _delete,
     "log": _log_command,
+    "audit": _audit,
     "evaluate": _evaluate,
     "collections": _collections,
     "serve": _serve,

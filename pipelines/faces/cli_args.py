@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", parents=[common], help="文書を削除する")
     delete.add_argument("name", help="文書名（documents に表示される名前）")
     commands.add_parser("log", parents=[common], help="質問の記録（検索した質問・見つかった箇所・回答・👍/👎）")
+    audit = commands.add_parser("audit", parents=[common], help="監査ログ（だれが・いつ・どこから・何をしたか）")
+    audit.add_argument(
+        "--since", type=since, help="この日（2026-12-01、この機械の時刻）か、この日数前（7d）からの記録だけ"
+    )
 
     collections = commands.add_parser(
         "collections", parents=[common], help="コレクションの一覧（文書数・チャンク数）、作成、削除"
@@ -116,6 +122,18 @@ def parser() -> argparse.ArgumentParser:
     qa.add_argument("--compare", type=Path, nargs="+", default=[], help="グラフに並べる以前の --json 出力")
     qa.add_argument("--label", help="グラフでのこの実行の名前")
     return parser
+
+
+def since(text: str) -> datetime:
+    """``--since``: a date or time (ISO 8601, this machine's time unless it says its zone) or days back (``7d``)."""
+    days = re.fullmatch(r"\s*(\d+)\s*[dD日]\s*", text)
+    if days:
+        return datetime.now(UTC) - timedelta(days=int(days.group(1)))
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"「{text}」は日付（2026-12-01）か日数（7d）にしてください。") from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -23,6 +23,8 @@ from pipelines.model.profiles import prefixes_for
 from pipelines.model.remote import RemoteEmbedder
 from pipelines.search.rerank import CrossEncoderReranker
 from pipelines.search.retrieval import Fusion, Searcher
+from pipelines.service import audit
+from pipelines.service.audit import AuditLog
 from pipelines.service.querylog import FILE_NAME, QueryLog
 from pipelines.settings import LIMITS, Settings
 from pipelines.store.chroma import ChromaStore
@@ -135,6 +137,11 @@ def build(
 def make_querylog(settings: Settings) -> QueryLog:
     """The query and feedback log in ``RAG_DATA_DIR`` (a local file, also with a Chroma server); off: writes nothing."""
     return QueryLog(settings.data_dir / FILE_NAME, enabled=settings.query_log)
+
+
+def make_auditlog(settings: Settings) -> AuditLog:
+    """The audit log in ``RAG_DATA_DIR``, keeping each row ``RAG_AUDIT_DAYS`` (0: forever)."""
+    return AuditLog(settings.data_dir / audit.FILE_NAME, days=settings.audit_days)
 
 
 def make_collections(settings: Settings) -> Collections:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pipelines.errors import CollectionNotFoundError
 from pipelines.model.embedder import TextEmbedder
 from pipelines.service import words
-from pipelines.service.compose import Pipelines, build, make_collections, make_embedder, make_querylog
+from pipelines.service.compose import Pipelines, build, make_auditlog, make_collections, make_embedder, make_querylog
 from pipelines.settings import Settings
 from pipelines.store.collections import CollectionInfo, Collections, canonical_name
 
@@ -31,6 +31,8 @@ class Library:
         self.collections = collections or make_collections(settings)
         # the log of every collection's questions and feedback: one file, one object
         self.querylog = make_querylog(settings)
+        # who did what to which collection and document: one file, one object (pipelines/service/audit.py)
+        self.audit = make_auditlog(settings)
         self._parts: dict[str, Pipelines] = {}
         self._lock = threading.Lock()
 

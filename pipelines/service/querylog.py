@@ -4,13 +4,15 @@ The log is one SQLite file in ``RAG_DATA_DIR`` (``querylog.sqlite3``); nothing o
 It is written in WAL mode, one short transaction per write (``BEGIN IMMEDIATE``, waiting up to
 ``busy_seconds`` for another writer), so the page's sessions, CLI processes and an HTTP API can all
 write at once. Its schema is versioned (``PRAGMA user_version``): a file from a newer version of the
-product is refused, never rewritten.
+product is refused, never rewritten; one from an older version is brought up to date at the first write
+(version 2 added ``who``).
 
-    queries   one row per question asked: the question as typed, the standalone question that was
-              searched, the face, the conversation, the settings that ordered the hits, the answer
+    queries   one row per question asked: who asked (the caller's name), the question as typed, the
+              standalone question that was searched, the face, the conversation, the settings that
+              ordered the hits, the answer
     hits      the passages shown for a query: rank, chunk id, source, scores
     feedback  one row per judged target of a query (the answer, or the card at a rank): 👍 (1) or
-              👎 (-1) and an optional comment; judging a target again replaces its row
+              👎 (-1), an optional comment and who judged; judging a target again replaces its row
 
 ``enabled=False`` (``RAG_QUERY_LOG=off``) writes nothing and creates no file; reading still reads
 what an earlier run wrote.
@@ -30,7 +32,7 @@ from typing import Any, Literal
 from pipelines.errors import QueryLogError
 from pipelines.search.retrieval import Hit
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "querylog.sqlite3"
 
 Target = Literal["answer", "hit"]
@@ -53,7 +55,8 @@ CREATE TABLE queries (
     embedding_model TEXT NOT NULL DEFAULT '',
     collection TEXT NOT NULL DEFAULT '',
     answer TEXT,
-    citations TEXT NOT NULL DEFAULT '[]'
+    citations TEXT NOT NULL DEFAULT '[]',
+    who TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE hits (
     query_id INTEGER NOT NULL REFERENCES queries(id) ON DELETE CASCADE,
@@ -78,10 +81,16 @@ CREATE TABLE feedback (
     comment TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    who TEXT NOT NULL DEFAULT '',
     UNIQUE (query_id, target, rank)
 );
 CREATE INDEX feedback_liked ON feedback (target, rating);
 """
+# what brings a file of each older version to the next one
+_UPGRADES = {
+    1: "ALTER TABLE queries ADD COLUMN who TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE feedback ADD COLUMN who TEXT NOT NULL DEFAULT ''",
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class LoggedQuery:
     collection: str = ""
     answer: str | None = None
     citations: Sequence[dict[str, Any]] = ()
+    who: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,17 +185,18 @@ class QueryLog:
         return version
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        """The schema, created once (WAL mode is a property of the file and stays)."""
+        """The schema, created once or brought up to date (WAL mode is a property of the file and stays)."""
         if self._check_version(connection) == SCHEMA_VERSION:
             return
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("BEGIN IMMEDIATE")
         try:
-            if self._check_version(connection) == 0:  # another writer may have created it meanwhile
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = self._check_version(connection)  # another writer may have done it meanwhile
+            script = _SCHEMA if version == 0 else ";".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
+            for statement in script.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -200,8 +211,8 @@ class QueryLog:
         with self._connect(write=True) as db:
             cursor = db.execute(
                 "INSERT INTO queries (created_at, face, conversation, turn, question, standalone_question, mode, k,"
-                " sources, embedding_model, collection, answer, citations)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sources, embedding_model, collection, answer, citations, who)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _now(),
                     query.face,
@@ -216,6 +227,7 @@ class QueryLog:
                     query.collection,
                     query.answer,
                     json.dumps(list(query.citations), ensure_ascii=False),
+                    query.who,
                 ),
             )
             query_id = int(cursor.lastrowid or 0)
@@ -258,10 +270,12 @@ class QueryLog:
         rating: int | None,
         comment: str | None = None,
         rank: int = 0,
+        who: str = "",
     ) -> None:
         """Judge a query's answer (``target="answer"``) or its card at ``rank``: 1 👍, -1 👎, None no rating.
 
-        Judging the same target again replaces the rating; ``comment=None`` keeps the comment given before.
+        Judging the same target again replaces the rating and who judged; ``comment=None`` keeps the
+        comment given before.
         """
         if not self.enabled or query_id is None:
             return
@@ -273,12 +287,12 @@ class QueryLog:
             if db.execute("SELECT 1 FROM queries WHERE id = ?", (query_id,)).fetchone() is None:
                 raise QueryLogError(f"質問の記録に番号 {query_id} の質問がありません。")
             db.execute(
-                "INSERT INTO feedback (query_id, target, rank, rating, comment, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO feedback (query_id, target, rank, rating, comment, created_at, updated_at, who)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (query_id, target, rank) DO UPDATE SET rating = excluded.rating,"
                 " comment = CASE WHEN ? IS NULL THEN comment ELSE excluded.comment END,"
-                " updated_at = excluded.updated_at",
-                (query_id, target, rank, rating, comment or "", now, now, comment),
+                " updated_at = excluded.updated_at, who = excluded.who",
+                (query_id, target, rank, rating, comment or "", now, now, who, comment),
             )
 
     # Reading -------------------------------------------------------------------------------------

@@ -13,6 +13,15 @@ rule added here holds on every face.
     ask                                                        a conversation turn, as events
     surroundings / passage / original                          a passage's context, its view, the file
     feedback / log                                             👍/👎 on a logged question; the log
+    audit / signed_in / sign_in_refused / policy_reloaded      the audit log: read by an admin of all; acts of the faces
+
+Every act is written to the audit log (pipelines/service/audit.py) with its caller, its collection and
+document: a refusal of a right (``_allow``), a search, an answer, a passage viewed, an original
+downloaded, an upload, a deletion, a collection made or deleted, feedback. Listing collections and
+documents is not recorded. No act goes unrecorded: one that changes something is refused before it
+starts when its row cannot be written (``AuditError``) and recorded when it ends, failed ones with
+why; one that only reads is recorded before its result is returned, and nothing is returned when its
+row cannot be written. A refusal is refused whether or not its row could be written.
 """
 
 from __future__ import annotations
@@ -20,16 +29,26 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ingest.errors import IngestError
 from ingest.loaders import kind_of
 from ingest.ocr import OcrOptions
-from pipelines.errors import DocumentNotFoundError, GenerationError, NoChatModelError, PermissionDeniedError, RagError
+from pipelines.errors import (
+    AuditError,
+    DocumentNotFoundError,
+    GenerationError,
+    NoChatModelError,
+    PermissionDeniedError,
+    RagError,
+)
 from pipelines.model.embedder import TextEmbedder
 from pipelines.search.retrieval import Hit
 from pipelines.service import words
+from pipelines.service.audit import Action, AuditEntry, Outcome
 from pipelines.service.compose import Pipelines
 from pipelines.service.library import Library
 from pipelines.service.querylog import LoggedQuery, Target
@@ -62,6 +81,15 @@ VIEW_CONTEXT = 400
 _RIGHT_WORDS: dict[Right, str] = {"read": "読み取り", "download": "ダウンロード", "write": "書き込み", "admin": "管理"}
 
 
+@dataclass
+class _Note:
+    """What an audited act's row will say, filled in as the act learns it (an upload's files)."""
+
+    document: str = ""
+    detail: str = ""
+    outcome: Outcome = "ok"
+
+
 class Service:
     """The operations on a ``Library``'s collections, each checked against its caller's rights."""
 
@@ -87,9 +115,9 @@ class Service:
         """The collection's name as kept, once ``caller`` may do ``right`` to it; refused otherwise."""
         cleaned = canonical_name(name)
         if not caller.may(cleaned, right):
-            raise PermissionDeniedError(
-                f"コレクション「{cleaned}」の{_RIGHT_WORDS[right]}の権限がありません。管理者に確かめてください。"
-            )
+            message = f"コレクション「{cleaned}」の{_RIGHT_WORDS[right]}の権限がありません。管理者に確かめてください。"
+            self._refused(caller, cleaned, message)
+            raise PermissionDeniedError(message)
         return cleaned
 
     def _parts(self, caller: Caller, name: str, right: Right) -> Pipelines:
@@ -112,11 +140,15 @@ class Service:
 
     def create_collection(self, caller: Caller, name: str) -> CollectionInfo:
         """Make an empty collection (refused when the name is taken)."""
-        return self.library.create(self._allow(caller, name, "admin"))
+        cleaned = self._allow(caller, name, "admin")
+        with self._recorded(caller, "create_collection", cleaned):
+            return self.library.create(cleaned)
 
     def delete_collection(self, caller: Caller, name: str) -> CollectionInfo:
         """Delete a collection with its documents, keyword index and originals, once its writer is done."""
-        return self.library.delete(self._allow(caller, name, "admin"))
+        cleaned = self._allow(caller, name, "admin")
+        with self._recorded(caller, "delete_collection", cleaned):
+            return self.library.delete(cleaned)
 
     # -- documents ------------------------------------------------------------------------------------
 
@@ -140,7 +172,8 @@ class Service:
 
     def delete_document(self, caller: Caller, collection: str, source: str) -> StoredDocument:
         """Delete one document, its chunks and (unless another document has its content) its original."""
-        with self.library.writing(self._allow(caller, collection, "write")) as parts:
+        cleaned = self._allow(caller, collection, "write")
+        with self._recorded(caller, "delete_document", cleaned, source), self.library.writing(cleaned) as parts:
             return parts.indexer.delete(source)
 
     def upload(
@@ -165,14 +198,18 @@ class Service:
                 reports.append(parts.indexer.ingest_bytes(name, data, counter))
             return reports
 
-        return self._ingest(cleaned, run, waiting)
+        with self._recorded(caller, "upload", cleaned, detail="、".join(name for name, _ in files)) as note:
+            return self._noted(note, self._ingest(cleaned, run, waiting))
 
     def ingest_paths(
         self, caller: Caller, collection: str, paths: Sequence[Path], progress: FileProgress | None = None
     ) -> Ingested:
         """Index files and folders on this machine (the CLI), one report each, then the files skipped in folders."""
         cleaned = self._allow(caller, collection, "write")
-        return self._ingest(cleaned, lambda parts: parts.indexer.ingest_paths(paths, progress), None)
+        with self._recorded(caller, "upload", cleaned, detail="、".join(map(str, paths))) as note:
+            return self._noted(
+                note, self._ingest(cleaned, lambda parts: parts.indexer.ingest_paths(paths, progress), None)
+            )
 
     def _ingest(
         self, collection: str, run: Callable[[Pipelines], list[FileReport]], waiting: Callable[[], None] | None
@@ -210,7 +247,8 @@ class Service:
     def search(self, caller: Caller, collection: str, question: Question) -> Found:
         """The passages for a question, ranked, each with its best sentence unless not asked; logged."""
         parts = self._parts(caller, collection, "read")
-        return self._search(parts, caller, question, question.text)
+        with self._recorded(caller, "search", parts.settings.collection, detail=question.text, before=False):
+            return self._search(parts, caller, question, question.text)
 
     def _search(
         self, parts: Pipelines, caller: Caller, question: Question, searched: str, conversation: str = "", turn: int = 0
@@ -236,6 +274,7 @@ class Service:
                 sources=question.sources,
                 embedding_model=settings.embedding_model,
                 collection=parts.settings.collection,
+                who=_who(caller),
             )
             try:
                 query_id = parts.querylog.record(logged)
@@ -266,6 +305,7 @@ class Service:
         parts = self._parts(caller, collection, "read")
         if parts.answerer is None:
             raise NoChatModelError(words.NO_CHAT_MODEL)
+        self._audit(caller, "ask", parts.settings.collection, detail=question.text)  # before the first event
         return self._turn(parts, caller, question, list(history), conversation)
 
     def _turn(
@@ -317,6 +357,10 @@ class Service:
     def original(self, caller: Caller, collection: str, source: str) -> Original:
         """A document's file as it was given (``DocumentNotFoundError``: no such document, or no file kept)."""
         parts = self._parts(caller, collection, "download")
+        with self._recorded(caller, "download", parts.settings.collection, source, before=False):
+            return self._original(parts, source)
+
+    def _original(self, parts: Pipelines, source: str) -> Original:
         document = parts.store.document(source)
         if document is None:
             raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
@@ -328,11 +372,16 @@ class Service:
     def passage(self, caller: Caller, collection: str, source: str, chunk_index: int, page: int | None) -> PassageView:
         """A passage shown in its original file: the PDF page (``page``, or where the passage starts), the rows,
         the slide, or the text around it. A document or chunk that is not stored is refused with the reason."""
+        parts = self._parts(caller, collection, "read")
+        place = f"チャンク {chunk_index}" + (f"、{page} ページ" if page is not None else "")
+        with self._recorded(caller, "view", parts.settings.collection, source, place, before=False):
+            return self._view(parts, source, chunk_index, page)
+
+    def _view(self, parts: Pipelines, source: str, chunk_index: int, page: int | None) -> PassageView:
         from pipelines.search.page_view import render_page
         from pipelines.search.text_views import document_view, rows_view, slide_view
         from pipelines.search.viewer import view_for
 
-        parts = self._parts(caller, collection, "read")
         document = parts.store.document(source)
         if document is None:
             raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
@@ -376,7 +425,9 @@ class Service:
         rank: int = 0,
     ) -> None:
         """👍 (1), 👎 (-1) or neither (None), and a comment, on a logged question's answer or card."""
-        self.library.querylog.feedback(query_id, target, rating, comment, rank)
+        judged = f"質問 {query_id}、{'回答' if target == 'answer' else f'{rank} 位'}、{rating}"
+        with self._recorded(caller, "feedback", detail=judged):
+            self.library.querylog.feedback(query_id, target, rating, comment, rank, who=_who(caller))
 
     def log(self, caller: Caller) -> list[dict[str, Any]]:
         """Every logged question with its hits, answer and feedback, oldest first."""
@@ -386,3 +437,101 @@ class Service:
     def logging(self) -> bool:
         """Whether questions are logged (``RAG_QUERY_LOG``)."""
         return self.library.querylog.enabled
+
+    # -- the audit log --------------------------------------------------------------------------------
+
+    def audit(self, caller: Caller, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log's rows at or after ``since``, oldest first (``limit``: the latest that many).
+
+        Only for a caller who administers every collection (``reads_audit``).
+        """
+        if not self.reads_audit(caller):
+            message = (
+                "監査ログを読む権限がありません（すべてのコレクションの管理権限が要ります）。管理者に確かめてください。"
+            )
+            self._refused(caller, "*", message)
+            raise PermissionDeniedError(message)
+        return self.library.audit.entries(since, limit)
+
+    def reads_audit(self, caller: Caller) -> bool:
+        """Whether the caller may read the audit log: every right, or ``admin`` of every collection (``*``)."""
+        return caller.may("*", "admin")
+
+    def signed_in(self, caller: Caller) -> None:
+        """Record a sign-in (a face that signs people in calls this once it knows who they are)."""
+        self._audit(caller, "sign_in")
+
+    def sign_in_refused(self, caller: Caller, reason: str) -> None:
+        """Record a refused sign-in (an unknown API key); the face refuses it whether or not the row is written."""
+        with contextlib.suppress(AuditError):
+            self._audit(caller, "sign_in_failed", detail=reason, outcome="refused")
+
+    def policy_reloaded(self, caller: Caller, detail: str = "") -> None:
+        """Record that the rights were read again (what changed in ``detail``)."""
+        self._audit(caller, "policy_reloaded", detail=detail)
+
+    def _audit(
+        self,
+        caller: Caller,
+        action: Action,
+        collection: str = "",
+        document: str = "",
+        detail: str = "",
+        outcome: Outcome = "ok",
+    ) -> None:
+        self.library.audit.write(
+            _who(caller),
+            caller.face,
+            action,
+            address=caller.address,
+            collection=collection,
+            document=document,
+            detail=detail,
+            outcome=outcome,
+        )
+
+    def _refused(self, caller: Caller, collection: str, reason: str) -> None:
+        # the refusal stands whether or not its row can be written: nothing was done
+        with contextlib.suppress(AuditError):
+            self._audit(caller, "refused", collection, detail=reason, outcome="refused")
+
+    @contextlib.contextmanager
+    def _recorded(
+        self,
+        caller: Caller,
+        action: Action,
+        collection: str = "",
+        document: str = "",
+        detail: str = "",
+        *,
+        before: bool = True,
+    ) -> Iterator[_Note]:
+        """An audited act: its row written when it ends (failed: with why); ``before``: refused unless the log can take it.
+
+        An act that changes something checks first, since it cannot be undone; one that only reads
+        writes its row before its result is returned, so nothing is shown that was not recorded.
+        """
+        if before:
+            self.library.audit.ready()
+        note = _Note(document, detail)
+        try:
+            yield note
+        except (RagError, IngestError) as error:
+            self._audit(caller, action, collection, note.document, f"{note.detail}（{error}）", "failed")
+            raise
+        self._audit(caller, action, collection, note.document, note.detail, note.outcome)
+
+    @staticmethod
+    def _noted(note: _Note, result: Ingested) -> Ingested:
+        """An ingest's files and what became of each, in its row; its document when there was one file."""
+        note.detail = "、".join(f"{r.source}（{words.STATUS_LABELS[r.status]}）" for r in result.reports) or note.detail
+        note.document = result.reports[0].source if len(result.reports) == 1 else ""
+        if result.error:  # the store or the model refused: the files before it went in
+            note.detail += f"（{result.error}）"
+            note.outcome = "failed"
+        return result
+
+
+def _who(caller: Caller) -> str:
+    """The caller's name in the logs: a user, an API key's digest, the machine's user; else the face."""
+    return caller.name or caller.face

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.choices import Mode
+
+if TYPE_CHECKING:
+    from pipelines.service.audit import AuditEntry
 
 # what ingesting a file did (FileReport.status), the same word on every face
 STATUS_LABELS: Mapping[str, str] = {
@@ -31,6 +34,26 @@ MODE_LABELS: Mapping[Mode, str] = {
     "dense": "意味（ベクトル）",
     "keyword": "キーワード",
 }
+
+# what the audit log records (pipelines.service.audit.Action) and how it ended, as people read them
+AUDIT_ACTIONS: Mapping[str, str] = {
+    "sign_in": "サインイン",
+    "sign_in_failed": "サインイン失敗",
+    "refused": "拒否",
+    "search": "検索",
+    "ask": "回答",
+    "view": "表示",
+    "download": "ダウンロード",
+    "upload": "取り込み",
+    "delete_document": "削除",
+    "create_collection": "コレクション作成",
+    "delete_collection": "コレクション削除",
+    "policy_reloaded": "権限の再読み込み",
+    "feedback": "評価",
+}
+AUDIT_OUTCOMES: Mapping[str, str] = {"ok": "", "refused": "拒否", "failed": "失敗"}
+NO_AUDIT_ENTRIES = "監査ログはまだありません。"
+AUDIT_COLUMNS = ("日時", "だれが", "操作", "コレクション", "文書", "内容")
 
 NOT_LISTED = "候補外"
 NO_DOCUMENTS = "まだ文書がありません。"
@@ -75,15 +98,27 @@ def no_documents(face: str, collection: str) -> str:
     return NO_DOCUMENTS + hint
 
 
-def local_time(iso: str, with_time: bool = True) -> str:
-    """A stored UTC time (ISO 8601) as this machine's local time, 「2026-12-07 23:32」; unreadable text as it is."""
+def local_time(iso: str, with_time: bool = True, seconds: bool = False) -> str:
+    """A stored UTC time (ISO 8601) as this machine's local time, 「2026-12-07 23:32」 (``seconds``: 「23:32:05」);
+    unreadable text as it is."""
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:
         return iso
     if moment.tzinfo is not None:
         moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
+    return moment.strftime(("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") if with_time else "%Y-%m-%d")
+
+
+def audit_fields(entry: AuditEntry) -> list[str]:
+    """An audit row as people read it: local time, who, the act (and how it ended, unless done), collection,
+    document, detail."""
+    action = AUDIT_ACTIONS.get(entry.action, entry.action)
+    ended = AUDIT_OUTCOMES.get(entry.outcome, entry.outcome)
+    if ended and ended != action:
+        action += f"（{ended}）"
+    who = f"{entry.who}（{entry.address}）" if entry.address else entry.who
+    return [local_time(entry.at, seconds=True), who, action, entry.collection, entry.document, entry.detail]
 
 
 def dropped_citations(numbers: Sequence[int], escape: bool = False) -> str:

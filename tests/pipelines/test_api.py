@@ -428,3 +428,18 @@ def test_python_dash_m_pipelines_serve(environment: Path) -> None:
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert process.returncode in (0, -15), err.decode()
+
+
+def test_the_audit_log_names_each_key_and_address_and_every_refusal(api: Api) -> None:
+    """An unknown key is a refused sign-in, a key without the right a refusal, each under the key's digest."""
+    with api.client("wrong-key-0123456789") as client:
+        assert client.get("/v1/collections").status_code == 401
+    with api.client(READER) as client:
+        assert client.post("/v1/collections/新規").status_code == 403
+    entries = api.library.audit.entries()
+    assert [(e.action, e.who, e.address, e.outcome) for e in entries[:2]] == [
+        ("sign_in_failed", Keys.label("Bearer wrong-key-0123456789"), "127.0.0.1", "refused"),
+        ("refused", Keys.label(f"Bearer {READER}"), "127.0.0.1", "refused"),
+    ]
+    assert entries[1].collection == "新規"
+    assert "API キーが違います" in entries[0].detail

@@ -178,3 +178,27 @@ def test_sessions_writing_feedback_at_once_lose_nothing(tmp_path: Path) -> None:
     assert len({q["question"] for q in exported}) == 6 * 15
     assert all(len(q["hits"]) == 3 and len(q["feedback"]) == 2 for q in exported)
     assert len(QueryLog(Path(path)).judged_questions()) == 6 * 7  # the odd numbers got 👍
+
+
+def test_a_version_1_log_gains_who_at_its_first_write(tmp_path: Path) -> None:
+    """A log written before ``who`` was kept is brought up to date in place; its rows stay, with no one named."""
+    from pipelines.service import querylog
+
+    path = tmp_path / FILE_NAME
+    with sqlite3.connect(path) as db:
+        db.executescript(querylog._SCHEMA.replace(",\n    who TEXT NOT NULL DEFAULT ''", ""))
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO queries (created_at, face, question, standalone_question, mode, k)"
+            " VALUES ('2026-01-01T00:00:00+00:00', 'page', '古い質問', '古い質問', 'hybrid', 5)"
+        )
+        assert "who" not in {row[1] for row in db.execute("PRAGMA table_info(queries)")}
+    log = QueryLog(path)
+    assert [q["question"] for q in log.export()] == ["古い質問"]  # reading a version 1 file changes nothing
+    asked = log.record(LoggedQuery("新しい質問", "新しい質問", HITS, "hybrid", 3, who="alice"))
+    log.feedback(asked, "answer", -1, who="bob")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    exported = log.export()
+    assert [(q["question"], q["who"]) for q in exported] == [("古い質問", ""), ("新しい質問", "alice")]
+    assert [(f["rating"], f["who"]) for f in exported[1]["feedback"]] == [(-1, "bob")]
