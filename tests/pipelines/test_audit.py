@@ -17,7 +17,7 @@ from pipelines.faces.cli import main
 from pipelines.model.embedder import Embedder
 from pipelines.service import words
 from pipelines.service.audit import FILE_NAME, SCHEMA_VERSION, AuditLog
-from pipelines.service.keys import Grant
+from pipelines.service.keys import LEGACY, Grant
 from pipelines.service.library import Library
 from pipelines.service.results import Caller, Question
 from pipelines.service.service import Service
@@ -25,7 +25,7 @@ from pipelines.settings import Settings
 
 LEAVE = "社内規程によると、有給休暇は入社六か月後から取得できます。"
 CLERK = Caller("api", "key:0badc0de", "192.0.2.7")  # every right: no key configured
-HR_READER = Caller("api", "key:hr", "127.0.0.1", (Grant("k" * 16, "人事*", "read"),))
+HR_READER = Caller("api", "key:hr", "127.0.0.1", (Grant("k" * 16, "人事*", LEGACY["read"]),))
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_a_refused_attempt_writes_refused_and_is_still_refused(service: Service)
     ]
     assert "書き込みの権限がありません" in refused[0].detail
     assert not service.reads_audit(HR_READER)
-    assert service.reads_audit(Caller("api", "key:all", "", (Grant("a" * 16, "*", "write"),)))
+    assert service.reads_audit(Caller("api", "key:all", "", (Grant("a" * 16, "*", LEGACY["write"]),)))
 
 
 def test_a_failed_act_is_recorded_with_why(service: Service) -> None:
