@@ -181,7 +181,7 @@ def test_a_kept_int8_verdict_starts_without_torch(model_dir: Path, tmp_path: Pat
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from pipelines.embedder import Embedder\n"
+        "from pipelines.model.embedder import Embedder\n"
         f"e = Embedder({str(model_dir)!r}, precision='int8', query_precision='int8', cache_dir=Path({str(tmp_path)!r}))\n"
         "e.load()\n"
         "vectors = e.embed_documents(['富士山は日本一高い山です。']).tolist()\n"
