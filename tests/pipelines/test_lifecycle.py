@@ -3,11 +3,16 @@ raise nothing but ``CollectionNotFoundError``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipelines.errors import CollectionNotFoundError
@@ -17,6 +22,7 @@ from pipelines.service.results import Caller, Found, Ingested, Question
 from pipelines.service.service import Service
 from pipelines.settings import Settings
 from pipelines.store.collections import chroma_name
+from testkit.servers import free_port, wait_for
 
 ADMIN = Caller("cli")
 LEAVE = "社内規程によると、有給休暇は入社六か月後から取得できます。"
@@ -112,3 +118,111 @@ def test_searches_racing_a_delete_get_hits_or_collection_not_found(service: Serv
     assert all("ありません" in said or "削除されました" in said for said in refusals), set(refusals)
     time.sleep(0.3)
     assert not keyword_file(tmp_path).exists()
+
+
+# -- the server's child processes end with it ----------------------------------------------------------
+
+KEY = "admin-key-0123456789"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc (no psutil here)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended while listed
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for whoever adopted it to reap it has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def serve_with_readers(model_dir: Path) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """``python -m pipelines serve`` with a file uploaded to two collections; the server and its children."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAG_EMBEDDING_MODEL": str(model_dir),
+        "RAG_DEVICE": "cpu",
+        "RAG_PRECISION": "float32",
+        "RAG_CHUNK_TOKENS": "48",
+        "RAG_CHUNK_OVERLAP": "8",
+        "RAG_API_KEY": KEY,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/v1/health", server, seconds=120)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+            for name in ("技術文書", "人事規程"):
+                assert client.post(f"/v1/collections/{name}").status_code == 201
+                files = [("files", ("規程.txt", LEAVE.encode("utf-8"), "text/plain"))]
+                answer = client.post(f"/v1/collections/{name}/documents", files=files)
+                assert answer.status_code == 200, answer.text
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, children(server.pid)
+
+
+def ended(pids: list[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def stop(server: subprocess.Popen[bytes], started: list[int]) -> None:
+    """Whatever a failed test left running: the server, then its children."""
+    if server.poll() is None:
+        server.kill()
+        server.wait()
+    for pid in started:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_servers_children_end_with_it_on_sigterm(model_dir: Path) -> None:
+    server, started = serve_with_readers(model_dir)
+    try:
+        # one file reader for both collections, and multiprocessing's resource tracker
+        assert len(started) == 2, started
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        assert ended(started, 5) == []
+    finally:
+        stop(server, started)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_servers_children_end_with_it_on_sigkill(model_dir: Path) -> None:
+    server, started = serve_with_readers(model_dir)
+    try:
+        assert len(started) == 2, started
+        server.kill()
+        server.wait(30)
+        assert ended(started, 5) == []
+    finally:
+        stop(server, started)
