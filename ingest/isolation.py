@@ -6,13 +6,20 @@ each file is read by a long-lived child process (started once, on first use, wit
 threads or model): a file that takes longer than its time is stopped (the child is killed and a new
 one started for the next file), a child whose memory passes its bound fails on that file alone, and
 a child that dies takes only its own file with it. Each case is an ``IngestError`` with a message.
+
+The child ends with the process that started it, however that one ends: ``close`` stops it, and a
+parent killed outright (SIGKILL, the OOM killer) leaves it without a parent, which it notices within
+half a second and exits (``_die_with``). multiprocessing's resource tracker, a process it starts
+beside the first child, exits by itself once neither the parent nor any child is left.
 """
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -61,6 +68,36 @@ class InProcessReader:
         """Nothing runs in the background."""
 
 
+# how often the child looks whether its parent is still there
+_PARENT_POLL = 0.5
+
+
+def _start_child(parent: int, megabytes: int | None) -> None:
+    """In the child, before its first file: end with ``parent``, and bound the memory."""
+    _die_with(parent)
+    if megabytes:
+        _limit_memory(megabytes)
+
+
+def _die_with(parent: int) -> None:
+    """In the child: exit as soon as ``parent`` is gone (a child whose parent died is given another one).
+
+    Without this a child whose parent was killed waits for its next file for ever: it holds both
+    ends of its work queue itself, so it never reads an end of file there. Not ``PR_SET_PDEATHSIG``:
+    Linux sends that signal when the *thread* that started the child ends, and a server starts it from
+    a worker thread that may end while the process lives on.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died while this child started
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _limit_memory(megabytes: int) -> None:
     """In the child: a bound on its address space, so that a decompression bomb fails there, not here."""
     import resource
@@ -90,8 +127,8 @@ class IsolatedReader:
         if self._pool is None:
             # spawn: a fresh interpreter, without the parent's threads, torch or open store
             context = multiprocessing.get_context("spawn")
-            bound = functools.partial(_limit_memory, self.memory_mb) if self.memory_mb else None
-            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=bound)
+            start = functools.partial(_start_child, os.getpid(), self.memory_mb)
+            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=start)
         return self._pool
 
     def _restart(self) -> None:

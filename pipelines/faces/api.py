@@ -21,9 +21,10 @@ to a collection one at a time (``Library``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -194,10 +195,19 @@ Credentials = Annotated[
 def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
     """The API over the service's collections, for the callers ``keys`` identify."""
     settings = service.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # at shutdown, before uvicorn raises a SIGTERM it caught again (which skips exit hooks): the
+        # file reader's child process ends with the server
+        await run_in_threadpool(service.close)
+
     app = FastAPI(
         title="日本語文書検索 API",
         version="1",
         description="コレクションごとの文書の取り込み・検索・回答。認証は Authorization: Bearer キー。",
+        lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, upload=settings.max_upload_mb * 1024 * 1024 + MULTIPART_SLACK, other=JSON_LIMIT)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.isolation import IsolatedReader
+from ingest.isolation import IsolatedReader, Reader
 from ingest.limits import Limits
 from ingest.ocr import OcrOptions
 from pipelines.model.embedder import Embedder, TextEmbedder
@@ -106,9 +106,10 @@ def build(
     originals: Originals | None = None,
     collections: Collections | None = None,
     querylog: QueryLog | None = None,
+    reader: Reader | None = None,
 ) -> Pipelines:
     """Every part of the collection ``settings.collection``, wired from ``settings``; a part given here (a
-    loaded embedder, a scratch store, the collections of a long-running process) is used instead.
+    loaded embedder, a scratch store, the collections of a long-running process, their file reader) is used instead.
 
     A collection other than ``default`` must exist (``collections create``): ``CollectionNotFoundError``.
     A store given here is used as it is, with the keyword index of its Chroma name.
@@ -127,7 +128,7 @@ def build(
         embedder,
         store,
         keyword,
-        _indexer(settings, embedder, store, keyword, originals),
+        _indexer(settings, embedder, store, keyword, originals, reader or make_reader(settings)),
         _searcher(settings, embedder, store, keyword),
         originals,
         querylog or make_querylog(settings),
@@ -179,15 +180,32 @@ def prefetch_for(embedder: TextEmbedder) -> int:
     return 0 if isinstance(embedder, Embedder) and embedder.on_cpu() else 2
 
 
-def _indexer(
-    settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex, originals: Originals
-) -> Indexer:
-    """The indexer with the configured chunking, upload and file limits, keeping the keyword index and originals in step.
+def _limits(settings: Settings) -> Limits:
+    return Limits(**{name: getattr(settings, name) for name in LIMITS})
 
-    Files are read in a child process (``IsolatedReader``): a file that hangs the parser, balloons or
-    crashes it is refused alone, and the page's process goes on.
-    """
-    limits = Limits(**{name: getattr(settings, name) for name in LIMITS})
+
+def make_reader(settings: Settings) -> IsolatedReader:
+    """How files are read: in a child process (``IsolatedReader``), so that a file that hangs the parser,
+    balloons or crashes it is refused alone and the page's process goes on. A process needs one, for
+    every collection (``Library``); its child starts at the first file and ends with ``close``."""
+    limits = _limits(settings)
+    return IsolatedReader(
+        seconds=limits.seconds_per_file,
+        memory_mb=limits.reader_memory_mb,
+        ocr=OcrOptions(mode=settings.ocr, langs=settings.ocr_langs),
+    )
+
+
+def _indexer(
+    settings: Settings,
+    embedder: TextEmbedder,
+    store: ChromaStore,
+    keyword: KeywordIndex,
+    originals: Originals,
+    reader: Reader,
+) -> Indexer:
+    """The indexer with the configured chunking, upload and file limits, keeping the keyword index and originals in step."""
+    limits = _limits(settings)
     return Indexer(
         embedder,
         store,
@@ -199,11 +217,7 @@ def _indexer(
         limits=limits,
         originals=originals,
         context=settings.chunk_context,
-        reader=IsolatedReader(
-            seconds=limits.seconds_per_file,
-            memory_mb=limits.reader_memory_mb,
-            ocr=OcrOptions(mode=settings.ocr, langs=settings.ocr_langs),
-        ),
+        reader=reader,
     )
 
 

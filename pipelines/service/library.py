@@ -10,17 +10,27 @@ from collections.abc import Callable, Iterator
 from pipelines.errors import CollectionNotFoundError
 from pipelines.model.embedder import TextEmbedder
 from pipelines.service import words
-from pipelines.service.compose import Pipelines, build, make_auditlog, make_collections, make_embedder, make_querylog
+from pipelines.service.compose import (
+    Pipelines,
+    build,
+    make_auditlog,
+    make_collections,
+    make_embedder,
+    make_querylog,
+    make_reader,
+)
 from pipelines.settings import Settings
-from pipelines.store.collections import CollectionInfo, Collections, canonical_name
+from pipelines.store.collections import DEFAULT, CollectionInfo, Collections, canonical_name
 
 
 class Library:
     """Every collection's ``Pipelines`` from ``build``, made on first use, sharing one embedder and one Chroma client.
 
     Writes to one collection are serialised by its ``write_lock`` (the store's lock file orders writing
-    processes); searches run concurrently. Deleting a collection waits for its writer, and a writer
-    that waited for a deleted collection is refused (``writing``).
+    processes); searches run concurrently. Deleting a collection marks it gone first (its keyword index
+    refuses to be saved again, its parts are not built again), then waits for its writer: a writer in
+    flight or waiting is refused, and nothing of the collection comes back once the delete returns.
+    Files are read by one child process for every collection (``reader``), ended by ``close``.
     """
 
     def __init__(
@@ -33,7 +43,10 @@ class Library:
         self.querylog = make_querylog(settings)
         # who did what to which collection and document: one file, one object (pipelines/service/audit.py)
         self.audit = make_auditlog(settings)
+        # one child process reads the files of every collection (each built its own: 17 collections, 17 children)
+        self.reader = make_reader(settings)
         self._parts: dict[str, Pipelines] = {}
+        self._deleting: set[str] = set()  # collections being deleted: their parts are not built again meanwhile
         self._lock = threading.Lock()
 
     def pipelines(self, name: str) -> Pipelines:
@@ -42,8 +55,16 @@ class Library:
         with self._lock:
             parts = self._parts.get(key)
             if parts is None:
+                if key in self._deleting:
+                    raise CollectionNotFoundError(words.COLLECTION_DELETED.format(name=key))
                 settings = dataclasses.replace(self.settings, collection=key)
-                parts = build(settings, embedder=self.embedder, collections=self.collections, querylog=self.querylog)
+                parts = build(
+                    settings,
+                    embedder=self.embedder,
+                    collections=self.collections,
+                    querylog=self.querylog,
+                    reader=self.reader,
+                )
                 self._parts[key] = parts
             return parts
 
@@ -78,17 +99,25 @@ class Library:
         return self.collections.create(name)
 
     def delete(self, name: str) -> CollectionInfo:
-        """Delete a collection and everything in it, once its writer (if any) is done."""
+        """Delete a collection and everything in it; a writer in flight is refused, and the delete waits for it."""
         key = canonical_name(name)
-        parts = self._parts.get(key)
-        # the writer first, then the library's lock, held only while the collection goes: searches in
-        # other collections never wait for an upload to this one
-        with parts.write_lock if parts is not None else contextlib.nullcontext(), self._lock:
-            self._parts.pop(key, None)  # no one builds its parts again meanwhile
-            return self.collections.delete(key)
+        if key == DEFAULT:
+            return self.collections.delete(key)  # refused, with the reason: nothing of it is touched here
+        with self._lock:
+            # gone from here on: no one builds its parts again, and whoever still holds them cannot
+            # save its keyword index (a search's or a writer's), so no file of it reappears
+            parts = self._parts.pop(key, None)
+            self._deleting.add(key)
+            if parts is not None:
+                parts.keyword.retire(words.COLLECTION_DELETED.format(name=key))
+        try:
+            # the writer's lock, not the library's: searches in other collections never wait for this one
+            with parts.write_lock if parts is not None else contextlib.nullcontext():
+                return self.collections.delete(key)
+        finally:
+            with self._lock:
+                self._deleting.discard(key)
 
     def close(self) -> None:
-        """End what the collections' parts hold open (the file reader's child process)."""
-        with self._lock:
-            for parts in self._parts.values():
-                parts.indexer.close()
+        """End what the collections' parts hold open: the file reader's child process (their one reader)."""
+        self.reader.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -243,9 +244,17 @@ class _OnPair(Protocol):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _collection_missing(error: BaseException) -> bool:
+    """Whether Chroma says the collection is gone (dropped by a delete while a handle to it was held)."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(error, NotFoundError) or bool(re.search(r"Collection .* does not exist", str(error)))
+
+
 def chroma_failures_as_store_errors(method: F) -> F:
     """Chroma failures (a server gone, a token refused) become a StoreError that says where and what.
 
+    A collection dropped meanwhile (a search racing the collection's delete) is ``CollectionNotFoundError``.
     The decorated method runs holding the client (``Connection.using``), after any reopening it needs.
     """
 
@@ -257,6 +266,9 @@ def chroma_failures_as_store_errors(method: F) -> F:
             with pair.connection.using():
                 return method(self, *args, **kwargs)
         except (ChromaError, httpx.HTTPError) as error:
+            if _collection_missing(error):
+                pair.forget()  # a collection made again under this name is a new one: its handles are opened anew
+                raise pair.gone() from error
             if _refused(error):
                 raise StoreError(
                     f"Chroma（{pair.location}）で認証に失敗しました（{error}）。RAG_CHROMA_TOKEN を確かめてください。"

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse
 
+from pipelines.errors import CollectionNotFoundError
+
 # Parts of speech that carry no topic: particles, auxiliary verbs, symbols, blanks.
 SKIPPED_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
 # Sudachi refuses inputs over about 49,000 bytes; questions and chunks are far shorter, but a
@@ -125,6 +127,7 @@ class KeywordIndex:
         self._matrix: Any = None  # rows × vocabulary term counts (CSC), built when first needed
         self._loaded_mtime: float | None = None
         self._synced: str | None = None  # the store's change token when this index last matched it
+        self._retired = ""  # why the index may no longer be saved: its collection was deleted
         if path is not None:
             self._load()
 
@@ -272,11 +275,22 @@ class KeywordIndex:
 
     # Persistence ---------------------------------------------------------------------------------
 
+    def retire(self, reason: str) -> None:
+        """The collection is being deleted: from now on ``save`` refuses (``CollectionNotFoundError(reason)``).
+
+        A writer or a search that still holds this index would otherwise write its file again after
+        the delete removed it.
+        """
+        with self._lock:
+            self._retired = reason
+
     def save(self) -> None:
-        """Write the index beside the store (one file, replaced atomically)."""
+        """Write the index beside the store (one file, replaced atomically); refused once ``retire``d."""
         if self.path is None:
             return
         with self._lock:
+            if self._retired:
+                raise CollectionNotFoundError(self._retired)
             self._compact()
             self._matrix = None
             state = {
