@@ -13,27 +13,30 @@ from streamlit.testing.v1 import AppTest
 
 from page.common import escape_markdown
 from page.signin import SIGNED_IN, SignedIn
+from pipelines.service import words
 from pipelines.service.library import Library
 from pipelines.service.results import Caller
 from pipelines.service.service import Service
 from pipelines.service.signin import NO_PASSWORD, UNREACHABLE, WRONG
 from pipelines.settings import Settings
 from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd
-from testkit.page import APP, texts
+from testkit.page import APP, texts, wait_for_model
 from testkit.servers import free_port
 
 TANAKA, SATO = PEOPLE
-POLICY = "group:jinji 人事* read,download\ngroup:gijutsu 技術* read,download,write\n"
+DESIGN = "設計の基本方針は、安全と保守のしやすさを第一にすることです。"
+POLICY = "group:jinji 人事* read,download\ngroup:gijutsu 技術* read,write\n"
 
 
 @pytest.fixture
-def signin_page(slapd: Slapd, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
+def signin_page(slapd: Slapd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
     """The page with RAG_AUTH=ldap against the test directory, over three collections."""
     policy = tmp_path / "policy.txt"
     policy.write_text(POLICY, encoding="utf-8")
     for name, value in {
-        "RAG_EMBEDDING_MODEL": str(model_dir),
-        "RAG_DEVICE": "cpu",
+        # no model: these pages do not wait for one, and a model still loading when the tests end would
+        # outlive them (the test that uploads sets the real one and waits for it)
+        "RAG_EMBEDDING_MODEL": str(tmp_path / "no-model"),
         "RAG_AUTH": "ldap",
         "RAG_LDAP_URL": slapd.url,
         "RAG_LDAP_USER_DN": USER_DN,
@@ -84,13 +87,27 @@ def test_the_page_is_a_sign_in_form_until_the_directory_accepts_the_person(signi
     assert [t.label for t in at.text_input] == ["ユーザー名", "パスワード"]
 
 
-def test_a_person_who_may_write_gets_the_uploader(signin_page: AppTest) -> None:
+def test_a_person_who_may_write_uploads_and_without_download_gets_no_file(
+    signin_page: AppTest, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))  # read at the next run
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
     at = sign_in(signin_page, "sato", SATO.password)
     assert at.selectbox(key="collection").options == ["技術資料"]
     shown = labels(at)
     assert "文書を追加" in shown
     assert "取り込む" in shown
     assert "コレクションの作成・削除" not in shown  # no admin right
+    wait_for_model(at)
+    at.file_uploader[0].set_value([("設計.txt", DESIGN.encode(), "text/plain")])
+    at.run()
+    next(b for b in at.button if b.label == "取り込む").click().run()
+    assert any(s.value.startswith("設計\\.txt: 追加") for s in at.success)
+    at.text_input(key="question").input("設計").run()
+    assert not at.exception, at.exception
+    download = next(b for b in at.get("download_button") if b.proto.label == "元のファイルをダウンロード")
+    assert download.proto.disabled  # read and write, no download
+    assert download.proto.help == words.NO_DOWNLOAD
 
 
 def test_a_link_into_a_collection_the_person_may_not_read_does_not_name_the_document(
