@@ -12,7 +12,8 @@ from ingest.loaders import SUPPORTED_SUFFIXES
 from page.audit import audit_panel
 from page.cards import show_hit
 from page.chat import conversation_panel, remember
-from page.common import PAGE, ZWSP, Here, escape_markdown, render_passage
+from page.common import ZWSP, Here, escape_markdown, render_passage
+from page.signin import page_caller
 from page.viewer import viewer_panel
 from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError, SettingsError
@@ -22,7 +23,7 @@ from pipelines.model.warmup import ModelWarmup
 from pipelines.search.highlight import query_terms
 from pipelines.service import words
 from pipelines.service.library import Library
-from pipelines.service.results import Question
+from pipelines.service.results import Caller, Question
 from pipelines.service.service import Service
 from pipelines.settings import Settings
 from pipelines.store.collections import DEFAULT, clean_name
@@ -46,18 +47,22 @@ def open_service(settings: Settings) -> tuple[Service, ModelWarmup]:
     return Service(library), ModelWarmup(library.embedder)  # started once the page is drawn (main)
 
 
-def collection_panel(service: Service) -> Here:
-    """The collection selector at the top of the sidebar; uploads, the library and searches use the chosen one."""
-    names = service.collection_names(PAGE)
+def collection_panel(service: Service, caller: Caller) -> Here:
+    """The collection selector at the top of the sidebar: the collections the person may read; uploads, the
+    library and searches use the chosen one."""
+    names = service.collection_names(caller)
+    if not names:  # a signed-in person the policy gives no collection
+        st.info("読めるコレクションがありません。権限は管理者に確かめてください。")
+        st.stop()
     linked = st.query_params.get("collection")
     if linked and "collection" not in st.session_state and linked in names:
         st.session_state["collection"] = linked  # a view's link, opened in a new session, opens its collection
     if st.session_state.get("collection") not in names:  # first run, or deleted by another session
         chosen = clean_name(service.settings.collection)
-        st.session_state["collection"] = chosen if chosen in names else DEFAULT
-        if chosen not in names:
+        st.session_state["collection"] = chosen if chosen in names else DEFAULT if DEFAULT in names else names[0]
+        if chosen not in names and caller.grants is None:  # missing; not merely closed to this person
             st.session_state["collection-missing"] = chosen
-    here = Here(service, st.selectbox("コレクション", names, key="collection"))
+    here = Here(service, st.selectbox("コレクション", names, key="collection"), caller)
     missing = st.session_state.get("collection-missing")
     if missing and missing in names:  # made since (in the sidebar below, or by another session)
         del st.session_state["collection-missing"]
@@ -71,6 +76,8 @@ def collection_panel(service: Service) -> Here:
 
 def manage_collections(here: Here) -> None:
     """Create a collection, or delete the chosen one with everything in it once confirmed."""
+    if not here.may("admin"):
+        return
     with st.expander("コレクションの作成・削除"):
         st.text_input("新しいコレクションの名前", key="new-collection", placeholder="例: 人事規程")
         st.button("作成", key="create-collection", on_click=_create_collection, args=(here,))
@@ -203,6 +210,8 @@ def model_caption(service: Service) -> None:
 
 
 def upload_panel(here: Here, warmup: ModelWarmup) -> None:
+    if not here.may("write"):
+        return
     st.subheader("文書を追加")
     limit = here.service.settings.max_upload_mb
     files = st.file_uploader(
@@ -287,6 +296,8 @@ def library_panel(here: Here) -> None:
     mixed = mixed_precisions(documents)
     if mixed:
         st.warning(escape_markdown(mixed))
+    if not here.may("write"):
+        return
     name = st.selectbox("削除する文書", [d.source for d in documents], index=None, placeholder="選んでください")
     confirmed = st.checkbox("この文書を削除してよい", disabled=name is None)
     if st.button("削除", disabled=not (name and confirmed)) and name:
@@ -326,10 +337,11 @@ def main() -> None:
         st.error(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
         st.stop()
         raise  # st.stop() ends the run; this line only satisfies the type checker
+    caller = page_caller(settings)  # a sign-in form, or a refusal to serve beyond this machine, stops here
     service, warmup = open_service(settings)
     try:
         with st.sidebar:
-            here = collection_panel(service)
+            here = collection_panel(service, caller)
     except RagError as error:  # the store cannot be opened
         st.error(escape_markdown(str(error)))
         st.stop()

@@ -56,14 +56,15 @@ def card_actions(here: Here, hit: Hit, focus: int, key: str = "") -> None:
         disabled=not kept,
         help=None if kept else words.ORIGINAL_NOT_KEPT,
     )
+    allowed = here.may("download")  # without the right the file is not offered (the service would refuse it)
     right.download_button(
         "元のファイルをダウンロード",
         data=lambda: here.service.original(here.caller, here.collection, hit.chunk.source).data,
         file_name=download_name(hit.chunk.source),
         key=f"{key}download-{hit.rank}",
         on_click="ignore",
-        disabled=not kept,
-        help=None if kept else words.ORIGINAL_NOT_KEPT,
+        disabled=not (kept and allowed),
+        help=None if kept and allowed else words.ORIGINAL_NOT_KEPT if not kept else words.NO_DOWNLOAD,
     )
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from pipelines.search.highlight import term_spans
-from pipelines.service.results import Caller
+from pipelines.service.results import Caller, Right
 from pipelines.service.service import Service
 
 # the page's caller: without sign-in the page serves this machine only, with every right
@@ -22,6 +22,10 @@ class Here:
     service: Service
     collection: str
     caller: Caller = PAGE
+
+    def may(self, right: Right) -> bool:
+        """Whether the person may do ``right`` to the chosen collection (to offer only the buttons that work)."""
+        return right in self.service.rights(self.caller, self.collection)
 
 
 def escape_markdown(text: str) -> str:

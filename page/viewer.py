@@ -8,6 +8,7 @@ shown is escaped text, or an image the server rendered.
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 from pathlib import PurePosixPath
 
@@ -15,7 +16,7 @@ import streamlit as st
 
 from ingest.document import describe
 from page.common import Here, escape_markdown
-from pipelines.errors import RagError
+from pipelines.errors import PermissionDeniedError, RagError
 from pipelines.search.page_view import PageImage
 from pipelines.search.retrieval import Hit
 from pipelines.search.text_views import RowsView, SlideView, TextView
@@ -70,17 +71,24 @@ def viewer_panel(here: Here) -> None:
     params = st.query_params
     if "doc" not in params:
         return
+    # the link's collection, not the selector's: a link to one the person may not read says so
+    here = dataclasses.replace(here, collection=params.get("collection") or DEFAULT)
     with st.container(border=True, key="viewer"):
         source = params.get("doc", "")
-        st.subheader(f"原文: {source}", anchor=False)
+        header = st.empty()
         chunk = _number(params.get("chunk"))
         try:
             shown = here.service.passage(
                 here.caller, here.collection, source, -1 if chunk is None else chunk, _number(params.get("page"))
             )
+        except PermissionDeniedError as error:  # the link's document is not named to someone who may not read it
+            header.subheader("原文", anchor=False)
+            st.warning(escape_markdown(str(error)))
         except RagError as error:
+            header.subheader(f"原文: {source}", anchor=False)
             st.warning(escape_markdown(str(error)))
         else:
+            header.subheader(f"原文: {source}", anchor=False)
             _show(here, shown)
         st.button("閉じる", key="close-view", on_click=close_view)
 

@@ -19,6 +19,11 @@ QueryPrecision = Literal["auto", "float32", "bfloat16", "int8", "float16"]
 """What questions are computed in; ``auto`` picks int8 where it reproduces float32."""
 QUERY_PRECISIONS: tuple[QueryPrecision, ...] = get_args(QueryPrecision)
 
+Auth = Literal["none", "ldap", "oidc"]
+"""How people sign in to the page: not at all (this machine only), against an LDAP directory, or OpenID
+Connect (accepted as a value, not available yet: the page says so and stops)."""
+AUTHS: tuple[Auth, ...] = get_args(Auth)
+
 # When scanned pages are read by OCR (defined where the readers are, which cannot import pipelines)
 OcrMode = _OcrMode
 OCR_MODES = _OCR_MODES

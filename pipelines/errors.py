@@ -12,8 +12,9 @@
     │   ├── CollectionNameError     a name no collection can have (empty, too long, a slash, …)
     │   ├── CollectionNotFoundError no collection has this name
     │   └── CollectionExistsError   a collection of this name exists already (or cannot be deleted)
-    ├── AccessError             the HTTP API refuses a request's key
-    │   ├── AuthenticationError     no key, or a key the server does not know (401)
+    ├── AccessError             a request's key, or a person signing in, is refused
+    │   ├── AuthenticationError     no key, a key the server does not know (401), a wrong user name or password
+    │   ├── DirectoryError          the sign-in directory (LDAP) cannot be reached or refuses to answer
     │   └── PermissionDeniedError   a known key without the right to this collection or to write (403)
     ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
     ├── NoChatModelError        an answer was asked for, and no chat model is configured (RAG_LLM_URL)
@@ -108,7 +109,11 @@ class AccessError(RagError):
 
 
 class AuthenticationError(AccessError):
-    """No key was given, or one the server does not know."""
+    """No key was given, or one the server does not know; or a user name and password the directory refuses."""
+
+
+class DirectoryError(AccessError):
+    """The directory people sign in with cannot be reached, or answers with an error."""
 
 
 class PermissionDeniedError(AccessError):

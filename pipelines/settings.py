@@ -11,10 +11,12 @@ from typing import Any
 
 from ingest.limits import DEFAULT_LIMITS, Limits
 from pipelines.choices import (
+    AUTHS,
     MODES,
     OCR_MODES,
     PRECISIONS,
     QUERY_PRECISIONS,
+    Auth,
     Mode,
     OcrMode,
     Precision,
@@ -31,6 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "query_precision": QUERY_PRECISIONS,
     "ocr": OCR_MODES,
+    "auth": AUTHS,
 }
 # settings that are fields of ingest.limits.Limits, under the same names
 LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
@@ -127,6 +130,18 @@ class Settings:
     # who may do what to which collections once people sign in: lines ``PRINCIPAL COLLECTION-PATTERN
     # RIGHTS`` (``user:NAME`` or ``group:NAME``, a glob, ``read,download,write,admin``), reread as it changes
     policy_file: Path | None = None
+    # how people sign in to the page (docs/signin.md): none (the page serves this machine only), ldap,
+    # or oidc (not available yet)
+    auth: Auth = "none"
+    # the LDAP directory: ldap://host or ldaps://host; a person's DN with {user} where the user name goes;
+    # where the groups are (a group's members in ``member``, its name its ``cn``; empty: no groups)
+    ldap_url: str = ""
+    ldap_user_dn: str = ""
+    ldap_group_base: str = ""
+    # STARTTLS on an ldap:// connection before the password is sent
+    ldap_starttls: bool = False
+    # minutes a sign-in to the page lasts
+    session_minutes: int = 480
 
     def __repr__(self) -> str:
         """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""
@@ -184,8 +199,31 @@ class Settings:
             raise SettingsError(f"RAG_AUDIT_DAYS は 0（無期限）以上にしてください（現在 {self.audit_days}）。")
         if self.llm_timeout < 1:
             raise SettingsError(f"RAG_LLM_TIMEOUT は 1 秒以上にしてください（現在 {self.llm_timeout}）。")
+        if self.session_minutes < 1:
+            raise SettingsError(f"RAG_SESSION_MINUTES は 1 以上にしてください（現在 {self.session_minutes}）。")
+        if self.auth == "ldap":
+            self._check_ldap()
         if not self.embedding_model.strip():
             raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")
+
+    def _check_ldap(self) -> None:
+        """What sign-in against an LDAP directory needs: where it is, a person's DN, and a policy."""
+        if not self.ldap_url.startswith(("ldap://", "ldaps://")):
+            raise SettingsError(
+                f"RAG_AUTH=ldap には RAG_LDAP_URL を ldap:// か ldaps:// で始まる URL にしてください（現在 {self.ldap_url!r}）。"
+                "例: ldaps://ldap.example.jp"
+            )
+        if self.ldap_starttls and self.ldap_url.startswith("ldaps://"):
+            raise SettingsError("RAG_LDAP_STARTTLS は ldap:// の URL にだけ使えます（ldaps:// は初めから TLS です）。")
+        if self.ldap_user_dn.count("{user}") != 1 or "{" in self.ldap_user_dn.replace("{user}", ""):
+            raise SettingsError(
+                "RAG_LDAP_USER_DN はユーザー名の入る所に {user} を一つだけ書いた DN にしてください"
+                f"（例: uid={{user}},ou=people,dc=example,dc=jp、現在 {self.ldap_user_dn!r}）。"
+            )
+        if self.policy_file is None:
+            raise SettingsError(
+                "RAG_AUTH=ldap には、誰がどのコレクションを使えるかを書いた RAG_POLICY_FILE が必要です（docs/signin.md）。"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -244,6 +282,7 @@ CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "str": _text,
     "str | None": _text,
     "Mode": _text,
+    "Auth": _text,
     "Precision": _text,
     "QueryPrecision": _text,
     "OcrMode": _text,

@@ -18,6 +18,7 @@ from pipelines.model.embedder import Embedder
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
 from pipelines.store.originals import Originals
+from testkit.ldap import Slapd, available
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
 
@@ -29,6 +30,7 @@ TIER_OF_FIXTURE = {
     "start_api": "server",  # tests/pipelines/test_api.py: the HTTP API under uvicorn
     "page": "slow",  # tests/test_app.py: the page in AppTest, loading its model for each test
     "chat": "slow",  # tests/test_app_conversation.py: the same, with two documents ingested
+    "slapd": "server",  # the sign-in tests: OpenLDAP's slapd on 127.0.0.1
 }
 
 
@@ -70,6 +72,19 @@ def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     server = chroma_server(tmp_path_factory.mktemp("chroma-server")).start()
     try:
         yield server.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    """A real OpenLDAP directory on 127.0.0.1 (testkit/ldap.py): tanaka in jinji, sato in gijutsu."""
+    if not available():
+        missing = "slapd がありません（apt-get install slapd ldap-utils）"
+        pytest.fail(missing) if os.environ.get("CI") else pytest.skip(missing)
+    server = Slapd().start()
+    try:
+        yield server
     finally:
         server.stop()
 

@@ -51,6 +51,7 @@ from pipelines.service import words
 from pipelines.service.audit import Action, AuditEntry, Outcome
 from pipelines.service.compose import Pipelines
 from pipelines.service.library import Library
+from pipelines.service.policy import RIGHTS
 from pipelines.service.querylog import LoggedQuery, Target
 from pipelines.service.results import (
     Answered,
@@ -119,6 +120,11 @@ class Service:
             self._refused(caller, cleaned, message)
             raise PermissionDeniedError(message)
         return cleaned
+
+    def rights(self, caller: Caller, collection: str) -> frozenset[Right]:
+        """What the caller may do to a collection: for a face to offer only the buttons that will work."""
+        cleaned = canonical_name(collection)
+        return frozenset(right for right in RIGHTS if caller.may(cleaned, right))
 
     def _parts(self, caller: Caller, name: str, right: Right) -> Pipelines:
         """A collection's parts, once ``caller`` may do ``right`` to it."""

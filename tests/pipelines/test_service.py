@@ -191,3 +191,12 @@ def test_the_apis_validation_errors_in_japanese(error: dict[str, object], said: 
 def test_a_place_in_a_list_reads_the_same_everywhere() -> None:
     assert words.place(3) == "3 位"
     assert words.place(None) == "候補外"
+
+
+def test_rights_are_what_the_checks_allow(service: Service) -> None:
+    """``rights`` lets a face offer only what the service will do, for any spelling of the name."""
+    assert service.rights(ADMIN, "default") == {"read", "download", "write", "admin"}
+    assert service.rights(HR_MEMBER, " 人事規程 ") == {"read", "download", "write"}
+    assert service.rights(TANAKA, "人事規程") == {"read"}
+    assert service.rights(TANAKA, "default") == set()
+    assert service.rights(MANAGER, "default") == {"admin"}

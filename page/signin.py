@@ -1,0 +1,107 @@
+"""Who the person is to the page: signed in against the directory (``RAG_AUTH=ldap``), or this machine only.
+
+With ``RAG_AUTH=none`` nobody signs in and the page has every right, so it serves only an address of
+this machine (the server's ``server.address``, .streamlit/config.toml); any other refuses to start.
+With ``ldap`` the page is a sign-in form until the directory accepts the person, then theirs for
+``RAG_SESSION_MINUTES``: their caller carries their user name, their groups and the policy of
+``RAG_POLICY_FILE``, read once per server process and reread as it changes (docs/signin.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import streamlit as st
+
+from page.common import PAGE, escape_markdown
+from pipelines.errors import AccessError, SettingsError
+from pipelines.service.policy import PolicySource, load_policy
+from pipelines.service.results import Caller
+from pipelines.service.signin import LdapDirectory, Person
+from pipelines.settings import LOOPBACK, Settings
+
+SIGNED_IN = "signed-in"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A session's sign-in: the person and when (``time.time()``) the directory accepted them."""
+
+    person: Person
+    at: float
+
+
+@st.cache_resource(show_spinner=False)
+def open_policy(path: Path | None) -> PolicySource:
+    """``RAG_POLICY_FILE``'s policy, shared by every session of this server process (it rereads the file itself)."""
+    return load_policy(path)
+
+
+def page_caller(settings: Settings) -> Caller:
+    """This session's caller; until there is one the page shows why, or the sign-in form, and stops there."""
+    if settings.auth == "none":
+        address = str(st.get_option("server.address") or "")
+        if address not in LOOPBACK:
+            _refuse(
+                f"この画面はサインインなしで、このマシンの外（server.address = {address or 'すべてのアドレス'}）に"
+                "公開されようとしています。サインインなしでは誰でもすべての文書を読み書きできるため、起動しません。"
+                "社内に公開するには RAG\\_AUTH=ldap と RAG\\_LDAP\\_URL、RAG\\_LDAP\\_USER\\_DN、RAG\\_POLICY\\_FILE を"
+                "設定してください（docs/signin.md）。このマシンだけで使うなら --server.address 127.0.0.1 で起動してください。"
+            )
+        return PAGE
+    if settings.auth == "oidc":
+        _refuse(
+            "OpenID Connect（RAG\\_AUTH=oidc）でのサインインはまだ使えません。"
+            "LDAP でサインインするには RAG\\_AUTH=ldap に、このマシンだけで使うには none にしてください（docs/signin.md）。"
+        )
+    try:
+        policy = open_policy(settings.policy_file)
+    except SettingsError as error:
+        _refuse(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
+    signed = st.session_state.get(SIGNED_IN)
+    if isinstance(signed, SignedIn) and time.time() - signed.at > settings.session_minutes * 60:
+        sign_out()
+        st.info("サインインの有効期限が切れました。もう一度サインインしてください。")
+        signed = None
+    if not isinstance(signed, SignedIn):
+        sign_in_form(settings)
+        st.stop()
+        raise AssertionError  # as in _refuse
+    person = signed.person
+    with st.sidebar:
+        st.caption(f"{escape_markdown(person.user)} としてサインインしています")
+        st.button("サインアウト", key="sign-out", on_click=sign_out)
+    return Caller("page", name=person.user, grants=policy, user=person.user, groups=person.groups)
+
+
+def sign_in_form(settings: Settings) -> None:
+    """The user name and password; the directory's refusal, said in place."""
+    with st.form("sign-in", clear_on_submit=True):  # the password does not stay in the form
+        st.subheader("サインイン", anchor=False)
+        user = st.text_input("ユーザー名", key="sign-in-user")
+        password = st.text_input("パスワード", type="password", key="sign-in-password")
+        submitted = st.form_submit_button("サインイン", type="primary")
+    if not submitted:
+        return
+    try:
+        person = LdapDirectory.from_settings(settings).authenticate(user.strip(), password)
+    except AccessError as error:
+        st.error(escape_markdown(str(error)))
+        return
+    st.session_state[SIGNED_IN] = SignedIn(person, time.time())
+    st.rerun()
+
+
+def sign_out() -> None:
+    """Forget everything of this session: the sign-in, the chosen collection, the questions and conversation."""
+    for key in list(st.session_state):
+        del st.session_state[key]
+
+
+def _refuse(message: str) -> NoReturn:
+    st.error(message)
+    st.stop()
+    raise AssertionError  # st.stop() ends the run; this line only satisfies the type checker

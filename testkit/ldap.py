@@ -1,0 +1,169 @@
+"""A real OpenLDAP directory for the sign-in tests: Debian's slapd on 127.0.0.1, two people in two groups.
+
+The directory is made in a temporary folder: a ``slapd.conf`` with the mdb backend and the core,
+cosine, inetorgperson schemas, loaded offline with ``slapadd``, then ``slapd -d 0`` in the foreground
+on a free port, stopped by ``stop()``. Passwords are stored as ``slappasswd`` hashes; only the person
+themself may read anything but the password, which anyone may only bind with.
+
+    dc=example,dc=jp
+    ├── ou=people   uid=tanaka (田中 太郎), uid=sato (佐藤 花子)
+    └── ou=groups   cn=jinji (member tanaka), cn=gijutsu (member sato)
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testkit.servers import free_port
+
+BASE = "dc=example,dc=jp"
+USER_DN = f"uid={{user}},ou=people,{BASE}"
+GROUP_BASE = f"ou=groups,{BASE}"
+SCHEMAS = Path("/etc/ldap/schema")
+MODULES = Path("/usr/lib/ldap")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone the test directory knows: their uid, password, names and groups."""
+
+    uid: str
+    password: str
+    cn: str
+    sn: str
+    groups: tuple[str, ...]
+
+
+PEOPLE = (
+    Person("tanaka", "たなかのパスワード1", "田中 太郎", "田中", ("jinji",)),
+    Person("sato", "sato-pass-2", "佐藤 花子", "佐藤", ("gijutsu",)),
+)
+
+
+def available() -> bool:
+    """Whether slapd and its tools are installed (Debian's ``slapd``)."""
+    return all(shutil.which(tool) or Path("/usr/sbin", tool).exists() for tool in ("slapd", "slapadd", "slappasswd"))
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+def _value(name: str, value: str) -> str:
+    """An LDIF line; a value that is not plain ASCII goes base64-encoded (``name:: …``), as LDIF requires."""
+    if value.isascii():
+        return f"{name}: {value}"
+    return f"{name}:: {base64.b64encode(value.encode()).decode()}"
+
+
+def _hash(password: str) -> str:
+    done = subprocess.run([_tool("slappasswd"), "-s", password], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def directory_ldif(people: tuple[Person, ...] = PEOPLE) -> str:
+    """The directory's entries: the base, the two branches, each person, each group with its members."""
+    entries = [
+        [f"dn: {BASE}", "objectClass: dcObject", "objectClass: organization", "dc: example", "o: example"],
+        [f"dn: ou=people,{BASE}", "objectClass: organizationalUnit", "ou: people"],
+        [f"dn: {GROUP_BASE}", "objectClass: organizationalUnit", "ou: groups"],
+    ]
+    for person in people:
+        entries.append(
+            [
+                f"dn: {USER_DN.format(user=person.uid)}",
+                "objectClass: inetOrgPerson",
+                f"uid: {person.uid}",
+                _value("cn", person.cn),
+                _value("sn", person.sn),
+                _value("userPassword", _hash(person.password)),
+            ]
+        )
+    for group in sorted({g for person in people for g in person.groups}):
+        members = [USER_DN.format(user=p.uid) for p in people if group in p.groups]
+        entries.append(
+            [f"dn: cn={group},{GROUP_BASE}", "objectClass: groupOfNames", f"cn: {group}"]
+            + [f"member: {member}" for member in members]
+        )
+    return "\n\n".join("\n".join(lines) for lines in entries) + "\n"
+
+
+def slapd_conf(folder: Path) -> str:
+    """A minimal slapd.conf: the schemas, the mdb module, one database, and who may read what."""
+    schemas = "\n".join(f"include {SCHEMAS / f'{name}.schema'}" for name in ("core", "cosine", "inetorgperson"))
+    return f"""{schemas}
+pidfile {folder / "slapd.pid"}
+modulepath {MODULES}
+moduleload back_mdb
+database mdb
+maxsize 10485760
+suffix "{BASE}"
+rootdn "cn=admin,{BASE}"
+directory {folder / "db"}
+access to attrs=userPassword by anonymous auth by * none
+access to * by users read by * none
+"""
+
+
+class Slapd:
+    """slapd serving the test directory on ``ldap://127.0.0.1:PORT``, stopped by ``stop()``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="slapd-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    def start(self, seconds: float = 20) -> Slapd:
+        conf = self.folder / "slapd.conf"
+        conf.write_text(slapd_conf(self.folder), encoding="utf-8")
+        (self.folder / "db").mkdir()
+        ldif = self.folder / "directory.ldif"
+        ldif.write_text(directory_ldif(), encoding="utf-8")
+        subprocess.run([_tool("slapadd"), "-f", str(conf), "-l", str(ldif)], capture_output=True, check=True)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        # -d 0: in the foreground (no fork to lose track of), logging nothing
+        command = [_tool("slapd"), "-f", str(conf), "-h", f"{self.url}/", "-d", "0"]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds
+        while not self._listening():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                output = self.log.read().decode(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"slapd did not start:\n{output}")
+            time.sleep(0.1)
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        shutil.rmtree(self.folder, ignore_errors=True)

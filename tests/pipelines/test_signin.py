@@ -1,0 +1,133 @@
+"""Signing in against a real OpenLDAP directory: the groups, one message for every wrong guess, no injection."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.errors import AuthenticationError, DirectoryError, SettingsError
+from pipelines.service.signin import NO_PASSWORD, UNREACHABLE, WRONG, LdapDirectory, Person, check_user
+from pipelines.settings import Settings
+from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd
+from testkit.servers import free_port
+
+TANAKA, SATO = PEOPLE
+
+
+@pytest.fixture
+def directory(slapd: Slapd) -> LdapDirectory:
+    return LdapDirectory(slapd.url, USER_DN, GROUP_BASE, timeout=3)
+
+
+def test_a_person_signs_in_with_their_groups(directory: LdapDirectory) -> None:
+    assert directory.authenticate("tanaka", TANAKA.password) == Person("tanaka", ("jinji",))
+    assert directory.authenticate("sato", SATO.password) == Person("sato", ("gijutsu",))
+
+
+def test_without_a_group_base_no_groups_are_read(slapd: Slapd) -> None:
+    assert LdapDirectory(slapd.url, USER_DN).authenticate("tanaka", TANAKA.password) == Person("tanaka")
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [
+        ("tanaka", "違うパスワード"),
+        ("tanaka", SATO.password),  # another person's password
+        ("yamada", "なんでも"),  # nobody of that name
+        ("TANAKA", TANAKA.password + " "),
+    ],
+)
+def test_an_unknown_user_and_a_wrong_password_get_one_message(
+    directory: LdapDirectory, user: str, password: str
+) -> None:
+    with pytest.raises(AuthenticationError) as refused:
+        directory.authenticate(user, password)
+    assert str(refused.value) == WRONG == "ユーザー名かパスワードが違います。"
+
+
+def test_an_empty_password_is_refused_before_any_bind() -> None:
+    """An empty password would be an unauthenticated bind, which the directory accepts: never sent."""
+    nowhere = LdapDirectory(f"ldap://127.0.0.1:{free_port()}", USER_DN, GROUP_BASE, timeout=1)
+    with pytest.raises(AuthenticationError, match=NO_PASSWORD):
+        nowhere.authenticate("tanaka", "")  # no directory listens: refused before connecting
+
+
+def test_an_unreachable_directory_says_so_not_a_wrong_password() -> None:
+    nowhere = LdapDirectory(f"ldap://127.0.0.1:{free_port()}", USER_DN, GROUP_BASE, timeout=1)
+    with pytest.raises(DirectoryError) as refused:
+        nowhere.authenticate("tanaka", TANAKA.password)
+    assert str(refused.value).startswith(UNREACHABLE)
+    assert not isinstance(refused.value, AuthenticationError)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        "tanaka,ou=people,dc=example,dc=jp",
+        "*",
+        "tanaka)(uid=*",
+        "x+uid=tanaka",
+        'tan"aka',
+        "tanaka\\2c",
+        "#tanaka",
+        "tan\x00aka",
+        "tanaka\n",
+        " tanaka",
+        "uid=tanaka",
+        "<tanaka>",
+        "tanaka;",
+    ],
+)
+def test_a_user_name_that_would_change_the_dn_is_refused(directory: LdapDirectory, user: str) -> None:
+    with pytest.raises(AuthenticationError) as refused:
+        directory.authenticate(user, TANAKA.password)
+    assert str(refused.value) != WRONG or not user  # said for what it is, not as a wrong password
+    with pytest.raises(AuthenticationError):
+        check_user(user)
+
+
+@pytest.mark.parametrize("user", ["tanaka", "田中", "t.tanaka", "tanaka-2", "ｔａｎａｋａ", "tanaka@example.jp"])
+def test_ordinary_user_names_go_in_the_dn_as_typed(user: str) -> None:
+    directory = LdapDirectory("ldap://127.0.0.1", USER_DN)
+    assert directory.dn(user) == f"uid={user},ou=people,dc=example,dc=jp"
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"ldap_url": "127.0.0.1", "ldap_user_dn": USER_DN}, "RAG_LDAP_URL"),
+        ({"ldap_url": "ldap://h", "ldap_user_dn": "uid=x,dc=jp"}, "RAG_LDAP_USER_DN"),
+        ({"ldap_url": "ldap://h", "ldap_user_dn": "uid={user},cn={user}"}, "RAG_LDAP_USER_DN"),
+        ({"ldap_url": "ldaps://h", "ldap_user_dn": USER_DN, "ldap_starttls": "on"}, "RAG_LDAP_STARTTLS"),
+        ({"ldap_url": "ldap://h", "ldap_user_dn": USER_DN, "policy_file": ""}, "RAG_POLICY_FILE"),
+        ({"ldap_url": "ldap://h", "ldap_user_dn": USER_DN, "session_minutes": "0"}, "RAG_SESSION_MINUTES"),
+        ({"auth": "kerberos"}, "RAG_AUTH"),
+    ],
+)
+def test_sign_in_settings_that_cannot_work_are_refused(values: dict[str, str], fragment: str) -> None:
+    environ = {"RAG_AUTH": "ldap", "RAG_POLICY_FILE": "/etc/rag-policy"}
+    environ.update({f"RAG_{name.upper()}": value for name, value in values.items()})
+    with pytest.raises(SettingsError, match=fragment):
+        Settings.from_env(environ)
+
+
+def test_sign_in_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "RAG_AUTH": "ldap",
+            "RAG_LDAP_URL": "ldap://ldap.example.jp",
+            "RAG_LDAP_USER_DN": USER_DN,
+            "RAG_LDAP_GROUP_BASE": GROUP_BASE,
+            "RAG_LDAP_STARTTLS": "on",
+            "RAG_POLICY_FILE": "/etc/rag-policy",
+        }
+    )
+    directory = LdapDirectory.from_settings(settings)
+    assert (directory.url, directory.user_dn, directory.group_base, directory.starttls) == (
+        "ldap://ldap.example.jp",
+        USER_DN,
+        GROUP_BASE,
+        True,
+    )
+    assert settings.session_minutes == 480
+    assert Settings.from_env({}).auth == "none"
+    assert Settings.from_env({"RAG_AUTH": "oidc"}).auth == "oidc"  # accepted; the page says it is not available
