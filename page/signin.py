@@ -90,7 +90,7 @@ def provider_caller(policy: PolicySource) -> Caller:
             ".streamlit/secrets.toml の [auth] に redirect\\_uri（…/oauth2callback）、cookie\\_secret、"
             "client\\_id、client\\_secret、server\\_metadata\\_url を書いてください（docs/signin.md）。"
         )
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in"):  # absent, not False, where no sign-in has been tried
         st.subheader("サインイン", anchor=False)
         st.button("サインイン", key="sign-in", type="primary", on_click=st.login)
         st.stop()
