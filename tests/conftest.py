@@ -97,7 +97,8 @@ def provider() -> Iterator[oidc.Provider]:
     if not oidc.available():
         missing = "oidc-provider-mock がありません（pip install -r requirements-dev.txt）"
         pytest.fail(missing) if os.environ.get("CI") else pytest.skip(missing)
-    server = oidc.Provider().start()
+    server = oidc.Provider()
+    server.start()
     try:
         yield server
     finally:
