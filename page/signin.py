@@ -1,10 +1,13 @@
-"""Who the person is to the page: signed in against the directory (``RAG_AUTH=ldap``), or this machine only.
+"""Who the person is to the page: signed in against the directory (``RAG_AUTH=ldap``) or an OpenID
+Connect provider (``oidc``), or this machine only.
 
 With ``RAG_AUTH=none`` nobody signs in and the page has every right, so it serves only an address of
 this machine (the server's ``server.address``, .streamlit/config.toml); any other refuses to start.
 With ``ldap`` the page is a sign-in form until the directory accepts the person, then theirs for
 ``RAG_SESSION_MINUTES``: their caller carries their user name, their groups and the policy of
-``RAG_POLICY_FILE``, read once per server process and reread as it changes (docs/signin.md).
+``RAG_POLICY_FILE``, read once per server process and reread as it changes (docs/signin.md). With
+``oidc`` Streamlit's ``st.login`` (``[auth]`` in .streamlit/secrets.toml) signs them in at the
+provider; their ID token's claims name them and their groups (pipelines/service/oidc.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import streamlit as st
 
 from page.common import PAGE, escape_markdown
 from pipelines.errors import AccessError, SettingsError
+from pipelines.service.oidc import person_of
 from pipelines.service.policy import PolicySource, load_policy
 from pipelines.service.results import Caller
 from pipelines.service.signin import LdapDirectory, Person
@@ -52,15 +56,12 @@ def page_caller(settings: Settings) -> Caller:
                 "設定してください（docs/signin.md）。このマシンだけで使うなら --server.address 127.0.0.1 で起動してください。"
             )
         return PAGE
-    if settings.auth == "oidc":
-        _refuse(
-            "OpenID Connect（RAG\\_AUTH=oidc）でのサインインはまだ使えません。"
-            "LDAP でサインインするには RAG\\_AUTH=ldap に、このマシンだけで使うには none にしてください（docs/signin.md）。"
-        )
     try:
         policy = open_policy(settings.policy_file)
     except SettingsError as error:
         _refuse(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
+    if settings.auth == "oidc":
+        return provider_caller(policy)
     signed = st.session_state.get(SIGNED_IN)
     if isinstance(signed, SignedIn) and time.time() - signed.at > settings.session_minutes * 60:
         sign_out()
@@ -74,6 +75,32 @@ def page_caller(settings: Settings) -> Caller:
     with st.sidebar:
         st.caption(f"{escape_markdown(person.user)} としてサインインしています")
         st.button("サインアウト", key="sign-out", on_click=sign_out)
+    return Caller("page", name=person.user, grants=policy, user=person.user, groups=person.groups)
+
+
+def provider_caller(policy: PolicySource) -> Caller:
+    """The person the OpenID Connect provider signed in (``st.login``); until then, the サインイン button."""
+    try:
+        configured = "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        configured = False
+    if not configured:
+        _refuse(
+            "OpenID Connect（RAG\\_AUTH=oidc）でサインインするための設定がありません。"
+            ".streamlit/secrets.toml の [auth] に redirect\\_uri（…/oauth2callback）、cookie\\_secret、"
+            "client\\_id、client\\_secret、server\\_metadata\\_url を書いてください（docs/signin.md）。"
+        )
+    if not st.user.get("is_logged_in"):  # absent, not False, where no sign-in has been tried
+        st.subheader("サインイン", anchor=False)
+        st.button("サインイン", key="sign-in", type="primary", on_click=st.login)
+        st.stop()
+        raise AssertionError  # as in _refuse
+    person = person_of(st.user.to_dict())
+    with st.sidebar:
+        st.caption(f"{escape_markdown(person.user)} としてサインインしています")
+        if st.button("サインアウト", key="sign-out"):
+            sign_out()
+            st.logout()
     return Caller("page", name=person.user, grants=policy, user=person.user, groups=person.groups)
 
 

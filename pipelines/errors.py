@@ -14,7 +14,7 @@
     │   └── CollectionExistsError   a collection of this name exists already (or cannot be deleted)
     ├── AccessError             a request's key, or a person signing in, is refused
     │   ├── AuthenticationError     no key, a key the server does not know (401), a wrong user name or password
-    │   ├── DirectoryError          the sign-in directory (LDAP) cannot be reached or refuses to answer
+    │   ├── DirectoryError          the sign-in directory (LDAP) or OpenID Connect provider cannot be reached
     │   └── PermissionDeniedError   a known key without the right to this collection or to write (403)
     ├── GenerationError         the chat model for answers refuses, fails or does not answer in time
     ├── NoChatModelError        an answer was asked for, and no chat model is configured (RAG_LLM_URL)

@@ -131,7 +131,7 @@ class Settings:
     # RIGHTS`` (``user:NAME`` or ``group:NAME``, a glob, ``read,download,write,admin``), reread as it changes
     policy_file: Path | None = None
     # how people sign in to the page (docs/signin.md): none (the page serves this machine only), ldap,
-    # or oidc (not available yet)
+    # or oidc (the page: [auth] in .streamlit/secrets.toml; the API: the provider's tokens)
     auth: Auth = "none"
     # the LDAP directory: ldap://host or ldaps://host; a person's DN with {user} where the user name goes;
     # where the groups are (a group's members in ``member``, its name its ``cn``; empty: no groups)
@@ -142,6 +142,11 @@ class Settings:
     ldap_starttls: bool = False
     # minutes a sign-in to the page lasts
     session_minutes: int = 480
+    # the API with RAG_AUTH=oidc: the provider's metadata (…/.well-known/openid-configuration), the
+    # client id, and the audience a token must be for (empty: the client id)
+    oidc_metadata_url: str = ""
+    oidc_client_id: str = ""
+    oidc_audience: str = ""
 
     def __repr__(self) -> str:
         """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""
@@ -203,6 +208,15 @@ class Settings:
             raise SettingsError(f"RAG_SESSION_MINUTES は 1 以上にしてください（現在 {self.session_minutes}）。")
         if self.auth == "ldap":
             self._check_ldap()
+        if self.auth == "oidc" and self.policy_file is None:
+            raise SettingsError(
+                "RAG_AUTH=oidc には、誰がどのコレクションを使えるかを書いた RAG_POLICY_FILE が必要です（docs/signin.md）。"
+            )
+        if self.oidc_metadata_url and not self.oidc_metadata_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                "RAG_OIDC_METADATA_URL は http:// か https:// で始まる URL にしてください"
+                f"（例: https://login.example.jp/.well-known/openid-configuration、現在 {self.oidc_metadata_url!r}）。"
+            )
         if not self.embedding_model.strip():
             raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")
 

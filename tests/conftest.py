@@ -18,6 +18,7 @@ from pipelines.model.embedder import Embedder
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
 from pipelines.store.originals import Originals
+from testkit import oidc
 from testkit.ldap import Slapd, available
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
@@ -31,6 +32,7 @@ TIER_OF_FIXTURE = {
     "page": "slow",  # tests/test_app.py: the page in AppTest, loading its model for each test
     "chat": "slow",  # tests/test_app_conversation.py: the same, with two documents ingested
     "slapd": "server",  # the sign-in tests: OpenLDAP's slapd on 127.0.0.1
+    "provider": "server",  # the OpenID Connect tests: oidc-provider-mock on 127.0.0.1
 }
 
 
@@ -83,6 +85,20 @@ def slapd() -> Iterator[Slapd]:
         missing = "slapd がありません（apt-get install slapd ldap-utils）"
         pytest.fail(missing) if os.environ.get("CI") else pytest.skip(missing)
     server = Slapd().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[oidc.Provider]:
+    """A real OpenID Connect provider on 127.0.0.1 (testkit/oidc.py): suzuki in jinji, yamada with the role gijutsu."""
+    if not oidc.available():
+        missing = "oidc-provider-mock がありません（pip install -r requirements-dev.txt）"
+        pytest.fail(missing) if os.environ.get("CI") else pytest.skip(missing)
+    server = oidc.Provider()
+    server.start()
     try:
         yield server
     finally:

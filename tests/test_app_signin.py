@@ -164,10 +164,28 @@ def test_the_configured_address_is_loopback() -> None:
     assert config.get_option("server.address") == "127.0.0.1"
 
 
-def test_openid_connect_is_not_available_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openid_connect_without_auth_secrets_says_how_to_configure_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "policy.txt"
+    policy.write_text(POLICY, encoding="utf-8")
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(tmp_path / "no-model"))
     monkeypatch.setenv("RAG_AUTH", "oidc")
+    monkeypatch.setenv("RAG_POLICY_FILE", str(policy))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.selectbox
-    assert "OpenID Connect" in at.error[0].value
-    assert "まだ使えません" in at.error[0].value
+    assert "[auth]" in at.error[0].value
+    assert "secrets.toml" in at.error[0].value
+    # with [auth], the sign-in button and nothing else of the page
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = {
+        "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+        "cookie_secret": "a-cookie-secret-of-enough-length-0123456789",
+        "client_id": "jdocs",
+        "client_secret": "secret",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+    }
+    at.run()
+    assert not at.exception
+    assert not at.selectbox
+    assert [b.label for b in at.button] == ["サインイン"]

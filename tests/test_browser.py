@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.service.library import Library
+from pipelines.service.results import Caller
+from pipelines.service.service import Service
+from pipelines.settings import Settings
 from testkit.documents import make_pdf
+from testkit.oidc import CLIENT_ID, CLIENT_SECRET, Provider
 from testkit.servers import ChatServer, Reply
 
 pytestmark = pytest.mark.browser  # Chromium through Playwright, against `streamlit run`
@@ -422,4 +427,54 @@ def test_a_collection_made_in_the_sidebar_keeps_its_documents_apart(server: str,
         page.get_by_role("option", name="default").click()
         expect(sidebar.get_by_text("登録済みの文書（0 件）")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("まだ文書がありません")).to_be_visible()
+        browser.close()
+
+
+@pytest.mark.server
+def test_signing_in_with_openid_connect(model_dir: Path, tmp_path: Path, provider: Provider) -> None:
+    """RAG_AUTH=oidc: サインイン at the provider, the policy's collections only, サインアウト."""
+    from playwright.sync_api import expect, sync_playwright
+
+    policy = tmp_path / "policy.txt"
+    policy.write_text("group:jinji 人事* read\n", encoding="utf-8")
+    data = tmp_path / "data"
+    service = Service(Library(Settings.from_env({"RAG_DATA_DIR": str(data), "RAG_EMBEDDING_MODEL": str(model_dir)})))
+    for name in ("人事規程", "技術資料"):
+        service.create_collection(Caller("cli"), name)
+    service.close()
+    # the page's cwd is tmp_path: Streamlit reads .streamlit/secrets.toml there, and fills in {port}
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(
+        "[auth]\n"
+        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        'cookie_secret = "a-cookie-secret-for-the-test-0123456789"\n'
+        f'client_id = "{CLIENT_ID}"\n'
+        f'client_secret = "{CLIENT_SECRET}"\n'
+        f'server_metadata_url = "{provider.metadata_url}"\n',
+        encoding="utf-8",
+    )
+    with (
+        serving(model_dir, tmp_path, RAG_AUTH="oidc", RAG_POLICY_FILE=str(policy)) as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ja-JP")
+        page.goto(url)
+        page.get_by_role("button", name="サインイン").click()
+        page.get_by_role("button", name="suzuki").click()  # the provider's form: a predefined person
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar.get_by_text("suzuki としてサインインしています")).to_be_visible(timeout=60_000)
+        sidebar.locator("[data-testid='stSelectbox']").first.click()
+        expect(page.get_by_role("option")).to_have_text(["人事規程"])
+        page.keyboard.press("Escape")
+        sidebar.get_by_role("button", name="サインアウト").click()
+        # Streamlit forgets the sign-in and sends the browser to the provider's end of session, which asks first
+        end = page.get_by_role("button", name="End session")
+        again = page.get_by_role("button", name="サインイン")
+        expect(end.or_(again)).to_be_visible(timeout=60_000)
+        if end.is_visible():
+            end.click()
+            page.goto(url)
+        expect(again).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("suzuki としてサインインしています")).to_have_count(0)
         browser.close()

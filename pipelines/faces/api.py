@@ -12,7 +12,9 @@
 
 Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
 ``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py; the health check
-without one says only whether the service is up); with none, the server listens on loopback only. The API identifies the key as a ``Caller``; the service checks its rights. Errors are JSON ``{"status", "code", "message"}`` with the message in
+without one says only whether the service is up); with none, the server listens on loopback only.
+With ``RAG_AUTH=oidc`` a bearer that is no configured key is a token of the OpenID Connect provider
+(pipelines/service/oidc.py), and the person it names has the rights of ``RAG_POLICY_FILE``. The API identifies the key as a ``Caller``; the service checks its rights. Errors are JSON ``{"status", "code", "message"}`` with the message in
 Japanese. A request body over its limit (``RAG_MAX_UPLOAD_MB`` for uploads, 1 MB otherwise) is
 refused from its ``Content-Length`` before it is read, and counted as it is read when it has none.
 Handlers that touch the model or the store run in worker threads: searches run side by side, writes
@@ -48,6 +50,7 @@ from pipelines.errors import (
     CollectionExistsError,
     CollectionNameError,
     CollectionNotFoundError,
+    DirectoryError,
     DocumentNotFoundError,
     GenerationError,
     ModelLoadError,
@@ -62,6 +65,8 @@ from pipelines.model.warmup import ModelWarmup
 from pipelines.service import words
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
+from pipelines.service.oidc import TokenVerifier
+from pipelines.service.policy import Policy, PolicySource, load_policy
 from pipelines.service.results import (
     Answered,
     AnswerFailed,
@@ -88,6 +93,7 @@ MODEL_WAIT_SECONDS = 120.0
 STATUSES: list[tuple[type[Exception], int, str]] = [
     (AuthenticationError, 401, "unauthenticated"),
     (PermissionDeniedError, 403, "forbidden"),
+    (DirectoryError, 503, "sign_in_unavailable"),
     (CollectionNameError, 400, "bad_collection_name"),
     (CollectionNotFoundError, 404, "collection_not_found"),
     (DocumentNotFoundError, 404, "document_not_found"),
@@ -188,12 +194,24 @@ UPLOAD_BODY = {
 # the key of a request (FastAPI resolves the annotations of the handlers by name in this module)
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
-    Depends(HTTPBearer(auto_error=False, description="RAG_API_KEY か RAG_API_KEYS_FILE のキー")),
+    Depends(
+        HTTPBearer(
+            auto_error=False,
+            description="RAG_API_KEY か RAG_API_KEYS_FILE のキー、RAG_AUTH=oidc ならプロバイダーのトークン（JWT）",
+        )
+    ),
 ]
 
 
-def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
-    """The API over the service's collections, for the callers ``keys`` identify."""
+def create_app(
+    service: Service,
+    keys: Keys,
+    warmup: ModelWarmup,
+    tokens: TokenVerifier | None = None,
+    policy: PolicySource | None = None,
+) -> FastAPI:
+    """The API over the service's collections, for the callers ``keys`` identify, and with ``tokens``
+    the people whose provider's tokens it verifies, with the rights ``policy`` gives them."""
     settings = service.settings
 
     @contextlib.asynccontextmanager
@@ -229,12 +247,19 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
         body = error_body(error.status_code, "http_error", message)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
+    def who(header: str | None, address: str) -> Caller:
+        if tokens is None or keys.knows(header):
+            return keys.caller(header, "api", address)
+        person = tokens.person(header)
+        grants = policy if policy is not None else Policy()
+        return Caller("api", person.user, address, grants, user=person.user, groups=person.groups)
+
     def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-        """Who sends the request (401 for a missing or unknown key); the service checks what they may do."""
+        """Who sends the request (401 for a missing or unknown key or token); the service checks what they may do."""
         header = f"Bearer {credentials.credentials}" if credentials else None
         address = request.client.host if request.client else ""
         try:
-            return keys.caller(header, "api", address)
+            return who(header, address)
         except AuthenticationError as error:  # recorded as a refused sign-in, under the key's digest
             service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
             raise
@@ -250,8 +275,8 @@ def create_app(service: Service, keys: Keys, warmup: ModelWarmup) -> FastAPI:
         status = "ready" if warmup.ready else "failed" if warmup.error is not None else "loading"
         code = 200 if status == "ready" else 503
         try:
-            keys.identify(f"Bearer {credentials.credentials}" if credentials else None)
-        except AuthenticationError:  # without a valid key: only whether it is up, nothing about the machine
+            who(f"Bearer {credentials.credentials}" if credentials else None, "")
+        except (AuthenticationError, DirectoryError):  # without a valid key or token: only whether it is up
             return JSONResponse({"status": status}, status_code=code)
         embedder = service.embedder
         body = {
@@ -461,7 +486,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the API until interrupted; without any key, only on loopback."""
     keys = Keys.from_settings(settings.api_key, settings.api_keys_file)
-    if not keys.configured and host not in LOOPBACK:
+    tokens = TokenVerifier.from_settings(settings) if settings.auth == "oidc" else None
+    if tokens is not None and not (settings.oidc_metadata_url and (settings.oidc_audience or settings.oidc_client_id)):
+        raise SettingsError(
+            "RAG_AUTH=oidc の API には RAG_OIDC_METADATA_URL（プロバイダーの …/.well-known/openid-configuration）と "
+            "RAG_OIDC_CLIENT_ID（か RAG_OIDC_AUDIENCE）が必要です（docs/signin.md）。"
+        )
+    if tokens is None and not keys.configured and host not in LOOPBACK:
         raise SettingsError(
             f"API キーがないまま {host} で待ち受けることはしません（このマシンの外から誰でも読み書きできてしまいます）。"
             "RAG_API_KEY か RAG_API_KEYS_FILE を設定するか、--host 127.0.0.1 にしてください。"
@@ -469,5 +500,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     library = Library(settings)
     library.pipelines(settings.collection)  # the store opens, or its error shows, before the server starts
     warmup = ModelWarmup(library.embedder).start()
-    app = create_app(Service(library), keys, warmup)
+    app = create_app(Service(library), keys, warmup, tokens, load_policy(settings.policy_file))
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

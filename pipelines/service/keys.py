@@ -96,6 +96,11 @@ class Keys:
         key = (authorization or "").partition(" ")[2].strip()
         return f"key:{hashlib.sha256(key.encode()).hexdigest()[:8]}" if key else ""
 
+    def knows(self, authorization: str | None) -> bool:
+        """Whether the request shows a configured key (with ``RAG_AUTH=oidc`` any other bearer is a token)."""
+        scheme, _, key = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and bool(key.strip()) and bool(self._known(key.strip()))
+
     def identify(self, authorization: str | None) -> list[Grant] | None:
         """The grants of the request's key (None: no key is configured, all is allowed); refused when unknown."""
         if not self.configured:

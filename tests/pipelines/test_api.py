@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,11 @@ from pipelines.model.embedder import Embedder
 from pipelines.model.warmup import ModelWarmup
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
+from pipelines.service.oidc import TokenVerifier
+from pipelines.service.policy import PolicySource, parse_policy
 from pipelines.service.service import Service
 from pipelines.settings import Settings
+from testkit.oidc import CLIENT_ID, Provider
 from testkit.servers import ChatServer, Reply, UvicornThread, free_port, wait_for
 
 ADMIN = "admin-key-0123456789"
@@ -71,11 +75,12 @@ def environment(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 def start_api(environment: Path, embedder: Embedder) -> Iterator[Callable[..., Api]]:
     servers: list[UvicornThread] = []
 
-    def start(**overrides: Any) -> Api:
+    def start(tokens: TokenVerifier | None = None, policy: PolicySource | None = None, **overrides: Any) -> Api:
         settings = Settings.from_env(**overrides)
         library = Library(settings, embedder=embedder)
         keys = Keys.from_settings(settings.api_key, settings.api_keys_file)
-        server = UvicornThread(create_app(Service(library), keys, ModelWarmup(embedder).start())).start()
+        app = create_app(Service(library), keys, ModelWarmup(embedder).start(), tokens, policy)
+        server = UvicornThread(app).start()
         servers.append(server)
         return Api(server.url, library, environment)
 
@@ -215,6 +220,50 @@ def test_the_key_matrix(api: Api) -> None:
     assert api.upload("人事規程", ("x.txt", TOKYO), key=HR).status_code == 200
     with api.client(HR) as client:
         assert [c["name"] for c in client.get("/v1/collections").json()] == ["人事規程"]  # only what it may read
+
+
+def test_the_providers_tokens_carry_the_policys_rights(start_api: Callable[..., Api], provider: Provider) -> None:
+    """RAG_AUTH=oidc: a bearer that is no key is the provider's signed token; the person it names has the policy's rights."""
+    policy = parse_policy("group:jinji 人事* read\n")
+    api = start_api(TokenVerifier(provider.metadata_url, CLIENT_ID), policy)
+    with api.client() as admin:  # the keys work as before
+        assert admin.post("/v1/collections/人事規程").status_code == 201
+        assert admin.post("/v1/collections/技術文書").status_code == 201
+    assert api.upload("人事規程", ("規程.txt", LEAVE)).status_code == 200
+    suzuki = provider.sign_in("suzuki")["id_token"]  # in group jinji
+    yamada = provider.sign_in("yamada")["id_token"]  # the role gijutsu: nothing granted
+    search = {"question": "有給休暇はいつから", "best_sentences": False}
+    with api.client(suzuki) as client:
+        found = client.post("/v1/collections/人事規程/search", json=search)
+        assert found.status_code == 200, found.text
+        assert found.json()["hits"][0]["source"] == "規程.txt"
+        refused = client.post("/v1/collections/技術文書/search", json=search)
+        assert refused.status_code == 403
+        assert "権限がありません" in refused.json()["message"]
+        assert [c["name"] for c in client.get("/v1/collections").json()] == ["人事規程"]
+        assert client.post("/v1/collections/人事部").status_code == 403  # read only
+    with api.client(yamada) as client:
+        assert client.post("/v1/collections/人事規程/search", json=search).status_code == 403
+    head, payload, signature = suzuki.split(".")
+    tampered = ".".join((head, payload, signature[:-6] + ("AAAAAA" if signature[-6:] != "AAAAAA" else "BBBBBB")))
+    for token in (tampered, "not-a-token-0123456789", provider.sign_in("suzuki")["access_token"]):
+        with api.client(token) as client:
+            response = client.post("/v1/collections/人事規程/search", json=search)
+        assert response.status_code == 401, response.text
+        assert "トークンを確かめられません" in response.json()["message"]
+        assert response.headers["www-authenticate"] == "Bearer"
+    with api.client(None) as client:
+        assert client.get("/v1/collections").status_code == 401
+    # the same token, two hours on: expired
+    later = start_api(TokenVerifier(provider.metadata_url, CLIENT_ID, clock=lambda: time.time() + 7200), policy)
+    with later.client(suzuki) as client:
+        expired = client.post("/v1/collections/人事規程/search", json=search)
+    assert expired.status_code == 401
+    assert "有効期限が切れています" in expired.json()["message"]
+    # a token for another client (audience) is not for this API
+    other = start_api(TokenVerifier(provider.metadata_url, "another-client"), policy)
+    with other.client(suzuki) as client:
+        assert client.post("/v1/collections/人事規程/search", json=search).status_code == 401
 
 
 def test_bad_bodies_and_names_get_japanese_messages(api: Api) -> None:

@@ -130,4 +130,9 @@ def test_sign_in_settings_are_read_from_the_environment() -> None:
     )
     assert settings.session_minutes == 480
     assert Settings.from_env({}).auth == "none"
-    assert Settings.from_env({"RAG_AUTH": "oidc"}).auth == "oidc"  # accepted; the page says it is not available
+    oidc = Settings.from_env({"RAG_AUTH": "oidc", "RAG_POLICY_FILE": "policy.txt"})
+    assert (oidc.auth, oidc.oidc_metadata_url, oidc.oidc_client_id, oidc.oidc_audience) == ("oidc", "", "", "")
+    with pytest.raises(SettingsError, match="RAG_POLICY_FILE"):
+        Settings.from_env({"RAG_AUTH": "oidc"})
+    with pytest.raises(SettingsError, match="RAG_OIDC_METADATA_URL"):
+        Settings.from_env({"RAG_AUTH": "oidc", "RAG_POLICY_FILE": "p", "RAG_OIDC_METADATA_URL": "login.example.jp"})
