@@ -337,8 +337,8 @@ def main() -> None:
         st.error(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
         st.stop()
         raise  # st.stop() ends the run; this line only satisfies the type checker
-    caller = page_caller(settings)  # a sign-in form, or a refusal to serve beyond this machine, stops here
     service, warmup = open_service(settings)
+    caller = page_caller(settings, service)  # a sign-in form, or a refusal to serve beyond this machine, stops here
     try:
         with st.sidebar:
             here = collection_panel(service, caller)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
@@ -22,9 +21,9 @@ import streamlit as st
 from page.common import PAGE, escape_markdown
 from pipelines.errors import AccessError, SettingsError
 from pipelines.service.oidc import person_of
-from pipelines.service.policy import PolicySource, load_policy
 from pipelines.service.results import Caller
-from pipelines.service.signin import LdapDirectory, Person
+from pipelines.service.service import Service
+from pipelines.service.signin import Person
 from pipelines.settings import LOOPBACK, Settings
 
 SIGNED_IN = "signed-in"
@@ -38,13 +37,7 @@ class SignedIn:
     at: float
 
 
-@st.cache_resource(show_spinner=False)
-def open_policy(path: Path | None) -> PolicySource:
-    """``RAG_POLICY_FILE``'s policy, shared by every session of this server process (it rereads the file itself)."""
-    return load_policy(path)
-
-
-def page_caller(settings: Settings) -> Caller:
+def page_caller(settings: Settings, service: Service) -> Caller:
     """This session's caller; until there is one the page shows why, or the sign-in form, and stops there."""
     if settings.auth == "none":
         address = str(st.get_option("server.address") or "")
@@ -57,28 +50,28 @@ def page_caller(settings: Settings) -> Caller:
             )
         return PAGE
     try:
-        policy = open_policy(settings.policy_file)
+        service.policy  # noqa: B018 - read once per server process here, so that a bad file refuses the start
     except SettingsError as error:
         _refuse(f"設定に誤りがあります。\n\n{escape_markdown(str(error))}")
     if settings.auth == "oidc":
-        return provider_caller(policy)
+        return provider_caller(service)
     signed = st.session_state.get(SIGNED_IN)
     if isinstance(signed, SignedIn) and time.time() - signed.at > settings.session_minutes * 60:
         sign_out()
         st.info("サインインの有効期限が切れました。もう一度サインインしてください。")
         signed = None
     if not isinstance(signed, SignedIn):
-        sign_in_form(settings)
+        sign_in_form(service)
         st.stop()
         raise AssertionError  # as in _refuse
     person = signed.person
     with st.sidebar:
         st.caption(f"{escape_markdown(person.user)} としてサインインしています")
         st.button("サインアウト", key="sign-out", on_click=sign_out)
-    return Caller("page", name=person.user, grants=policy, user=person.user, groups=person.groups)
+    return service.person("page", person)
 
 
-def provider_caller(policy: PolicySource) -> Caller:
+def provider_caller(service: Service) -> Caller:
     """The person the OpenID Connect provider signed in (``st.login``); until then, the サインイン button."""
     try:
         configured = "auth" in st.secrets
@@ -96,15 +89,19 @@ def provider_caller(policy: PolicySource) -> Caller:
         st.stop()
         raise AssertionError  # as in _refuse
     person = person_of(st.user.to_dict())
+    caller = service.person("page", person)
+    if st.session_state.get(SIGNED_IN) != person:  # once per session: the provider's sign-in, audited
+        service.signed_in(caller)
+        st.session_state[SIGNED_IN] = person
     with st.sidebar:
         st.caption(f"{escape_markdown(person.user)} としてサインインしています")
         if st.button("サインアウト", key="sign-out"):
             sign_out()
             st.logout()
-    return Caller("page", name=person.user, grants=policy, user=person.user, groups=person.groups)
+    return caller
 
 
-def sign_in_form(settings: Settings) -> None:
+def sign_in_form(service: Service) -> None:
     """The user name and password; the directory's refusal, said in place."""
     with st.form("sign-in", clear_on_submit=True):  # the password does not stay in the form
         st.subheader("サインイン", anchor=False)
@@ -114,11 +111,11 @@ def sign_in_form(settings: Settings) -> None:
     if not submitted:
         return
     try:
-        person = LdapDirectory.from_settings(settings).authenticate(user.strip(), password)
+        caller = service.sign_in("page", user.strip(), password)
     except AccessError as error:
         st.error(escape_markdown(str(error)))
         return
-    st.session_state[SIGNED_IN] = SignedIn(person, time.time())
+    st.session_state[SIGNED_IN] = SignedIn(Person(caller.user, caller.groups), time.time())
     st.rerun()
 
 

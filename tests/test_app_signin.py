@@ -85,6 +85,13 @@ def test_the_page_is_a_sign_in_form_until_the_directory_accepts_the_person(signi
     at.button(key="sign-out").click().run()
     assert not at.selectbox
     assert [t.label for t in at.text_input] == ["ユーザー名", "パスワード"]
+    # both sign-ins are in the audit log: who, from which face, and the refusal's words
+    service = Service(Library(Settings.from_env()))
+    rows = [(e.action, e.who, e.face, e.outcome) for e in service.audit(Caller("cli"))]
+    service.close()
+    assert ("sign_in_failed", "tanaka", "page", "refused") in rows
+    assert ("sign_in", "tanaka", "page", "ok") in rows
+    assert rows.index(("sign_in_failed", "tanaka", "page", "refused")) < rows.index(("sign_in", "tanaka", "page", "ok"))
 
 
 def test_a_person_who_may_write_uploads_and_without_download_gets_no_file(

@@ -66,7 +66,6 @@ from pipelines.service import words
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
 from pipelines.service.oidc import TokenVerifier
-from pipelines.service.policy import Policy, PolicySource, load_policy
 from pipelines.service.results import (
     Answered,
     AnswerFailed,
@@ -208,10 +207,9 @@ def create_app(
     keys: Keys,
     warmup: ModelWarmup,
     tokens: TokenVerifier | None = None,
-    policy: PolicySource | None = None,
 ) -> FastAPI:
     """The API over the service's collections, for the callers ``keys`` identify, and with ``tokens``
-    the people whose provider's tokens it verifies, with the rights ``policy`` gives them."""
+    the people whose provider's tokens it verifies, with the rights the service's policy gives them."""
     settings = service.settings
 
     @contextlib.asynccontextmanager
@@ -250,9 +248,7 @@ def create_app(
     def who(header: str | None, address: str) -> Caller:
         if tokens is None or keys.knows(header):
             return keys.caller(header, "api", address)
-        person = tokens.person(header)
-        grants = policy if policy is not None else Policy()
-        return Caller("api", person.user, address, grants, user=person.user, groups=person.groups)
+        return service.person("api", tokens.person(header), address)
 
     def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
         """Who sends the request (401 for a missing or unknown key or token); the service checks what they may do."""
@@ -500,5 +496,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     library = Library(settings)
     library.pipelines(settings.collection)  # the store opens, or its error shows, before the server starts
     warmup = ModelWarmup(library.embedder).start()
-    app = create_app(Service(library), keys, warmup, tokens, load_policy(settings.policy_file))
+    app = create_app(Service(library), keys, warmup, tokens)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

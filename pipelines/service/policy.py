@@ -146,10 +146,19 @@ def parse_policy(text: str, origin: str = "RAG_POLICY_FILE") -> Policy:
 class PolicyFile:
     """``RAG_POLICY_FILE``'s policy, reread when the file changes; a broken file keeps the last good one."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
-        """Read the file now: one that cannot be read or parsed refuses the start (``SettingsError``)."""
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        """Read the file now: one that cannot be read or parsed refuses the start (``SettingsError``).
+
+        ``on_change(detail)`` is told each time a changed file is read again, or refused (the audit log).
+        """
         self.path = path
         self._clock = clock
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._seen = self._stamp()
         self._policy = self._read()
@@ -184,12 +193,17 @@ class PolicyFile:
             try:
                 self._policy = self._read()
             except SettingsError as error:
-                log.warning("%s 前回読めた権限のまま続けます。", error)
+                detail = f"{error} 前回読めた権限のまま続けます。"
+                log.warning("%s", detail)
             else:
-                log.info("RAG_POLICY_FILE「%s」を読み直しました。", self.path)
-            return self._policy
+                detail = f"RAG_POLICY_FILE「{self.path}」を読み直しました（{len(self._policy.grants)} の主体）。"
+                log.info("%s", detail)
+            policy = self._policy
+        if self._on_change is not None:
+            self._on_change(detail)
+        return policy
 
 
-def load_policy(path: Path | None) -> PolicySource:
+def load_policy(path: Path | None, on_change: Callable[[str], None] | None = None) -> PolicySource:
     """``RAG_POLICY_FILE``'s policy, reread as it changes; without one, a policy that grants nothing."""
-    return Policy() if path is None else PolicyFile(path)
+    return Policy() if path is None else PolicyFile(path, on_change=on_change)

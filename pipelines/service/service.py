@@ -27,6 +27,7 @@ row cannot be written. A refusal is refused whether or not its row could be writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from ingest.errors import IngestError
 from ingest.loaders import kind_of
 from ingest.ocr import OcrOptions
 from pipelines.errors import (
+    AccessError,
     AuditError,
     DocumentNotFoundError,
     GenerationError,
@@ -51,7 +53,7 @@ from pipelines.service import words
 from pipelines.service.audit import Action, AuditEntry, Outcome
 from pipelines.service.compose import Pipelines
 from pipelines.service.library import Library
-from pipelines.service.policy import RIGHTS
+from pipelines.service.policy import RIGHTS, PolicySource, load_policy
 from pipelines.service.querylog import LoggedQuery, Target
 from pipelines.service.results import (
     Answered,
@@ -59,6 +61,7 @@ from pipelines.service.results import (
     AskEvent,
     Caller,
     Delta,
+    Face,
     Found,
     Ingested,
     Original,
@@ -76,6 +79,7 @@ from pipelines.store.records import StoredDocument
 
 if TYPE_CHECKING:
     from pipelines.answers.conversation import Turn
+    from pipelines.service.signin import Person
 
 # characters of text shown either side of a passage in a text view (a screen's worth, without scrolling)
 VIEW_CONTEXT = 400
@@ -462,6 +466,35 @@ class Service:
     def reads_audit(self, caller: Caller) -> bool:
         """Whether the caller may read the audit log: every right, or ``admin`` of every collection (``*``)."""
         return caller.may("*", "admin")
+
+    @functools.cached_property
+    def policy(self) -> PolicySource:
+        """``RAG_POLICY_FILE``'s rights for signed-in people, reread as it changes, each reading audited."""
+        return load_policy(self.settings.policy_file, on_change=self._policy_changed)
+
+    def _policy_changed(self, detail: str) -> None:
+        with contextlib.suppress(AuditError):  # the policy in force does not wait on the log
+            self.policy_reloaded(Caller("cli", "system"), detail)
+
+    def sign_in(self, face: Face, user: str, password: str, address: str = "") -> Caller:
+        """A person signed in with their directory's user name and password (LDAP / Active Directory).
+
+        Refused with the same words for an unknown user and a wrong password; both ways audited.
+        """
+        from pipelines.service.signin import LdapDirectory
+
+        try:
+            person = LdapDirectory.from_settings(self.settings).authenticate(user, password)
+        except AccessError as error:
+            self.sign_in_refused(Caller(face, user, address), str(error))
+            raise
+        caller = self.person(face, person, address)
+        self.signed_in(caller)
+        return caller
+
+    def person(self, face: Face, person: Person, address: str = "") -> Caller:
+        """The caller of a person someone else signed in (an OpenID Connect provider), with the policy's rights."""
+        return Caller(face, person.user, address, self.policy, user=person.user, groups=person.groups)
 
     def signed_in(self, caller: Caller) -> None:
         """Record a sign-in (a face that signs people in calls this once it knows who they are)."""

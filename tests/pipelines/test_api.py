@@ -24,7 +24,6 @@ from pipelines.model.warmup import ModelWarmup
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
 from pipelines.service.oidc import TokenVerifier
-from pipelines.service.policy import PolicySource, parse_policy
 from pipelines.service.service import Service
 from pipelines.settings import Settings
 from testkit.oidc import CLIENT_ID, Provider
@@ -75,11 +74,11 @@ def environment(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 def start_api(environment: Path, embedder: Embedder) -> Iterator[Callable[..., Api]]:
     servers: list[UvicornThread] = []
 
-    def start(tokens: TokenVerifier | None = None, policy: PolicySource | None = None, **overrides: Any) -> Api:
+    def start(tokens: TokenVerifier | None = None, **overrides: Any) -> Api:
         settings = Settings.from_env(**overrides)
         library = Library(settings, embedder=embedder)
         keys = Keys.from_settings(settings.api_key, settings.api_keys_file)
-        app = create_app(Service(library), keys, ModelWarmup(embedder).start(), tokens, policy)
+        app = create_app(Service(library), keys, ModelWarmup(embedder).start(), tokens)
         server = UvicornThread(app).start()
         servers.append(server)
         return Api(server.url, library, environment)
@@ -222,10 +221,13 @@ def test_the_key_matrix(api: Api) -> None:
         assert [c["name"] for c in client.get("/v1/collections").json()] == ["人事規程"]  # only what it may read
 
 
-def test_the_providers_tokens_carry_the_policys_rights(start_api: Callable[..., Api], provider: Provider) -> None:
+def test_the_providers_tokens_carry_the_policys_rights(
+    start_api: Callable[..., Api], provider: Provider, tmp_path: Path
+) -> None:
     """RAG_AUTH=oidc: a bearer that is no key is the provider's signed token; the person it names has the policy's rights."""
-    policy = parse_policy("group:jinji 人事* read\n")
-    api = start_api(TokenVerifier(provider.metadata_url, CLIENT_ID), policy)
+    policy = tmp_path / "policy.txt"
+    policy.write_text("group:jinji 人事* read\n", encoding="utf-8")
+    api = start_api(TokenVerifier(provider.metadata_url, CLIENT_ID), policy_file=policy)
     with api.client() as admin:  # the keys work as before
         assert admin.post("/v1/collections/人事規程").status_code == 201
         assert admin.post("/v1/collections/技術文書").status_code == 201
@@ -255,13 +257,15 @@ def test_the_providers_tokens_carry_the_policys_rights(start_api: Callable[..., 
     with api.client(None) as client:
         assert client.get("/v1/collections").status_code == 401
     # the same token, two hours on: expired
-    later = start_api(TokenVerifier(provider.metadata_url, CLIENT_ID, clock=lambda: time.time() + 7200), policy)
+    later = start_api(
+        TokenVerifier(provider.metadata_url, CLIENT_ID, clock=lambda: time.time() + 7200), policy_file=policy
+    )
     with later.client(suzuki) as client:
         expired = client.post("/v1/collections/人事規程/search", json=search)
     assert expired.status_code == 401
     assert "有効期限が切れています" in expired.json()["message"]
     # a token for another client (audience) is not for this API
-    other = start_api(TokenVerifier(provider.metadata_url, "another-client"), policy)
+    other = start_api(TokenVerifier(provider.metadata_url, "another-client"), policy_file=policy)
     with other.client(suzuki) as client:
         assert client.post("/v1/collections/人事規程/search", json=search).status_code == 401
 

@@ -200,3 +200,25 @@ def test_rights_are_what_the_checks_allow(service: Service) -> None:
     assert service.rights(TANAKA, "人事規程") == {"read"}
     assert service.rights(TANAKA, "default") == set()
     assert service.rights(MANAGER, "default") == {"admin"}
+
+
+def test_a_changed_policy_file_is_read_again_and_audited(service: Service, tmp_path: Path) -> None:
+    """The service's policy follows its file; each reading (or refusal of a broken file) is an audit row."""
+    import dataclasses
+    import os
+    import time
+
+    policy = tmp_path / "policy.txt"
+    policy.write_text("group:jinji 人事* read\n", encoding="utf-8")
+    settings = dataclasses.replace(service.settings, policy_file=policy)
+    watched = Service(Library(settings, embedder=service.embedder))
+    person = Caller("page", "tanaka", "", watched.policy, user="tanaka", groups=("jinji",))
+    assert person.may("人事規程", "read")
+    assert not person.may("人事規程", "write")
+    policy.write_text("group:jinji 人事* read,write\n", encoding="utf-8")
+    os.utime(policy, (1, 1))  # another stamp, whatever the clock's resolution
+    time.sleep(1.1)  # the file is looked at once a second at most
+    assert person.may("人事規程", "write")
+    rows = [e for e in watched.audit(ADMIN) if e.action == "policy_reloaded"]
+    assert len(rows) == 1
+    assert "読み直しました" in rows[0].detail
