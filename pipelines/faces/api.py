@@ -23,6 +23,7 @@ to a collection one at a time (``Library``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -246,18 +247,30 @@ def create_app(
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     def who(header: str | None, address: str) -> Caller:
-        if tokens is None or keys.knows(header):
+        """The caller an ``Authorization`` header makes: a key, a person's directory password (``RAG_AUTH=ldap``,
+        HTTP Basic) or a provider's token (``RAG_AUTH=oidc``). With sign-in configured, nobody is let in
+        without one of them, keys or not."""
+        scheme = (header or "").partition(" ")[0].lower()
+        if scheme == "basic" and settings.auth == "ldap":
+            user, password = basic_credentials(header or "")
+            return service.sign_in("api", user, password, address)  # audited there, either way
+        if keys.knows(header):
             return keys.caller(header, "api", address)
-        return service.person("api", tokens.person(header), address)
+        if tokens is not None and scheme == "bearer":
+            return service.person("api", tokens.person(header), address)
+        if settings.auth != "none" and not keys.configured:
+            raise AuthenticationError(words.SIGN_IN_NEEDED)
+        return keys.caller(header, "api", address)
 
     def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-        """Who sends the request (401 for a missing or unknown key or token); the service checks what they may do."""
-        header = f"Bearer {credentials.credentials}" if credentials else None
+        """Who sends the request (401 for a missing or unknown key, token or password); the service checks what they may do."""
+        header = request.headers.get("authorization")
         address = request.client.host if request.client else ""
         try:
             return who(header, address)
-        except AuthenticationError as error:  # recorded as a refused sign-in, under the key's digest
-            service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
+        except AuthenticationError as error:
+            if (header or "").partition(" ")[0].lower() != "basic":  # a password's refusal is recorded by sign_in
+                service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
             raise
 
     def model() -> None:
@@ -404,6 +417,18 @@ def answer_events(question: str, events: Iterator[AskEvent]) -> Iterator[str]:
             yield sse("error", failed | error_body(503, "generation_failed", event.message))
 
 
+def basic_credentials(header: str) -> tuple[str, str]:
+    """The user name and password of an ``Authorization: Basic`` header (refused when it cannot be read)."""
+    try:
+        decoded = base64.b64decode(header.partition(" ")[2].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise AuthenticationError(words.SIGN_IN_NEEDED) from error
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        raise AuthenticationError(words.SIGN_IN_NEEDED)
+    return user.strip(), password
+
+
 def sse(event: str, data: dict[str, Any]) -> str:
     """One server-sent event (its data one line of JSON)."""
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -488,7 +513,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
             "RAG_AUTH=oidc の API には RAG_OIDC_METADATA_URL（プロバイダーの …/.well-known/openid-configuration）と "
             "RAG_OIDC_CLIENT_ID（か RAG_OIDC_AUDIENCE）が必要です（docs/signin.md）。"
         )
-    if tokens is None and not keys.configured and host not in LOOPBACK:
+    if settings.auth == "none" and not keys.configured and host not in LOOPBACK:
         raise SettingsError(
             f"API キーがないまま {host} で待ち受けることはしません（このマシンの外から誰でも読み書きできてしまいます）。"
             "RAG_API_KEY か RAG_API_KEYS_FILE を設定するか、--host 127.0.0.1 にしてください。"

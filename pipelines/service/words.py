@@ -81,6 +81,10 @@ CHUNK_MISSING = "リンクの箇所（chunk）がこの文書にありません�
 ORIGINAL_NOT_KEPT = (
     "この文書の元のファイルは保存されていません（保存を始める前に取り込まれた文書です）。取り込み直すと保存されます。"
 )
+SIGN_IN_NEEDED = (
+    "サインインが必要です。API キー（Authorization: Bearer キー）、RAG_AUTH=ldap ならディレクトリのユーザー名と"
+    "パスワード（Authorization: Basic）、RAG_AUTH=oidc ならプロバイダーのトークン（Bearer）を付けてください。"
+)
 VIEW_FAILED = "原文を表示できません。"
 NO_DOWNLOAD = "このコレクションの元のファイルをダウンロードする権限がありません。"
 MODEL_WAITING = "埋め込みモデルを読み込んでいます（{stage}）。しばらくしてから、もう一度送ってください。"

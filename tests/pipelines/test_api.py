@@ -24,8 +24,11 @@ from pipelines.model.warmup import ModelWarmup
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
 from pipelines.service.oidc import TokenVerifier
+from pipelines.service.results import Caller
 from pipelines.service.service import Service
+from pipelines.service.signin import WRONG
 from pipelines.settings import Settings
+from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd
 from testkit.oidc import CLIENT_ID, Provider
 from testkit.servers import ChatServer, Reply, UvicornThread, free_port, wait_for
 
@@ -496,3 +499,39 @@ def test_the_audit_log_names_each_key_and_address_and_every_refusal(api: Api) ->
     ]
     assert entries[1].collection == "新規"
     assert "API キーが違います" in entries[0].detail
+
+
+def test_a_directory_person_signs_in_to_the_api_with_their_password(
+    start_api: Callable[..., Api], slapd: Slapd, tmp_path: Path
+) -> None:
+    """RAG_AUTH=ldap: HTTP Basic with the directory's password; the person has the policy's rights, and the audit shows it."""
+    policy = tmp_path / "policy.txt"
+    policy.write_text("group:jinji 人事* read\n", encoding="utf-8")
+    api = start_api(
+        auth="ldap", ldap_url=slapd.url, ldap_user_dn=USER_DN, ldap_group_base=GROUP_BASE, policy_file=policy
+    )
+    with api.client() as admin:  # the keys work as before
+        assert admin.post("/v1/collections/人事規程").status_code == 201
+        assert admin.post("/v1/collections/技術文書").status_code == 201
+    assert api.upload("人事規程", ("規程.txt", LEAVE)).status_code == 200
+    tanaka = PEOPLE[0]
+    search = {"question": "有給休暇", "k": 1}
+    with httpx.Client(base_url=api.url, auth=(tanaka.uid, tanaka.password), timeout=60) as person:
+        assert person.post("/v1/collections/人事規程/search", json=search).status_code == 200
+        refused = person.post("/v1/collections/技術文書/search", json=search)
+        assert refused.status_code == 403
+        assert [c["name"] for c in person.get("/v1/collections").json()] == ["人事規程"]
+        assert person.post("/v1/collections/人事規程/documents", files=[("files", ("x.txt", b"x"))]).status_code == 403
+    with httpx.Client(base_url=api.url, auth=(tanaka.uid, "違うパスワード"), timeout=60) as wrong:
+        denied = wrong.post("/v1/collections/人事規程/search", json=search)
+    assert denied.status_code == 401
+    assert denied.json()["message"] == WRONG
+    with httpx.Client(base_url=api.url, auth=("nobody", "違うパスワード"), timeout=60) as unknown:
+        assert unknown.post("/v1/collections/人事規程/search", json=search).json()["message"] == WRONG
+    audit = Service(Library(Settings.from_env(policy_file=policy))).audit(Caller("cli"))
+    rows = [(e.action, e.who, e.collection, e.outcome) for e in audit if e.face == "api"]
+    assert ("sign_in", "tanaka", "", "ok") in rows
+    assert ("search", "tanaka", "人事規程", "ok") in rows
+    assert ("refused", "tanaka", "技術文書", "refused") in rows
+    assert ("sign_in_failed", "tanaka", "", "refused") in rows
+    assert ("sign_in_failed", "nobody", "", "refused") in rows
