@@ -140,6 +140,8 @@ class Settings:
     ldap_group_base: str = ""
     # STARTTLS on an ldap:// connection before the password is sent
     ldap_starttls: bool = False
+    # the authority the directory's certificate chains to (a company's own CA), instead of the system's
+    ldap_ca_file: Path | None = None
     # minutes a sign-in to the page lasts
     session_minutes: int = 480
     # the API with RAG_AUTH=oidc: the provider's metadata (…/.well-known/openid-configuration), the

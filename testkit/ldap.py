@@ -96,11 +96,59 @@ def directory_ldif(people: tuple[Person, ...] = PEOPLE) -> str:
     return "\n\n".join("\n".join(lines) for lines in entries) + "\n"
 
 
-def slapd_conf(folder: Path) -> str:
-    """A minimal slapd.conf: the schemas, the mdb module, one database, and who may read what."""
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority and a certificate for 127.0.0.1 signed by it: (CA, certificate, key)."""
+    ca_key, ca, key, request, certificate = (
+        folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    openssl = ["openssl"]
+    run = lambda *args: subprocess.run([*openssl, *args], capture_output=True, check=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=テスト認証局",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(request), "-subj", "/CN=127.0.0.1")
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(certificate),
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+    )
+    return ca, certificate, key
+
+
+def slapd_conf(folder: Path, tls: tuple[Path, Path, Path] | None = None) -> str:
+    """A minimal slapd.conf: the schemas, the mdb module, one database, and who may read what (and TLS)."""
     schemas = "\n".join(f"include {SCHEMAS / f'{name}.schema'}" for name in ("core", "cosine", "inetorgperson"))
+    certificates = (
+        f"TLSCACertificateFile {tls[0]}\nTLSCertificateFile {tls[1]}\nTLSCertificateKeyFile {tls[2]}\n" if tls else ""
+    )
     return f"""{schemas}
-pidfile {folder / "slapd.pid"}
+{certificates}pidfile {folder / "slapd.pid"}
 modulepath {MODULES}
 moduleload back_mdb
 database mdb
@@ -116,9 +164,12 @@ access to * by users read by * none
 class Slapd:
     """slapd serving the test directory on ``ldap://127.0.0.1:PORT``, stopped by ``stop()``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: bool = False) -> None:
         self.port = port or free_port()
+        self.tls_port = free_port() if tls else None
         self.folder = Path(tempfile.mkdtemp(prefix="slapd-"))
+        # with TLS: a certificate for 127.0.0.1 from a CA of its own (``ca``), for ldaps:// and StartTLS
+        self.ca: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.log: Any = None
 
@@ -126,16 +177,23 @@ class Slapd:
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
     def start(self, seconds: float = 20) -> Slapd:
         conf = self.folder / "slapd.conf"
-        conf.write_text(slapd_conf(self.folder), encoding="utf-8")
+        tls = make_certificates(self.folder) if self.tls_port else None
+        self.ca = tls[0] if tls else None
+        conf.write_text(slapd_conf(self.folder, tls), encoding="utf-8")
         (self.folder / "db").mkdir()
         ldif = self.folder / "directory.ldif"
         ldif.write_text(directory_ldif(), encoding="utf-8")
         subprocess.run([_tool("slapadd"), "-f", str(conf), "-l", str(ldif)], capture_output=True, check=True)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         # -d 0: in the foreground (no fork to lose track of), logging nothing
-        command = [_tool("slapd"), "-f", str(conf), "-h", f"{self.url}/", "-d", "0"]
+        urls = f"{self.url}/" + (f" {self.ldaps_url}/" if self.tls_port else "")
+        command = [_tool("slapd"), "-f", str(conf), "-h", urls, "-d", "0"]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + seconds
         while not self._listening():

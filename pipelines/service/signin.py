@@ -14,9 +14,11 @@ user and a wrong password get one message, so that a refusal does not tell which
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 import ldap3
 from ldap3.core.exceptions import LDAPException
@@ -59,18 +61,31 @@ class LdapDirectory:
     """An LDAP directory people sign in to by binding as themselves; their groups are read as them."""
 
     def __init__(
-        self, url: str, user_dn: str, group_base: str = "", starttls: bool = False, timeout: int = TIMEOUT
+        self,
+        url: str,
+        user_dn: str,
+        group_base: str = "",
+        starttls: bool = False,
+        timeout: int = TIMEOUT,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url
         self.user_dn = user_dn
         self.group_base = group_base
         self.starttls = starttls
         self.timeout = timeout
+        self.ca_file = ca_file
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LdapDirectory:
         """The directory of ``RAG_LDAP_URL``, ``RAG_LDAP_USER_DN``, ``RAG_LDAP_GROUP_BASE`` and ``RAG_LDAP_STARTTLS``."""
-        return cls(settings.ldap_url, settings.ldap_user_dn, settings.ldap_group_base, settings.ldap_starttls)
+        return cls(
+            settings.ldap_url,
+            settings.ldap_user_dn,
+            settings.ldap_group_base,
+            settings.ldap_starttls,
+            ca_file=settings.ldap_ca_file,
+        )
 
     def dn(self, user: str) -> str:
         """The person's DN: the template with their (checked) user name in it."""
@@ -86,8 +101,10 @@ class LdapDirectory:
         dn = self.dn(user)
         if not password:
             raise AuthenticationError(NO_PASSWORD)  # an empty password would be an unauthenticated bind
-        # the certificate is checked against the system's authorities: ldap3's default checks nothing
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED)
+        # the certificate is checked against the system's authorities (or RAG_LDAP_CA_FILE's): ldap3's
+        # default checks nothing
+        ca = str(self.ca_file) if self.ca_file is not None else None
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca)
         server = ldap3.Server(
             self.url,
             use_ssl=self.url.startswith("ldaps://"),
@@ -110,7 +127,8 @@ class LdapDirectory:
         except LDAPException as error:
             raise DirectoryError(f"{UNREACHABLE}（{type(error).__name__}）") from error
         finally:
-            connection.unbind()
+            with contextlib.suppress(LDAPException):  # a connection TLS refused has no socket left to unbind
+                connection.unbind()
 
     def _groups(self, connection: ldap3.Connection, dn: str) -> tuple[str, ...]:
         if not self.group_base:

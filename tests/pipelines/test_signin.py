@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from pipelines.errors import AuthenticationError, DirectoryError, SettingsError
 from pipelines.service.signin import NO_PASSWORD, UNREACHABLE, WRONG, LdapDirectory, Person, check_user
 from pipelines.settings import Settings
-from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd
+from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd, available
 from testkit.servers import free_port
 
 TANAKA, SATO = PEOPLE
@@ -136,3 +138,30 @@ def test_sign_in_settings_are_read_from_the_environment() -> None:
         Settings.from_env({"RAG_AUTH": "oidc"})
     with pytest.raises(SettingsError, match="RAG_OIDC_METADATA_URL"):
         Settings.from_env({"RAG_AUTH": "oidc", "RAG_POLICY_FILE": "p", "RAG_OIDC_METADATA_URL": "login.example.jp"})
+
+
+@pytest.fixture(scope="module")
+def tls_slapd() -> Iterator[Slapd]:
+    """The test directory with a certificate for 127.0.0.1 from a CA of its own, on ldap:// and ldaps://."""
+    if not available():
+        pytest.skip("slapd がありません（apt-get install slapd ldap-utils）")
+    server = Slapd(tls=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+def test_ldaps_and_starttls_check_the_directorys_certificate(tls_slapd: Slapd) -> None:
+    """With the company's CA the password goes over TLS, both ways; without it the certificate is refused, nothing sent."""
+    tanaka = PEOPLE[0]
+    assert tls_slapd.ca is not None
+    for url, starttls in ((tls_slapd.ldaps_url, False), (tls_slapd.url, True)):
+        trusted = LdapDirectory(url, USER_DN, GROUP_BASE, starttls, ca_file=tls_slapd.ca)
+        assert trusted.authenticate(tanaka.uid, tanaka.password) == Person(tanaka.uid, tanaka.groups)
+        with pytest.raises(AuthenticationError, match=WRONG):
+            trusted.authenticate(tanaka.uid, "違うパスワード")
+        untrusted = LdapDirectory(url, USER_DN, GROUP_BASE, starttls)  # the system's authorities only
+        with pytest.raises(DirectoryError, match=UNREACHABLE):
+            untrusted.authenticate(tanaka.uid, tanaka.password)
