@@ -142,6 +142,12 @@ class Settings:
     ldap_starttls: bool = False
     # the authority the directory's certificate chains to (a company's own CA), instead of the system's
     ldap_ca_file: Path | None = None
+    # Active Directory and directories whose DNs cannot be written from the user name: a service account
+    # (RAG_LDAP_BIND_DN / _PASSWORD) searches RAG_LDAP_SEARCH_BASE with RAG_LDAP_SEARCH_FILTER for the person
+    ldap_search_base: str = ""
+    ldap_search_filter: str = "(sAMAccountName={user})"
+    ldap_bind_dn: str = ""
+    ldap_bind_password: str = field(default="", metadata=SECRET)
     # minutes a sign-in to the page lasts
     session_minutes: int = 480
     # the API with RAG_AUTH=oidc: the provider's metadata (…/.well-known/openid-configuration), the
@@ -231,7 +237,18 @@ class Settings:
             )
         if self.ldap_starttls and self.ldap_url.startswith("ldaps://"):
             raise SettingsError("RAG_LDAP_STARTTLS は ldap:// の URL にだけ使えます（ldaps:// は初めから TLS です）。")
-        if self.ldap_user_dn.count("{user}") != 1 or "{" in self.ldap_user_dn.replace("{user}", ""):
+        if self.ldap_search_base:
+            if self.ldap_search_filter.count("{user}") != 1 or not self.ldap_search_filter.startswith("("):
+                raise SettingsError(
+                    "RAG_LDAP_SEARCH_FILTER はユーザー名の入る所に {user} を一つだけ書いた LDAP のフィルターにしてください"
+                    f"（例: (sAMAccountName={{user}})、現在 {self.ldap_search_filter!r}）。"
+                )
+            if not self.ldap_bind_dn or not self.ldap_bind_password:
+                raise SettingsError(
+                    "RAG_LDAP_SEARCH_BASE で人を探すには、探すためのサービスアカウント RAG_LDAP_BIND_DN と "
+                    "RAG_LDAP_BIND_PASSWORD が必要です（docs/signin.md）。"
+                )
+        elif self.ldap_user_dn.count("{user}") != 1 or "{" in self.ldap_user_dn.replace("{user}", ""):
             raise SettingsError(
                 "RAG_LDAP_USER_DN はユーザー名の入る所に {user} を一つだけ書いた DN にしてください"
                 f"（例: uid={{user}},ou=people,dc=example,dc=jp、現在 {self.ldap_user_dn!r}）。"

@@ -7,7 +7,8 @@ themself may read anything but the password, which anyone may only bind with.
 
     dc=example,dc=jp
     ├── ou=people   uid=tanaka (田中 太郎), uid=sato (佐藤 花子)
-    └── ou=groups   cn=jinji (member tanaka), cn=gijutsu (member sato)
+    ├── ou=groups   cn=jinji (member tanaka), cn=gijutsu (member sato)
+    └── cn=reader   the service account a search signs in with
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ PEOPLE = (
 )
 
 
+# the service account an Active Directory set-up searches with (RAG_LDAP_BIND_DN): it may read, not write
+SERVICE_DN = f"cn=reader,{BASE}"
+SERVICE_PASSWORD = "reader-pass-3"
+
+
 def available() -> bool:
     """Whether slapd and its tools are installed (Debian's ``slapd``)."""
     return all(shutil.which(tool) or Path("/usr/sbin", tool).exists() for tool in ("slapd", "slapadd", "slappasswd"))
@@ -75,6 +81,13 @@ def directory_ldif(people: tuple[Person, ...] = PEOPLE) -> str:
         [f"dn: {BASE}", "objectClass: dcObject", "objectClass: organization", "dc: example", "o: example"],
         [f"dn: ou=people,{BASE}", "objectClass: organizationalUnit", "ou: people"],
         [f"dn: {GROUP_BASE}", "objectClass: organizationalUnit", "ou: groups"],
+        [
+            f"dn: {SERVICE_DN}",
+            "objectClass: organizationalRole",
+            "objectClass: simpleSecurityObject",
+            "cn: reader",
+            _value("userPassword", _hash(SERVICE_PASSWORD)),
+        ],
     ]
     for person in people:
         entries.append(

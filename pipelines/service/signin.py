@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import ssl
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ldap3
@@ -35,6 +36,26 @@ _FORBIDDEN = set(',+="\\<>;#*()')
 # seconds to connect to the directory and to wait for each of its answers
 TIMEOUT = 5  # whole seconds: ldap3 packs them into a socket option
 INVALID_CREDENTIALS = 49
+SERVICE_REFUSED = (
+    "サインインのためのサービスアカウント（RAG_LDAP_BIND_DN）をディレクトリが受け付けません。管理者に連絡してください。"
+)
+
+
+@dataclass(frozen=True)
+class Search:
+    """How to find a person whose DN cannot be written from their name: a service account searches for them."""
+
+    base: str
+    filter: str
+    bind_dn: str
+    bind_password: str = field(repr=False)
+
+
+def _first_cn(dn: str) -> str:
+    """A group's name from its DN (``CN=人事部,OU=Groups,DC=corp`` → 人事部)."""
+    first = dn.split(",", 1)[0]
+    name, _, value = first.partition("=")
+    return value.strip() if name.strip().lower() == "cn" else dn
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,7 @@ class LdapDirectory:
         starttls: bool = False,
         timeout: int = TIMEOUT,
         ca_file: Path | None = None,
+        search: Search | None = None,
     ) -> None:
         self.url = url
         self.user_dn = user_dn
@@ -75,6 +97,7 @@ class LdapDirectory:
         self.starttls = starttls
         self.timeout = timeout
         self.ca_file = ca_file
+        self.search = search
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LdapDirectory:
@@ -85,6 +108,14 @@ class LdapDirectory:
             settings.ldap_group_base,
             settings.ldap_starttls,
             ca_file=settings.ldap_ca_file,
+            search=Search(
+                settings.ldap_search_base,
+                settings.ldap_search_filter,
+                settings.ldap_bind_dn,
+                settings.ldap_bind_password,
+            )
+            if settings.ldap_search_base
+            else None,
         )
 
     def dn(self, user: str) -> str:
@@ -98,21 +129,37 @@ class LdapDirectory:
         empty password or a user name that is not one; ``DirectoryError`` when the directory cannot be
         reached or answers with an error.
         """
-        dn = self.dn(user)
+        check_user(user)
         if not password:
             raise AuthenticationError(NO_PASSWORD)  # an empty password would be an unauthenticated bind
+        try:
+            listed: tuple[str, ...] = ()
+            if self.search is None:
+                dn = self.dn(user)
+            else:
+                dn, listed = self._find(user)
+            with self._bound(dn, password) as connection:
+                return Person(user, tuple(sorted({*listed, *self._groups(connection, dn)})))
+        except LDAPException as error:
+            raise DirectoryError(f"{UNREACHABLE}（{type(error).__name__}）") from error
+
+    def _server(self) -> ldap3.Server:
         # the certificate is checked against the system's authorities (or RAG_LDAP_CA_FILE's): ldap3's
         # default checks nothing
         ca = str(self.ca_file) if self.ca_file is not None else None
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca)
-        server = ldap3.Server(
+        return ldap3.Server(
             self.url,
             use_ssl=self.url.startswith("ldaps://"),
             tls=tls,
             connect_timeout=self.timeout,
             get_info=ldap3.NONE,
         )
-        connection = ldap3.Connection(server, user=dn, password=password, receive_timeout=self.timeout)
+
+    @contextlib.contextmanager
+    def _bound(self, dn: str, password: str) -> Iterator[ldap3.Connection]:
+        """A connection bound as ``dn`` (over TLS first with STARTTLS); refused when the directory refuses the password."""
+        connection = ldap3.Connection(self._server(), user=dn, password=password, receive_timeout=self.timeout)
         try:
             connection.open()
             if self.starttls and not connection.start_tls():
@@ -123,12 +170,27 @@ class LdapDirectory:
                 if connection.result.get("result") == INVALID_CREDENTIALS:
                     raise AuthenticationError(WRONG)
                 raise DirectoryError(f"{UNREACHABLE}（{connection.result.get('description')}）")
-            return Person(user, self._groups(connection, dn))
-        except LDAPException as error:
-            raise DirectoryError(f"{UNREACHABLE}（{type(error).__name__}）") from error
+            yield connection
         finally:
             with contextlib.suppress(LDAPException):  # a connection TLS refused has no socket left to unbind
                 connection.unbind()
+
+    def _find(self, user: str) -> tuple[str, tuple[str, ...]]:
+        """The person's DN and the groups their entry lists (``memberOf``), found by the service account."""
+        assert self.search is not None
+        search = self.search
+        query = search.filter.replace("{user}", escape_filter_chars(user))
+        try:
+            with self._bound(search.bind_dn, search.bind_password) as connection:
+                connection.search(search.base, query, ldap3.SUBTREE, attributes=["memberOf"], size_limit=2)
+                entries = list(connection.entries)
+        except AuthenticationError as error:  # the service account's password, not the person's
+            raise DirectoryError(SERVICE_REFUSED) from error
+        if len(entries) != 1:  # nobody, or a filter that is not unique: no one signs in as somebody else
+            raise AuthenticationError(WRONG)
+        entry = entries[0]
+        listed = entry.entry_attributes_as_dict.get("memberOf", [])
+        return entry.entry_dn, tuple(_first_cn(str(group)) for group in listed)
 
     def _groups(self, connection: ldap3.Connection, dn: str) -> tuple[str, ...]:
         if not self.group_base:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.errors import AuthenticationError, DirectoryError, SettingsError
-from pipelines.service.signin import NO_PASSWORD, UNREACHABLE, WRONG, LdapDirectory, Person, check_user
+from pipelines.service.signin import NO_PASSWORD, UNREACHABLE, WRONG, LdapDirectory, Person, Search, check_user
 from pipelines.settings import Settings
-from testkit.ldap import GROUP_BASE, PEOPLE, USER_DN, Slapd, available
+from testkit.ldap import BASE, GROUP_BASE, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, USER_DN, Slapd, available
 from testkit.servers import free_port
 
 TANAKA, SATO = PEOPLE
@@ -103,6 +103,11 @@ def test_ordinary_user_names_go_in_the_dn_as_typed(user: str) -> None:
         ({"ldap_url": "ldap://h", "ldap_user_dn": USER_DN, "policy_file": ""}, "RAG_POLICY_FILE"),
         ({"ldap_url": "ldap://h", "ldap_user_dn": USER_DN, "session_minutes": "0"}, "RAG_SESSION_MINUTES"),
         ({"auth": "kerberos"}, "RAG_AUTH"),
+        ({"ldap_url": "ldap://h", "ldap_search_base": "dc=corp", "ldap_bind_dn": "cn=r"}, "RAG_LDAP_BIND_PASSWORD"),
+        (
+            {"ldap_url": "ldap://h", "ldap_search_base": "dc=corp", "ldap_search_filter": "sAMAccountName={user}"},
+            "RAG_LDAP_SEARCH_FILTER",
+        ),
     ],
 )
 def test_sign_in_settings_that_cannot_work_are_refused(values: dict[str, str], fragment: str) -> None:
@@ -165,3 +170,24 @@ def test_ldaps_and_starttls_check_the_directorys_certificate(tls_slapd: Slapd) -
         untrusted = LdapDirectory(url, USER_DN, GROUP_BASE, starttls)  # the system's authorities only
         with pytest.raises(DirectoryError, match=UNREACHABLE):
             untrusted.authenticate(tanaka.uid, tanaka.password)
+
+
+def test_active_directory_style_a_service_account_finds_the_person(slapd: Slapd) -> None:
+    """RAG_LDAP_SEARCH_BASE: the service account searches for the person's entry, then the person binds with their password."""
+    tanaka = PEOPLE[0]
+
+    def directory(query: str = "(uid={user})", password: str = SERVICE_PASSWORD) -> LdapDirectory:
+        search = Search(f"ou=people,{BASE}", query, SERVICE_DN, password)
+        return LdapDirectory(slapd.url, "", GROUP_BASE, search=search)
+
+    assert directory().authenticate(tanaka.uid, tanaka.password) == Person(tanaka.uid, tanaka.groups)
+    for user, password in ((tanaka.uid, "違うパスワード"), ("nobody", "違うパスワード")):
+        with pytest.raises(AuthenticationError, match=WRONG):
+            directory().authenticate(user, password)
+    # a filter that finds more than one entry signs nobody in (sato's password must not open tanaka)
+    with pytest.raises(AuthenticationError, match=WRONG):
+        directory("(|(uid={user})(uid=sato))").authenticate(tanaka.uid, PEOPLE[1].password)
+    # the service account's own password refused: the administrator's to fix, not the person's
+    with pytest.raises(DirectoryError, match="サービスアカウント"):
+        directory(password="違う").authenticate(tanaka.uid, tanaka.password)
+    assert "reader-pass" not in repr(Search(f"ou=people,{BASE}", "(uid={user})", SERVICE_DN, SERVICE_PASSWORD))
