@@ -27,33 +27,19 @@ row cannot be written. A refusal is refused whether or not its row could be writ
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.errors import IngestError
-from ingest.loaders import kind_of
-from ingest.ocr import OcrOptions
 from pipelines.errors import (
-    AccessError,
-    AuditError,
     DocumentNotFoundError,
     GenerationError,
     NoChatModelError,
-    PermissionDeniedError,
     RagError,
 )
-from pipelines.model.embedder import TextEmbedder
-from pipelines.search.retrieval import Hit
 from pipelines.service import words
-from pipelines.service.audit import Action, AuditEntry, Outcome
 from pipelines.service.compose import Pipelines
-from pipelines.service.library import Library
-from pipelines.service.policy import RIGHTS, PolicySource, load_policy
 from pipelines.service.querylog import LoggedQuery, Target
 from pipelines.service.results import (
     Answered,
@@ -61,78 +47,32 @@ from pipelines.service.results import (
     AskEvent,
     Caller,
     Delta,
-    Face,
     Found,
     Ingested,
-    Original,
-    PassageView,
     Question,
     RewriteFailed,
     Rewritten,
     Right,
     Searched,
 )
-from pipelines.settings import Settings
-from pipelines.store.collections import CollectionInfo, canonical_name
+from pipelines.store.collections import CollectionInfo
 from pipelines.store.indexing import FileProgress, FileReport, mixed_precisions
 from pipelines.store.records import StoredDocument
 
 if TYPE_CHECKING:
     from pipelines.answers.conversation import Turn
-    from pipelines.service.signin import Person
 
-# characters of text shown either side of a passage in a text view (a screen's worth, without scrolling)
-VIEW_CONTEXT = 400
-_RIGHT_WORDS: dict[Right, str] = {"read": "読み取り", "download": "ダウンロード", "write": "書き込み", "admin": "管理"}
-
-
-@dataclass
-class _Note:
-    """What an audited act's row will say, filled in as the act learns it (an upload's files)."""
-
-    document: str = ""
-    detail: str = ""
-    outcome: Outcome = "ok"
+from pipelines.service.core import ServiceCore, who
+from pipelines.service.passages import Passages
+from pipelines.service.people import People
 
 
-class Service:
-    """The operations on a ``Library``'s collections, each checked against its caller's rights."""
+class Service(Passages, People, ServiceCore):
+    """The operations on a ``Library``'s collections, each checked against its caller's rights.
 
-    def __init__(self, library: Library) -> None:
-        self.library = library
-
-    @property
-    def settings(self) -> Settings:
-        return self.library.settings
-
-    @property
-    def embedder(self) -> TextEmbedder:
-        """The one model every collection shares (its name, precision and how it counts tokens)."""
-        return self.library.embedder
-
-    def close(self) -> None:
-        """End what the service holds open (a command's last act; a server's at shutdown)."""
-        self.library.close()
-
-    # -- rights ---------------------------------------------------------------------------------------
-
-    def _allow(self, caller: Caller, name: str, right: Right) -> str:
-        """The collection's name as kept, once ``caller`` may do ``right`` to it; refused otherwise."""
-        cleaned = canonical_name(name)
-        if not caller.may(cleaned, right):
-            message = f"コレクション「{cleaned}」の{_RIGHT_WORDS[right]}の権限がありません。管理者に確かめてください。"
-            self._refused(caller, cleaned, message)
-            raise PermissionDeniedError(message)
-        return cleaned
-
-    def rights(self, caller: Caller, collection: str) -> frozenset[Right]:
-        """What the caller may do to a collection: for a face to offer only the buttons that will work."""
-        cleaned = canonical_name(collection)
-        return frozenset(right for right in RIGHTS if caller.may(cleaned, right))
-
-    def _parts(self, caller: Caller, name: str, right: Right) -> Pipelines:
-        """A collection's parts, once ``caller`` may do ``right`` to it."""
-        return self.library.pipelines(self._allow(caller, name, right))
+    Its parts: ``ServiceCore`` (the rights check, the audit row), ``Passages`` (context, views, originals),
+    ``People`` (sign-in, the policy, the audit log's reading); here, the collections, documents and questions.
+    """
 
     # -- collections ----------------------------------------------------------------------------------
 
@@ -284,7 +224,7 @@ class Service:
                 sources=question.sources,
                 embedding_model=settings.embedding_model,
                 collection=parts.settings.collection,
-                who=_who(caller),
+                who=who(caller),
             )
             try:
                 query_id = parts.querylog.record(logged)
@@ -354,75 +294,6 @@ class Service:
             parts.querylog.record_answer(found.query_id, answer.text, [c.to_dict() for c in answer.citations])
         yield Answered(answer, Turn.answering(question.text, searched, answer, found.hits, **shown))
 
-    # -- passages and originals -----------------------------------------------------------------------
-
-    def surroundings(self, caller: Caller, collection: str, hit: Hit) -> tuple[str, str]:
-        """The document's text just before and just after a hit."""
-        return self._parts(caller, collection, "read").searcher.surroundings(hit)
-
-    def original_kept(self, caller: Caller, collection: str, content_hash: str) -> bool:
-        """Whether the file of a document with this content is kept (and so can be viewed and downloaded)."""
-        return self._parts(caller, collection, "read").originals.path(content_hash) is not None
-
-    def original(self, caller: Caller, collection: str, source: str) -> Original:
-        """A document's file as it was given (``DocumentNotFoundError``: no such document, or no file kept)."""
-        parts = self._parts(caller, collection, "download")
-        with self._recorded(caller, "download", parts.settings.collection, source, before=False):
-            return self._original(parts, source)
-
-    def _original(self, parts: Pipelines, source: str) -> Original:
-        document = parts.store.document(source)
-        if document is None:
-            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
-        data = parts.originals.get(document.content_hash)
-        if data is None:
-            raise DocumentNotFoundError(words.ORIGINAL_NOT_KEPT)
-        return Original(document, PurePosixPath(document.source).name or "document", data)
-
-    def passage(self, caller: Caller, collection: str, source: str, chunk_index: int, page: int | None) -> PassageView:
-        """A passage shown in its original file: the PDF page (``page``, or where the passage starts), the rows,
-        the slide, or the text around it. A document or chunk that is not stored is refused with the reason."""
-        parts = self._parts(caller, collection, "read")
-        place = f"チャンク {chunk_index}" + (f"、{page} ページ" if page is not None else "")
-        with self._recorded(caller, "view", parts.settings.collection, source, place, before=False):
-            return self._view(parts, source, chunk_index, page)
-
-    def _view(self, parts: Pipelines, source: str, chunk_index: int, page: int | None) -> PassageView:
-        from pipelines.search.page_view import render_page
-        from pipelines.search.text_views import document_view, rows_view, slide_view
-        from pipelines.search.viewer import view_for
-
-        document = parts.store.document(source)
-        if document is None:
-            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
-        found = parts.store.chunks_at(document.source, document.version, [chunk_index]) if chunk_index >= 0 else []
-        if chunk_index >= document.chunks or not found:
-            raise DocumentNotFoundError(words.CHUNK_MISSING)
-        chunk = found[0]
-        data = parts.originals.get(document.content_hash)
-        if data is None:
-            return PassageView(document, chunk, page, None, words.ORIGINAL_NOT_KEPT)
-        limits = parts.indexer.limits
-        kind = view_for(document.kind or kind_of(document.source))  # stored before kinds were kept: by name
-        span = (chunk.char_start, chunk.char_end)
-        try:
-            if kind == "page":
-                first = chunk.place.page or 1
-                number = page if page is not None and page >= 1 else first
-                ocr = OcrOptions(mode=self.settings.ocr, langs=self.settings.ocr_langs)
-                image = render_page(document.source, data, number, chunk.text, limits=limits, ocr=ocr)
-                return PassageView(document, chunk, image.page, image)
-            if kind == "rows":
-                rows = rows_view(document.source, data, *span, limits=limits, expected=chunk.text)
-                return PassageView(document, chunk, page, rows)
-            if kind == "slide":
-                slide = slide_view(document.source, data, *span, limits=limits, expected=chunk.text, slide=page)
-                return PassageView(document, chunk, slide.slide, slide)
-            text = document_view(document.source, data, *span, limits=limits, expected=chunk.text, context=VIEW_CONTEXT)
-            return PassageView(document, chunk, page, text)
-        except (IngestError, RagError, ValueError, OSError) as error:
-            return PassageView(document, chunk, page, None, f"{words.VIEW_FAILED}{error}")
-
     # -- the query log --------------------------------------------------------------------------------
 
     def feedback(
@@ -437,7 +308,7 @@ class Service:
         """👍 (1), 👎 (-1) or neither (None), and a comment, on a logged question's answer or card."""
         judged = f"質問 {query_id}、{'回答' if target == 'answer' else f'{rank} 位'}、{rating}"
         with self._recorded(caller, "feedback", detail=judged):
-            self.library.querylog.feedback(query_id, target, rating, comment, rank, who=_who(caller))
+            self.library.querylog.feedback(query_id, target, rating, comment, rank, who=who(caller))
 
     def log(self, caller: Caller) -> list[dict[str, Any]]:
         """Every logged question with its hits, answer and feedback, oldest first."""
@@ -447,130 +318,3 @@ class Service:
     def logging(self) -> bool:
         """Whether questions are logged (``RAG_QUERY_LOG``)."""
         return self.library.querylog.enabled
-
-    # -- the audit log --------------------------------------------------------------------------------
-
-    def audit(self, caller: Caller, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
-        """The audit log's rows at or after ``since``, oldest first (``limit``: the latest that many).
-
-        Only for a caller who administers every collection (``reads_audit``).
-        """
-        if not self.reads_audit(caller):
-            message = (
-                "監査ログを読む権限がありません（すべてのコレクションの管理権限が要ります）。管理者に確かめてください。"
-            )
-            self._refused(caller, "*", message)
-            raise PermissionDeniedError(message)
-        return self.library.audit.entries(since, limit)
-
-    def reads_audit(self, caller: Caller) -> bool:
-        """Whether the caller may read the audit log: every right, or ``admin`` of every collection (``*``)."""
-        return caller.may("*", "admin")
-
-    @functools.cached_property
-    def policy(self) -> PolicySource:
-        """``RAG_POLICY_FILE``'s rights for signed-in people, reread as it changes, each reading audited."""
-        return load_policy(self.settings.policy_file, on_change=self._policy_changed)
-
-    def _policy_changed(self, detail: str) -> None:
-        with contextlib.suppress(AuditError):  # the policy in force does not wait on the log
-            self.policy_reloaded(Caller("cli", "system"), detail)
-
-    def sign_in(self, face: Face, user: str, password: str, address: str = "") -> Caller:
-        """A person signed in with their directory's user name and password (LDAP / Active Directory).
-
-        Refused with the same words for an unknown user and a wrong password; both ways audited.
-        """
-        from pipelines.service.signin import LdapDirectory
-
-        try:
-            person = LdapDirectory.from_settings(self.settings).authenticate(user, password)
-        except AccessError as error:
-            self.sign_in_refused(Caller(face, user, address), str(error))
-            raise
-        caller = self.person(face, person, address)
-        self.signed_in(caller)
-        return caller
-
-    def person(self, face: Face, person: Person, address: str = "") -> Caller:
-        """The caller of a person someone else signed in (an OpenID Connect provider), with the policy's rights."""
-        return Caller(face, person.user, address, self.policy, user=person.user, groups=person.groups)
-
-    def signed_in(self, caller: Caller) -> None:
-        """Record a sign-in (a face that signs people in calls this once it knows who they are)."""
-        self._audit(caller, "sign_in")
-
-    def sign_in_refused(self, caller: Caller, reason: str) -> None:
-        """Record a refused sign-in (an unknown API key); the face refuses it whether or not the row is written."""
-        with contextlib.suppress(AuditError):
-            self._audit(caller, "sign_in_failed", detail=reason, outcome="refused")
-
-    def policy_reloaded(self, caller: Caller, detail: str = "") -> None:
-        """Record that the rights were read again (what changed in ``detail``)."""
-        self._audit(caller, "policy_reloaded", detail=detail)
-
-    def _audit(
-        self,
-        caller: Caller,
-        action: Action,
-        collection: str = "",
-        document: str = "",
-        detail: str = "",
-        outcome: Outcome = "ok",
-    ) -> None:
-        self.library.audit.write(
-            _who(caller),
-            caller.face,
-            action,
-            address=caller.address,
-            collection=collection,
-            document=document,
-            detail=detail,
-            outcome=outcome,
-        )
-
-    def _refused(self, caller: Caller, collection: str, reason: str) -> None:
-        # the refusal stands whether or not its row can be written: nothing was done
-        with contextlib.suppress(AuditError):
-            self._audit(caller, "refused", collection, detail=reason, outcome="refused")
-
-    @contextlib.contextmanager
-    def _recorded(
-        self,
-        caller: Caller,
-        action: Action,
-        collection: str = "",
-        document: str = "",
-        detail: str = "",
-        *,
-        before: bool = True,
-    ) -> Iterator[_Note]:
-        """An audited act: its row written when it ends (failed: with why); ``before``: refused unless the log can take it.
-
-        An act that changes something checks first, since it cannot be undone; one that only reads
-        writes its row before its result is returned, so nothing is shown that was not recorded.
-        """
-        if before:
-            self.library.audit.ready()
-        note = _Note(document, detail)
-        try:
-            yield note
-        except (RagError, IngestError) as error:
-            self._audit(caller, action, collection, note.document, f"{note.detail}（{error}）", "failed")
-            raise
-        self._audit(caller, action, collection, note.document, note.detail, note.outcome)
-
-    @staticmethod
-    def _noted(note: _Note, result: Ingested) -> Ingested:
-        """An ingest's files and what became of each, in its row; its document when there was one file."""
-        note.detail = "、".join(f"{r.source}（{words.STATUS_LABELS[r.status]}）" for r in result.reports) or note.detail
-        note.document = result.reports[0].source if len(result.reports) == 1 else ""
-        if result.error:  # the store or the model refused: the files before it went in
-            note.detail += f"（{result.error}）"
-            note.outcome = "failed"
-        return result
-
-
-def _who(caller: Caller) -> str:
-    """The caller's name in the logs: a user, an API key's digest, the machine's user; else the face."""
-    return caller.name or caller.face
