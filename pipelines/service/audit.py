@@ -16,15 +16,14 @@ DELETE of a row younger than a day (no retention is shorter), so that a bug cann
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.errors import AuditError
+from pipelines.service.sqlite_file import SqliteFile
 
 SCHEMA_VERSION = 1
 FILE_NAME = "audit.sqlite3"
@@ -103,36 +102,16 @@ class AuditLog:
     def __init__(self, path: Path, *, days: int = 365, busy_seconds: float = 30.0) -> None:
         self.path = path
         self.days = days
-        self.busy_seconds = busy_seconds
+        self._file = SqliteFile(
+            path,
+            name="監査ログ",
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            error=AuditError,
+            explain=self._explain,
+            busy_seconds=busy_seconds,
+        )
         self._swept = False  # the retention sweep runs with this object's first row
-
-    @contextlib.contextmanager
-    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction: ``BEGIN IMMEDIATE`` for a write (writers queue, never deadlock)."""
-        try:
-            if write:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=self.busy_seconds, isolation_level=None)
-        except (OSError, sqlite3.Error) as error:
-            raise AuditError(self._explain(error)) from error
-        try:
-            connection.row_factory = sqlite3.Row
-            if write:
-                self._migrate(connection)
-                connection.execute("BEGIN IMMEDIATE")
-            else:
-                self._check_version(connection)
-                connection.execute("BEGIN")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            raise AuditError(self._explain(error)) from error
-        finally:
-            connection.close()
 
     def _explain(self, error: BaseException) -> str:
         return (
@@ -140,37 +119,11 @@ class AuditLog:
             "ディスクの空きと RAG_DATA_DIR の書き込み権限を確かめてください。"
         )
 
-    def _check_version(self, connection: sqlite3.Connection) -> int:
-        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise AuditError(
-                f"監査ログ（{self.path}）は新しい版の製品が作ったもの（形式 {version}、この版は {SCHEMA_VERSION}）です。"
-                "製品を新しくするか、RAG_DATA_DIR を分けてください。"
-            )
-        return version
-
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        """The schema, created once (WAL mode is a property of the file and stays)."""
-        if self._check_version(connection) == SCHEMA_VERSION:
-            return
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            if self._check_version(connection) == 0:  # another writer may have created it meanwhile
-                for statement in _SCHEMA.split(";\n"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
     # Writing -------------------------------------------------------------------------------------
 
     def ready(self) -> None:
         """Refused (``AuditError``) unless a row could be written now: checked before an act that cannot be undone."""
-        with self._connect(write=True):
+        with self._file.connect(write=True):
             pass
 
     def write(
@@ -186,7 +139,7 @@ class AuditLog:
         outcome: Outcome = "ok",
     ) -> None:
         """Append one row (``AuditError`` when it cannot be written); the first also sweeps out the expired rows."""
-        with self._connect(write=True) as db:
+        with self._file.connect(write=True) as db:
             if not self._swept:
                 self._delete_expired(db, _now())
                 self._swept = True
@@ -200,7 +153,7 @@ class AuditLog:
         """Delete the rows older than ``days`` (0: none); how many went."""
         if self.days <= 0 or not self.path.exists():
             return 0
-        with self._connect(write=True) as db:
+        with self._file.connect(write=True) as db:
             return self._delete_expired(db, now or _now())
 
     def _delete_expired(self, db: sqlite3.Connection, now: datetime) -> int:
@@ -220,8 +173,8 @@ class AuditLog:
         if limit is not None:
             query += " LIMIT ?"
             arguments += (limit,)
-        with self._connect(write=False) as db:
-            if self._check_version(db) == 0:
+        with self._file.connect(write=False) as db:
+            if self._file.check_version(db) == 0:
                 return []
             rows = db.execute(query, arguments).fetchall()
         return [AuditEntry(**dict(row)) for row in reversed(rows)]

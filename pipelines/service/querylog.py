@@ -20,10 +20,9 @@ what an earlier run wrote.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 from pipelines.errors import QueryLogError
 from pipelines.search.retrieval import Hit
+from pipelines.service.sqlite_file import SqliteFile
 
 SCHEMA_VERSION = 2
 FILE_NAME = "querylog.sqlite3"
@@ -88,7 +88,7 @@ CREATE INDEX feedback_liked ON feedback (target, rating);
 """
 # what brings a file of each older version to the next one
 _UPGRADES = {
-    1: "ALTER TABLE queries ADD COLUMN who TEXT NOT NULL DEFAULT '';"
+    1: "ALTER TABLE queries ADD COLUMN who TEXT NOT NULL DEFAULT '';\n"
     "ALTER TABLE feedback ADD COLUMN who TEXT NOT NULL DEFAULT ''",
 }
 
@@ -138,69 +138,23 @@ class QueryLog:
     def __init__(self, path: Path, *, enabled: bool = True, busy_seconds: float = 30.0) -> None:
         self.path = path
         self.enabled = enabled
-        self.busy_seconds = busy_seconds
+        self._file = SqliteFile(
+            path,
+            name="質問の記録",
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            upgrades=_UPGRADES,
+            error=QueryLogError,
+            explain=self._explain,
+            busy_seconds=busy_seconds,
+            foreign_keys=True,
+        )
 
-    @contextlib.contextmanager
-    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction: ``BEGIN IMMEDIATE`` for a write (writers queue, never deadlock)."""
-        if write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_seconds, isolation_level=None)
-        except sqlite3.Error as error:
-            raise QueryLogError(self._explain(error)) from error
-        try:
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA foreign_keys = ON")
-            if write:
-                self._migrate(connection)
-                connection.execute("BEGIN IMMEDIATE")
-            else:
-                self._check_version(connection)
-                connection.execute("BEGIN")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            raise QueryLogError(self._explain(error)) from error
-        finally:
-            connection.close()
-
-    def _explain(self, error: sqlite3.Error) -> str:
+    def _explain(self, error: BaseException) -> str:
         return (
             f"質問の記録（{self.path}）を読み書きできません（{error}）。ディスクの空きと書き込み権限を確かめるか、"
             "記録が要らなければ RAG_QUERY_LOG=off にしてください。"
         )
-
-    def _check_version(self, connection: sqlite3.Connection) -> int:
-        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise QueryLogError(
-                f"質問の記録（{self.path}）は新しい版の製品が作ったもの（形式 {version}、この版は {SCHEMA_VERSION}）です。"
-                "製品を新しくするか、RAG_DATA_DIR を分けてください。"
-            )
-        return version
-
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        """The schema, created once or brought up to date (WAL mode is a property of the file and stays)."""
-        if self._check_version(connection) == SCHEMA_VERSION:
-            return
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._check_version(connection)  # another writer may have done it meanwhile
-            script = _SCHEMA if version == 0 else ";".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
-            for statement in script.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
 
     # Writing -------------------------------------------------------------------------------------
 
@@ -208,7 +162,7 @@ class QueryLog:
         """Log a question and its hits; its id (for feedback and the answer), or None when the log is off."""
         if not self.enabled:
             return None
-        with self._connect(write=True) as db:
+        with self._file.connect(write=True) as db:
             cursor = db.execute(
                 "INSERT INTO queries (created_at, face, conversation, turn, question, standalone_question, mode, k,"
                 " sources, embedding_model, collection, answer, citations, who)"
@@ -257,7 +211,7 @@ class QueryLog:
         """Add the answer (streamed after the hits were logged) to a logged question."""
         if not self.enabled or query_id is None:
             return
-        with self._connect(write=True) as db:
+        with self._file.connect(write=True) as db:
             db.execute(
                 "UPDATE queries SET answer = ?, citations = ? WHERE id = ?",
                 (answer, json.dumps(list(citations), ensure_ascii=False), query_id),
@@ -283,7 +237,7 @@ class QueryLog:
             raise ValueError(f"rating must be 1, -1 or None, not {rating!r}")
         rank = rank if target == "hit" else 0
         now = _now()
-        with self._connect(write=True) as db:
+        with self._file.connect(write=True) as db:
             if db.execute("SELECT 1 FROM queries WHERE id = ?", (query_id,)).fetchone() is None:
                 raise QueryLogError(f"質問の記録に番号 {query_id} の質問がありません。")
             db.execute(
@@ -301,7 +255,7 @@ class QueryLog:
         """Every logged question, oldest first, with its hits and feedback (``log --json``)."""
         if not self.path.exists():
             return []
-        with self._connect(write=False) as db:
+        with self._file.connect(write=False) as db:
             if _empty(db):
                 return []
             queries = [dict(row) for row in db.execute("SELECT * FROM queries ORDER BY id")]
@@ -327,7 +281,7 @@ class QueryLog:
         """
         if not self.path.exists():
             return []
-        with self._connect(write=False) as db:
+        with self._file.connect(write=False) as db:
             if _empty(db):
                 return []
             rows = db.execute(
