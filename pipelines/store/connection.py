@@ -198,6 +198,13 @@ class CollectionPair:
             self.forget()
             self._epoch = epoch
 
+    def settle(self) -> None:
+        """Inside a call holding the client: drop handles of an earlier client that was reopened between this
+        thread's ``refresh`` and its hold (no reopening can happen while it holds the client)."""
+        if self._epoch != self.connection.epoch:
+            self.forget()
+            self._epoch = self.connection.epoch
+
     def forget(self) -> None:
         """Drop the handles (the collections were dropped, or the client reopened)."""
         self.chunks_handle = self.registry_handle = None
@@ -264,6 +271,7 @@ def chroma_failures_as_store_errors(method: F) -> F:
         try:
             pair.refresh()  # before the client is held: a reopening waits for the calls that hold it
             with pair.connection.using():
+                pair.settle()  # another thread may have reopened the client since this one's refresh
                 return method(self, *args, **kwargs)
         except (ChromaError, httpx.HTTPError) as error:
             if _collection_missing(error):
