@@ -13,8 +13,9 @@ provider; their ID token's claims name them and their groups (pipelines/service/
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import streamlit as st
 
@@ -88,7 +89,12 @@ def provider_caller(service: Service) -> Caller:
         st.button("サインイン", key="sign-in", type="primary", on_click=st.login)
         st.stop()
         raise AssertionError  # as in _refuse
-    person = person_of(st.user.to_dict())
+    claims = st.user.to_dict()
+    if provider_session_over(claims, service.settings.session_minutes, time.time()):
+        sign_out()
+        st.logout()  # the provider's cookie goes too (Streamlit keeps it 30 days): the サインイン button comes back
+        st.stop()
+    person = person_of(claims)
     caller = service.person("page", person)
     if st.session_state.get(SIGNED_IN) != person:  # once per session: the provider's sign-in, audited
         service.signed_in(caller)
@@ -99,6 +105,13 @@ def provider_caller(service: Service) -> Caller:
             sign_out()
             st.logout()
     return caller
+
+
+def provider_session_over(claims: Mapping[str, Any], minutes: int, now: float) -> bool:
+    """Whether a provider's sign-in is older than ``RAG_SESSION_MINUTES``, by its ID token's ``iat`` (required by
+    OpenID Connect; the claims live in Streamlit's cookie, so a reload does not start the count again)."""
+    issued = claims.get("iat")
+    return isinstance(issued, int | float) and now - float(issued) > minutes * 60
 
 
 def sign_in_form(service: Service) -> None:

@@ -196,3 +196,20 @@ def test_openid_connect_without_auth_secrets_says_how_to_configure_it(
     assert not at.exception
     assert not at.selectbox
     assert [b.label for b in at.button] == ["サインイン"]
+
+
+@pytest.mark.parametrize(
+    ("issued", "now", "over"),
+    [
+        (1_000_000, 1_000_000 + 480 * 60, False),  # exactly the session's length: still on
+        (1_000_000, 1_000_000 + 480 * 60 + 1, True),
+        (1_000_000.5, 1_000_100, False),
+        (None, 9_999_999_999, False),  # no iat (no OpenID Connect provider leaves it out): the cookie's own age
+        ("1000000", 9_999_999_999, False),  # not a number: not trusted to end anything
+    ],
+)
+def test_a_providers_sign_in_ends_after_the_session_minutes(issued: object, now: float, over: bool) -> None:
+    from page.signin import provider_session_over
+
+    claims = {"sub": "suzuki"} | ({"iat": issued} if issued is not None else {})
+    assert provider_session_over(claims, 480, now) is over
