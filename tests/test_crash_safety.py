@@ -108,8 +108,9 @@ def kill_while_writing(process: subprocess.Popen[bytes], lock: Path, fraction: f
 
     The lock is held exactly while a document's chunks and registry record are written (store.writing),
     so a kill sent while it is held lands in the middle of a write. The first hold (the first document
-    that needs writing) is timed, and the kill is sent ``fraction`` of that time into the second. Returns
-    whether it landed: False when the run ended first or the lock was free again when the kill was sent.
+    that needs writing) is timed, and the kill is sent ``fraction`` of that time into the second; a hold
+    that ends before that point is not killed, and the next is aimed at by its length. Returns whether a
+    kill landed: False when the run ended first.
     """
     started = 0.0
     first: float | None = None
@@ -122,10 +123,15 @@ def kill_while_writing(process: subprocess.Popen[bytes], lock: Path, fraction: f
             started = now
             if first is not None:
                 time.sleep(fraction * first)
-                still = lock_is_held(lock)
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return still
+                if lock_is_held(lock):
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    return True
+                # this hold was shorter than the point (the first one may have cleaned up after the last
+                # kill): aim at the next hold by this one's length at most
+                first = time.monotonic() - started
+                free = True
+                continue
         elif not free and not busy and first is None:
             first = now - started
         free = not busy
