@@ -265,16 +265,8 @@ def explained(model_description: str) -> Iterator[None]:
         raise failure from error
 
 
-def answer_json(answerer: Answerer, question: str, hits: Sequence[Hit]) -> dict[str, Any]:
-    """The answer as ``ask --json`` gives it (without its hits); a failure has ``error`` set and no answer."""
-    try:
-        return {"question": question} | answerer.answer(question, hits).to_dict() | {"error": None}
-    except GenerationError as error:
-        return failed_answer_json(question, error)
-
-
 def failed_answer_json(question: str, error: GenerationError | str) -> dict[str, Any]:
-    """``answer_json`` for a chat model that gave no answer: why, and nothing cited."""
+    """``ask --json``'s answer fields where the chat model gave no answer: why, and nothing cited."""
     return {
         "question": question,
         "answer": None,

@@ -189,6 +189,7 @@ def _search(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 
 def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from pipelines.answers.answer import failed_answer_json
     from pipelines.answers.conversation import load_history, save_history
 
     conversation = load_history(args.history) if args.history else None
@@ -224,7 +225,7 @@ def _ask(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO)
                 _print_sources(event, found, out)
         elif isinstance(event, AnswerFailed):
             failed = event.message
-            result |= {"answer": None, "answered": False, "citations": [], "dropped_citations": [], "error": failed}
+            result |= failed_answer_json(args.question, failed)
     if args.json:
         _dump(result | {"hits": found.hits_json() if found else []}, out)
     if failed:

@@ -422,15 +422,6 @@ def hit_json(hit: Hit, span: tuple[int, int] | None) -> dict[str, Any]:
     }
 
 
-def hits_json(searcher: Searcher, question: str, hits: Sequence[Hit], best: bool = True) -> list[dict[str, Any]]:
-    """The hits of ``question`` as JSON, each with its best sentence (``hit_json``) unless ``best`` is False:
-    finding it embeds every sentence of the hits, which costs far more than the search itself."""
-    if not best:
-        return [hit_json(hit, None) for hit in hits]
-    spans = searcher.best_sentences(question, hits) if hits else []
-    return [hit_json(hit, span) for hit, span in zip(hits, spans, strict=True)]
-
-
 def _hit(chunk: StoredChunk, candidate: Candidate) -> Hit:
     """A stored chunk as a hit with the scores that made it a candidate (its rank is set once ordered)."""
     return Hit(chunk, 0, candidate.cosine, candidate.keyword_score, candidate.dense_rank, candidate.keyword_rank)
