@@ -9,8 +9,9 @@
     DELETE /v1/collections/{name}/documents/{source}    delete one document
     POST   /v1/collections/{name}/search                {"question", "k", "mode", "documents"} → {"hits", "rule"}
     POST   /v1/collections/{name}/ask                   the same (and "stream", "history") → ``ask --json``, or events
+    *      /mcp                                         MCP over Streamable HTTP (pipelines/faces/mcp_face.py)
 
-Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
+Every route but the health check and the docs (``/docs``, ``/openapi.json``), ``/mcp`` included, wants
 ``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py; the health check
 without one says only whether the service is up); with none, the server listens on loopback only.
 With ``RAG_AUTH=oidc`` a bearer that is no configured key is a token of the OpenID Connect provider
@@ -26,7 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -61,8 +62,9 @@ from pipelines.errors import (
     SettingsError,
     StoreError,
 )
-from pipelines.faces.http import MULTIPART_SLACK, BodyLimit, error_body, sse
-from pipelines.model.warmup import ModelWarmup
+from pipelines.faces.http import MULTIPART_SLACK, BodyLimit, Receive, Scope, Send, error_body, sse
+from pipelines.faces.mcp_face import McpFace, http_sessions
+from pipelines.model.warmup import REQUEST_WAIT_SECONDS, ModelWarmup
 from pipelines.service import words
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
@@ -84,8 +86,6 @@ from pipelines.settings import LOOPBACK, Settings
 # a search or ask body is a question and a few options
 JSON_LIMIT = 1024 * 1024
 MAX_FILES = 100
-# how long a request waits for the model that is still loading before it is told to come back
-MODEL_WAIT_SECONDS = 120.0
 
 # each refusal's status and code (the most specific class first)
 STATUSES: list[tuple[type[Exception], int, str]] = [
@@ -208,7 +208,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp_sessions.run():
+            yield
         # at shutdown, before uvicorn raises a SIGTERM it caught again (which skips exit hooks): the
         # file reader's child process ends with the server
         await run_in_threadpool(service.close)
@@ -267,10 +268,25 @@ def create_app(
             raise
 
     def model() -> None:
-        if not warmup.wait(MODEL_WAIT_SECONDS):
+        if not warmup.wait(REQUEST_WAIT_SECONDS):
             raise ModelLoadError(
                 words.MODEL_WAITING.format(stage=warmup.stage) + "/v1/health が ready になってから送ってください。"
             )
+
+    # MCP over Streamable HTTP: the same service, each request's caller identified as the API's
+    mcp_face = McpFace(service, None, model, settings.page_url)
+    mcp_sessions = http_sessions(mcp_face, loopback_only=settings.auth == "none" and not keys.configured)
+
+    async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            scope.setdefault("state", {})["caller"] = await run_in_threadpool(caller, request, None)
+        except (RagError, IngestError) as error:  # 401 as on /v1 (503 when the directory cannot be reached)
+            await _refusal(error)(scope, receive, send)
+            return
+        await mcp_sessions.handle_request(scope, receive, send)
+
+    app.add_route("/mcp", Asgi(mcp), include_in_schema=False)
 
     @app.get("/v1/health", summary="準備ができているか（キーがあればモデル、ストア、精度も）")
     def health(credentials: Credentials) -> JSONResponse:
@@ -370,6 +386,16 @@ def create_app(
         return result
 
     return app
+
+
+class Asgi:
+    """An ASGI callable as a route's endpoint (Starlette wraps a plain function as a request handler)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 def _until_searched(events: Iterator[AskEvent]) -> Iterator[AskEvent]:
