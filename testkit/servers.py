@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,17 +47,18 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: 
 class Server:
     """A child process serving on 127.0.0.1:port, stopped by ``stop()``."""
 
-    def __init__(self, command: list[str], port: int, health: str) -> None:
+    def __init__(self, command: list[str], port: int, health: str, env: Mapping[str, str] | None = None) -> None:
         self.port = port
         self.command = command
         self.health = health
+        self.env = dict(env) if env is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.log: Any = None
 
     def start(self) -> Server:
         # Output goes to a file: a pipe nobody reads fills up and stalls a chatty server.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         try:
             wait_for(f"http://127.0.0.1:{self.port}{self.health}", self.process)
         except RuntimeError:

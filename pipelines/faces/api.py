@@ -75,6 +75,7 @@ from pipelines.service.results import (
     AskEvent,
     Caller,
     Delta,
+    Face,
     Found,
     Question,
     Rewritten,
@@ -240,31 +241,31 @@ def create_app(
         body = error_body(error.status_code, "http_error", message)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
-    def who(header: str | None, address: str) -> Caller:
+    def who(header: str | None, address: str, face: Face = "api") -> Caller:
         """The caller an ``Authorization`` header makes: a key, a person's directory password (``RAG_AUTH=ldap``,
         HTTP Basic) or a provider's token (``RAG_AUTH=oidc``). With sign-in configured, nobody is let in
         without one of them, keys or not."""
         scheme = (header or "").partition(" ")[0].lower()
         if scheme == "basic" and settings.auth == "ldap":
             user, password = basic_credentials(header or "")
-            return service.sign_in("api", user, password, address)  # audited there, either way
+            return service.sign_in(face, user, password, address)  # audited there, either way
         if keys.knows(header):
-            return keys.caller(header, "api", address)
+            return keys.caller(header, face, address)
         if tokens is not None and scheme == "bearer":
-            return service.person("api", tokens.person(header), address)
+            return service.person(face, tokens.person(header), address)
         if settings.auth != "none" and not keys.configured:
             raise AuthenticationError(words.SIGN_IN_NEEDED)
-        return keys.caller(header, "api", address)
+        return keys.caller(header, face, address)
 
-    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None, face: Face = "api") -> Caller:
         """Who sends the request (401 for a missing or unknown key, token or password); the service checks what they may do."""
         header = request.headers.get("authorization")
         address = request.client.host if request.client else ""
         try:
-            return who(header, address)
+            return who(header, address, face)
         except AuthenticationError as error:
             if (header or "").partition(" ")[0].lower() != "basic":  # a password's refusal is recorded by sign_in
-                service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
+                service.sign_in_refused(Caller(face, Keys.label(header), address), str(error))
             raise
 
     def model() -> None:
@@ -280,7 +281,7 @@ def create_app(
     async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            scope.setdefault("state", {})["caller"] = await run_in_threadpool(caller, request, None)
+            scope.setdefault("state", {})["caller"] = await run_in_threadpool(caller, request, None, "mcp")
         except (RagError, IngestError) as error:  # 401 as on /v1 (503 when the directory cannot be reached)
             await _refusal(error)(scope, receive, send)
             return

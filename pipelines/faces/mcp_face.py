@@ -427,7 +427,8 @@ class McpFace:
 
     def _passage_resource(self, collection: str, source: str, chunk: str, context: Context[Any, Any]) -> str:
         if not chunk.isdigit():
-            raise DocumentNotFoundError(words.CHUNK_MISSING)
+            uri = PASSAGE_TEMPLATE.format(collection=collection, source=source, chunk=chunk)
+            raise DocumentNotFoundError(words.PASSAGE_ID_INVALID.format(uri=uri))
         return self.service.passage_text(self.caller(context), collection, source, int(chunk)).chunk.text
 
 
