@@ -6,12 +6,13 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import Implementation
+from mcp_types import CallToolResult, Implementation, ReadResourceResult, TextContent, TextResourceContents
 
 from testkit.servers import Server, free_port
 
@@ -51,3 +52,17 @@ async def connect(server: StdioServerParameters | str, key: str | None = None) -
         ) as client,
     ):
         yield client
+
+
+def text(result: CallToolResult | ReadResourceResult) -> str:
+    """The text a tool call or a resource read gave (its first content, which must be text)."""
+    first = result.content[0] if isinstance(result, CallToolResult) else result.contents[0]
+    assert isinstance(first, TextContent | TextResourceContents), first
+    return first.text
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    """A tool's structured result (which a successful call of these tools always has)."""
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content

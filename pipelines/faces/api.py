@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from ingest.errors import FileTooLargeError, IngestError
 from pipelines.answers.answer import failed_answer_json
@@ -287,7 +288,7 @@ def create_app(
             return
         await mcp_sessions.handle_request(scope, receive, send)
 
-    app.add_route("/mcp", Asgi(mcp), include_in_schema=False)
+    app.router.routes.append(Route("/mcp", Asgi(mcp), include_in_schema=False))
 
     @app.get("/v1/health", summary="準備ができているか（キーがあればモデル、ストア、精度も）")
     def health(credentials: Credentials) -> JSONResponse:

@@ -159,27 +159,23 @@ def test_stdio_lists_the_tools_and_gives_the_cli_passages(world: World, embedder
             assert {"collection", "k", "mode", "documents"} <= set(search["properties"])
             k = search["properties"]["k"]["anyOf"][0]
             assert (k["minimum"], k["maximum"]) == (1, 100)
-            assert "hits" in tools["search"].output_schema["properties"]
+            assert "hits" in (tools["search"].output_schema or {})["properties"]
 
-            found = await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
-            assert not found.is_error
-            assert found.structured_content is not None
-            same_as_cli(found.structured_content, world.cli_hits)
-            assert json.loads(found.content[0].text)["hits"][0]["text"] == LEAVE  # the same, as text
+            called = await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
+            found = mcp.structured(called)
+            same_as_cli(found, world.cli_hits)
+            assert json.loads(mcp.text(called))["hits"][0]["text"] == LEAVE  # the same, as text
 
-            uri = found.structured_content["hits"][0]["uri"]
-            read = await client.call_tool("read_passage", {"uri": uri})
-            assert not read.is_error
-            assert read.structured_content is not None
-            assert (read.structured_content["source"], read.structured_content["text"]) == (LEAVE_NAME, LEAVE)
-            assert read.structured_content["link"] == found.structured_content["hits"][0]["link"]
-            resource = await client.read_resource(uri)
-            assert resource.contents[0].text == LEAVE
+            uri = found["hits"][0]["uri"]
+            read = mcp.structured(await client.call_tool("read_passage", {"uri": uri}))
+            assert (read["source"], read["text"]) == (LEAVE_NAME, LEAVE)
+            assert read["link"] == found["hits"][0]["link"]
+            assert mcp.text(await client.read_resource(uri)) == LEAVE
 
-            listed = await client.call_tool("list_collections", {})
-            assert [c["name"] for c in listed.structured_content["collections"]] == ["default", "人事規程", "技術文書"]
-            documents = await client.call_tool("list_documents", {"collection": "人事規程"})
-            assert [d["source"] for d in documents.structured_content["documents"]] == sorted([LEAVE_NAME, "東京.txt"])
+            listed = mcp.structured(await client.call_tool("list_collections", {}))
+            assert [c["name"] for c in listed["collections"]] == ["default", "人事規程", "技術文書"]
+            documents = mcp.structured(await client.call_tool("list_documents", {"collection": "人事規程"}))
+            assert [d["source"] for d in documents["documents"]] == sorted([LEAVE_NAME, "東京.txt"])
 
     anyio.run(session)
     rows = [
@@ -200,7 +196,7 @@ def test_stdio_lists_the_tools_and_gives_the_cli_passages(world: World, embedder
 def test_stdio_refuses_bad_arguments_with_japanese_tool_errors(world: World) -> None:
     async def session() -> list[tuple[bool, str]]:
         async with mcp.connect(mcp.stdio(world.env)) as client:
-            calls = [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("search", {"question": QUESTION, "k": 0}),
                 ("search", {"question": QUESTION, "mode": "fuzzy"}),
                 ("search", {"k": 3}),
@@ -213,7 +209,7 @@ def test_stdio_refuses_bad_arguments_with_japanese_tool_errors(world: World) -> 
             results = [await client.call_tool(name, arguments) for name, arguments in calls]
             with pytest.raises(MCPError, match="は箇所の ID ではありません"):
                 await client.read_resource("rag://passage/人事規程/ない.txt/x")
-            return [(r.is_error, r.content[0].text) for r in results]
+            return [(r.is_error, mcp.text(r)) for r in results]
 
     results = anyio.run(session)
     assert all(error for error, _ in results)
@@ -239,13 +235,13 @@ def test_stdio_with_a_key_has_only_the_keys_rights(world: World) -> None:
             listed = await client.call_tool("list_collections", {})
             mine = await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
             other = await client.call_tool("search", {"question": "ポート", "collection": "技術文書"})
-            return listed.structured_content, mine.structured_content, other
+            return mcp.structured(listed), mcp.structured(mine), other
 
     listed, mine, other = anyio.run(session)
     assert [c["name"] for c in listed["collections"]] == ["人事規程"]
     same_as_cli(mine, world.cli_hits)
     assert other.is_error
-    assert other.content[0].text == "コレクション「技術文書」の読み取りの権限がありません。管理者に確かめてください。"
+    assert mcp.text(other) == "コレクション「技術文書」の読み取りの権限がありません。管理者に確かめてください。"
 
 
 @pytest.mark.server
@@ -277,12 +273,12 @@ def test_http_mcp_gives_the_cli_passages(world: World, api: str, embedder: Embed
     async def session() -> tuple[Any, ...]:
         async with mcp.connect(api, ADMIN) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
-            found = await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
-            assert found.structured_content is not None
-            uri = found.structured_content["hits"][0]["uri"]
-            read = await client.call_tool("read_passage", {"uri": uri})
-            resource = await client.read_resource(uri)
-            return tools, found.structured_content, read.structured_content, resource.contents[0].text
+            found = mcp.structured(
+                await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
+            )
+            uri = found["hits"][0]["uri"]
+            read = mcp.structured(await client.call_tool("read_passage", {"uri": uri}))
+            return tools, found, read, mcp.text(await client.read_resource(uri))
 
     tools, found, read, text = anyio.run(session)
     assert tools == TOOLS
@@ -311,12 +307,12 @@ def test_http_mcp_key_for_one_collection_reaches_nothing_else(world: World, api:
             with pytest.raises(MCPError, match="読み取りの権限がありません"):
                 await client.read_resource(other)
             mine = await client.call_tool("search", {"question": QUESTION, "collection": "人事規程", "k": 2})
-            return listed.structured_content, calls, mine.structured_content
+            return mcp.structured(listed), calls, mcp.structured(mine)
 
     listed, calls, mine = anyio.run(session)
     assert [c["name"] for c in listed["collections"]] == ["人事規程"]
     refusal = "コレクション「技術文書」の読み取りの権限がありません。管理者に確かめてください。"
-    assert [(c.is_error, c.content[0].text) for c in calls] == [(True, refusal)] * 4
+    assert [(c.is_error, mcp.text(c)) for c in calls] == [(True, refusal)] * 4
     same_as_cli(mine, world.cli_hits)
     refused = [e for e in world.audit(embedder) if e.face == "mcp" and e.action == "refused"]
     assert {(e.who, e.collection, e.client) for e in refused[-5:]} == {
