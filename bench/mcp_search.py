@@ -31,12 +31,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.service.library import Library  # noqa: E402
-from pipelines.service.results import machine_caller  # noqa: E402
-from pipelines.service.service import Service  # noqa: E402
-from pipelines.settings import Settings  # noqa: E402
-from testkit import mcp  # noqa: E402
-from testkit.offline_model import build_offline_model  # noqa: E402
+from pipelines.service.library import Library
+from pipelines.service.results import machine_caller
+from pipelines.service.service import Service
+from pipelines.settings import Settings
+from testkit import mcp
+from testkit.offline_model import build_offline_model
 
 KEY = "bench-key-0123456789abcdef"
 QUESTION = "有給休暇は入社後いつから取れますか"
