@@ -3,16 +3,17 @@
     .venv/bin/python bench/mcp_search.py [--rounds 30] [--documents 40]
 
 One data directory, filled once with ``--documents`` Japanese texts of a few paragraphs each (about
-ten chunks each) and the small offline model of GLuCoSE's architecture (the real model cannot be
-downloaded here: the figures are the faces' and the service's own costs around a small model's
-embedding of the question, not GLuCoSE's). Then the real processes on it: ``python -m pipelines mcp``
-(driven by the SDK's client over its stdin and stdout) and ``python -m pipelines serve`` (its /mcp
-through the SDK's Streamable HTTP client, and ``POST /v1/collections/default/search`` through httpx),
-each asked the same question ``--rounds`` times in turn, after a warm-up of 3 each (the model
-loaded, the keyword index built). Every call is the same search (k 5, hybrid, each hit's best
-sentence), so the differences are the transports' and the faces' (JSON-RPC, the SDK's validation of
-arguments and results, sessions). Prints the median, p90 and minimum of each in milliseconds, and
-checks that the three returned the same passages. Bounded: 3 × (rounds + 3) searches on loopback.
+ten chunks each) and the small offline model of GLuCoSE's architecture in float32 (the real model
+cannot be downloaded here: the figures are the faces' and the service's own costs around a small
+model's embedding of the question, not GLuCoSE's). Then the real processes on it: ``python -m
+pipelines mcp`` (driven by the SDK's client over its stdin and stdout) and ``python -m pipelines
+serve`` (its /mcp through the SDK's Streamable HTTP client, and ``POST /v1/collections/default/search``
+through httpx), each asked the same question in turn, ``--rounds`` rounds of the three after a
+warm-up of 3 rounds (the model loaded, the keyword index built). Every call is the same search (k 5,
+hybrid, each hit's best sentence), so the differences are the transports' and the faces' (JSON-RPC,
+the SDK's validation of arguments and results, sessions). Prints the median, p90 and minimum of each
+in milliseconds, and checks that the three returned the same passages. Bounded: 3 × (rounds + 3)
+searches on loopback.
 """
 
 from __future__ import annotations
@@ -68,30 +69,38 @@ def sources(hits: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(hit["source"], hit["chunk_index"]) for hit in hits]
 
 
-async def over_mcp(server: Any, key: str | None, rounds: int) -> tuple[list[float], list[tuple[str, int]]]:
-    async with mcp.connect(server, key) as client:
-        times = []
-        found: dict[str, Any] = {}
-        for n in range(WARM_UP + rounds):
-            started = time.perf_counter()
+async def measure(stdio: Any, url: str, rounds: int) -> dict[str, tuple[list[float], list[tuple[str, int]]]]:
+    """Each face asked in turn, round after round (so a busy moment of the machine falls on all three alike)."""
+    async with (
+        mcp.connect(stdio) as local,
+        mcp.connect(f"{url}/mcp", KEY) as remote,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as api,
+    ):
+
+        async def tool(client: Any) -> list[dict[str, Any]]:
             found = mcp.structured(await client.call_tool("search", {"question": QUESTION, "k": 5}))
-            if n >= WARM_UP:
-                times.append(time.perf_counter() - started)
-        return times, sources(found["hits"])
+            return list(found["hits"])
 
-
-def over_api(url: str, rounds: int) -> tuple[list[float], list[tuple[str, int]]]:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
-        times = []
-        body: dict[str, Any] = {}
-        for n in range(WARM_UP + rounds):
-            started = time.perf_counter()
-            response = client.post("/v1/collections/default/search", json={"question": QUESTION, "k": 5})
+        async def route() -> list[dict[str, Any]]:
+            response = await api.post("/v1/collections/default/search", json={"question": QUESTION, "k": 5})
             response.raise_for_status()
-            body = response.json()
-            if n >= WARM_UP:
-                times.append(time.perf_counter() - started)
-        return times, sources(body["hits"])
+            return list(response.json()["hits"])
+
+        faces = {
+            "MCP stdio": lambda: tool(local),
+            "MCP Streamable HTTP": lambda: tool(remote),
+            "HTTP API": route,
+        }
+        times: dict[str, list[float]] = {face: [] for face in faces}
+        found: dict[str, list[tuple[str, int]]] = {}
+        for n in range(WARM_UP + rounds):
+            for face, search in faces.items():
+                started = time.perf_counter()
+                hits = await search()
+                if n >= WARM_UP:
+                    times[face].append(time.perf_counter() - started)
+                found[face] = sources(hits)
+        return {face: (times[face], found[face]) for face in faces}
 
 
 def main() -> None:
@@ -105,15 +114,13 @@ def main() -> None:
             "RAG_EMBEDDING_MODEL": str(build_offline_model(root / "model")),
             "RAG_DATA_DIR": str(root / "data"),
             "RAG_API_KEY": KEY,
+            "RAG_PRECISION": "float32",  # no precision calibration at the first start: the same model in every process
             "RAG_QUERY_LOG": os.environ.get("RAG_QUERY_LOG", "on"),
         }
         fill(Settings.from_env(env), args.documents)
-        results = {"MCP stdio": anyio.run(over_mcp, mcp.stdio(env), None, args.rounds)}
         server = mcp.serve(env).start()
         try:
-            base = f"http://127.0.0.1:{server.port}"
-            results["MCP Streamable HTTP"] = anyio.run(over_mcp, f"{base}/mcp", KEY, args.rounds)
-            results["HTTP API"] = over_api(base, args.rounds)
+            results = anyio.run(measure, mcp.stdio(env), f"http://127.0.0.1:{server.port}", args.rounds)
         finally:
             server.stop()
     print(
