@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 BIN = Path(sys.executable).parent
 # How often a server in a thread looks for shutdown(): the default half second was added to the
@@ -210,13 +210,14 @@ class UvicornThread:
     """An ASGI app served by a real uvicorn on 127.0.0.1 in a thread of this process (tests and benchmarks
     hand it objects they built: a loaded model, a filled store)."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, lifespan: Literal["on", "off"] = "off") -> None:
+        """``lifespan`` "on" runs the app's startup and shutdown (the API's /mcp sessions, and closing its service)."""
         import uvicorn
 
         self.port = port or free_port()
         # no websockets (imported only to be unused), no access log (the tests read their own results)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", access_log=False, lifespan="off"
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", access_log=False, lifespan=lifespan
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
