@@ -232,7 +232,7 @@ class RagServer(MCPServer):
             return await super().read_resource(uri, context)
         except UnexpectedResourceError as error:
             cause = error.__cause__
-            if isinstance(cause, DocumentNotFoundError | RagError | IngestError):
+            if isinstance(cause, RagError | IngestError):
                 raise ResourceNotFoundError(str(cause)) from cause
             logger.error("MCP resource %s failed", uri, exc_info=cause)
             raise ResourceError(words.MCP_FAILED) from cause
@@ -290,7 +290,7 @@ class McpFace:
         params = context.request_context.session.client_params
         info = params.client_info if params is not None else None
         client = " ".join(part for part in (info.name, info.version) if part) if info is not None else ""
-        return dataclasses.replace(base, face="mcp", client=client or "MCP")
+        return dataclasses.replace(base, face="mcp", client=client)
 
     # -- tools -------------------------------------------------------------------------------------
 

@@ -19,8 +19,10 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from pipelines.faces.api import create_app
 from pipelines.faces.mcp_face import parse_passage_uri, passage_uri
 from pipelines.model.embedder import Embedder
+from pipelines.model.warmup import ModelWarmup
 from pipelines.service import words
 from pipelines.service.audit import AuditEntry
 from pipelines.service.keys import Keys
@@ -31,6 +33,7 @@ from pipelines.service.service import Service
 from pipelines.settings import Settings
 from testkit import mcp
 from testkit.cli import run
+from testkit.servers import ChatServer, Reply, UvicornThread
 
 ADMIN = "admin-key-0123456789"
 HR = "hr-reader-key-0123456"
@@ -322,3 +325,32 @@ def test_http_mcp_key_for_one_collection_reaches_nothing_else(world: World, api:
 
 def _digest(key: str) -> str:
     return Keys.label(f"Bearer {key}").removeprefix("key:")
+
+
+@pytest.mark.server
+def test_ask_answers_with_citations_where_a_chat_model_is_set(
+    world: World, embedder: Embedder, chat_server: ChatServer
+) -> None:
+    settings = Settings.from_env(world.env, llm_url=chat_server.url, llm_model="テスト用モデル")
+    service = Service(Library(settings, embedder=embedder))
+    app = create_app(service, Keys.from_settings(ADMIN, None), ModelWarmup(embedder).start())
+    server = UvicornThread(app, lifespan="on").start()  # its /mcp sessions run in its lifespan
+
+    async def session() -> tuple[Any, Any]:
+        async with mcp.connect(f"{server.url}/mcp", ADMIN) as client:
+            arguments = {"question": QUESTION, "collection": "人事規程", "k": 2}
+            chat_server.replies = [Reply("有給休暇は入社六か月後から取得できます[1]。")]
+            answered = await client.call_tool("ask", arguments)
+            chat_server.replies = [Reply(status=500)]
+            return answered, await client.call_tool("ask", arguments)
+
+    try:
+        answered, failed = anyio.run(session)
+    finally:
+        server.stop()
+    result = mcp.structured(answered)
+    assert (result["answer"], result["answered"]) == ("有給休暇は入社六か月後から取得できます[1]。", True)
+    assert [(c["n"], c["source"]) for c in result["citations"]] == [(1, LEAVE_NAME)]
+    same_as_cli(result, world.cli_hits)
+    assert failed.is_error
+    assert mcp.text(failed).startswith(words.ANSWER_FAILED)
