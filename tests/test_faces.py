@@ -157,11 +157,12 @@ def test_the_same_failure_says_the_same_words_on_every_face(library: Path, api_u
     assert status == 2
     assert err == f"エラー: {missing.json()['message']}\n"
     # and MCP's tool errors
-    for tool, arguments, message in [
+    calls: list[tuple[str, dict[str, object], str]] = [
         ("ask", {"question": FUJI}, words.NO_CHAT_MODEL),
         ("search", {"question": FUJI, "collection": "無い"}, missing.json()["message"]),
         ("search", {"question": FUJI, "k": 0}, words.invalid_arguments("search", [("k", "1 以上にしてください")])),
-    ]:
+    ]
+    for tool, arguments, message in calls:
         result = through_mcp(api_url, tool, arguments)
         assert (result.is_error, mcp.text(result)) == (True, message)
     # no question was logged for the refusals
