@@ -354,3 +354,27 @@ def test_ask_answers_with_citations_where_a_chat_model_is_set(
     same_as_cli(result, world.cli_hits)
     assert failed.is_error
     assert mcp.text(failed).startswith(words.ANSWER_FAILED)
+
+
+@pytest.mark.server
+def test_http_mcp_without_keys_answers_only_this_machines_pages(world: World, embedder: Embedder) -> None:
+    """A server without keys listens on loopback only; /mcp also refuses another host or a web page's origin."""
+    env = {name: value for name, value in world.env.items() if name not in ("RAG_API_KEY", "RAG_API_KEYS_FILE")}
+    service = Service(Library(Settings.from_env(env), embedder=embedder))
+    server = UvicornThread(create_app(service, Keys([]), ModelWarmup(embedder).start()), lifespan="on").start()
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            rebound = client.post("/mcp", json=initialize, headers={"Host": "attacker.example"})
+            foreign = client.post("/mcp", json=initialize, headers={"Origin": "https://attacker.example"})
+
+        async def session() -> set[str]:
+            async with mcp.connect(f"{server.url}/mcp") as client:
+                return {tool.name for tool in (await client.list_tools()).tools}
+
+        tools = anyio.run(session)
+    finally:
+        server.stop()
+    assert (rebound.status_code, foreign.status_code) == (421, 403)
+    assert tools == TOOLS
