@@ -28,11 +28,13 @@ from pipelines.service.audit import AuditEntry
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
 from pipelines.service.links import viewer_link
+from pipelines.service.oidc import TokenVerifier
 from pipelines.service.results import machine_caller
 from pipelines.service.service import Service
 from pipelines.settings import Settings
 from testkit import mcp
 from testkit.cli import run
+from testkit.oidc import CLIENT_ID, Provider
 from testkit.servers import ChatServer, Reply, UvicornThread
 
 ADMIN = "admin-key-0123456789"
@@ -378,3 +380,34 @@ def test_http_mcp_without_keys_answers_only_this_machines_pages(world: World, em
         server.stop()
     assert (rebound.status_code, foreign.status_code) == (421, 403)
     assert tools == TOOLS
+
+
+@pytest.mark.server
+def test_http_mcp_takes_the_providers_tokens_with_the_policys_rights(
+    world: World, embedder: Embedder, provider: Provider, tmp_path: Path
+) -> None:
+    """RAG_AUTH=oidc as on the API: the person a token names has the policy's rights, over MCP too."""
+    policy = tmp_path / "policy.txt"
+    policy.write_text("group:jinji 人事* read\n", encoding="utf-8")
+    service = Service(Library(Settings.from_env(world.env, policy_file=policy), embedder=embedder))
+    keys = Keys.from_settings(ADMIN, None)
+    app = create_app(service, keys, ModelWarmup(embedder).start(), TokenVerifier(provider.metadata_url, CLIENT_ID))
+    server = UvicornThread(app, lifespan="on").start()
+
+    async def session(token: str) -> tuple[Any, Any]:
+        async with mcp.connect(f"{server.url}/mcp", token) as client:
+            listed = await client.call_tool("list_collections", {})
+            other = await client.call_tool("search", {"question": "ポート", "collection": "技術文書"})
+            return mcp.structured(listed), other
+
+    try:
+        listed, other = anyio.run(session, provider.sign_in("suzuki")["id_token"])  # in group jinji
+        refused = httpx.post(f"{server.url}/mcp", json={}, headers={"Authorization": "Bearer not-a-token-0123456789"})
+    finally:
+        server.stop()
+    assert [c["name"] for c in listed["collections"]] == ["人事規程"]
+    assert mcp.text(other) == "コレクション「技術文書」の読み取りの権限がありません。管理者に確かめてください。"
+    assert refused.status_code == 401
+    assert "トークンを確かめられません" in refused.json()["message"]
+    rows = [(e.who, e.client, e.action) for e in world.audit(embedder) if e.face == "mcp" and e.who == "suzuki"]
+    assert rows[-2:] == [("suzuki", f"{mcp.CLIENT.name} {mcp.CLIENT.version}", a) for a in ("list", "refused")]
