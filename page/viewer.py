@@ -21,21 +21,14 @@ from pipelines.search.page_view import PageImage
 from pipelines.search.retrieval import Hit
 from pipelines.search.text_views import RowsView, SlideView, TextView
 from pipelines.service import words
+from pipelines.service.links import VIEWER_PARAMS, viewer_params
 from pipelines.service.results import PassageView
 from pipelines.store.collections import DEFAULT
-
-PARAMS = ("doc", "chunk", "page", "collection")
 
 
 def _view_params(source: str, chunk: int, page: int | None) -> dict[str, str]:
     """The query parameters that address a passage's view (and its collection, unless it is the default)."""
-    collection = st.session_state.get("collection", DEFAULT)
-    return {
-        "doc": source,
-        "chunk": str(chunk),
-        **({"page": str(page)} if page else {}),
-        **({"collection": collection} if collection != DEFAULT else {}),
-    }
+    return viewer_params(st.session_state.get("collection", DEFAULT), source, chunk, page)
 
 
 def open_view(source: str, chunk: int, page: int | None) -> None:
@@ -44,7 +37,7 @@ def open_view(source: str, chunk: int, page: int | None) -> None:
 
 
 def close_view() -> None:
-    for key in PARAMS:
+    for key in VIEWER_PARAMS:
         st.query_params.pop(key, None)
 
 

@@ -155,6 +155,12 @@ class Settings:
     oidc_metadata_url: str = ""
     oidc_client_id: str = ""
     oidc_audience: str = ""
+    # the page's address as people open it (https://docs.example.jp/): the MCP face links each passage it
+    # returns to the page's view of it there; empty: no links
+    page_url: str = ""
+    # ``mcp`` over stdio: a key of RAG_API_KEY / RAG_API_KEYS_FILE whose rights the assistant gets;
+    # empty: every right, as the CLI (the machine's own user)
+    mcp_key: str = field(default="", metadata=SECRET)
 
     def __repr__(self) -> str:
         """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""
@@ -224,6 +230,10 @@ class Settings:
             raise SettingsError(
                 "RAG_OIDC_METADATA_URL は http:// か https:// で始まる URL にしてください"
                 f"（例: https://login.example.jp/.well-known/openid-configuration、現在 {self.oidc_metadata_url!r}）。"
+            )
+        if self.page_url and not self.page_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"RAG_PAGE_URL は http:// か https:// で始まるページの URL にしてください（例: https://docs.example.jp/、現在 {self.page_url!r}）。"
             )
         if not self.embedding_model.strip():
             raise SettingsError("RAG_EMBEDDING_MODEL が空です。モデル名かモデルのディレクトリを指定してください。")

@@ -10,12 +10,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 BIN = Path(sys.executable).parent
 # How often a server in a thread looks for shutdown(): the default half second was added to the
@@ -47,17 +47,18 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: 
 class Server:
     """A child process serving on 127.0.0.1:port, stopped by ``stop()``."""
 
-    def __init__(self, command: list[str], port: int, health: str) -> None:
+    def __init__(self, command: list[str], port: int, health: str, env: Mapping[str, str] | None = None) -> None:
         self.port = port
         self.command = command
         self.health = health
+        self.env = dict(env) if env is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.log: Any = None
 
     def start(self) -> Server:
         # Output goes to a file: a pipe nobody reads fills up and stalls a chatty server.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         try:
             wait_for(f"http://127.0.0.1:{self.port}{self.health}", self.process)
         except RuntimeError:
@@ -209,13 +210,14 @@ class UvicornThread:
     """An ASGI app served by a real uvicorn on 127.0.0.1 in a thread of this process (tests and benchmarks
     hand it objects they built: a loaded model, a filled store)."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, lifespan: Literal["on", "off"] = "off") -> None:
+        """``lifespan`` "on" runs the app's startup and shutdown (the API's /mcp sessions, and closing its service)."""
         import uvicorn
 
         self.port = port or free_port()
         # no websockets (imported only to be unused), no access log (the tests read their own results)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", access_log=False, lifespan="off"
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", access_log=False, lifespan=lifespan
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)

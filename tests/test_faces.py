@@ -1,4 +1,4 @@
-"""One service behind every face: the page, the CLI and the API find the same hits, say the same words, log once each."""
+"""One service behind every face: the page, the CLI, the API and MCP find the same hits, say the same words, log once each."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import streamlit as st
+from mcp_types import CallToolResult
 from streamlit.testing.v1 import AppTest
 
 from pipelines.faces.api import create_app
@@ -21,6 +23,7 @@ from pipelines.service.library import Library
 from pipelines.service.querylog import FILE_NAME, QueryLog
 from pipelines.service.service import Service
 from pipelines.settings import Settings
+from testkit import mcp
 from testkit.cli import run
 from testkit.documents import make_pdf
 from testkit.servers import UvicornThread
@@ -60,7 +63,8 @@ def library(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
 def api_url(library: Path) -> Iterator[str]:
     """The API over the same settings (its own model, loaded as the CLI's and the page's are)."""
     service = Service(Library(Settings.from_env()))
-    server = UvicornThread(create_app(service, Keys([]), ModelWarmup(service.embedder).start())).start()
+    app = create_app(service, Keys([]), ModelWarmup(service.embedder).start())
+    server = UvicornThread(app, lifespan="on").start()  # its /mcp sessions run in its lifespan
     yield server.url
     server.stop()
 
@@ -92,6 +96,16 @@ def through_page(question: str) -> list[tuple[str, int, str]]:
     return shown
 
 
+def through_mcp(api_url: str, tool: str, arguments: dict[str, object]) -> CallToolResult:
+    """One tool call of the SDK's client to the API's /mcp (Streamable HTTP)."""
+
+    async def call() -> CallToolResult:
+        async with mcp.connect(f"{api_url}/mcp") as client:
+            return await client.call_tool(tool, arguments)
+
+    return anyio.run(call)
+
+
 def as_shown(hits: list[dict[str, object]]) -> list[tuple[str, int, str]]:
     return [(str(h["source"]), int(h["chunk_index"]), f"{h['cosine']:.3f}") for h in hits]  # type: ignore[call-overload]
 
@@ -108,12 +122,14 @@ def test_the_same_question_finds_the_same_hits_on_every_face_and_is_logged_once_
         assert response.status_code == 200, response.text
         from_api = response.json()["hits"]
         assert from_api == from_cli  # the same JSON, field for field, best sentences included
+        from_mcp = mcp.structured(through_mcp(api_url, "search", {"question": question, "k": K}))["hits"]
+        assert [{key: hit[key] for key in cli} for hit, cli in zip(from_mcp, from_cli, strict=True)] == from_cli
         assert len(from_cli) == K
         assert through_page(question) == as_shown(from_cli)
 
     logged = QueryLog(library / FILE_NAME).export()
     assert [(q["question"], q["face"]) for q in logged] == [
-        (q, face) for q in QUESTIONS for face in ("cli", "api", "page")
+        (q, face) for q in QUESTIONS for face in ("cli", "api", "mcp", "page")
     ]
     assert all(q["collection"] == "default" and q["k"] == K for q in logged)
     assert all(len(q["hits"]) == K for q in logged)
@@ -140,5 +156,14 @@ def test_the_same_failure_says_the_same_words_on_every_face(library: Path, api_u
     status, _, err = run("search", FUJI, "--collection", "無い")
     assert status == 2
     assert err == f"エラー: {missing.json()['message']}\n"
+    # and MCP's tool errors
+    calls: list[tuple[str, dict[str, object], str]] = [
+        ("ask", {"question": FUJI}, words.NO_CHAT_MODEL),
+        ("search", {"question": FUJI, "collection": "無い"}, missing.json()["message"]),
+        ("search", {"question": FUJI, "k": 0}, words.invalid_arguments("search", [("k", "1 以上にしてください")])),
+    ]
+    for tool, arguments, message in calls:
+        result = through_mcp(api_url, tool, arguments)
+        assert (result.is_error, mcp.text(result)) == (True, message)
     # no question was logged for the refusals
     assert QueryLog(library / FILE_NAME).export() == []

@@ -9,8 +9,9 @@
     DELETE /v1/collections/{name}/documents/{source}    delete one document
     POST   /v1/collections/{name}/search                {"question", "k", "mode", "documents"} → {"hits", "rule"}
     POST   /v1/collections/{name}/ask                   the same (and "stream", "history") → ``ask --json``, or events
+    *      /mcp                                         MCP over Streamable HTTP (pipelines/faces/mcp_face.py)
 
-Every route but the health check and the docs (``/docs``, ``/openapi.json``) wants
+Every route but the health check and the docs (``/docs``, ``/openapi.json``), ``/mcp`` included, wants
 ``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py; the health check
 without one says only whether the service is up); with none, the server listens on loopback only.
 With ``RAG_AUTH=oidc`` a bearer that is no configured key is a token of the OpenID Connect provider
@@ -26,7 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from ingest.errors import FileTooLargeError, IngestError
 from pipelines.answers.answer import failed_answer_json
@@ -61,8 +63,9 @@ from pipelines.errors import (
     SettingsError,
     StoreError,
 )
-from pipelines.faces.http import MULTIPART_SLACK, BodyLimit, error_body, sse
-from pipelines.model.warmup import ModelWarmup
+from pipelines.faces.http import MULTIPART_SLACK, BodyLimit, Receive, Scope, Send, error_body, sse
+from pipelines.faces.mcp_face import McpFace, http_sessions
+from pipelines.model.warmup import REQUEST_WAIT_SECONDS, ModelWarmup
 from pipelines.service import words
 from pipelines.service.keys import Keys
 from pipelines.service.library import Library
@@ -73,6 +76,7 @@ from pipelines.service.results import (
     AskEvent,
     Caller,
     Delta,
+    Face,
     Found,
     Question,
     Rewritten,
@@ -84,8 +88,6 @@ from pipelines.settings import LOOPBACK, Settings
 # a search or ask body is a question and a few options
 JSON_LIMIT = 1024 * 1024
 MAX_FILES = 100
-# how long a request waits for the model that is still loading before it is told to come back
-MODEL_WAIT_SECONDS = 120.0
 
 # each refusal's status and code (the most specific class first)
 STATUSES: list[tuple[type[Exception], int, str]] = [
@@ -208,7 +210,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp_sessions.run():
+            yield
         # at shutdown, before uvicorn raises a SIGTERM it caught again (which skips exit hooks): the
         # file reader's child process ends with the server
         await run_in_threadpool(service.close)
@@ -239,38 +242,53 @@ def create_app(
         body = error_body(error.status_code, "http_error", message)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
-    def who(header: str | None, address: str) -> Caller:
+    def who(header: str | None, address: str, face: Face = "api") -> Caller:
         """The caller an ``Authorization`` header makes: a key, a person's directory password (``RAG_AUTH=ldap``,
         HTTP Basic) or a provider's token (``RAG_AUTH=oidc``). With sign-in configured, nobody is let in
         without one of them, keys or not."""
         scheme = (header or "").partition(" ")[0].lower()
         if scheme == "basic" and settings.auth == "ldap":
             user, password = basic_credentials(header or "")
-            return service.sign_in("api", user, password, address)  # audited there, either way
+            return service.sign_in(face, user, password, address)  # audited there, either way
         if keys.knows(header):
-            return keys.caller(header, "api", address)
+            return keys.caller(header, face, address)
         if tokens is not None and scheme == "bearer":
-            return service.person("api", tokens.person(header), address)
+            return service.person(face, tokens.person(header), address)
         if settings.auth != "none" and not keys.configured:
             raise AuthenticationError(words.SIGN_IN_NEEDED)
-        return keys.caller(header, "api", address)
+        return keys.caller(header, face, address)
 
-    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    def caller(request: Request, credentials: HTTPAuthorizationCredentials | None, face: Face = "api") -> Caller:
         """Who sends the request (401 for a missing or unknown key, token or password); the service checks what they may do."""
         header = request.headers.get("authorization")
         address = request.client.host if request.client else ""
         try:
-            return who(header, address)
+            return who(header, address, face)
         except AuthenticationError as error:
             if (header or "").partition(" ")[0].lower() != "basic":  # a password's refusal is recorded by sign_in
-                service.sign_in_refused(Caller("api", Keys.label(header), address), str(error))
+                service.sign_in_refused(Caller(face, Keys.label(header), address), str(error))
             raise
 
     def model() -> None:
-        if not warmup.wait(MODEL_WAIT_SECONDS):
+        if not warmup.wait(REQUEST_WAIT_SECONDS):
             raise ModelLoadError(
                 words.MODEL_WAITING.format(stage=warmup.stage) + "/v1/health が ready になってから送ってください。"
             )
+
+    # MCP over Streamable HTTP: the same service, each request's caller identified as the API's
+    mcp_face = McpFace(service, None, model, settings.page_url)
+    mcp_sessions = http_sessions(mcp_face, loopback_only=settings.auth == "none" and not keys.configured)
+
+    async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            scope.setdefault("state", {})["caller"] = await run_in_threadpool(caller, request, None, "mcp")
+        except (RagError, IngestError) as error:  # 401 as on /v1 (503 when the directory cannot be reached)
+            await _refusal(error)(scope, receive, send)
+            return
+        await mcp_sessions.handle_request(scope, receive, send)
+
+    app.router.routes.append(Route("/mcp", Asgi(mcp), include_in_schema=False))
 
     @app.get("/v1/health", summary="準備ができているか（キーがあればモデル、ストア、精度も）")
     def health(credentials: Credentials) -> JSONResponse:
@@ -370,6 +388,16 @@ def create_app(
         return result
 
     return app
+
+
+class Asgi:
+    """An ASGI callable as a route's endpoint (Starlette wraps a plain function as a request handler)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 def _until_searched(events: Iterator[AskEvent]) -> Iterator[AskEvent]:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|serve|evaluate``.
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|serve|mcp|evaluate``.
 
 Each command parses its arguments (pipelines/faces/cli_args.py), calls the service as the machine's own
 user (``Caller("cli", "cli:USER")``: every right, named in the logs by the OS user) and prints what it
@@ -8,7 +8,6 @@ returns, in the catalogue's words.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections import Counter
@@ -37,6 +36,7 @@ from pipelines.service.results import (
     RewriteFailed,
     Rewritten,
     Searched,
+    machine_caller,
 )
 from pipelines.service.service import Service
 from pipelines.settings import Settings
@@ -49,11 +49,7 @@ if TYPE_CHECKING:  # LangChain takes a second to import: only the commands that 
 
 def cli_caller() -> Caller:
     """The machine's own user, with every right, named in the logs ``cli:USER`` by the OS user."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name in the environment and none in the password database
-        user = "?"
-    return Caller("cli", f"cli:{user}")
+    return machine_caller("cli")
 
 
 class Meter:
@@ -348,6 +344,13 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextI
     return 0
 
 
+def _mcp(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from pipelines.faces.mcp_face import serve_stdio  # the MCP SDK: only for this command
+
+    serve_stdio(settings)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     if args.task == "qa" and args.from_log == bool(args.file):
         raise evaluation.EvaluationError(
@@ -412,6 +415,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "collections": _collections,
     "serve": _serve,
+    "mcp": _mcp,
 }
 
 

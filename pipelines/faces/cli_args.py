@@ -94,8 +94,24 @@ def parser() -> argparse.ArgumentParser:
         "--api-keys-file", type=Path, help="キーのファイル（行: キー パターン read|write） [RAG_API_KEYS_FILE]"
     )
     serve.add_argument("--max-upload-mb", type=int, help="アップロードの上限 MB [RAG_MAX_UPLOAD_MB]")
+    serve.add_argument("--page-url", help="MCP が返す各箇所のリンクを開くページの URL [RAG_PAGE_URL]")
     serve.add_argument("-k", "--top-k", type=int, dest="top_k", help="既定の件数 [RAG_TOP_K]")
     serve.add_argument("--mode", **MODE_OPTION)
+
+    mcp = commands.add_parser(
+        "mcp",
+        parents=[common],
+        help="MCP サーバー（stdio）: Claude Desktop や VS Code などのアシスタントから検索する（docs/mcp.md）",
+    )
+    mcp.add_argument(
+        "--key",
+        dest="mcp_key",
+        help="このキー（RAG_API_KEY か RAG_API_KEYS_FILE の）の権限だけで答える。既定はこのマシンのユーザーとしてすべて [RAG_MCP_KEY]",
+    )
+    mcp.add_argument("--api-keys-file", type=Path, help="キーのファイル（行: キー パターン 権限） [RAG_API_KEYS_FILE]")
+    mcp.add_argument("--page-url", help="各箇所のリンクを開くページの URL [RAG_PAGE_URL]")
+    mcp.add_argument("-k", "--top-k", type=int, dest="top_k", help="既定の件数 [RAG_TOP_K]")
+    mcp.add_argument("--mode", **MODE_OPTION)
 
     evaluate = commands.add_parser("evaluate", help="埋め込みモデルと設定の品質を測る（JSTS・JSQuAD 形式）")
     tasks = evaluate.add_subparsers(dest="task", required=True)

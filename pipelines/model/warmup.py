@@ -12,6 +12,9 @@ import time
 from pipelines.errors import RagError
 from pipelines.model.embedder import TextEmbedder
 
+# how long a request of a server (the API, MCP) waits for the model still loading before it is told to come back
+REQUEST_WAIT_SECONDS = 120.0
+
 
 class ModelWarmup:
     """One background load of ``embedder``; ``wait`` returns when it is ready or raises why it is not."""

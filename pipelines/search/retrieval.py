@@ -376,10 +376,9 @@ class Searcher:
             text += f" その上位 {self.rerank_candidates} 件を再ランキングモデル「{self.reranker.model_name}」の点数で並べ替え。"
         return text
 
-    def surroundings(self, hit: Hit) -> tuple[str, str]:
-        """The document's text just before and just after a hit: the parts of its neighbouring chunks
-        that the hit does not already show (neighbours overlap it by a sentence or two)."""
-        chunk = hit.chunk
+    def surroundings(self, chunk: StoredChunk) -> tuple[str, str]:
+        """The document's text just before and just after a passage (a hit's chunk): the parts of its
+        neighbouring chunks that the passage does not already show (neighbours overlap it by a sentence or two)."""
         neighbours = {
             c.chunk_index: c
             for c in self.store.chunks_at(chunk.source, chunk.version, [chunk.chunk_index - 1, chunk.chunk_index + 1])

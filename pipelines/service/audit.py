@@ -7,7 +7,9 @@ a newer version of the product is refused, never rewritten).
 
     entries   one row per audited act: id, at (UTC, ISO 8601), who (a user, ``key:xxxxxxxx`` for an
               API key, ``cli:USER`` for the machine's user), face, address, action, collection,
-              document, detail (the question, the reason for a refusal, the files), outcome
+              document, detail (the question, the reason for a refusal, the files), outcome, client
+              (the program the act came through where the face knows it: an MCP client's name and
+              version; schema 2, a version 1 file gains the column at its first write)
 
 Append-only: the product only inserts. The one deletion is the retention sweep (``sweep``: rows older
 than ``RAG_AUDIT_DAYS``, 0 keeps them forever), and triggers in the file refuse any UPDATE and the
@@ -25,13 +27,14 @@ from typing import Any, Literal
 from pipelines.errors import AuditError
 from pipelines.service.sqlite_file import SqliteFile
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "audit.sqlite3"
 
 Action = Literal[
     "sign_in",
     "sign_in_failed",
     "refused",
+    "list",
     "search",
     "ask",
     "view",
@@ -58,7 +61,8 @@ CREATE TABLE entries (
     collection TEXT NOT NULL DEFAULT '',
     document TEXT NOT NULL DEFAULT '',
     detail TEXT NOT NULL DEFAULT '',
-    outcome TEXT NOT NULL DEFAULT 'ok'
+    outcome TEXT NOT NULL DEFAULT 'ok',
+    client TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX entries_at ON entries (at);
 CREATE TRIGGER entries_never_change BEFORE UPDATE ON entries
@@ -67,6 +71,8 @@ CREATE TRIGGER entries_kept_a_day BEFORE DELETE ON entries
 WHEN old.at > strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 day')
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: a row younger than a day is never deleted'); END
 """
+# each upgrade brings a file of that version to the next
+_UPGRADES = {1: "ALTER TABLE entries ADD COLUMN client TEXT NOT NULL DEFAULT ''"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class AuditEntry:
     document: str
     detail: str
     outcome: str
+    client: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +116,7 @@ class AuditLog:
             version=SCHEMA_VERSION,
             error=AuditError,
             explain=self._explain,
+            upgrades=_UPGRADES,
             busy_seconds=busy_seconds,
         )
         self._swept = False  # the retention sweep runs with this object's first row
@@ -137,6 +145,7 @@ class AuditLog:
         document: str = "",
         detail: str = "",
         outcome: Outcome = "ok",
+        client: str = "",
     ) -> None:
         """Append one row (``AuditError`` when it cannot be written); the first also sweeps out the expired rows."""
         with self._file.connect(write=True) as db:
@@ -144,9 +153,9 @@ class AuditLog:
                 self._delete_expired(db, _now())
                 self._swept = True
             db.execute(
-                "INSERT INTO entries (at, who, face, address, action, collection, document, detail, outcome)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_stamp(_now()), who, face, address, action, collection, document, detail, outcome),
+                "INSERT INTO entries (at, who, face, address, action, collection, document, detail, outcome, client)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_stamp(_now()), who, face, address, action, collection, document, detail, outcome, client),
             )
 
     def sweep(self, now: datetime | None = None) -> int:

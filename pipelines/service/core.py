@@ -99,6 +99,7 @@ class ServiceCore:
             document=document,
             detail=detail,
             outcome=outcome,
+            client=caller.client,
         )
 
     def _refused(self, caller: Caller, collection: str, reason: str) -> None:

@@ -18,8 +18,10 @@ from pipelines.service.core import VIEW_CONTEXT, ServiceCore
 from pipelines.service.results import (
     Caller,
     Original,
+    PassageText,
     PassageView,
 )
+from pipelines.store.records import StoredChunk, StoredDocument
 
 
 class Passages(ServiceCore):
@@ -28,8 +30,27 @@ class Passages(ServiceCore):
     # -- passages and originals -----------------------------------------------------------------------
 
     def surroundings(self, caller: Caller, collection: str, hit: Hit) -> tuple[str, str]:
-        """The document's text just before and just after a hit."""
-        return self._parts(caller, collection, "read").searcher.surroundings(hit)
+        """The document's text just before and just after a hit (shown with every card: not recorded)."""
+        return self._parts(caller, collection, "read").searcher.surroundings(hit.chunk)
+
+    def passage_text(self, caller: Caller, collection: str, source: str, chunk_index: int) -> PassageText:
+        """A stored passage by its document and chunk number, with the text around it; recorded as viewed.
+        A document or chunk that is not stored is refused with the reason."""
+        parts = self._parts(caller, collection, "read")
+        with self._recorded(caller, "view", parts.settings.collection, source, f"チャンク {chunk_index}", before=False):
+            document, chunk = self._stored(parts, source, chunk_index)
+            return PassageText(parts.settings.collection, document, chunk, *parts.searcher.surroundings(chunk))
+
+    @staticmethod
+    def _stored(parts: Pipelines, source: str, chunk_index: int) -> tuple[StoredDocument, StoredChunk]:
+        """A document's live chunk by its number (``DocumentNotFoundError`` with the reason when there is none)."""
+        document = parts.store.document(source)
+        if document is None:
+            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
+        found = parts.store.chunks_at(document.source, document.version, [chunk_index]) if chunk_index >= 0 else []
+        if chunk_index >= document.chunks or not found:
+            raise DocumentNotFoundError(words.CHUNK_MISSING)
+        return document, found[0]
 
     def original_kept(self, caller: Caller, collection: str, content_hash: str) -> bool:
         """Whether the file of a document with this content is kept (and so can be viewed and downloaded)."""
@@ -63,13 +84,7 @@ class Passages(ServiceCore):
         from pipelines.search.text_views import document_view, rows_view, slide_view
         from pipelines.search.viewer import view_for
 
-        document = parts.store.document(source)
-        if document is None:
-            raise DocumentNotFoundError(words.DOCUMENT_MISSING.format(source=source))
-        found = parts.store.chunks_at(document.source, document.version, [chunk_index]) if chunk_index >= 0 else []
-        if chunk_index >= document.chunks or not found:
-            raise DocumentNotFoundError(words.CHUNK_MISSING)
-        chunk = found[0]
+        document, chunk = self._stored(parts, source, chunk_index)
         data = parts.originals.get(document.content_hash)
         if data is None:
             return PassageView(document, chunk, page, None, words.ORIGINAL_NOT_KEPT)

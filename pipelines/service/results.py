@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +33,8 @@ class Caller:
     the key's grants; a signed-in person's carries ``user`` and ``groups`` and, as ``grants``, the
     policy (pipelines/service/policy.py), asked at each check so that a changed policy holds at once.
     The service checks a caller's rights in one place (``Service._allow``), whatever the face.
+    ``client`` names the program the request comes through where the face knows it (an MCP client's
+    name and version, 「Claude Desktop 1.2」), for the audit log.
     """
 
     face: Face
@@ -40,10 +43,20 @@ class Caller:
     grants: Grants | None = None
     user: str = ""
     groups: tuple[str, ...] = ()
+    client: str = ""
 
     def may(self, collection: str, right: Right) -> bool:
         """Whether this caller may do ``right`` to the collection named ``collection`` (its name as kept)."""
         return permitted(self.grants, collection, right, self.user, self.groups)
+
+
+def machine_caller(face: Face) -> Caller:
+    """The machine's own user, with every right (the CLI; MCP over stdio), named in the logs ``cli:USER`` by the OS user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment and none in the password database
+        user = "?"
+    return Caller(face, f"cli:{user}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,18 @@ class Original:
     document: StoredDocument
     name: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class PassageText:
+    """A stored passage with the document's text just before and just after it (its neighbours' parts it does
+    not show); ``collection`` is the collection's name as kept."""
+
+    collection: str
+    document: StoredDocument
+    chunk: StoredChunk
+    before: str
+    after: str
 
 
 @dataclass(frozen=True)

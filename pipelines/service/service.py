@@ -11,17 +11,17 @@ rule added here holds on every face.
     upload / ingest_paths                                      files in, one report each
     search                                                     hits, ranked, logged
     ask                                                        a conversation turn, as events
-    surroundings / passage / original                          a passage's context, its view, the file
+    surroundings / passage_text / passage / original           a passage's context, its text by id, its view, the file
     feedback / log                                             👍/👎 on a logged question; the log
     audit / signed_in / sign_in_refused / policy_reloaded      the audit log: read by an admin of all; acts of the faces
 
 Every act is written to the audit log (pipelines/service/audit.py) with its caller, its collection and
 document: a refusal of a right (``_allow``), a search, an answer, a passage viewed, an original
 downloaded, an upload, a deletion, a collection made or deleted, feedback. Listing collections and
-documents is not recorded. No act goes unrecorded: one that changes something is refused before it
-starts when its row cannot be written (``AuditError``) and recorded when it ends, failed ones with
-why; one that only reads is recorded before its result is returned, and nothing is returned when its
-row cannot be written. A refusal is refused whether or not its row could be written.
+documents is recorded only where the face asks (``recorded``: MCP, where every call is a row). No
+act goes unrecorded: one that changes something is refused before it starts when its row cannot be
+written (``AuditError``) and recorded when it ends, failed ones with why; one that only reads is
+recorded before its result is returned, and nothing is returned when its row cannot be written. A refusal is refused whether or not its row could be written.
 """
 
 from __future__ import annotations
@@ -76,9 +76,18 @@ class Service(Passages, People, ServiceCore):
 
     # -- collections ----------------------------------------------------------------------------------
 
-    def collections(self, caller: Caller) -> list[CollectionInfo]:
-        """The collections the caller may read, with their counts, the default first."""
-        return [info for info in self.library.catalogue() if caller.may(info.name, "read")]
+    def collections(self, caller: Caller, *, recorded: bool = False) -> list[CollectionInfo]:
+        """The collections the caller may read, with their counts, the default first.
+
+        ``recorded``: the listing is an audit row too (an assistant's call over MCP, where every call is
+        one; the page lists on every redraw, and does not).
+        """
+        if not recorded:
+            return [info for info in self.library.catalogue() if caller.may(info.name, "read")]
+        with self._recorded(caller, "list", before=False) as note:
+            listed = [info for info in self.library.catalogue() if caller.may(info.name, "read")]
+            note.detail = f"{len(listed)} コレクション"
+            return listed
 
     def collection_names(self, caller: Caller) -> list[str]:
         """The names of the collections the caller may read (no counts: one read of the store)."""
@@ -102,9 +111,15 @@ class Service(Passages, People, ServiceCore):
 
     # -- documents ------------------------------------------------------------------------------------
 
-    def documents(self, caller: Caller, collection: str) -> list[StoredDocument]:
-        """The collection's documents, by name."""
-        return self._parts(caller, collection, "read").store.documents()
+    def documents(self, caller: Caller, collection: str, *, recorded: bool = False) -> list[StoredDocument]:
+        """The collection's documents, by name (``recorded``: an audit row too, as for ``collections``)."""
+        parts = self._parts(caller, collection, "read")
+        if not recorded:
+            return parts.store.documents()
+        with self._recorded(caller, "list", parts.settings.collection, before=False) as note:
+            documents = parts.store.documents()
+            note.detail = f"{len(documents)} 文書"
+            return documents
 
     def document(self, caller: Caller, collection: str, source: str) -> StoredDocument:
         """One stored document by its name (``DocumentNotFoundError`` when there is none)."""

@@ -40,6 +40,7 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "sign_in": "サインイン",
     "sign_in_failed": "サインイン失敗",
     "refused": "拒否",
+    "list": "一覧",
     "search": "検索",
     "ask": "回答",
     "view": "表示",
@@ -61,6 +62,7 @@ NO_DOCUMENTS_HINT = {
     "page": "左の「文書を追加」から PDF やテキストをアップロードし、「取り込む」を押してください。",
     "cli": "先に `python -m pipelines ingest{where} ファイル` で取り込んでください。",
     "api": "先に POST /v1/collections/{name}/documents で取り込んでください。",
+    "mcp": "ページ、CLI（python -m pipelines ingest{where} ファイル）か API で取り込むと検索できます。",
 }
 NO_HITS = "該当する箇所は見つかりませんでした。"
 NO_HITS_HINT = "文書の選択を外すか、言い方を変えてみてください。"
@@ -88,6 +90,14 @@ SIGN_IN_NEEDED = (
 VIEW_FAILED = "原文を表示できません。"
 NO_DOWNLOAD = "このコレクションの元のファイルをダウンロードする権限がありません。"
 MODEL_WAITING = "埋め込みモデルを読み込んでいます（{stage}）。しばらくしてから、もう一度送ってください。"
+PASSAGE_ID_INVALID = (
+    "「{uri}」は箇所の ID ではありません。search の結果の uri（rag://passage/コレクション/文書/番号）を渡してください。"
+)
+MCP_NO_TOOL = "ツール「{name}」はありません。tools/list で一覧を確かめてください。"
+MCP_KEY_UNKNOWN = (
+    "RAG_MCP_KEY（--key）のキーが RAG_API_KEY にも RAG_API_KEYS_FILE にもありません。管理者に確かめてください。"
+)
+MCP_FAILED = "予期しないエラーで処理できませんでした。サーバーのログを確かめてください。"
 NOTHING_TO_EMBED = "なし（ベクトルにする文章がなく、モデルを読み込んでいません）"
 
 
@@ -116,13 +126,14 @@ def local_time(iso: str, with_time: bool = True, seconds: bool = False) -> str:
 
 
 def audit_fields(entry: AuditEntry) -> list[str]:
-    """An audit row as people read it: local time, who, the act (and how it ended, unless done), collection,
-    document, detail."""
+    """An audit row as people read it: local time, who (from where, through which program), the act (and how
+    it ended, unless done), collection, document, detail."""
     action = AUDIT_ACTIONS.get(entry.action, entry.action)
     ended = AUDIT_OUTCOMES.get(entry.outcome, entry.outcome)
     if ended and ended != action:
         action += f"（{ended}）"
-    who = f"{entry.who}（{entry.address}）" if entry.address else entry.who
+    where = "、".join(part for part in (entry.address, entry.client) if part)
+    who = f"{entry.who}（{where}）" if where else entry.who
     return [local_time(entry.at, seconds=True), who, action, entry.collection, entry.document, entry.detail]
 
 
@@ -193,3 +204,9 @@ def invalid_request(problems: Sequence[tuple[str, str]]) -> str:
     """The API's message for a request whose body, path or query is not as documented."""
     listed = "、".join(f"{where}（{what}）" for where, what in problems)
     return f"リクエストの内容が正しくありません: {listed}。/docs で形を確かめてください。"
+
+
+def invalid_arguments(tool: str, problems: Sequence[tuple[str, str]]) -> str:
+    """An MCP tool's message for arguments that are not as its schema says."""
+    listed = "、".join(f"{where}（{what}）" for where, what in problems)
+    return f"ツール「{tool}」の引数が正しくありません: {listed}。"

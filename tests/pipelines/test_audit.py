@@ -139,6 +139,42 @@ def test_the_retention_sweep_removes_only_rows_older_than_the_days(tmp_path: Pat
     assert [e.who for e in forever.entries(limit=1)] == ["next"]
 
 
+def test_a_version_1_log_gains_the_client_column_at_its_first_write(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    with sqlite3.connect(path) as db:  # the schema of version 1, with a row
+        db.executescript(
+            "CREATE TABLE entries (id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, face TEXT NOT NULL,"
+            " address TEXT NOT NULL DEFAULT '', action TEXT NOT NULL, collection TEXT NOT NULL DEFAULT '',"
+            " document TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '', outcome TEXT NOT NULL DEFAULT 'ok');"
+            "INSERT INTO entries (at, who, face, action) VALUES ('2026-12-01T00:00:00+00:00', 'old', 'cli', 'search');"
+            "PRAGMA user_version = 1;"
+        )
+    log = AuditLog(path, days=0)
+    assert [(e.who, e.client) for e in log.entries()] == [("old", "")]
+    log.write("assistant", "mcp", "search", client="Claude Desktop 1.2")
+    assert [(e.who, e.client) for e in log.entries()] == [("old", ""), ("assistant", "Claude Desktop 1.2")]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_an_mcp_call_names_its_client_and_lists_are_rows_when_asked(service: Service) -> None:
+    assistant = Caller("mcp", "cli:tanaka", client="Claude Desktop 1.2")
+    service.upload(CLERK, "default", [("規程.txt", LEAVE.encode())])
+    service.collections(assistant, recorded=True)
+    service.documents(assistant, "default", recorded=True)
+    read = service.passage_text(assistant, "default", "規程.txt", 0)
+    assert (read.collection, read.chunk.text, read.before, read.after) == ("default", LEAVE, "", "")
+    entries = service.audit(Caller("cli"))[1:]
+    assert [(e.face, e.who, e.client, e.action, e.collection, e.document, e.detail) for e in entries] == [
+        ("mcp", "cli:tanaka", "Claude Desktop 1.2", "list", "", "", "1 コレクション"),
+        ("mcp", "cli:tanaka", "Claude Desktop 1.2", "list", "default", "", "1 文書"),
+        ("mcp", "cli:tanaka", "Claude Desktop 1.2", "view", "default", "規程.txt", "チャンク 0"),
+    ]
+    assert words.audit_fields(entries[0])[1] == "cli:tanaka（Claude Desktop 1.2）"
+    with pytest.raises(DocumentNotFoundError, match="chunk"):
+        service.passage_text(assistant, "default", "規程.txt", 5)
+
+
 def test_a_log_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / FILE_NAME)
     with sqlite3.connect(log.path) as db:

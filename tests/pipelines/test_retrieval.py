@@ -42,14 +42,14 @@ def test_surroundings_are_the_text_next_to_a_hit(searcher: Searcher) -> None:
     hits = sorted(searcher.search(SENTENCES[0], k=10, sources=["長い.txt"]), key=lambda h: h.chunk.chunk_index)
     assert len(hits) >= 3
     middle = hits[1]
-    before, after = searcher.surroundings(middle)
+    before, after = searcher.surroundings(middle.chunk)
     document = "\n".join(SENTENCES)
     # before + hit + after is a contiguous piece of the document, with no repeated overlap
     assert (before + middle.chunk.text + after).replace("\n", "") in document.replace("\n", "")
     assert before
     assert after
-    first_before, _ = searcher.surroundings(hits[0])
-    _, last_after = searcher.surroundings(hits[-1])
+    first_before, _ = searcher.surroundings(hits[0].chunk)
+    _, last_after = searcher.surroundings(hits[-1].chunk)
     assert (first_before, last_after) == ("", "")
 
 
