@@ -64,3 +64,24 @@ def encode(model: SentenceTransformer, texts: Sequence[str], precision: str, tex
             processing_kwargs={"text": text_kwargs},
         )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def encode_with_states(
+    model: SentenceTransformer, texts: Sequence[str], precision: str, text_kwargs: dict[str, Any]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``encode``'s vectors (not normalised) and, for each text, its tokens' states (its own length,
+    special tokens included), from the same forward pass."""
+    import torch
+
+    half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+    with torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None):
+        outputs = model.encode(
+            list(texts),
+            batch_size=max(len(texts), 1),
+            output_value=None,
+            show_progress_bar=False,
+            processing_kwargs={"text": text_kwargs},
+        )
+    vectors = np.stack([row["sentence_embedding"].float().cpu().numpy() for row in outputs])
+    states = [row["token_embeddings"][: int(row["attention_mask"].sum())].float().cpu().numpy() for row in outputs]
+    return vectors.astype(np.float32), states

@@ -62,6 +62,9 @@ class StoredChunk:
     place_end: Place = NOWHERE
     breaks: tuple[tuple[int, int], ...] = ()
     """Where in ``text`` a new page, slide or row starts: (offset, its number)."""
+    text_hash: str = ""
+    """The digest of the text that was embedded (its context and text): the key of its sentences' vectors
+    (pipelines/store/sentences.py); "" for chunks stored before it was kept."""
 
     @property
     def page(self) -> int | None:
@@ -190,4 +193,5 @@ def stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
         place=place,
         place_end=place_end,
         breaks=breaks_from_metadata(meta),
+        text_hash=str(meta.get("text_hash") or ""),
     )
