@@ -39,6 +39,15 @@ class QueryGate:
         self._lock = threading.Lock()
         self._flying: dict[str, Future[np.ndarray]] = {}
 
+    def slot(self) -> threading.BoundedSemaphore:
+        """One of the slots, held as a context manager (what each batch holds while it runs)."""
+        return self._running
+
+    def in_flight(self) -> int:
+        """How many distinct questions are being embedded now."""
+        with self._lock:
+            return len(self._flying)
+
     def queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Question vectors, in order; a text that another thread is embedding now is waited for, not embedded again.
 
@@ -54,7 +63,7 @@ class QueryGate:
                     mine[text] = self._flying[text] = Future()
         if mine:
             try:
-                with self._running:
+                with self.slot():
                     vectors = self.embedder.embed_queries(list(mine), progress)
             except BaseException as error:
                 for future in mine.values():
@@ -73,5 +82,5 @@ class QueryGate:
 
     def documents(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors (a hit's sentences embedded alone), within the cap."""
-        with self._running:
+        with self.slot():
             return self.embedder.embed_documents(texts)

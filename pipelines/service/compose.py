@@ -259,6 +259,7 @@ def _searcher(
         rerank_candidates=settings.rerank_candidates,
         gate=gate,
         sentences=sentences,
+        sentence_check=settings.sentence_check,
     )
 
 

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS sentences (
     spans TEXT NOT NULL,
     dimension INTEGER NOT NULL,
     vectors BLOB NOT NULL,
+    pooled INTEGER NOT NULL,
     PRIMARY KEY (model, text_hash)
 ) WITHOUT ROWID
 """
@@ -45,6 +46,8 @@ class Sentences:
 
     spans: tuple[tuple[int, int], ...]
     vectors: np.ndarray
+    pooled: bool = True
+    """Pooled from the passage's own pass (at ingest); False: each sentence embedded alone (at search time)."""
 
 
 def quantize(vectors: np.ndarray) -> bytes:
@@ -89,13 +92,13 @@ class SentenceVectors:
             for begin in range(0, len(wanted), 500):
                 batch = wanted[begin : begin + 500]
                 rows = connection.execute(
-                    "SELECT text_hash, spans, dimension, vectors FROM sentences WHERE model = ? AND text_hash IN "
+                    "SELECT text_hash, spans, dimension, vectors, pooled FROM sentences WHERE model = ? AND text_hash IN "
                     f"({','.join('?' * len(batch))})",
                     [model, *batch],
                 ).fetchall()
-                for key, spans, dimension, blob in rows:
+                for key, spans, dimension, blob, pooled in rows:
                     pairs = tuple((int(a), int(b)) for a, b in json.loads(spans))
-                    found[key] = Sentences(pairs, dequantize(blob, int(dimension)))
+                    found[key] = Sentences(pairs, dequantize(blob, int(dimension)), bool(pooled))
         return found
 
     def put(self, model: str, rows: Mapping[str, Sentences]) -> None:
@@ -104,7 +107,14 @@ class SentenceVectors:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         values = [
-            (model, key, json.dumps([list(s) for s in row.spans]), int(row.vectors.shape[1]), quantize(row.vectors))
+            (
+                model,
+                key,
+                json.dumps([list(s) for s in row.spans]),
+                int(row.vectors.shape[1]),
+                quantize(row.vectors),
+                int(row.pooled),
+            )
             for key, row in rows.items()
             if row.vectors.ndim == 2 and len(row.vectors) == len(row.spans) and len(row.spans)
         ]
@@ -112,7 +122,7 @@ class SentenceVectors:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(_SCHEMA)
             with connection:
-                connection.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?, ?, ?, ?)", values)
+                connection.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?, ?, ?, ?, ?)", values)
 
     def size(self) -> int:
         """Bytes the file holds on disk (0 when it does not exist yet), its write-ahead log included."""
