@@ -86,6 +86,17 @@ def test_pooled_best_sentence_is_the_one_embedded_alone(
     assert [spans[j] for j in np.argsort(-(kept @ query))[:2]] == shortlist
 
 
+def test_passages_in_batches_keep_their_vectors_and_get_their_sentences(on_each_path: Embedder) -> None:
+    texts = [passage for passage, _, _ in AGREEMENT] + ["短い文。", "東京は日本の首都です。" * 12]
+    spans = [sentence_spans(t) for t in texts]
+    vectors, pooled = on_each_path.embed_passages(texts, spans)
+    assert np.allclose(vectors, on_each_path.embed_documents(texts), atol=1e-5)
+    for found, row in zip(pooled, spans, strict=True):
+        assert found is not None
+        assert found.shape == (len(row), on_each_path.dimension)
+        assert np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-5)
+
+
 def test_pooling_table() -> None:
     states = np.array([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [3.0, 4.0], [9.0, 9.0]])
     offsets = [(-1, -1), (0, 2), (2, 4), (4, 6), (-1, -1)]  # special tokens at both ends are left out
