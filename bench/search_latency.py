@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument(
         "--alone", type=int, default=30, help="questions timed with sentences embedded alone (the way before)"
     )
+    parser.add_argument("--check", type=int, nargs="*", default=[2], help="RAG_SENTENCE_CHECK values also timed")
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out" / "glucose-sized-model")
     args = parser.parse_args()
 

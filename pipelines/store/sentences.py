@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS sentences (
     dimension INTEGER NOT NULL,
     vectors BLOB NOT NULL,
     pooled INTEGER NOT NULL,
-    PRIMARY KEY (model, text_hash)
-) WITHOUT ROWID
+    UNIQUE (model, text_hash)
+)
 """
 
 
@@ -125,6 +125,10 @@ class SentenceVectors:
                 connection.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?, ?, ?, ?, ?)", values)
 
     def size(self) -> int:
-        """Bytes the file holds on disk (0 when it does not exist yet), its write-ahead log included."""
+        """Bytes the file holds on disk once its write-ahead log is written back (0 when it does not exist yet)."""
+        if not self.path.is_file():
+            return 0
+        with self._connection() as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         files = [self.path, self.path.with_name(self.path.name + "-wal")]
         return sum(f.stat().st_size for f in files if f.is_file())
