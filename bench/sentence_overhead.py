@@ -19,11 +19,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
+from pipelines.choices import Precision  # noqa: E402
 from pipelines.model.embedder import Embedder  # noqa: E402
 from pipelines.store.chroma import ChromaStore  # noqa: E402
 from pipelines.store.indexing import Indexer  # noqa: E402
@@ -60,9 +62,14 @@ def main() -> None:
     model = glucose_sized_model(args.cache, "\n".join(text for _, text in read_articles(JSQUAD, None)))
     print(f"{len(articles)} articles, {sum(len(t) for _, t in articles):,} characters; {os.cpu_count()} CPUs")
     for path in args.paths:
+        precision = cast(Precision, path)
         embedder = Embedder(
-            str(model), batch_size=16, precision=path, query_precision="int8", cache_dir=args.cache.parent / "verdicts"
-        )  # type: ignore[arg-type]
+            str(model),
+            batch_size=16,
+            precision=precision,
+            query_precision="int8",
+            cache_dir=args.cache.parent / "verdicts",
+        )
         embedder.load()
         ingest(embedder, articles[:1], True)  # warm: the model's first batches
         plain, pooled, size, chunks = [], [], 0, 0

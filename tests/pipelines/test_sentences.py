@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from ingest.chunking import sentence_spans
 from ingest.normalize import normalize_text
-from pipelines.model.embedder import Embedder
+from pipelines.model.embedder import Embedder, Progress
 from pipelines.model.gate import QueryGate
 from pipelines.model.pooling import pool_spans
 from pipelines.search.retrieval import Hit, Searcher, hit_json
@@ -54,7 +55,7 @@ def sentences(tmp_path: Path) -> SentenceVectors:
     return SentenceVectors(tmp_path / "sentences.sqlite3")
 
 
-@pytest.fixture(scope="module", params=["float32", "int8"])
+@pytest.fixture(scope="module", params=["float32", pytest.param("int8", marks=pytest.mark.slow)])  # int8: an export
 def on_each_path(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     """The test model on torch (float32) and on ONNX Runtime (int8, whose export gives token states)."""
     precision = request.param
@@ -121,6 +122,7 @@ def test_luke_offsets_are_characters(embedder: Embedder) -> None:
     assert len(cut) == 6
 
 
+@pytest.mark.slow
 def test_checking_the_pooled_shortlist_gives_the_sentence_embedded_alone(
     embedder: Embedder, store: ChromaStore, sentences: SentenceVectors
 ) -> None:
@@ -246,7 +248,7 @@ class _Watched(Embedder):
         self.now = self.most = 0
         self._count = threading.Lock()
 
-    def embed_queries(self, texts, progress=None):  # type: ignore[no-untyped-def]
+    def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         with self._count:
             self.now += 1
             self.most = max(self.most, self.now)
