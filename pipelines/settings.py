@@ -73,6 +73,9 @@ class Settings:
     # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
     reranker: str = ""
     rerank_candidates: int = 20
+    # a hit's best sentence: how many of its sentences, the closest by the vectors pooled at ingest, are
+    # embedded alone at search time to choose among (0: the pooled vectors choose alone; docs/speed.md)
+    sentence_check: int = 0
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
     embedding_api_key: str = field(default="", metadata=SECRET)
@@ -191,6 +194,8 @@ class Settings:
                 raise SettingsError(f"RAG_{name.upper()} は 1 以上にしてください（現在 {getattr(self, name)}）。")
         if not 0.0 <= self.keyword_weight <= 1.0:
             raise SettingsError(f"RAG_KEYWORD_WEIGHT は 0 以上 1 以下にしてください（現在 {self.keyword_weight}）。")
+        if self.sentence_check < 0:
+            raise SettingsError(f"RAG_SENTENCE_CHECK は 0 以上にしてください（現在 {self.sentence_check}）。")
         if self.threads < 0:
             raise SettingsError(f"RAG_THREADS は 0（自動）以上にしてください（現在 {self.threads}）。")
         if self.max_upload_mb < 1:

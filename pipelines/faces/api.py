@@ -132,7 +132,7 @@ class Query(BaseModel):
     documents: list[str] | None = Field(default=None, description="この文書だけから探す（文書名の一覧）")
     best_sentences: bool = Field(
         default=True,
-        description="各 hit の質問に最も近い文（best_*）を求める。文ごとに埋め込むため検索よりずっと重い; false で省く",
+        description="各 hit の質問に最も近い文（best_*）を求める（取り込み時に計算した文ごとのベクトルで。数ミリ秒）; false で省く",
     )
 
     def question_of(self) -> Question:

@@ -23,6 +23,7 @@ from pipelines.model import batching, hardware, int8, torch_path
 from pipelines.model.files import ModelFiles
 from pipelines.model.hardware import usable_cpus
 from pipelines.model.int8_session import Int8Session
+from pipelines.model.pooling import Span, pool_spans
 from pipelines.model.precision import RANKING_PASSAGES, PrecisionChoice, PrecisionPolicy, VerdictCache, cpu_has_bf16
 from pipelines.model.text_embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage, TextEmbedder
 from pipelines.model.tokens import LUKE_TEXT_KWARGS, Tokens, luke_ids, luke_pieces
@@ -292,6 +293,21 @@ class Embedder:
         """
         return self._embed_batches([self.document_prefix + t for t in texts], token_counts, progress)
 
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """``embed_documents``, and for each text a unit vector per span of ``spans`` (its sentences),
+        pooled from the same forward pass (``pooling.pool_spans``); None for a text whose spans cannot be
+        pooled (the model's tokenizer does not tell where its tokens are, or a span lies past its limit)."""
+        prefixed = [self.document_prefix + t for t in texts]
+        shift = len(self.document_prefix)
+        moved = [[(a + shift, b + shift) for a, b in row] for row in spans]
+        return self._run_batches(prefixed, token_counts, progress, None, moved)
+
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Embed questions, batched like passages, with the model's query prefix (GLuCoSE has none)."""
         self.load()  # chooses the precision
@@ -310,8 +326,19 @@ class Embedder:
         progress: Progress | None,
         precision: str | None = None,
     ) -> np.ndarray:
+        return self._run_batches(texts, token_counts, progress, precision, None)[0]
+
+    def _run_batches(
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int] | None,
+        progress: Progress | None,
+        precision: str | None,
+        spans: Sequence[Sequence[Span]] | None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        sentences: list[np.ndarray | None] = [None] * len(texts)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32), sentences
         self.load()
         counts = list(token_counts) if token_counts is not None else [self._counter().count(t) for t in texts]
         order = batching.longest_first(counts)
@@ -323,7 +350,12 @@ class Embedder:
                 batch = batching.cut(batch, counts, self.max_tokens)
             started = time.perf_counter()
             try:
-                vectors[batch] = self._encode([texts[i] for i in batch], precision)
+                if spans is None:
+                    vectors[batch] = self._encode([texts[i] for i in batch], precision)
+                else:
+                    vectors[batch], pooled = self._encode_pooled(texts, spans, batch)
+                    for i, found in zip(batch, pooled, strict=True):
+                        sentences[i] = found
             except RuntimeError as error:  # a GPU's memory: halve the batch and go on
                 if "out of memory" not in str(error) or size == 1:
                     raise
@@ -336,4 +368,22 @@ class Embedder:
             done += len(batch)
             if progress is not None:
                 progress(done, len(texts))
-        return vectors
+        return vectors, sentences
+
+    def _encode_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch: Sequence[int]
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Unit vectors of a batch of passages and their spans' pooled vectors, from one forward pass."""
+        chosen = [texts[i] for i in batch]
+        precision = self._precision.passages
+        tokens = self._counter()
+        if precision == "int8":
+            vectors, states = self._int8.encode_with_states(chosen, tokens)
+        else:
+            vectors, states = torch_path.encode_with_states(self.model, chosen, precision, tokens.text_kwargs)
+        limit = self.max_tokens
+        pooled = [
+            pool_spans(state, offsets, spans[i]) if (offsets := tokens.offsets(texts[i], limit)) is not None else None
+            for i, state in zip(batch, states, strict=True)
+        ]
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12), pooled

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.int8.onnx"
 META_FILE = "int8.json"
 # Raised when the export or the graph changes, so that an old file on disk is not used.
-EXPORT_REVISION = 1
+# 2: the graph also gives each token's state (``token_embeddings``), which a passage's sentences are pooled from.
+EXPORT_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -193,12 +194,12 @@ def export_float32(model: SentenceTransformer, path: Path) -> str:
             super().__init__()
             self.backbone = backbone
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             tokens = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             if pooling == "cls":
-                return tokens[:, 0]
+                return tokens[:, 0], tokens
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9), tokens
 
     sample = model.tokenizer(["日本語の文です。", "二つめ"], padding=True, return_tensors="pt")
     inputs = (sample["input_ids"], sample["attention_mask"])
@@ -213,8 +214,12 @@ def export_float32(model: SentenceTransformer, path: Path) -> str:
                 inputs,
                 str(path),
                 input_names=["input_ids", "attention_mask"],
-                output_names=["sentence_embedding"],
-                dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+                output_names=["sentence_embedding", "token_embeddings"],
+                dynamic_axes={
+                    **axes,
+                    "sentence_embedding": {0: "batch"},
+                    "token_embeddings": {0: "batch", 1: "tokens"},
+                },
                 opset_version=17,
                 dynamo=False,
             )
@@ -251,7 +256,13 @@ class Int8Runner:
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
-        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+        return np.asarray(self._session.run(["sentence_embedding"], feeds)[0], dtype=np.float32)
+
+    def with_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sentence vectors and each token's state (batch × tokens × dimension), from one run."""
+        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        pooled, states = self._session.run(["sentence_embedding", "token_embeddings"], feeds)
+        return np.asarray(pooled, dtype=np.float32), np.asarray(states, dtype=np.float32)
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -79,3 +79,10 @@ class Int8Session:
         """Vectors (not normalised) for ``texts`` as one batch, fed by ``tokens``, each cut at the model's limit."""
         assert self.runner is not None, "the int8 path is not open"
         return self.runner(*tokens.feed(texts, self.runner.model.max_tokens))
+
+    def encode_with_states(self, texts: Sequence[str], tokens: Tokens) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode``'s vectors and, for each text, its tokens' states (its own length, special tokens included)."""
+        assert self.runner is not None, "the int8 path is not open"
+        ids, mask = tokens.feed(texts, self.runner.model.max_tokens)
+        pooled, states = self.runner.with_states(ids, mask)
+        return pooled, [row[: int(length)] for row, length in zip(states, mask.sum(axis=1), strict=True)]

@@ -238,6 +238,16 @@ class RemoteEmbedder:
     ) -> np.ndarray:
         return self._embed([self.document_prefix + t for t in texts], "passage", progress)
 
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """The passages' vectors; a server gives no token states, so no sentences (embedded alone when needed)."""
+        return self.embed_documents(texts, token_counts, progress), [None] * len(texts)
+
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._embed([self.query_prefix + t for t in texts], "query", progress)
 

@@ -71,6 +71,17 @@ class TextEmbedder(Protocol):
         self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None
     ) -> np.ndarray: ...
 
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """``embed_documents``, and for each text a unit vector per span (its sentences) pooled from the same
+        pass, or None where this embedder cannot pool them (then they are embedded alone when needed)."""
+        ...
+
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...

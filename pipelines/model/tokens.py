@@ -68,17 +68,50 @@ class Tokens:
             return len(self.pieces.encode(text)) + 2
         return len(self.tokenizer(text, truncation=False, verbose=False, **self.text_kwargs)["input_ids"])
 
+    def offsets(self, text: str, limit: int) -> list[tuple[int, int]] | None:
+        """Where in ``text`` each id that ``feed`` gives it comes from: (start, end) in characters, (-1, -1)
+        for a special token; None when the tokenizer cannot tell (a slow one)."""
+        if self.pieces is not None:
+            proto = self.pieces.encode(text, return_type="proto")
+            chars = _byte_to_char(text)
+            inner = [(chars[p.begin], chars[p.end]) for p in proto.pieces[: limit - 2]]
+            return [(-1, -1), *inner, (-1, -1)]
+        if not getattr(self.tokenizer, "is_fast", False):
+            return None
+        features = self._fast_feeder()(
+            text,
+            truncation=True,
+            max_length=limit,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            **self.text_kwargs,
+        )
+        pairs = zip(features["offset_mapping"], features["special_tokens_mask"], strict=True)
+        return [(-1, -1) if special else (int(a), int(b)) for (a, b), special in pairs]
+
+    def _fast_feeder(self) -> Any:
+        if self._feeder is None:  # counting runs in another thread: a fast tokenizer of its own
+            fast = getattr(self.tokenizer, "is_fast", False)
+            self._feeder = copy.deepcopy(self.tokenizer) if fast else self.tokenizer
+        return self._feeder
+
     def feed(self, texts: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The ids of ``texts``, each cut at ``limit``, as one padded batch and its attention mask."""
         if self.pieces is not None:
             return int8.pad([luke_ids(self.pieces, t, limit) for t in texts], pad_id=1)
-        if self._feeder is None:  # counting runs in another thread: a fast tokenizer of its own
-            fast = getattr(self.tokenizer, "is_fast", False)
-            self._feeder = copy.deepcopy(self.tokenizer) if fast else self.tokenizer
-        features = self._feeder(
+        features = self._fast_feeder()(
             list(texts), padding=True, truncation=True, max_length=limit, return_tensors="np", **self.text_kwargs
         )
         return features["input_ids"], features["attention_mask"]
+
+
+def _byte_to_char(text: str) -> list[int]:
+    """For each byte offset of ``text`` in UTF-8 (and its end), the offset of the character it falls in."""
+    chars: list[int] = []
+    for index, char in enumerate(text):
+        chars.extend([index] * len(char.encode("utf-8")))
+    chars.append(len(text))
+    return chars
 
 
 def luke_ids(pieces: Any, text: str, limit: int | None = None) -> list[int]:

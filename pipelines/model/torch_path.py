@@ -64,3 +64,26 @@ def encode(model: SentenceTransformer, texts: Sequence[str], precision: str, tex
             processing_kwargs={"text": text_kwargs},
         )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def encode_with_states(
+    model: SentenceTransformer, texts: Sequence[str], precision: str, text_kwargs: dict[str, Any]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``encode``'s vectors (not normalised) and, for each text, its tokens' states (its own length,
+    special tokens included), from the same forward pass: the model's own preprocessing and modules, as
+    ``encode`` runs them, without ``encode``'s packing of the outputs."""
+    import torch
+    from sentence_transformers.util import batch_to_device
+
+    half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+    model.eval()
+    features = batch_to_device(model.preprocess(list(texts), processing_kwargs={"text": text_kwargs}), model.device)
+    with (
+        torch.inference_mode(),
+        torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None),
+    ):
+        out = model(features)
+    vectors = out["sentence_embedding"].float().cpu().numpy()
+    lengths = out["attention_mask"].sum(dim=1).tolist()
+    tokens = out["token_embeddings"].float().cpu().numpy()
+    return vectors.astype(np.float32), [row[: int(n)] for row, n in zip(tokens, lengths, strict=True)]

@@ -19,6 +19,7 @@ An optional cross-encoder then reorders the first ``rerank_candidates`` of that 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -27,15 +28,19 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ingest.chunking import split_sentences, trim_span
+from ingest.chunking import sentence_spans
 from ingest.document import Place, describe
 from ingest.normalize import normalize_text
 from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError
 from pipelines.model.embedder import Progress, TextEmbedder
+from pipelines.model.gate import QueryGate
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
 from pipelines.store.records import StoredChunk
+from pipelines.store.sentences import Sentences, SentenceVectors
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -207,8 +212,17 @@ class Searcher:
         fusion: Fusion = DEFAULT_FUSION,
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
+        gate: QueryGate | None = None,
+        sentences: SentenceVectors | None = None,
+        sentence_check: int = 0,
     ) -> None:
         self.embedder = embedder
+        # the model at search time: shared by every searcher of a process (compose), capped and single-flight
+        self.gate = gate if gate is not None else QueryGate(embedder)
+        # each stored passage's sentences' vectors; None: each hit's sentences embedded alone, every time
+        self.sentences = sentences
+        # how many of a hit's sentences, closest by their pooled vectors, are embedded alone to choose among
+        self.sentence_check = sentence_check
         self.store = store
         # without a saved index, one in memory, filled from the store on first search
         self.keyword = keyword if keyword is not None else KeywordIndex(SudachiAnalyzer())
@@ -313,7 +327,7 @@ class Searcher:
             found = {q: self._cache[q] for q in queries if q in self._cache}
         missing = [q for q in dict.fromkeys(queries) if q not in found]
         if missing:
-            found.update(zip(missing, self.embedder.embed_queries(missing, progress), strict=True))
+            found.update(zip(missing, self.gate.queries(missing, progress), strict=True))
         elif progress is not None:
             progress(len(queries), len(queries))
         with self._cache_lock:
@@ -390,19 +404,77 @@ class Searcher:
         return head, tail
 
     def best_sentences(self, question: str, hits: Sequence[Hit]) -> list[tuple[int, int]]:
-        """For each hit, the span (in ``hit.chunk.text``) of its sentence most similar to the question."""
-        texts = [h.chunk.text for h in hits]
-        spans = [[(a, b) for a, b in (trim_span(text, *s) for s in split_sentences(text)) if a < b] for text in texts]
-        sentences = [text[a:b] for text, row in zip(texts, spans, strict=True) for a, b in row]
-        if not sentences:
+        """For each hit, the span (in ``hit.chunk.text``) of its sentence most similar to the question.
+
+        The sentences' vectors were pooled when the passage was stored (pipelines/store/sentences.py), so
+        this is a few dot products; with ``sentence_check`` n, the n sentences they put first are embedded
+        alone and the best of those is taken. A hit stored without them (before they were kept, or by a
+        path that gives no token states) has its sentences embedded alone now, and kept for the next time.
+        """
+        spans = [tuple(sentence_spans(h.chunk.text)) for h in hits]
+        if not any(spans):
             return [(0, 0) for _ in hits]
         query = self._query_vectors([normalize_text(question)], None)[0]  # the search embedded it already
-        scores = iter(self.embedder.embed_documents(sentences) @ query)
-        best = []
-        for row in spans:
-            scored = [(next(scores), span) for span in row]
-            best.append(max(scored)[1] if scored else (0, 0))
-        return best
+        found = self._sentence_vectors(hits, spans)
+        scores = [f.vectors @ query for f in found]
+        chosen = [int(np.argmax(row)) if len(row) else -1 for row in scores]
+        pooled = [f.pooled for f in found]
+        checked = self._checked_choices(hits, spans, scores, pooled, query)
+        return [spans[i][checked.get(i, c)] if c >= 0 else (0, 0) for i, c in enumerate(chosen)]
+
+    def _checked_choices(
+        self,
+        hits: Sequence[Hit],
+        spans: Sequence[tuple[tuple[int, int], ...]],
+        scores: Sequence[np.ndarray],
+        pooled: Sequence[bool],
+        query: np.ndarray,
+    ) -> dict[int, int]:
+        """With ``sentence_check``: for each hit whose pooled scores chose, the best of its first sentences
+        by those scores, each embedded alone (one batch for all the hits)."""
+        if self.sentence_check < 1:
+            return {}
+        shortlists = {
+            i: [int(j) for j in np.argsort(-row, kind="stable")[: self.sentence_check]]
+            for i, row in enumerate(scores)
+            if len(row) > 1 and pooled[i]
+        }
+        texts = [hits[i].chunk.text[slice(*spans[i][j])] for i, row in shortlists.items() for j in row]
+        if not texts:
+            return {}
+        alone = iter(self.gate.documents(texts) @ query)
+        checked = {}
+        for i, row in shortlists.items():
+            values = [next(alone) for _ in row]
+            checked[i] = row[int(np.argmax(values))]
+        return checked
+
+    def _sentence_vectors(self, hits: Sequence[Hit], spans: Sequence[tuple[tuple[int, int], ...]]) -> list[Sentences]:
+        """Each hit's sentences (``spans``): the kept ones where they match, the others embedded alone now."""
+        model = self.embedder.model_name
+        keys = [h.chunk.text_hash or f"chunk:{h.chunk.chunk_id}" for h in hits]
+        kept = self.sentences.get(model, keys) if self.sentences is not None else {}
+        found: list[Sentences | None] = [
+            kept[key] if key in kept and kept[key].spans == row else None for key, row in zip(keys, spans, strict=True)
+        ]
+        lazy = [i for i, f in enumerate(found) if f is None and spans[i]]
+        if lazy:
+            sentences = [hits[i].chunk.text[a:b] for i in lazy for a, b in spans[i]]
+            embedded = iter(self.gate.documents(sentences))
+            fresh = {}
+            for i in lazy:
+                fresh[keys[i]] = found[i] = Sentences(spans[i], np.stack([next(embedded) for _ in spans[i]]), False)
+            self._keep(fresh)
+        return [f if f is not None else Sentences((), np.zeros((0, 1), dtype=np.float32), False) for f in found]
+
+    def _keep(self, fresh: Mapping[str, Sentences]) -> None:
+        """Keep sentences embedded at search time for the next search; one that cannot be kept is embedded again then."""
+        if self.sentences is None:
+            return
+        try:
+            self.sentences.put(self.embedder.model_name, fresh)
+        except RagError as error:  # a cache: the search stands without it
+            logger.warning("%s", error)
 
 
 def hit_json(hit: Hit, span: tuple[int, int] | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ingest.isolation import IsolatedReader, Reader
 from ingest.limits import Limits
 from ingest.ocr import OcrOptions
 from pipelines.model.embedder import Embedder, TextEmbedder
+from pipelines.model.gate import QueryGate
 from pipelines.model.profiles import prefixes_for
 from pipelines.model.remote import RemoteEmbedder
 from pipelines.search.rerank import CrossEncoderReranker
@@ -32,6 +33,8 @@ from pipelines.store.collections import LEGACY, Collections, keyword_path
 from pipelines.store.indexing import Indexer
 from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer
 from pipelines.store.originals import Originals
+from pipelines.store.sentences import FILE_NAME as SENTENCES_FILE
+from pipelines.store.sentences import SentenceVectors
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -107,14 +110,17 @@ def build(
     collections: Collections | None = None,
     querylog: QueryLog | None = None,
     reader: Reader | None = None,
+    gate: QueryGate | None = None,
 ) -> Pipelines:
     """Every part of the collection ``settings.collection``, wired from ``settings``; a part given here (a
     loaded embedder, a scratch store, the collections of a long-running process, their file reader) is used instead.
 
     A collection other than ``default`` must exist (``collections create``): ``CollectionNotFoundError``.
-    A store given here is used as it is, with the keyword index of its Chroma name.
+    A store given here is used as it is, with the keyword index of its Chroma name. ``gate``: the
+    model's use at search time, one per process (``Library``) and per embedder.
     """
     embedder = embedder or make_embedder(settings)
+    sentences = make_sentences(settings)
     if store is None:
         location = (collections or make_collections(settings)).open(settings.collection)
         store, keyword_file, originals_dir = location.store, location.keyword_path, location.originals_dir
@@ -128,11 +134,17 @@ def build(
         embedder,
         store,
         keyword,
-        _indexer(settings, embedder, store, keyword, originals, reader or make_reader(settings)),
-        _searcher(settings, embedder, store, keyword),
+        _indexer(settings, embedder, store, keyword, originals, reader or make_reader(settings), sentences),
+        _searcher(settings, embedder, store, keyword, gate or QueryGate(embedder), sentences),
         originals,
         querylog or make_querylog(settings),
     )
+
+
+def make_sentences(settings: Settings) -> SentenceVectors:
+    """The stored passages' sentences' vectors, one file in ``RAG_DATA_DIR`` for every collection (a local file,
+    also with a Chroma server: another machine's searches embed their hits' sentences once and keep them)."""
+    return SentenceVectors(settings.data_dir / SENTENCES_FILE)
 
 
 def make_querylog(settings: Settings) -> QueryLog:
@@ -203,6 +215,7 @@ def _indexer(
     keyword: KeywordIndex,
     originals: Originals,
     reader: Reader,
+    sentences: SentenceVectors,
 ) -> Indexer:
     """The indexer with the configured chunking, upload and file limits, keeping the keyword index and originals in step."""
     limits = _limits(settings)
@@ -218,10 +231,18 @@ def _indexer(
         originals=originals,
         context=settings.chunk_context,
         reader=reader,
+        sentences=sentences,
     )
 
 
-def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, keyword: KeywordIndex) -> Searcher:
+def _searcher(
+    settings: Settings,
+    embedder: TextEmbedder,
+    store: ChromaStore,
+    keyword: KeywordIndex,
+    gate: QueryGate,
+    sentences: SentenceVectors,
+) -> Searcher:
     """The searcher with the configured candidate count and, when ``RAG_RERANKER`` is set, the reranker."""
     reranker = (
         CrossEncoderReranker(settings.reranker, device=settings.device, batch_size=settings.batch_size)
@@ -236,6 +257,9 @@ def _searcher(settings: Settings, embedder: TextEmbedder, store: ChromaStore, ke
         fusion=Fusion(settings.keyword_weight),
         reranker=reranker,
         rerank_candidates=settings.rerank_candidates,
+        gate=gate,
+        sentences=sentences,
+        sentence_check=settings.sentence_check,
     )
 
 

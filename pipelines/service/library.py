@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 from pipelines.errors import CollectionNotFoundError
 from pipelines.model.embedder import TextEmbedder
+from pipelines.model.gate import QueryGate
 from pipelines.service import words
 from pipelines.service.compose import (
     Pipelines,
@@ -45,6 +46,8 @@ class Library:
         self.audit = make_auditlog(settings)
         # one child process reads the files of every collection (each built its own: 17 collections, 17 children)
         self.reader = make_reader(settings)
+        # the model's use at search time, shared by every collection: capped to the CPUs, a question in flight embedded once
+        self.gate = QueryGate(self.embedder)
         self._parts: dict[str, Pipelines] = {}
         self._deleting: set[str] = set()  # collections being deleted: their parts are not built again meanwhile
         self._lock = threading.Lock()
@@ -64,6 +67,7 @@ class Library:
                     collections=self.collections,
                     querylog=self.querylog,
                     reader=self.reader,
+                    gate=self.gate,
                 )
                 self._parts[key] = parts
             return parts

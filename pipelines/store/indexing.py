@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from ingest.chunking import Chunk, chunk_text
+from ingest.chunking import Chunk, chunk_text, sentence_spans
 from ingest.document import Place, Section
 from ingest.errors import EmptyDocumentError, FileTooLargeError, IngestError
 from ingest.isolation import InProcessReader, Reader
@@ -28,6 +28,7 @@ from pipelines.store.keyword import KeywordIndex
 from pipelines.store.originals import Originals
 from pipelines.store.paths import collect_paths, owner_file, upload_name
 from pipelines.store.records import ChunkRecord, StoredDocument, chunk_id, place_metadata, with_context
+from pipelines.store.sentences import Sentences, SentenceVectors
 
 # Bump when normalisation or chunking changes what a file turns into, so re-ingest rebuilds it.
 # 2: over-long sentences cut at their commas (the offset was wrong), repeated commas one clause end.
@@ -156,6 +157,7 @@ class Indexer:
         reader: Reader | None = None,
         originals: Originals | None = None,
         context: bool = False,
+        sentences: SentenceVectors | None = None,
     ) -> None:
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -170,6 +172,7 @@ class Indexer:
         self.reader: Reader = reader or InProcessReader()
         self.originals = originals
         self.context = context
+        self.sentences = sentences
         self._context_tokens: dict[str, int] = {}
         self._swept_at: float | None = None
         self._bound = False
@@ -258,7 +261,8 @@ class Indexer:
             chunks = self.chunk(loaded)
         contexts, embedded, tokens = self.passages(loaded.source, chunks)
         hashes = [text_hash(text) for text in embedded]
-        vectors = self._vectors(embedded, hashes, tokens, progress)
+        spans = [sentence_spans(chunk.text) for chunk in chunks]
+        vectors, pooled = self._vectors(embedded, hashes, tokens, progress, spans, contexts)
         records = [
             ChunkRecord(
                 id=chunk_id(version, chunk.index),
@@ -293,6 +297,8 @@ class Indexer:
             kind=loaded.kind,
             precision=self.embedder.precision.passages,
         )
+        if self.sentences is not None:  # before the commit: a visible chunk has its sentences (or none yet)
+            self.sentences.put(self.embedder.model_name, pooled)
         with self.store.writing():
             self._sweep()
             previous = self.store.document(loaded.source)  # read again: another process may have written since
@@ -365,21 +371,38 @@ class Indexer:
         return context
 
     def _vectors(
-        self, texts: Sequence[str], hashes: Sequence[str], tokens: Sequence[int], progress: Progress | None
-    ) -> list[np.ndarray]:
-        """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors already stored."""
+        self,
+        texts: Sequence[str],
+        hashes: Sequence[str],
+        tokens: Sequence[int],
+        progress: Progress | None,
+        spans: Sequence[Sequence[tuple[int, int]]],
+        contexts: Sequence[str],
+    ) -> tuple[list[np.ndarray], dict[str, Sentences]]:
+        """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors
+        already stored; and, with a ``sentences`` file, the sentences (``spans`` in each chunk's own text,
+        after its context) of the texts embedded now, pooled from the same pass, by digest."""
         known = self.store.reader.vectors_for(hashes)
-        missing: dict[str, tuple[str, int]] = {}
-        for digest, text, count in zip(hashes, texts, tokens, strict=True):
+        missing: dict[str, tuple[str, int, tuple[tuple[int, int], ...], int]] = {}
+        for digest, text, count, row, context in zip(hashes, texts, tokens, spans, contexts, strict=True):
             if digest not in known:
-                missing.setdefault(digest, (text, count))
+                missing.setdefault(digest, (text, count, tuple(row), len(context) + 1 if context else 0))
+        pooled: dict[str, Sentences] = {}
         if missing:
             todo = list(missing.values())
-            fresh = self.embedder.embed_documents([t for t, _ in todo], [n for _, n in todo], progress)
+            embedded, counts = [t for t, _, _, _ in todo], [n for _, n, _, _ in todo]
+            if self.sentences is None:
+                fresh = self.embedder.embed_documents(embedded, counts, progress)
+            else:
+                shifted = [[(a + shift, b + shift) for a, b in row] for _, _, row, shift in todo]
+                fresh, sentences = self.embedder.embed_passages(embedded, shifted, counts, progress)
+                for digest, (_, _, row, _), found in zip(missing, todo, sentences, strict=True):
+                    if found is not None:
+                        pooled[digest] = Sentences(row, found)
             known.update(zip(missing, fresh, strict=True))
         elif progress is not None:
             progress(len(texts), len(texts))
-        return [known[digest] for digest in hashes]
+        return [known[digest] for digest in hashes], pooled
 
     def ingest_text(self, source: str, text: str, progress: Progress | None = None) -> FileReport:
         """Index a text that is not a file (an evaluation article, say) under the name ``source``."""

@@ -62,6 +62,10 @@ class StoredChunk:
     place_end: Place = NOWHERE
     breaks: tuple[tuple[int, int], ...] = ()
     """Where in ``text`` a new page, slide or row starts: (offset, its number)."""
+    text_hash: str = dataclasses.field(default="", compare=False)
+    """The digest of the text that was embedded (its context and text): the key of its sentences' vectors
+    (pipelines/store/sentences.py); "" for chunks stored before it was kept. Not part of a chunk's identity
+    (what it is and where), so a chunk rebuilt from JSON or a LangChain document, without it, is equal."""
 
     @property
     def page(self) -> int | None:
@@ -190,4 +194,5 @@ def stored_chunk(text: str, meta: dict[str, Any]) -> StoredChunk:
         place=place,
         place_end=place_end,
         breaks=breaks_from_metadata(meta),
+        text_hash=str(meta.get("text_hash") or ""),
     )
