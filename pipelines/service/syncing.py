@@ -171,7 +171,7 @@ def _sync(
                 f"同期元が空になりました（前回は {stored} 件）。共有が外れたか、サーバーやパスワードの問題かもしれません。"
                 f"{len(losing)} 件の文書は削除していません。本当に空なら --allow-deletions を付けて同期してください。"
             )
-        elif len(losing) > max_delete_share * stored:
+        elif len(losing) > max(max_delete_share * stored, 1):  # one file alone is never held back
             report.held = (
                 f"前回の {stored} 件のうち {len(losing)} 件が同期元から消えました（上限 {max_delete_share:.0%}）。"
                 "誤って消えた可能性があるため削除していません。確かめてから --allow-deletions を付けて同期してください。"
