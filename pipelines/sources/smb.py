@@ -22,6 +22,8 @@ from pipelines.sources.base import Entry, Kind, Listing, Patterns, document_name
 DEFAULT_PORT = 445
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR)
+# how a server says the share does not exist: STATUS_BAD_NETWORK_NAME (Windows), STATUS_NOT_FOUND (Samba)
+_NO_SHARE = (0xC00000CC, 0xC0000225)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class SmbSource:
             self._walk((), listing)
         except SMBOSError as error:
             self.close()
-            if error.ntstatus == 0xC00000CC:  # STATUS_BAD_NETWORK_NAME
+            if error.ntstatus in _NO_SHARE:
                 raise SourceUnavailableError(
                     f"共有「{self.address.share}」がファイルサーバー {self.address.host} にありません。共有名を確かめてください。"
                 ) from None
