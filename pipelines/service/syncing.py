@@ -26,7 +26,7 @@ from typing import Any
 
 from ingest.loaders import content_hash
 from pipelines.errors import DocumentNotFoundError, SourceUnavailableError
-from pipelines.service.syncstate import FileRow, Outcome, SourceInfo, SyncState
+from pipelines.service.syncstate import FileRow, FileStatus, Outcome, SourceInfo, SyncState
 from pipelines.sources.base import Entry, Source
 from pipelines.store.indexing import FileReport, Indexer
 
@@ -256,7 +256,7 @@ def _recorded(number: int, entry: Entry, digest: str, result: FileReport, state:
         state.record(number, FileRow(entry.name, entry.size, entry.mtime_ns, digest, "failed", result.message))
         report.failed.append((entry.name, result.message))
         return
-    kept = "duplicate" if status == "duplicate" else "stored"
+    kept: FileStatus = "duplicate" if status == "duplicate" else "stored"
     state.record(number, FileRow(entry.name, entry.size, entry.mtime_ns, digest, kept))
     if status == "added":
         report.added.append(entry.name)
