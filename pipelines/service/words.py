@@ -226,6 +226,7 @@ NO_SOURCES = (
     "同期元はまだありません。`python -m pipelines sources add --collection 名前 フォルダーか smb://…` で追加します。"
 )
 SOURCES_TITLE = "同期元（フォルダー・共有）"
+ORIGIN_LABEL = "共有の場所"
 
 
 def sync_summary(counts: Mapping[str, int]) -> str:
