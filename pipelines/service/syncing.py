@@ -190,12 +190,9 @@ def _sync(
             state.forget(info.id, name)  # a failed or duplicate file that is gone: nothing of it is stored
 
     # duplicates whose twin has gone (deleted here, or by a person) are documents now
-    live = {document.content_hash for document in indexer.store.documents()}
-    orphans = [
-        entries[name]
-        for name, row in state.files(info.id).items()
-        if row.status == "duplicate" and row.hash not in live and name in entries
-    ]
+    duplicates = {n: r for n, r in state.files(info.id).items() if r.status == "duplicate" and n in entries}
+    live = {document.content_hash for document in indexer.store.documents()} if duplicates else set()
+    orphans = [entries[name] for name, row in duplicates.items() if row.hash not in live]
     for entry in orphans:
         report.duplicates = [name for name in report.duplicates if name != entry.name]
         _one(entry, None, source, indexer, state, report, {}, {})
