@@ -100,7 +100,9 @@ class Service(Passages, People, Sources, ServiceCore):
         """Delete a collection with its documents, keyword index and originals, once its writer is done."""
         cleaned = self._allow(caller, name, "admin")
         with self._recorded(caller, "delete_collection", cleaned):
-            return self.library.delete(cleaned)
+            deleted = self.library.delete(cleaned)
+            self.sync_state.remove_collection(cleaned)  # its sources go with it
+            return deleted
 
     # -- documents ------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.errors import SourceError
+from pipelines.errors import RagError, SourceError
 from pipelines.service import words
 from pipelines.service.core import ServiceCore, who
 from pipelines.service.results import Caller
@@ -138,7 +138,13 @@ class Sources(ServiceCore):
             infos = [self.sync_state.source(self._allow(caller, collection, "admin"), number)]
         else:
             infos = self.sources(caller, collection)
-        return [self._sync_one(caller, info, allow_deletions, progress) for info in infos]
+        reports = []
+        for info in infos:
+            try:
+                reports.append(self._sync_one(caller, info, allow_deletions, progress))
+            except RagError as error:  # this source's collection or store refused: recorded; the next source goes on
+                reports.append(SyncReport(info.id, info.collection, info.location, error=str(error)))
+        return reports
 
     def _sync_one(
         self, caller: Caller, info: SourceInfo, allow_deletions: bool, progress: SyncProgress | None

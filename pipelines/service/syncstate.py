@@ -182,6 +182,13 @@ class SyncState:
         with self._file.connect(write=True) as db:
             db.execute("DELETE FROM sources WHERE id = ?", (number,))
 
+    def remove_collection(self, collection: str) -> None:
+        """Forget the sources of a deleted collection."""
+        if not self.path.exists():
+            return
+        with self._file.connect(write=True) as db:
+            db.execute("DELETE FROM sources WHERE collection = ?", (collection,))
+
     def finished(self, number: int, outcome: Outcome, counts: dict[str, int], message: str) -> None:
         """Record how a sync of the source ended."""
         with self._file.connect(write=True) as db:

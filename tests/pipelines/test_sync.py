@@ -307,3 +307,13 @@ def test_the_command_line(tmp_path: Path, model_dir: Path, share: Path, monkeypa
     status, out, err = run("sync")
     assert status == 1
     assert "失敗: 壊れた.pdf" in out
+
+
+def test_a_deleted_collection_takes_its_sources_with_it(service: Service, share: Path) -> None:
+    service.add_source(ADMIN, "規程", str(share))
+    service.add_source(ADMIN, "default", str(share / "規程" / "総務"))
+    service.sync(ADMIN)
+    service.delete_collection(ADMIN, "規程")
+    assert [s.collection for s in service.sources(ADMIN)] == ["default"]
+    [report] = service.sync(ADMIN)
+    assert (report.collection, report.outcome, report.unchanged) == ("default", "ok", 1)
