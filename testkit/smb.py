@@ -15,14 +15,13 @@ import getpass
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from testkit.servers import free_port
+from testkit.servers import free_port, listening, wait_listening
 
 SHARE = "bunsho"
 PASSWORD = "共有のパスワード-7"
@@ -95,22 +94,15 @@ class Smbd:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         command = [_tool("smbd"), "-F", "--no-process-group", "--debug-stdout", "-d", "1", "-s", str(self.conf)]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + seconds
-        while not self.listening():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.log.seek(0)
-                output = self.log.read().decode(errors="replace")[-2000:]
-                self.stop()
-                raise RuntimeError(f"smbd did not start:\n{output}")
-            time.sleep(0.1)
+        try:
+            wait_listening(self.process, self.port, self.log, "smbd", seconds)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return listening(self.port)
 
     def stop(self) -> None:
         """End smbd and the children serving its connections (its process group): the server is down."""

@@ -48,6 +48,15 @@ def make_service(tmp_path: Path, model_dir: Path, embedder: Embedder, password: 
     return Service(Library(settings, embedder=embedder))
 
 
+def synced(smbd: Smbd, service: Service) -> Service:
+    """The service with the share filled, attached to ``default`` and synced once."""
+    fill(smbd.share)
+    service.add_source(ADMIN, "default", smbd.url())
+    [report] = service.sync(ADMIN, "default")
+    assert report.outcome == "ok", report.error
+    return service
+
+
 def names(service: Service) -> list[str]:
     return [d.source for d in service.documents(ADMIN, "default")]
 
@@ -120,10 +129,7 @@ def test_a_server_that_stops_mid_sync_loses_nothing(
 def test_a_share_that_comes_back_empty_deletes_nothing(
     smbd: Smbd, tmp_path: Path, model_dir: Path, embedder: Embedder
 ) -> None:
-    fill(smbd.share)
-    service = make_service(tmp_path, model_dir, embedder)
-    service.add_source(ADMIN, "default", smbd.url())
-    service.sync(ADMIN, "default")
+    service = synced(smbd, make_service(tmp_path, model_dir, embedder))
     for child in sorted(smbd.share.rglob("*"), reverse=True):
         child.unlink() if child.is_file() else child.rmdir()
     [held] = service.sync(ADMIN, "default")
@@ -135,10 +141,7 @@ def test_a_share_that_comes_back_empty_deletes_nothing(
 def test_a_wrong_password_or_share_says_so_and_deletes_nothing(
     smbd: Smbd, tmp_path: Path, model_dir: Path, embedder: Embedder
 ) -> None:
-    fill(smbd.share)
-    service = make_service(tmp_path, model_dir, embedder)
-    service.add_source(ADMIN, "default", smbd.url())
-    service.sync(ADMIN, "default")
+    service = synced(smbd, make_service(tmp_path, model_dir, embedder))
 
     wrong = make_service(tmp_path, model_dir, embedder, password="違うパスワード")
     [refused] = wrong.sync(ADMIN, "default")
