@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import unicodedata
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import PermissionDeniedError, SourceError
+from pipelines.faces.cli_args import interval
 from pipelines.model.embedder import Embedder
 from pipelines.service.library import Library
 from pipelines.service.policy import parse_policy
@@ -317,3 +319,16 @@ def test_a_deleted_collection_takes_its_sources_with_it(service: Service, share:
     assert [s.collection for s in service.sources(ADMIN)] == ["default"]
     [report] = service.sync(ADMIN)
     assert (report.collection, report.outcome, report.unchanged) == ("default", "ok", 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("15m", 900), ("90s", 90), ("1h", 3600), ("15", 900), ("30秒", 30), ("2時間", 7200)]
+)
+def test_sync_every_takes_an_interval(text: str, seconds: float) -> None:
+    assert interval(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0m", "毎時", "-5m"])
+def test_an_interval_that_is_none_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="間隔"):
+        interval(text)
