@@ -14,6 +14,7 @@ from page.cards import show_hit
 from page.chat import conversation_panel, remember
 from page.common import ZWSP, Here, escape_markdown, render_passage
 from page.signin import page_caller
+from page.sources import sources_panel
 from page.viewer import viewer_panel
 from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError, SettingsError
@@ -352,6 +353,7 @@ def main() -> None:
         library_panel(here)
         recent_slot = st.container()  # filled last, so that it lists this run's question too
         manage_collections(here)
+        sources_panel(here)
         audit_panel(here)
     try:
         viewer_panel(here)

@@ -32,6 +32,9 @@ def show_hit(
         st.markdown(f"**{hit.rank} 位** 類似度 **{hit.cosine:.3f}** ・ BM25 **{keyword}**{rerank} ・ {places}")
         st.progress(min(max(hit.cosine, 0.0), 1.0))
         st.caption(f"{escape_markdown(hit.chunk.source)}{where} ・ チャンク {hit.chunk.chunk_index}")
+        origin = _origin(here, hit.chunk.source)
+        if origin:
+            st.caption(f"{words.ORIGIN_LABEL}: {escape_markdown(origin)}")
         st.markdown(render_passage(hit.chunk.text, terms, emphasis))
         card_actions(here, hit, emphasis[0], key)
         with st.expander("前後の文を表示"):
@@ -42,6 +45,14 @@ def show_hit(
             st.markdown(escape_markdown(after) if after else "（文書の末尾です）")
         if footer is not None:
             footer(hit)
+
+
+def _origin(here: Here, source: str) -> str:
+    """Where the document's file lies on the share it is synced from (``\\\\server\\share\\…``); "" for an upload."""
+    try:
+        return here.service.origins(here.caller, here.collection, [source]).get(source, "")
+    except RagError:  # the sync's records cannot be read: the card stands without its place on the share
+        return ""
 
 
 def card_actions(here: Here, hit: Hit, focus: int, key: str = "") -> None:

@@ -20,6 +20,9 @@
     ├── NoChatModelError        an answer was asked for, and no chat model is configured (RAG_LLM_URL)
     ├── QueryLogError           the query and feedback log cannot be read or written
     ├── AuditError              the audit log cannot be read or written: the act it would record is refused
+    ├── SourceError             a source kept in sync (a folder, an SMB share) cannot be added or used as asked
+    │   ├── SourceNotFoundError     no source of the collection has this number
+    │   └── SourceUnavailableError  the source cannot be reached or listed (server down, wrong password, no share)
     └── HistoryError            a conversation's history file cannot be read
 
 Errors about a single file (unreadable PDF, unknown encoding) are ``ingest.errors.IngestError``;
@@ -82,6 +85,18 @@ class QueryLogError(RagError):
 
 class AuditError(RagError):
     """The audit log (pipelines/service/audit.py) could not be used; what it would have recorded is not done."""
+
+
+class SourceError(RagError):
+    """A source kept in sync (pipelines/sources/) cannot be added or used as asked."""
+
+
+class SourceNotFoundError(SourceError):
+    """No source of the collection has this number."""
+
+
+class SourceUnavailableError(SourceError):
+    """A source cannot be reached or listed now: a server down, a wrong password, a share or folder missing."""
 
 
 class HistoryError(RagError):

@@ -164,6 +164,12 @@ class Settings:
     # ``mcp`` over stdio: a key of RAG_API_KEY / RAG_API_KEYS_FILE whose rights the assistant gets;
     # empty: every right, as the CLI (the machine's own user)
     mcp_key: str = field(default="", metadata=SECRET)
+    # sources kept in sync (docs/sources.md): the password of an SMB source's user (unless the source
+    # names a --password-file); seconds to wait for an SMB server; the share of a source's files one sync
+    # may delete before it holds the deletions back for a person to confirm (0 to 1)
+    smb_password: str = field(default="", metadata=SECRET)
+    smb_timeout: int = 30
+    sync_max_delete_share: float = 0.3
 
     def __repr__(self) -> str:
         """Every setting, a secret as ``'***'`` when set (``''`` when not): a log or traceback shows no key."""
@@ -225,6 +231,12 @@ class Settings:
             raise SettingsError(f"RAG_LLM_TIMEOUT は 1 秒以上にしてください（現在 {self.llm_timeout}）。")
         if self.session_minutes < 1:
             raise SettingsError(f"RAG_SESSION_MINUTES は 1 以上にしてください（現在 {self.session_minutes}）。")
+        if not 0 <= self.sync_max_delete_share <= 1:
+            raise SettingsError(
+                f"RAG_SYNC_MAX_DELETE_SHARE は 0 から 1 の間にしてください（現在 {self.sync_max_delete_share}）。"
+            )
+        if self.smb_timeout < 1:
+            raise SettingsError(f"RAG_SMB_TIMEOUT は 1 以上にしてください（現在 {self.smb_timeout}）。")
         if self.auth == "ldap":
             self._check_ldap()
         if self.auth == "oidc" and self.policy_file is None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testkit.servers import free_port
+from testkit.servers import free_port, wait_listening
 
 BASE = "dc=example,dc=jp"
 USER_DN = f"uid={{user}},ou=people,{BASE}"
@@ -208,22 +206,12 @@ class Slapd:
         urls = f"{self.url}/" + (f" {self.ldaps_url}/" if self.tls_port else "")
         command = [_tool("slapd"), "-f", str(conf), "-h", urls, "-d", "0"]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + seconds
-        while not self._listening():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.log.seek(0)
-                output = self.log.read().decode(errors="replace")[-2000:]
-                self.stop()
-                raise RuntimeError(f"slapd did not start:\n{output}")
-            time.sleep(0.1)
-        return self
-
-    def _listening(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+            wait_listening(self.process, self.port, self.log, "slapd", seconds)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process is not None:

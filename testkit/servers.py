@@ -29,6 +29,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, log: Any, name: str, seconds: float) -> None:
+    """Wait until ``process`` listens on ``port``; raise with the tail of its ``log`` if it dies or never does."""
+    deadline = time.monotonic() + seconds
+    while not listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            output = log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} did not start:\n{output}")
+        time.sleep(0.1)
+
+
 def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: float = 60) -> None:
     """Poll ``url`` until it answers 200; fail with the server's output if it dies or never does."""
     deadline = time.monotonic() + seconds

@@ -18,10 +18,11 @@ from pipelines.model.embedder import Embedder
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
 from pipelines.store.originals import Originals
-from testkit import oidc
+from testkit import oidc, smb
 from testkit.ldap import Slapd, available
 from testkit.offline_model import build_offline_model
 from testkit.servers import ChatServer, chroma_server
+from testkit.smb import Smbd
 
 # Fixtures that cost every test using them a process or a model load put the test in a tier
 # (scripts/check --fast leaves the tiers out); other tests are marked where they are written.
@@ -33,6 +34,7 @@ TIER_OF_FIXTURE = {
     "chat": "slow",  # tests/test_app_conversation.py: the same, with two documents ingested
     "slapd": "server",  # the sign-in tests: OpenLDAP's slapd on 127.0.0.1
     "provider": "server",  # the OpenID Connect tests: oidc-provider-mock on 127.0.0.1
+    "smbd": "server",  # the SMB sync tests: Samba's smbd on 127.0.0.1
 }
 
 
@@ -89,6 +91,19 @@ def slapd() -> Iterator[Slapd]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smbd() -> Iterator[Smbd]:
+    """A real Samba server on 127.0.0.1 (testkit/smb.py): the share ``bunsho``, this machine's user, its folder to fill."""
+    if not smb.available():
+        missing = "smbd がありません（apt-get install samba）"
+        pytest.fail(missing) if os.environ.get("CI") else pytest.skip(missing)
+    server = Smbd().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -428,3 +428,25 @@ def test_an_administrator_reads_the_audit_log_in_the_sidebar(page: AppTest) -> N
     assert list(table["操作"][:2]) == ["検索", "取り込み"]
     assert list(table["だれが"][:2]) == ["page", "page"]
     assert table["内容"][0] == "首都"
+
+
+def test_an_administrator_syncs_a_share_from_the_sidebar(page: AppTest, tmp_path: Path) -> None:
+    """「同期元」 lists the collection's share with its last sync; 「今すぐ同期」 brings its files in; a card says where its file lies."""
+    from testkit.cli import run
+
+    share = tmp_path / "共有"
+    (share / "規程").mkdir(parents=True)
+    (share / "規程" / "東京.txt").write_text(TOKYO, encoding="utf-8")
+    (share / "規程" / "~$東京.docx").write_text("lock", encoding="utf-8")
+    assert run("sources", "add", str(share))[0] == 0
+    page.run()
+    assert words.SOURCES_TITLE in [e.label for e in page.sidebar.expander]
+    assert "まだ同期していません" in texts(page)
+    next(b for b in page.sidebar.button if b.label == words.SYNC_NOW).click().run()
+    assert not page.exception
+    shown = texts(page).replace("\\", "")  # the page escapes Markdown
+    assert f"{share}: 追加 1" in shown
+    assert "完了 ・ 1 ファイル" in shown
+    assert "規程/東京.txt" in shown  # in the library
+    page.text_input[0].input("首都").run()
+    assert f"{words.ORIGIN_LABEL}: {share / '規程' / '東京.txt'}" in [c.value.replace("\\", "") for c in page.caption]

@@ -10,6 +10,10 @@
     POST   /v1/collections/{name}/search                {"question", "k", "mode", "documents"} → {"hits", "rule"}
     POST   /v1/collections/{name}/ask                   the same (and "stream", "history") → ``ask --json``, or events
     *      /mcp                                         MCP over Streamable HTTP (pipelines/faces/mcp_face.py)
+    GET    /v1/collections/{name}/sources               the folders and SMB shares it keeps in sync, as ``sources list --json``
+    POST   /v1/collections/{name}/sources               {"location", "include", "exclude", "password_file"}: add one (201)
+    DELETE /v1/collections/{name}/sources/{number}      stop following one (``?delete_documents=true``: its documents too)
+    POST   /v1/collections/{name}/sync                  {"source", "allow_deletions"} → the reports, as ``sync --json``
 
 Every route but the health check and the docs (``/docs``, ``/openapi.json``), ``/mcp`` included, wants
 ``Authorization: Bearer KEY`` once a key is configured (pipelines/service/keys.py; the health check
@@ -29,6 +33,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
@@ -61,6 +66,8 @@ from pipelines.errors import (
     PermissionDeniedError,
     RagError,
     SettingsError,
+    SourceError,
+    SourceNotFoundError,
     StoreError,
 )
 from pipelines.faces.http import MULTIPART_SLACK, BodyLimit, Receive, Scope, Send, error_body, sse
@@ -97,6 +104,8 @@ STATUSES: list[tuple[type[Exception], int, str]] = [
     (CollectionNameError, 400, "bad_collection_name"),
     (CollectionNotFoundError, 404, "collection_not_found"),
     (DocumentNotFoundError, 404, "document_not_found"),
+    (SourceNotFoundError, 404, "source_not_found"),
+    (SourceError, 400, "bad_source"),
     (CollectionExistsError, 409, "collection_conflict"),
     (ModelMismatchError, 409, "model_mismatch"),
     (FileTooLargeError, 413, "too_large"),
@@ -145,6 +154,32 @@ class Query(BaseModel):
         if not value.strip():
             raise ValueError("質問が空白だけです")
         return value
+
+
+class SourceBody(BaseModel):
+    """A folder or SMB share for a collection to keep in sync (its password stays on the server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="フォルダーのパス、または smb://ユーザー@サーバー[:ポート]/共有/フォルダー",
+    )
+    include: list[str] = Field(default_factory=list, description="対象にするファイルのパターン（*.pdf、規程/* など）")
+    exclude: list[str] = Field(default_factory=list, description="除くファイルやフォルダーのパターン")
+    password_file: str | None = Field(
+        default=None, description="SMB のパスワードを書いた、サーバー上のファイル（なければ RAG_SMB_PASSWORD）"
+    )
+
+
+class SyncBody(BaseModel):
+    """Which sources of the collection to sync, and whether deletions held back are confirmed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: int | None = Field(default=None, description="この番号の同期元だけ（既定はすべて）")
+    allow_deletions: bool = Field(default=False, description="安全のため止めた削除を確認して行う")
 
 
 class EarlierTurn(BaseModel):
@@ -354,6 +389,33 @@ def create_app(
     @app.delete("/v1/collections/{name}/documents/{source:path}", summary="文書を一つ削除する")
     def delete_document(name: str, source: str, request: Request, credentials: Credentials) -> dict[str, Any]:
         return asdict(service.delete_document(caller(request, credentials), name, source))
+
+    @app.get(
+        "/v1/collections/{name}/sources",
+        summary="同期元（フォルダー・SMB 共有）と前回の同期（sources list --json と同じ）",
+    )
+    def sources(name: str, request: Request, credentials: Credentials) -> list[dict[str, Any]]:
+        return [info.to_dict() for info in service.sources(caller(request, credentials), name)]
+
+    @app.post("/v1/collections/{name}/sources", status_code=201, summary="フォルダーか SMB 共有を同期元に加える")
+    def add_source(name: str, body: SourceBody, request: Request, credentials: Credentials) -> dict[str, Any]:
+        password_file = Path(body.password_file) if body.password_file else None
+        who = caller(request, credentials)
+        return service.add_source(who, name, body.location, body.include, body.exclude, password_file).to_dict()
+
+    @app.delete("/v1/collections/{name}/sources/{number}", summary="同期元をやめる（既定では文書は残す）")
+    def remove_source(
+        name: str, number: int, request: Request, credentials: Credentials, delete_documents: bool = False
+    ) -> dict[str, Any]:
+        return service.remove_source(caller(request, credentials), name, number, delete_documents).to_dict()
+
+    @app.post("/v1/collections/{name}/sync", summary="同期元の変更を取り込む（sync --json と同じ報告）")
+    def sync(name: str, body: SyncBody, request: Request, credentials: Credentials) -> list[dict[str, Any]]:
+        who = caller(request, credentials)
+        service.require(who, name, "admin")  # refused before it waits for the model
+        model()
+        reports = service.sync(who, name, body.source, allow_deletions=body.allow_deletions)
+        return [report.to_dict() for report in reports]
 
     @app.post("/v1/collections/{name}/search", summary="質問に近い箇所を探す（search --json と同じ hits）")
     def search(name: str, query: Query, request: Request, credentials: Credentials) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|serve|mcp|evaluate``.
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|sources|sync|serve|mcp|evaluate``.
 
 Each command parses its arguments (pipelines/faces/cli_args.py), calls the service as the machine's own
 user (``Caller("cli", "cli:USER")``: every right, named in the logs by the OS user) and prints what it
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -330,6 +331,92 @@ def _collections(args: argparse.Namespace, settings: Settings, out: TextIO, err:
     return 0
 
 
+def _sources(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    service = _service(settings)
+    if args.action == "add":
+        info = service.add_source(
+            cli_caller(), settings.collection, args.source, args.include, args.exclude, args.password_file
+        )
+        if args.json:
+            _dump(info.to_dict(), out)
+        else:
+            out.write(f"同期元 {info.id} を加えました: {info.collection} ← {info.location}\n")
+            err.write(f"最初の同期: python -m pipelines sync --collection {info.collection}\n")
+        return 0
+    if args.action == "remove":
+        info = service.remove_source(cli_caller(), settings.collection, args.number, args.delete_documents)
+        if args.json:
+            _dump(info.to_dict(), out)
+        else:
+            kept = "文書も削除しました" if args.delete_documents else "取り込んだ文書は残しています"
+            out.write(f"同期元 {info.id}（{info.location}）をやめました。{kept}。\n")
+        return 0
+    infos = service.sources(cli_caller(), args.collection)
+    if args.json:
+        _dump([info.to_dict() for info in infos], out)
+        return 0
+    if not infos:
+        err.write(words.NO_SOURCES + "\n")
+    for info in infos:
+        synced = words.local_time(info.synced_at) if info.synced_at else "-"
+        state = words.SYNC_OUTCOMES.get(info.outcome, info.outcome)
+        out.write(
+            f"{info.id}\t{info.collection}\t{info.location}\t{info.files} ファイル\t{synced} {state}"
+            f"\t{words.sync_summary(info.counts) if info.counts else ''}\n"
+        )
+        if info.message:
+            out.write(f"\t{info.message}\n")
+    return 0
+
+
+def _sync(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from pipelines.faces.cli_args import WATCH_SECONDS
+
+    every = WATCH_SECONDS if args.watch else args.every
+    service = _service(settings)
+    try:
+        while True:
+            status = _sync_once(service, args, out, err)
+            if every is None:
+                return status
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        service.close()
+
+
+def _sync_once(service: Service, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """One sync of the sources asked for; 0 every file handled, 1 some failed, 2 deletions held back."""
+    meter = Meter(err, "同期")
+    reports = service.sync(
+        cli_caller(),
+        args.collection,
+        args.source_number,
+        allow_deletions=args.allow_deletions,
+        progress=lambda name, done, total: meter.update(done, total),
+    )
+    meter.close()
+    if args.json:
+        _dump([report.to_dict() for report in reports], out)
+    else:
+        if not reports:
+            err.write(words.NO_SOURCES + "\n")
+        for report in reports:
+            out.write(f"{report.collection} ← {report.location}: {words.sync_summary(report.counts())}\n")
+            for old, new in report.moved:
+                out.write(f"  移動: {old} → {new}\n")
+            for name, reason in report.failed:
+                out.write(f"  失敗: {name}: {reason}\n")
+            if report.held:
+                err.write(f"注意: {report.held}\n")
+            if report.error:
+                err.write(f"エラー: {report.error}\n")
+    if any(report.held for report in reports):
+        return 2
+    return 1 if any(report.outcome != "ok" for report in reports) else 0
+
+
 def _report(info: CollectionInfo, done: str, as_json: bool, out: TextIO) -> None:
     if as_json:
         _dump(info.to_dict(), out)
@@ -416,6 +503,8 @@ COMMANDS = {
     "collections": _collections,
     "serve": _serve,
     "mcp": _mcp,
+    "sources": _sources,
+    "sync": _sync,
 }
 
 

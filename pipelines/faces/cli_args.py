@@ -87,6 +87,45 @@ def parser() -> argparse.ArgumentParser:
     drop = actions.add_parser("delete", parents=[common], help="コレクションを中の文書ごと削除する")
     drop.add_argument("name", help="コレクション名")
     drop.add_argument("--yes", action="store_true", help="確認: 文書・キーワード索引・元のファイルをすべて削除する")
+    sources = commands.add_parser(
+        "sources", parents=[common], help="同期元（フォルダーや SMB 共有）の一覧、追加、削除（docs/sources.md）"
+    )
+    source_actions = sources.add_subparsers(dest="action")
+    add = source_actions.add_parser("add", parents=[common], help="フォルダーか SMB 共有を同期元に加える")
+    add.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="フォルダーのパス、または smb://ユーザー@サーバー[:ポート]/共有/フォルダー（パスワードは RAG_SMB_PASSWORD）",
+    )
+    add.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="対象にするファイル（*.pdf、規程/* など、繰り返し可）",
+    )
+    add.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN", help="除くファイルやフォルダー（繰り返し可）"
+    )
+    add.add_argument(
+        "--password-file", type=Path, help="SMB のパスワードを書いたファイル（このサービスだけが読めること: chmod 600）"
+    )
+    source_actions.add_parser("list", parents=[common], help="同期元と前回の同期の結果")
+    remove = source_actions.add_parser("remove", parents=[common], help="同期元をやめる（文書は残す）")
+    remove.add_argument("number", type=int, help="同期元の番号（sources list に表示される）")
+    remove.add_argument("--delete-documents", action="store_true", help="この同期元から取り込んだ文書も削除する")
+    sync = commands.add_parser("sync", parents=[common], help="同期元の変更を取り込む（追加・変更・移動・削除）")
+    sync.add_argument("--source", type=int, dest="source_number", help="この番号の同期元だけ（--collection と一緒に）")
+    sync.add_argument(
+        "--allow-deletions",
+        action="store_true",
+        help="安全のため止めた削除を確認して行う（同期元が空になった、消えたファイルが多すぎる）",
+    )
+    repeat = sync.add_mutually_exclusive_group()
+    repeat.add_argument("--every", type=interval, metavar="INTERVAL", help="この間隔で同期を続ける（15m、1h、90s）")
+    repeat.add_argument(
+        "--watch", action="store_true", help=f"変更を見張る: {WATCH_SECONDS} 秒ごとに大きさと時刻だけを確かめる"
+    )
     serve = commands.add_parser("serve", parents=[common], help="HTTP API を起動する（FastAPI、/docs に説明）")
     serve.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定 127.0.0.1）")
     serve.add_argument("--port", type=int, default=8000, help="ポート（既定 8000）")
@@ -138,6 +177,20 @@ def parser() -> argparse.ArgumentParser:
     qa.add_argument("--compare", type=Path, nargs="+", default=[], help="グラフに並べる以前の --json 出力")
     qa.add_argument("--label", help="グラフでのこの実行の名前")
     return parser
+
+
+# how often ``sync --watch`` looks: a listing of sizes and times, no file read (docs/sources.md)
+WATCH_SECONDS = 30
+
+
+def interval(text: str) -> float:
+    """``--every``: seconds, minutes or hours (``90s``, ``15m``, ``1h``; a bare number is minutes)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhSMH秒分時]?)\S*\s*", text)
+    if not found or float(found.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"「{text}」は間隔（90s、15m、1h）にしてください。")
+    unit = found.group(2).lower()
+    scale = {"s": 1, "秒": 1, "h": 3600, "時": 3600}.get(unit, 60)
+    return float(found.group(1)) * scale
 
 
 def since(text: str) -> datetime:

@@ -45,6 +45,9 @@ Action = Literal[
     "delete_collection",
     "policy_reloaded",
     "feedback",
+    "add_source",
+    "remove_source",
+    "sync",
 ]
 """What was done (the catalogue's ``AUDIT_ACTIONS`` names each in Japanese)."""
 Outcome = Literal["ok", "refused", "failed"]

@@ -20,6 +20,7 @@ from pipelines.service.compose import (
     make_querylog,
     make_reader,
 )
+from pipelines.service.syncstate import SyncState
 from pipelines.settings import Settings
 from pipelines.store.collections import DEFAULT, CollectionInfo, Collections, canonical_name
 
@@ -44,6 +45,8 @@ class Library:
         self.querylog = make_querylog(settings)
         # who did what to which collection and document: one file, one object (pipelines/service/audit.py)
         self.audit = make_auditlog(settings)
+        # the sources each collection keeps in sync and their files' state (pipelines/service/syncstate.py)
+        self.sync_state = SyncState(settings.data_dir / "sources.sqlite3")
         # one child process reads the files of every collection (each built its own: 17 collections, 17 children)
         self.reader = make_reader(settings)
         # the model's use at search time, shared by every collection: capped to the CPUs, a question in flight embedded once

@@ -14,6 +14,7 @@ rule added here holds on every face.
     surroundings / passage_text / passage / original           a passage's context, its text by id, its view, the file
     feedback / log                                             👍/👎 on a logged question; the log
     audit / signed_in / sign_in_refused / policy_reloaded      the audit log: read by an admin of all; acts of the faces
+    add_source / sources / remove_source / sync / origins      folders and SMB shares kept in sync (sources.py)
 
 Every act is written to the audit log (pipelines/service/audit.py) with its caller, its collection and
 document: a refusal of a right (``_allow``), a search, an answer, a passage viewed, an original
@@ -65,9 +66,10 @@ if TYPE_CHECKING:
 from pipelines.service.core import ServiceCore, who
 from pipelines.service.passages import Passages
 from pipelines.service.people import People
+from pipelines.service.sources import Sources
 
 
-class Service(Passages, People, ServiceCore):
+class Service(Passages, People, Sources, ServiceCore):
     """The operations on a ``Library``'s collections, each checked against its caller's rights.
 
     Its parts: ``ServiceCore`` (the rights check, the audit row), ``Passages`` (context, views, originals),
@@ -107,7 +109,9 @@ class Service(Passages, People, ServiceCore):
         """Delete a collection with its documents, keyword index and originals, once its writer is done."""
         cleaned = self._allow(caller, name, "admin")
         with self._recorded(caller, "delete_collection", cleaned):
-            return self.library.delete(cleaned)
+            deleted = self.library.delete(cleaned)
+            self.sync_state.remove_collection(cleaned)  # its sources go with it
+            return deleted
 
     # -- documents ------------------------------------------------------------------------------------
 

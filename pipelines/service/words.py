@@ -51,6 +51,9 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "delete_collection": "コレクション削除",
     "policy_reloaded": "権限の再読み込み",
     "feedback": "評価",
+    "add_source": "同期元の追加",
+    "remove_source": "同期元の削除",
+    "sync": "同期",
 }
 AUDIT_OUTCOMES: Mapping[str, str] = {"ok": "", "refused": "拒否", "failed": "失敗"}
 NO_AUDIT_ENTRIES = "監査ログはまだありません。"
@@ -210,3 +213,40 @@ def invalid_arguments(tool: str, problems: Sequence[tuple[str, str]]) -> str:
     """An MCP tool's message for arguments that are not as its schema says."""
     listed = "、".join(f"{where}（{what}）" for where, what in problems)
     return f"ツール「{tool}」の引数が正しくありません: {listed}。"
+
+
+# -- sources kept in sync (pipelines/service/sources.py) ------------------------------------------------
+
+SOURCE_KINDS: Mapping[str, str] = {"folder": "フォルダー", "smb": "SMB 共有"}
+SYNC_OUTCOMES: Mapping[str, str] = {
+    "": "未同期",
+    "ok": "完了",
+    "failed": "一部失敗",
+    "held": "削除を保留",
+    "unreachable": "接続できず",
+}
+SYNC_COUNTS: Mapping[str, str] = {
+    "added": "追加",
+    "replaced": "置換",
+    "moved": "移動",
+    "removed": "削除",
+    "unchanged": "変更なし",
+    "duplicates": "重複",
+    "failed": "失敗",
+    "skipped": "対象外",
+    "withheld": "削除保留",
+}
+SYNC_SOME_FAILED = "読めないファイルがありました。次の同期でもう一度試します"
+SYNC_NOW = "今すぐ同期"
+SYNC_CONFIRM_DELETIONS = "削除を確認して同期"
+NO_SOURCES = (
+    "同期元はまだありません。`python -m pipelines sources add --collection 名前 フォルダーか smb://…` で追加します。"
+)
+SOURCES_TITLE = "同期元（フォルダー・共有）"
+ORIGIN_LABEL = "共有の場所"
+
+
+def sync_summary(counts: Mapping[str, int]) -> str:
+    """A sync's figures in a line: 「追加 3、置換 1、削除 2、変更なし 120」 (those that are zero left out)."""
+    shown = [f"{label} {counts[key]}" for key, label in SYNC_COUNTS.items() if counts.get(key)]
+    return "、".join(shown) or "変更なし"

@@ -121,3 +121,7 @@ class ChromaStore:
     def delete(self, source: str) -> StoredDocument:
         """Remove a document: hidden in one write, then its chunks deleted."""
         return self.writer.delete(source)
+
+    def move(self, old: str, new: str) -> StoredDocument:
+        """Rename a document, its chunks and vectors kept (``VersionedWriter.move``)."""
+        return self.writer.move(old, new)

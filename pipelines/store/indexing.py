@@ -414,12 +414,22 @@ class Indexer:
 
         The name is an upload's: only its last path component is kept, without control characters.
         """
-        name = upload_name(name)
+        return self.ingest_data(upload_name(name), data, progress)
+
+    def ingest_data(self, source: str, data: bytes, progress: Progress | None = None) -> FileReport:
+        """Index a file's bytes under the name ``source`` as given (a path in a share: ``規程/人事/就業規則.docx``).
+
+        A file whose content is stored already is hashed, not read; one that cannot be read is reported
+        as failed, with the reason.
+        """
         try:
-            self._check_size(name, len(data))
-            return self.ingest_file(self.reader.load_bytes(name, data, self.limits), progress, original=data)
+            self._check_size(source, len(data))
+            already = self._already(source, content_hash(data), data)
+            if already is not None:
+                return already
+            return self.ingest_file(self.reader.load_bytes(source, data, self.limits), progress, original=data)
         except IngestError as error:
-            return FileReport(name, "failed", message=str(error))
+            return FileReport(source, "failed", message=str(error))
 
     def _check_size(self, name: str, size: int) -> None:
         if size > self.max_bytes:
@@ -506,6 +516,16 @@ class Indexer:
             )
         except (IngestError, OSError) as error:
             return _failed(source, error)
+
+    def move(self, old: str, new: str) -> StoredDocument:
+        """Rename a stored document, its chunks, vectors and original kept; the keyword index follows."""
+        with self.store.writing():
+            document = self.store.move(old, new)
+            if self.keyword is not None:
+                self.keyword.remove_document(old)
+                self.keyword.add_document(new, document.version, self.store.reader.chunk_texts(new, document.version))
+                self.keyword.save()
+            return document
 
     def delete(self, source: str) -> StoredDocument:
         """Remove a stored document, all its chunks and, unless another document has the same content, its original."""

@@ -10,6 +10,7 @@ visible, never both and never neither; the registry remembers what to clean (``p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import threading
@@ -167,6 +168,37 @@ class VersionedWriter:
         self._mark_changed()
         self.recover()
         return document
+
+    @chroma_failures_as_store_errors
+    def move(self, old: str, new: str) -> StoredDocument:
+        """Give document ``old`` the name ``new``, its chunks and vectors kept (a file renamed or moved on a share).
+
+        Under the write lock, in three steps that a run killed between them leaves readable, and that a
+        second call finishes: ``new`` is registered live at ``old``'s version (its chunks still carry
+        the old name, so only ``old`` shows them), the chunks are renamed in one write (now ``new``
+        shows them), then ``old``'s record goes. Refused when ``new`` names another content.
+        """
+        with self.writing():
+            document = self.reader.document(old)
+            if document is None:
+                raise DocumentNotFoundError(f"「{old}」という文書はありません。`documents` で名前を確かめてください。")
+            there = self.reader.document(new)
+            if there is not None and there.version != document.version:
+                raise ValueError(f"{new!r} holds another version than {old!r}: ingest it instead")
+            registry = self.pair.registry()
+            meta = {**asdict(document), "pending": "", "stale": ""}
+            del meta["source"]
+            registry.upsert(ids=[new], embeddings=[_PLACEHOLDER], metadatas=[meta])
+            chunks = self.pair.chunks()
+            found = chunks.get(where={"$and": [{"source": old}, {"version": document.version}]}, include=["metadatas"])
+            step = self.pair.client.get_max_batch_size()
+            for begin in range(0, len(found["ids"]), step):
+                ids = found["ids"][begin : begin + step]
+                metas = [{**m, "source": new} for m in found["metadatas"][begin : begin + step]]
+                chunks.update(ids=ids, metadatas=metas)
+            registry.delete(ids=[old])
+            self._mark_changed()
+            return dataclasses.replace(document, source=new)
 
     def _mark_changed(self) -> None:
         token = uuid.uuid4().hex

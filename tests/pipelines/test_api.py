@@ -535,3 +535,36 @@ def test_a_directory_person_signs_in_to_the_api_with_their_password(
     assert ("refused", "tanaka", "技術文書", "refused") in rows
     assert ("sign_in_failed", "tanaka", "", "refused") in rows
     assert ("sign_in_failed", "nobody", "", "refused") in rows
+
+
+def test_sources_over_http_as_the_cli_gives_them(api: Api, tmp_path: Path) -> None:
+    """An admin key adds a folder, syncs it, lists it and removes it; a key without ``admin`` is refused."""
+    share = tmp_path / "共有" / "規程"
+    share.mkdir(parents=True)
+    (share / "就業規則.txt").write_text(LEAVE, encoding="utf-8")
+    (share / "~$就業規則.docx").write_text("lock", encoding="utf-8")
+    with api.client() as client:
+        added = client.post("/v1/collections/default/sources", json={"location": str(share.parent)})
+        assert added.status_code == 201, added.text
+        number = added.json()["id"]
+        assert added.json()["location"] == str(share.parent)
+        synced = client.post("/v1/collections/default/sync", json={})
+        assert synced.status_code == 200, synced.text
+        [report] = synced.json()
+        assert (report["outcome"], report["added"]) == ("ok", ["規程/就業規則.txt"])
+        [listed] = client.get("/v1/collections/default/sources").json()
+        assert listed == cli("sources", "list")[0]
+        assert listed["counts"]["added"] == 1
+        bad = client.post("/v1/collections/default/sources", json={"location": "smb://tanaka:secret@server/共有"})
+        assert (bad.status_code, bad.json()["code"]) == (400, "bad_source")
+        missing = client.delete("/v1/collections/default/sources/99")
+        assert (missing.status_code, missing.json()["code"]) == (404, "source_not_found")
+    for key in (READER, HR):
+        with api.client(key) as client:
+            assert client.get("/v1/collections/default/sources").status_code == 403
+            assert client.post("/v1/collections/default/sync", json={}).status_code == 403
+    with api.client() as client:
+        removed = client.delete(f"/v1/collections/default/sources/{number}")
+        assert removed.status_code == 200
+        assert client.get("/v1/collections/default/sources").json() == []
+        assert [d["source"] for d in client.get("/v1/collections/default/documents").json()] == ["規程/就業規則.txt"]

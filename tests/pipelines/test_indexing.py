@@ -312,3 +312,31 @@ def test_many_hidden_chunks_nearer_than_the_live_one_are_skipped(
     assert [h.chunk.text for h in hits] == [TOKYO]
     assert store.nearest_many(embedder.embed_queries([FUJI]), 5, live, sources=["ない.txt"]) == [[]]
     assert store.nearest_many(embedder.embed_queries([FUJI]), 5, {}) == [[]]
+
+
+def test_a_moved_document_keeps_its_chunks_and_vectors(indexer: Indexer, embedder: Embedder) -> None:
+    """``move``: the same chunk records under the new name, nothing embedded; a move cut short is finished by the next."""
+    text = "就業規則。始業は午前九時、終業は午後六時とする。休憩は一時間とする。"
+    indexer.ingest_data("規程/人事/就業規則.txt", text.encode("utf-8"))
+    before = indexer.store.reader.chunk_texts("規程/人事/就業規則.txt", indexer.store.documents()[0].version)
+    embedded = embedder.stats.texts
+
+    moved = indexer.move("規程/人事/就業規則.txt", "規程/旧/就業規則.txt")
+    assert moved.source == "規程/旧/就業規則.txt"
+    assert [d.source for d in indexer.store.documents()] == ["規程/旧/就業規則.txt"]
+    assert indexer.store.reader.chunk_texts("規程/旧/就業規則.txt", moved.version) == before  # the same records
+    assert embedder.stats.texts == embedded
+    assert indexer.store.count() == moved.chunks
+
+    # killed after the new name was registered, before the chunks were renamed: both names, one content
+    registry = indexer.store.pair.registry()
+    meta = registry.get(ids=["規程/旧/就業規則.txt"], include=["metadatas"])["metadatas"][0]
+    registry.upsert(ids=["就業規則.txt"], embeddings=[[1.0]], metadatas=[meta])
+    assert len(indexer.store.documents()) == 2
+    indexer.move("規程/旧/就業規則.txt", "就業規則.txt")  # the sync's next run moves it again: finished
+    assert [d.source for d in indexer.store.documents()] == ["就業規則.txt"]
+    assert indexer.store.reader.chunk_texts("就業規則.txt", moved.version) == before
+
+    indexer.ingest_data("別の規程.txt", "別の規程。内容が違う。".encode())
+    with pytest.raises(ValueError, match="another version"):
+        indexer.move("就業規則.txt", "別の規程.txt")

@@ -71,7 +71,15 @@ def test_secrets_are_hidden_from_repr_and_str_but_shown_as_set() -> None:
 
 def test_the_secret_settings_are_the_keys_and_tokens() -> None:
     secret = {each.name for each in dataclasses.fields(Settings) if each.metadata.get("secret")}
-    assert secret == {"embedding_api_key", "chroma_token", "llm_api_key", "api_key", "ldap_bind_password", "mcp_key"}
+    assert secret == {
+        "embedding_api_key",
+        "chroma_token",
+        "llm_api_key",
+        "api_key",
+        "ldap_bind_password",
+        "mcp_key",
+        "smb_password",
+    }
 
 
 def test_the_page_url_must_be_a_web_address() -> None:
