@@ -120,7 +120,8 @@ def sync_source(
     started = time.perf_counter()
     report = SyncReport(info.id, info.collection, info.location)
     try:
-        _sync(info, source, indexer, state, report, max_delete_share, allow_deletions, progress)
+        with indexer.batched():  # the keyword index saved once, not after each file
+            _sync(info, source, indexer, state, report, max_delete_share, allow_deletions, progress)
     except SourceUnavailableError as error:
         report.error = str(error)
     finally:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,6 +177,33 @@ class Indexer:
         self._context_tokens: dict[str, int] = {}
         self._swept_at: float | None = None
         self._bound = False
+        self._batched = 0  # depth of ``batched()``: while above 0, the keyword index is saved at its end
+        self._unsaved = False
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Writes in a row (a sync of a share): the keyword index is saved once at the end, not after each document.
+
+        Saving writes the whole index, so a document at a time costs more as the collection grows. A
+        run killed before the end leaves the saved index behind Chroma, never ahead of it, and the
+        next search's ``KeywordIndex.sync`` reads what it lacks from the store.
+        """
+        self._batched += 1
+        try:
+            yield
+        finally:
+            self._batched -= 1
+            if not self._batched and self._unsaved:
+                self._unsaved = False
+                self._save_keyword()
+
+    def _save_keyword(self) -> None:
+        if self.keyword is None:
+            return
+        if self._batched:
+            self._unsaved = True
+        else:
+            self.keyword.save()
 
     def close(self) -> None:
         """Stop the reader's background work (``IsolatedReader``'s child process); a later file starts it again."""
@@ -309,7 +337,7 @@ class Indexer:
                 # after the commit: the keyword index never holds a version that Chroma does not show
                 indexed = [(r.id, text) for r, text in zip(records, embedded, strict=True)]
                 self.keyword.add_document(loaded.source, version, indexed)
-                self.keyword.save()
+                self._save_keyword()
             if previous is not None:
                 self._drop(previous.content_hash)
         status: Status = "added" if previous is None else "replaced"
@@ -326,7 +354,7 @@ class Indexer:
 
     def _drop(self, content_hash: str) -> None:
         """After a commit or delete: forget the original of content no live document has any more."""
-        if self.originals is not None and content_hash and content_hash not in self._live_hashes():
+        if self.originals is not None and content_hash and not self.store.reader.holds_content(content_hash):
             self.originals.remove(content_hash)
 
     def _sweep(self) -> None:
@@ -524,7 +552,7 @@ class Indexer:
             if self.keyword is not None:
                 self.keyword.remove_document(old)
                 self.keyword.add_document(new, document.version, self.store.reader.chunk_texts(new, document.version))
-                self.keyword.save()
+                self._save_keyword()
             return document
 
     def delete(self, source: str) -> StoredDocument:
@@ -534,6 +562,6 @@ class Indexer:
             document = self.store.delete(source)
             if self.keyword is not None:
                 self.keyword.remove_document(source)
-                self.keyword.save()
+                self._save_keyword()
             self._drop(document.content_hash)
             return document

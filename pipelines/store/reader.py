@@ -91,6 +91,11 @@ class StoreReader:
         found = self._documents(where={"version": version})
         return found[0] if found else None
 
+    def holds_content(self, content_hash: str) -> bool:
+        """Whether a stored document has this content (under any name and chunking)."""
+        self.pair.refresh()
+        return bool(self._documents(where={"content_hash": content_hash}))
+
     def documents(self) -> list[StoredDocument]:
         """Every stored document, by name."""
         self.pair.refresh()

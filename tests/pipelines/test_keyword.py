@@ -230,3 +230,26 @@ def test_searcher_follows_another_writer(embedder: Embedder, store: ChromaStore,
     other.delete("富士山.txt")
     assert searcher.search("富士山", mode="keyword") == []
     assert all(h.chunk.source == "規程.txt" for h in searcher.search("富士山", k=5, mode="hybrid"))
+
+
+def test_writes_in_a_batch_save_the_index_once_and_a_killed_batch_is_caught_up(
+    embedder: Embedder, store: ChromaStore, tmp_path: Path
+) -> None:
+    """``Indexer.batched`` (a sync): one save at the end; before it, the saved file lags Chroma and a reader catches up."""
+    path = tmp_path / "keyword.npz"
+    indexer, keyword = _keyword_indexer(embedder, store, path)
+    _ingest(indexer, "富士山.txt", "富士山は日本で最も高い山です。標高は3776メートルです。")
+    saved = path.stat().st_mtime_ns
+    with indexer.batched():
+        _ingest(indexer, "京都.txt", "京都には古い寺や神社が多く、観光客が訪れます。")
+        _ingest(indexer, "規程.txt", "有給休暇は入社6か月後から取得できます。")
+        indexer.delete("富士山.txt")
+        assert path.stat().st_mtime_ns == saved  # nothing saved yet
+        # as a process killed here leaves it: the saved file holds only 富士山, a new reader catches up
+        behind = KeywordIndex(SudachiAnalyzer(), path)
+        assert set(behind.versions) == {"富士山.txt"}
+        assert behind.sync(store.reader) is True
+        assert behind.versions == store.reader.live_versions()
+        assert _all_hits(behind, "京都の神社") == _all_hits(keyword, "京都の神社") != []
+    assert KeywordIndex(SudachiAnalyzer(), path).versions == store.reader.live_versions()
+    assert set(store.reader.live_versions()) == {"京都.txt", "規程.txt"}
