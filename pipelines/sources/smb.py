@@ -11,6 +11,7 @@ that cannot be read fails alone (``OSError``).
 from __future__ import annotations
 
 import errno
+import select
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,42 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR)
 # how a server says the share does not exist: STATUS_BAD_NETWORK_NAME (Windows), STATUS_NOT_FOUND (Samba)
 _NO_SHARE = (0xC00000CC, 0xC0000225)
+
+
+class _PollSelect:
+    """``select.select`` for smbprotocol's transport, waiting through ``poll``.
+
+    smbprotocol waits for each reply with ``select``, which refuses a socket numbered 1024 or more
+    (``ValueError: filedescriptor out of range``): a server that has run for a while, or holds many
+    files open, has such numbers, and then no share can be reached (jborean93/smbprotocol#219).
+    """
+
+    @staticmethod
+    def select(
+        readers: list[Any], writers: list[Any], errors: list[Any], timeout: float | None = None
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        poller = select.poll()
+        for each in readers:
+            poller.register(each, select.POLLIN)
+        for each in writers:
+            poller.register(each, select.POLLOUT | (select.POLLIN if each in readers else 0))
+        ready = dict(poller.poll(None if timeout is None else timeout * 1000))
+        # as select: a hung-up or failed socket is readable (its recv says what happened)
+        readable = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
+        fileno = {id(each): each if isinstance(each, int) else each.fileno() for each in (*readers, *writers)}
+        return (
+            [each for each in readers if ready.get(fileno[id(each)], 0) & readable],
+            [each for each in writers if ready.get(fileno[id(each)], 0) & select.POLLOUT],
+            [],
+        )
+
+
+def _wait_by_poll() -> None:
+    """Have smbprotocol's transport wait through ``poll`` (where there is one: not on Windows)."""
+    from smbprotocol import transport
+
+    if hasattr(select, "poll") and transport.select is select:
+        transport.select = _PollSelect
 
 
 @dataclass(frozen=True)
@@ -107,6 +144,7 @@ class SmbSource:
 
         if self._connected:
             return
+        _wait_by_poll()
         address = self.address
         try:
             if address.kerberos:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,29 @@ def test_the_command_line_with_a_password_file(
     assert report["counts"]["added"] == 3
     assert PASSWORD not in out + err
     assert PASSWORD not in run("sources", "list", "--json")[1]
+
+
+def test_a_share_is_reached_from_a_process_with_many_files_open(
+    smbd: Smbd, tmp_path: Path, model_dir: Path, embedder: Embedder
+) -> None:
+    """A socket numbered past 1023 (a server up for weeks, or this suite late in its run) still reaches the share:
+    smbprotocol's own ``select`` would refuse it (``ValueError``) and the share read as unreachable."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"only {hard} files may be open here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if soft != resource.RLIM_INFINITY else soft, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        service = make_service(tmp_path, model_dir, embedder)
+        fill(smbd.share)
+        service.add_source(ADMIN, "default", smbd.url())
+        [report] = service.sync(ADMIN, "default")
+        assert report.outcome == "ok", report.error
+        assert len(report.added) == 3
+        service.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
