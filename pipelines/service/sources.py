@@ -12,7 +12,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.errors import RagError, SourceError
+from pipelines.errors import PermissionDeniedError, RagError, SourceError
 from pipelines.service import words
 from pipelines.service.core import ServiceCore, who
 from pipelines.service.results import Caller
@@ -83,6 +83,13 @@ class Sources(ServiceCore):
     ) -> SourceInfo:
         """Make the collection follow a folder or an SMB share (its first sync is ``sync``'s)."""
         cleaned = self._allow(caller, collection, "admin")
+        if caller.grants is not None:
+            # a source reads this machine's folders, and signs in to a server with the service's
+            # password: naming one is the machine's own user's act (every right: the CLI), never a
+            # key's or a person's, who could otherwise read any file the service can, or send its
+            # password to a server of their own
+            self._refused(caller, cleaned, words.SOURCE_ADD_MACHINE_ONLY)
+            raise PermissionDeniedError(words.SOURCE_ADD_MACHINE_ONLY)
         self.library.collections.info(cleaned)  # the collection exists
         kind, kept = parse_location(location)
         if password_file is not None:

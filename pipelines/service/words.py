@@ -242,6 +242,10 @@ SYNC_CONFIRM_DELETIONS = "削除を確認して同期"
 NO_SOURCES = (
     "同期元はまだありません。`python -m pipelines sources add --collection 名前 フォルダーか smb://…` で追加します。"
 )
+SOURCE_ADD_MACHINE_ONLY = (
+    "同期元を加えられるのは、このサーバーの利用者だけです（python -m pipelines sources add）。"
+    "同期元はサーバーのフォルダーを読み、サーバーのパスワードで共有に接続するためです。"
+)
 SOURCES_TITLE = "同期元（フォルダー・共有）"
 ORIGIN_LABEL = "共有の場所"
 

@@ -243,7 +243,11 @@ def test_which_files_count(path: str, counts: bool) -> None:
 
 
 def test_only_who_may_administer_the_collection_manages_its_sources(service: Service, share: Path) -> None:
-    info = service.add_source(SOUMU, "規程", str(share))
+    # the collection's admin may not name a folder or share: that reads the server's files with its password
+    with pytest.raises(PermissionDeniedError, match="同期元を加えられるのは、このサーバーの利用者だけ"):
+        service.add_source(SOUMU, "規程", str(share))
+    assert service.sources(ADMIN) == []
+    info = service.add_source(ADMIN, "規程", str(share))
     with pytest.raises(PermissionDeniedError):
         service.add_source(JINJI, "規程", str(share))
     with pytest.raises(PermissionDeniedError):
@@ -251,7 +255,7 @@ def test_only_who_may_administer_the_collection_manages_its_sources(service: Ser
     assert service.sources(JINJI) == []
     assert [s.id for s in service.sources(SOUMU)] == [info.id]
     with pytest.raises(SourceError, match="すでに同期しています"):
-        service.add_source(SOUMU, "規程", str(share))
+        service.add_source(ADMIN, "規程", str(share))
     [report] = service.sync(SOUMU, "規程")
     assert report.outcome == "ok"
     rows = service.audit(ADMIN)
