@@ -102,10 +102,6 @@ class SyncReport:
         }
 
 
-class _Stopped(Exception):
-    """The source went away while files were read."""
-
-
 def sync_source(
     info: SourceInfo,
     source: Source,
