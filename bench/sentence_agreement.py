@@ -8,6 +8,8 @@ three ways and compared with embedding each sentence alone (the old way):
 
 - pooled: each sentence's vector is the mean of its tokens' states from the chunk's own pass;
 - pooled, kept int8: the same, through the store's int8 quantization (what search reads back);
+- pooled + shared characters: the int8-kept pooled vectors plus the share of the question's character
+  bigrams each sentence holds, as search scores them (pipelines/search/sentence_choice.py);
 - shortlist n: the pooled vectors pick ``n`` sentences, and only those are embedded alone.
 
 Two embedders, said apart in the output, since their figures mean different things:
@@ -41,7 +43,8 @@ from ingest.chunking import chunk_text, sentence_spans  # noqa: E402
 from ingest.normalize import PagedText, normalize_text  # noqa: E402
 from pipelines import evaluation  # noqa: E402
 from pipelines.model.pooling import pool_spans  # noqa: E402
-from pipelines.store.sentences import dequantize, quantize  # noqa: E402
+from pipelines.search.sentence_choice import sentence_scores  # noqa: E402
+from pipelines.store.sentences import Sentences, dequantize, quantize  # noqa: E402
 
 Pooler = Callable[[Sequence[str], Sequence[Sequence[tuple[int, int]]]], tuple[np.ndarray, list[np.ndarray | None]]]
 
@@ -156,7 +159,13 @@ def measure(
     pooled = dict(zip(hits, model.pooled([chunks[i] for i in hits], [spans[i] for i in hits])[1], strict=True))
     seconds = time.perf_counter() - started
     alone = {i: model.alone([chunks[i][a:b] for a, b in spans[i]]) for i in hits}
-    agree = {"pooled": 0, "pooled, kept int8": 0, "shortlist 2": 0, "shortlist 3": 0}
+    agree = {
+        "pooled": 0,
+        "pooled, kept int8": 0,
+        "pooled + shared characters": 0,
+        "shortlist 2": 0,
+        "shortlist 3": 0,
+    }
     answering = dict.fromkeys(["each alone", *agree], 0)  # the chosen sentence holds an answer
     compared = unpooled = sentences = answerable = 0
     for question, q in zip(held, queries, strict=True):
@@ -176,6 +185,16 @@ def measure(
                 "each alone": truth,
                 "pooled": int(np.argmax(by_pool)),
                 "pooled, kept int8": int(np.argmax(kept @ q)),
+                "pooled + shared characters": int(
+                    np.argmax(
+                        sentence_scores(
+                            question.question,
+                            q,
+                            Sentences(tuple(spans[i]), kept, True),
+                            [chunks[i][x:y] for x, y in spans[i]],
+                        )
+                    )
+                ),
             }
             for n in (2, 3):
                 shortlist = np.argsort(-by_pool)[:n]

@@ -27,14 +27,17 @@ sys.path.insert(0, str(REPO))
 from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
 from pipelines.choices import Precision  # noqa: E402
 from pipelines.model.embedder import Embedder  # noqa: E402
+from pipelines.search.retrieval import Searcher  # noqa: E402
+from pipelines.search.sentence_choice import refine_all  # noqa: E402
 from pipelines.store.chroma import ChromaStore  # noqa: E402
 from pipelines.store.indexing import Indexer  # noqa: E402
 from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
 from pipelines.store.sentences import SentenceVectors  # noqa: E402
 
 
-def ingest(embedder: Embedder, articles: list[tuple[str, str]], pooled: bool) -> tuple[float, int, int]:
-    """Seconds to ingest ``articles`` into a fresh store; its chunks; the sentences file's bytes."""
+def ingest(embedder: Embedder, articles: list[tuple[str, str]], pooled: bool) -> tuple[float, int, int, float]:
+    """Seconds to ingest ``articles`` into a fresh store; its chunks; the sentences file's bytes; with ``pooled``,
+    the seconds ``sentences refine`` then takes to embed every chunk's sentences alone (``refine_all``)."""
     with tempfile.TemporaryDirectory(prefix="sentence-overhead-") as scratch:
         folder = Path(scratch)
         store = ChromaStore.persistent(folder / "chroma")
@@ -47,8 +50,18 @@ def ingest(embedder: Embedder, articles: list[tuple[str, str]], pooled: bool) ->
             chunks += indexer.ingest_text(f"{title}.txt", text).chunks
         seconds = time.perf_counter() - started
         size = sentences.size() if sentences is not None else 0
+        refine = 0.0
+        if sentences is not None:
+            stored = [
+                (Searcher.sentence_key_of(c), c.text)
+                for d in store.documents()
+                for c in store.reader.document_chunks(d.source, d.version)
+            ]
+            started = time.perf_counter()
+            refine_all(stored, sentences, embedder.model_name, embedder.embed_documents)
+            refine = time.perf_counter() - started
         store.close()
-        return seconds, chunks, size
+        return seconds, chunks, size, refine
 
 
 def main() -> None:
@@ -72,18 +85,24 @@ def main() -> None:
         )
         embedder.load()
         ingest(embedder, articles[:1], True)  # warm: the model's first batches
-        plain, pooled, size, chunks = [], [], 0, 0
+        plain, pooled, refined, size, chunks = [], [], [], 0, 0
         for _ in range(args.rounds):
-            seconds, chunks, _ = ingest(embedder, articles, False)
+            seconds, chunks, _, _ = ingest(embedder, articles, False)
             plain.append(seconds)
-            seconds, chunks, size = ingest(embedder, articles, True)
+            seconds, chunks, size, refine = ingest(embedder, articles, True)
             pooled.append(seconds)
+            refined.append(refine)
         ratio = statistics.median(pooled) / statistics.median(plain)
         print(
             f"\n{path} ({embedder.precision.passages}): {chunks} chunks; without sentences "
             f"{statistics.median(plain):.1f} s ({', '.join(f'{s:.1f}' for s in plain)}), with them "
             f"{statistics.median(pooled):.1f} s ({', '.join(f'{s:.1f}' for s in pooled)}): ×{ratio:.3f} "
             f"({100 * (ratio - 1):+.1f} %)"
+        )
+        print(
+            f"then `sentences refine` (each chunk's sentences embedded alone): {statistics.median(refined):.1f} s "
+            f"({', '.join(f'{s:.1f}' for s in refined)}), ×{statistics.median(refined) / statistics.median(plain):.2f} "
+            "of the ingest without sentences"
         )
         print(
             f"sentences file: {size:,} bytes, {size / chunks:,.0f} a chunk, "

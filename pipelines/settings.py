@@ -76,6 +76,8 @@ class Settings:
     # a hit's best sentence: how many of its sentences, the closest by the vectors pooled at ingest, are
     # embedded alone at search time to choose among (0: the pooled vectors choose alone; docs/speed.md)
     sentence_check: int = 0
+    # shown hits' pooled sentences embedded alone when no search is using the model, and kept (exact from then on)
+    sentence_refine: bool = True
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
     embedding_api_key: str = field(default="", metadata=SECRET)

@@ -51,6 +51,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("RAG_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    # a serving process's idle-time embedding of shown sentences (on by default) would add to the texts a
+    # test counts as embedded; tests/pipelines/test_sentence_choice.py turns it on where it is the subject
+    monkeypatch.setenv("RAG_SENTENCE_REFINE", "false")
 
 
 @pytest.fixture(scope="session")

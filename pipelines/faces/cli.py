@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|sources|sync|serve|mcp|evaluate``.
+"""The command line: ``python -m pipelines ingest|search|ask|documents|delete|log|audit|collections|sources|sync|sentences|serve|mcp|evaluate``.
 
 Each command parses its arguments (pipelines/faces/cli_args.py), calls the service as the machine's own
 user (``Caller("cli", "cli:USER")``: every right, named in the logs by the OS user) and prints what it
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -486,6 +487,23 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
     return 0
 
 
+def _sentences(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    """``sentences refine``: at the lowest CPU priority, since it is work for a quiet hour (a night's timer)."""
+    os.nice(19)
+    service = _service(settings)
+    meter = Meter(err, f"{settings.collection}: 文を一つずつ埋め込み", " 文章")
+    try:
+        report = service.refine_sentences(cli_caller(), settings.collection, progress=meter.update)
+    finally:
+        meter.close()
+        service.close()
+    if args.json:
+        _dump(report.to_dict(), out)
+    else:
+        out.write(words.REFINED.format(**report.to_dict()) + "\n")
+    return 0
+
+
 def _dump(value: Any, out: TextIO) -> None:
     json.dump(value, out, ensure_ascii=False, indent=2)
     out.write("\n")
@@ -505,6 +523,7 @@ COMMANDS = {
     "mcp": _mcp,
     "sources": _sources,
     "sync": _sync,
+    "sentences": _sentences,
 }
 
 

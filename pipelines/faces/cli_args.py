@@ -126,6 +126,14 @@ def parser() -> argparse.ArgumentParser:
     repeat.add_argument(
         "--watch", action="store_true", help=f"変更を見張る: {WATCH_SECONDS} 秒ごとに大きさと時刻だけを確かめる"
     )
+    sentences = commands.add_parser(
+        "sentences",
+        parents=[common],
+        help="文ごとのベクトル: refine で全文章の文を一つずつ埋め込み、最適な文を正確にする",
+    )
+    sentences.add_argument(
+        "action", choices=["refine"], help="refine: まだ正確でない文章の文を一つずつ埋め込む（夜間向け）"
+    )
     serve = commands.add_parser("serve", parents=[common], help="HTTP API を起動する（FastAPI、/docs に説明）")
     serve.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定 127.0.0.1）")
     serve.add_argument("--port", type=int, default=8000, help="ポート（既定 8000）")

@@ -12,8 +12,10 @@ waits for the first's vector.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 
 import numpy as np
@@ -38,10 +40,31 @@ class QueryGate:
         self._running = threading.BoundedSemaphore(self.slots)
         self._lock = threading.Lock()
         self._flying: dict[str, Future[np.ndarray]] = {}
+        self._using = 0  # batches running or waiting for a slot
+        self._last = time.monotonic()  # when the last batch ended
 
-    def slot(self) -> threading.BoundedSemaphore:
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
         """One of the slots, held as a context manager (what each batch holds while it runs)."""
-        return self._running
+        with self._lock:
+            self._using += 1
+        try:
+            with self._running:
+                yield
+        finally:
+            with self._lock:
+                self._using -= 1
+                self._last = time.monotonic()
+
+    def busy(self) -> bool:
+        """Whether a batch runs or waits now (what work done in idle time waits out)."""
+        with self._lock:
+            return self._using > 0
+
+    def last_used(self) -> float:
+        """When the last batch ended (``time.monotonic``)."""
+        with self._lock:
+            return self._last
 
     def in_flight(self) -> int:
         """How many distinct questions are being embedded now."""

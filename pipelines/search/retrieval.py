@@ -35,6 +35,7 @@ from pipelines.choices import MODES, Mode
 from pipelines.errors import RagError
 from pipelines.model.embedder import Progress, TextEmbedder
 from pipelines.model.gate import QueryGate
+from pipelines.search.sentence_choice import Pending, SentenceRefiner, sentence_scores
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.keyword import KeywordIndex, KeywordResult, SudachiAnalyzer
 from pipelines.store.records import StoredChunk
@@ -215,6 +216,7 @@ class Searcher:
         gate: QueryGate | None = None,
         sentences: SentenceVectors | None = None,
         sentence_check: int = 0,
+        refine: bool = False,
     ) -> None:
         self.embedder = embedder
         # the model at search time: shared by every searcher of a process (compose), capped and single-flight
@@ -223,6 +225,10 @@ class Searcher:
         self.sentences = sentences
         # how many of a hit's sentences, closest by their pooled vectors, are embedded alone to choose among
         self.sentence_check = sentence_check
+        # shown hits' pooled sentences embedded alone when the model is idle, and kept (sentence_choice.py)
+        self.refiner = (
+            SentenceRefiner(self.gate, sentences, embedder.model_name) if refine and sentences is not None else None
+        )
         self.store = store
         # without a saved index, one in memory, filled from the store on first search
         self.keyword = keyword if keyword is not None else KeywordIndex(SudachiAnalyzer())
@@ -416,11 +422,29 @@ class Searcher:
             return [(0, 0) for _ in hits]
         query = self._query_vectors([normalize_text(question)], None)[0]  # the search embedded it already
         found = self._sentence_vectors(hits, spans)
-        scores = [f.vectors @ query for f in found]
+        texts = [tuple(h.chunk.text[a:b] for a, b in row) for h, row in zip(hits, spans, strict=True)]
+        scores = [sentence_scores(question, query, f, t) for f, t in zip(found, texts, strict=True)]
         chosen = [int(np.argmax(row)) if len(row) else -1 for row in scores]
         pooled = [f.pooled for f in found]
         checked = self._checked_choices(hits, spans, scores, pooled, query)
+        if self.refiner is not None:
+            self.refiner.offer(
+                [
+                    Pending(self._sentence_key(h), t, row)
+                    for h, t, row, p in zip(hits, texts, spans, pooled, strict=True)
+                    if p and len(row) > 1
+                ]
+            )
         return [spans[i][checked.get(i, c)] if c >= 0 else (0, 0) for i, c in enumerate(chosen)]
+
+    @staticmethod
+    def sentence_key_of(chunk: StoredChunk) -> str:
+        """A passage's key in the sentences file: the digest of the text that was embedded."""
+        return chunk.text_hash or f"chunk:{chunk.chunk_id}"
+
+    @classmethod
+    def _sentence_key(cls, hit: Hit) -> str:
+        return cls.sentence_key_of(hit.chunk)
 
     def _checked_choices(
         self,
@@ -452,7 +476,7 @@ class Searcher:
     def _sentence_vectors(self, hits: Sequence[Hit], spans: Sequence[tuple[tuple[int, int], ...]]) -> list[Sentences]:
         """Each hit's sentences (``spans``): the kept ones where they match, the others embedded alone now."""
         model = self.embedder.model_name
-        keys = [h.chunk.text_hash or f"chunk:{h.chunk.chunk_id}" for h in hits]
+        keys = [self._sentence_key(h) for h in hits]
         kept = self.sentences.get(model, keys) if self.sentences is not None else {}
         found: list[Sentences | None] = [
             kept[key] if key in kept and kept[key].spans == row else None for key, row in zip(keys, spans, strict=True)

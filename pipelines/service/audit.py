@@ -48,6 +48,7 @@ Action = Literal[
     "add_source",
     "remove_source",
     "sync",
+    "refine_sentences",
 ]
 """What was done (the catalogue's ``AUDIT_ACTIONS`` names each in Japanese)."""
 Outcome = Literal["ok", "refused", "failed"]

@@ -260,6 +260,7 @@ def _searcher(
         gate=gate,
         sentences=sentences,
         sentence_check=settings.sentence_check,
+        refine=settings.sentence_refine,
     )
 
 

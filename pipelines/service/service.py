@@ -39,6 +39,8 @@ from pipelines.errors import (
     NoChatModelError,
     RagError,
 )
+from pipelines.search.retrieval import Searcher
+from pipelines.search.sentence_choice import RefineReport, refine_all
 from pipelines.service import words
 from pipelines.service.compose import Pipelines
 from pipelines.service.querylog import LoggedQuery, Target
@@ -212,6 +214,28 @@ class Service(Passages, People, Sources, ServiceCore):
         )
 
     # -- questions ------------------------------------------------------------------------------------
+
+    def refine_sentences(
+        self, caller: Caller, collection: str, progress: Callable[[int, int], None] | None = None
+    ) -> RefineReport:
+        """Embed alone the sentences of every stored passage of the collection whose best sentence is not yet
+        exact, and keep them (sentence_choice.py): an admin's act, audited, for a night's timer."""
+        parts = self._parts(caller, collection, "admin")
+        searcher = parts.searcher
+        if searcher.sentences is None:
+            return RefineReport(0, 0, 0)
+        with self._recorded(caller, "refine_sentences", parts.settings.collection, before=False) as note:
+            store = parts.store
+            chunks = [
+                (Searcher.sentence_key_of(chunk), chunk.text)
+                for document in store.documents()
+                for chunk in store.reader.document_chunks(document.source, document.version)
+            ]
+            report = refine_all(
+                chunks, searcher.sentences, searcher.embedder.model_name, searcher.gate.documents, progress=progress
+            )
+            note.detail = words.REFINED.format(**report.to_dict())
+            return report
 
     def search(self, caller: Caller, collection: str, question: Question) -> Found:
         """The passages for a question, ranked, each with its best sentence unless not asked; logged."""

@@ -54,7 +54,9 @@ AUDIT_ACTIONS: Mapping[str, str] = {
     "add_source": "同期元の追加",
     "remove_source": "同期元の削除",
     "sync": "同期",
+    "refine_sentences": "文ベクトルの精密化",
 }
+REFINED = "{refined} 件の文章の文を一つずつ埋め込みました（済み {already} 件、{sentences} 文）"
 AUDIT_OUTCOMES: Mapping[str, str] = {"ok": "", "refused": "拒否", "failed": "失敗"}
 NO_AUDIT_ENTRIES = "監査ログはまだありません。"
 AUDIT_COLUMNS = ("日時", "だれが", "操作", "コレクション", "文書", "内容")

@@ -192,6 +192,18 @@ class StoreReader:
         return sorted(rows, key=lambda c: c.chunk_index)
 
     @chroma_failures_as_store_errors
+    def document_chunks(self, source: str, version: str) -> list[StoredChunk]:
+        """Every chunk of one version of a document, in document order."""
+        chunks = self.pair.chunks()
+        if chunks is None:
+            return []
+        found = chunks.get(
+            where={"$and": [{"source": source}, {"version": version}]}, include=["documents", "metadatas"]
+        )
+        rows = [stored_chunk(text, meta) for text, meta in zip(found["documents"], found["metadatas"], strict=True)]
+        return sorted(rows, key=lambda c: c.chunk_index)
+
+    @chroma_failures_as_store_errors
     def count(self) -> int:
         """Number of chunk records, including any not yet committed."""
         chunks = self.pair.chunks()
