@@ -8,6 +8,7 @@ returns, in the catalogue's words.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -85,7 +86,8 @@ class Meter:
 
 
 def _service(settings: Settings) -> Service:
-    return Service(Library(settings))
+    # a command ends with its answer: no idle time to embed shown sentences in (a serving process has it)
+    return Service(Library(dataclasses.replace(settings, sentence_refine=False)))
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
