@@ -44,13 +44,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(TIER_OF_FIXTURE[name])
 
 
+@pytest.fixture(scope="session")
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's cache directory for the whole run: verdicts and int8 exports are kept per machine."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's settings or reaches the network."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, machine_cache: Path) -> None:
+    """No test reads the developer's settings or cache, or reaches the network."""
     for name in list(os.environ):
         if name.startswith("RAG_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(machine_cache))
 
 
 @pytest.fixture(scope="session")
