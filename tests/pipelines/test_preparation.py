@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -175,12 +175,12 @@ def test_a_document_records_the_precision_each_of_its_passages_was_computed_in(
     assert recorded == {"休暇.txt": "float32", "富士山.txt": "int8"}
 
 
-def _int8_only(choose):  # type: ignore[no-untyped-def]
+def _int8_only(choose: Callable[..., PrecisionChoice]) -> Callable[..., PrecisionChoice]:
     """The policy, bfloat16 left out and int8 taken once its export opens (the tiny model's rounding aside)."""
 
     def only(self: PrecisionPolicy, device: str, paths: Paths, exclude: tuple[str, ...] = ()) -> PrecisionChoice:
         if "int8" in exclude:
-            return choose(self, device, paths, exclude=("int8", "bfloat16"))  # type: ignore[no-any-return]
+            return choose(self, device, paths, exclude=("int8", "bfloat16"))
         assert paths.unavailable("int8") is None
         return PrecisionChoice("int8", "テストで int8", "int8", "テストで int8")
 
