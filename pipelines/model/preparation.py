@@ -19,6 +19,7 @@ float32 served, with the reason.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -111,10 +112,11 @@ class Preparation:
         self.usable = usable
         self.seconds = 0.0
         self._done = threading.Event()
-        # not a daemon: a command that ends before the preparation waits for it, so that the next start has it
-        self._thread = threading.Thread(target=self._run, name="precision-preparation")
+        # a command that ends before the preparation waits for it at exit (``wait``), so that the next start has it
+        self._thread = threading.Thread(target=self._run, name="precision-preparation", daemon=True)
 
     def start(self) -> Preparation:
+        atexit.register(self.wait)
         self._thread.start()
         return self
 
@@ -123,7 +125,13 @@ class Preparation:
         return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the preparation to end; False on timeout."""
+        """Wait for the preparation to end; False on timeout.
+
+        Whoever waits has nothing else to compute: the preparation's threads get their normal priority
+        back where the system allows it (root, or ``RLIMIT_NICE``), else go on at theirs.
+        """
+        if not self._done.is_set():
+            _restore_priority()
         return self._done.wait(timeout)
 
     def _run(self) -> None:
@@ -152,6 +160,21 @@ class Preparation:
             if self.kept:
                 self.kept.write(choice)
             return choice
+
+
+def _restore_priority() -> None:
+    """The threads of this process at ``NICENESS`` (the preparation's, and those it started) back to 0."""
+    if sys.platform != "linux":
+        return
+    for name in os.listdir("/proc/self/task"):
+        try:
+            if os.getpriority(os.PRIO_PROCESS, int(name)) == NICENESS:
+                os.setpriority(os.PRIO_PROCESS, int(name), 0)
+        except ProcessLookupError:  # the thread has ended meanwhile
+            continue
+        except OSError as error:  # an unprivileged user may not lower a niceness: it goes on at its own
+            logger.info("the preparation keeps its low priority (%s)", error)
+            return
 
 
 def _lower_priority() -> None:

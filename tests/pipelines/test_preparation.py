@@ -241,3 +241,22 @@ def test_the_machine_cache_is_the_users_cache_directory(tmp_path: Path) -> None:
     assert machine_cache_dir({}) == home / ".cache" / "japanese-document-search"
     assert machine_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "japanese-document-search"
     assert machine_cache_dir({"XDG_CACHE_HOME": "relative"}) == home / ".cache" / "japanese-document-search"
+
+
+def test_the_preparation_runs_at_low_priority_until_someone_waits(
+    model_dir: Path, tmp_path: Path, held: threading.Event
+) -> None:
+    import os
+
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.preparation is not None
+    held.set()
+    thread = first.preparation._thread
+    for _ in range(200):  # the thread lowers itself as it starts
+        if thread.native_id and os.getpriority(os.PRIO_PROCESS, thread.native_id) == preparation.NICENESS:
+            break
+        threading.Event().wait(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, thread.native_id or 0) == preparation.NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the caller's own is untouched
+    assert first.wait_prepared(300)
