@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 
+from pipelines.model import preparation
 from pipelines.model.embedder import Embedder
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
@@ -58,6 +60,15 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, machine_
             monkeypatch.delenv(name)
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(machine_cache))
+
+
+@pytest.fixture(autouse=True)
+def _preparations_end_with_their_test() -> Iterator[None]:
+    """A first start's background preparation does not run on into the next test (or past the run's end)."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == preparation.THREAD_NAME:
+            thread.join(300)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ PREPARING = "より速い計算精度をバックグラウンドで確かめて�
 SERVING = PrecisionChoice("float32", PREPARING, "float32", PREPARING, preparing=True)
 # the thread's niceness: the foreground's embedding comes first on a busy CPU
 NICENESS = 19
+THREAD_NAME = "precision-preparation"
 
 
 def failed(error: BaseException) -> PrecisionChoice:
@@ -113,7 +114,7 @@ class Preparation:
         self.seconds = 0.0
         self._done = threading.Event()
         # a command that ends before the preparation waits for it at exit (``wait``), so that the next start has it
-        self._thread = threading.Thread(target=self._run, name="precision-preparation", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     def start(self) -> Preparation:
         atexit.register(self.wait)

@@ -15,10 +15,12 @@ import pytest
 from pipelines.model import int8, preparation
 from pipelines.model.embedder import Embedder
 from pipelines.model.precision import Paths, PrecisionChoice, PrecisionPolicy
+from pipelines.service import words
 from pipelines.service.compose import make_embedder
 from pipelines.settings import Settings, machine_cache_dir
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
+from testkit.cli import run
 
 FIRST = "有給休暇は入社して六か月後に十日付与します。申請は上長に行ってください。" * 6
 SECOND = "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。" * 6
@@ -260,3 +262,32 @@ def test_the_preparation_runs_at_low_priority_until_someone_waits(
     assert os.getpriority(os.PRIO_PROCESS, thread.native_id or 0) == preparation.NICENESS
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the caller's own is untouched
     assert first.wait_prepared(300)
+
+
+def test_ingest_says_a_faster_precision_is_being_prepared(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "休暇.txt").write_text(FIRST, encoding="utf-8")
+    try:
+        status, out, err = run("ingest", str(docs))
+        assert status == 0, err
+        assert "精度: float32（より速い精度を準備中）（より速い計算精度をバックグラウンドで確かめています。" in out
+        assert "質問の精度: float32（より速い精度を準備中）" in out
+        assert words.FINISHING_PREPARATION in err
+        monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "another-data-dir"))
+        status, out, err = run("ingest", str(docs), "--json")
+        assert status == 0, err
+        precision = json.loads(out)["precision"]
+        assert (precision["passages"], precision["preparing"]) == ("float32", True)
+        assert json.loads(out)["files"][0]["status"] == "added"
+    finally:
+        held.set()
+        for thread in threading.enumerate():
+            if thread.name == preparation.THREAD_NAME:
+                thread.join(300)
+    assert len(list((tmp_path / "a-new-machine").glob("*/*/verdict-*.json"))) == 1
