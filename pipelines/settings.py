@@ -26,6 +26,8 @@ from pipelines.errors import SettingsError
 
 DEFAULT_MODEL = "pkshatech/GLuCoSE-base-ja"
 ENV_PREFIX = "RAG_"
+# the folder of this product in the user's cache directory
+CACHE_FOLDER = "japanese-document-search"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 # settings whose values form a closed set (pipelines/choices.py)
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -61,7 +63,8 @@ class Settings:
     device: str = ""
     # CPU threads of torch and ONNX Runtime; 0: as many as the CPUs this process may use
     threads: int = 0
-    # precision verdicts and int8 exports of the model, kept between starts; None: RAG_DATA_DIR/cache
+    # precision verdicts and int8 exports of the model, kept between starts and shared by every data
+    # directory and process of this machine; None: the user's cache directory (``machine_cache_dir``)
     cache_dir: Path | None = None
     top_k: int = 5
     # hybrid (keyword and meaning together), dense (meaning only) or keyword (words only)
@@ -303,6 +306,17 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         return cls(**values)
+
+
+def machine_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where this machine's precision verdicts and int8 exports are kept when ``RAG_CACHE_DIR`` is unset:
+    ``$XDG_CACHE_HOME/japanese-document-search``, else ``~/.cache/japanese-document-search``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME", "")
+    root = (
+        Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    )  # the XDG rule: relative is ignored
+    return root / CACHE_FOLDER
 
 
 def _text(name: str, raw: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 
+from pipelines.model import preparation
 from pipelines.model.embedder import Embedder
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.indexing import Indexer
@@ -44,9 +46,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(TIER_OF_FIXTURE[name])
 
 
+@pytest.fixture(scope="session")
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's cache directory for the whole run: verdicts and int8 exports are kept per machine."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's settings or reaches the network."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, machine_cache: Path) -> None:
+    """No test reads the developer's settings or cache, or reaches the network."""
     for name in list(os.environ):
         if name.startswith("RAG_"):
             monkeypatch.delenv(name)
@@ -54,6 +62,16 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # a serving process's idle-time embedding of shown sentences (on by default) would add to the texts a
     # test counts as embedded; tests/pipelines/test_sentence_choice.py turns it on where it is the subject
     monkeypatch.setenv("RAG_SENTENCE_REFINE", "false")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(machine_cache))
+
+
+@pytest.fixture(autouse=True)
+def _preparations_end_with_their_test() -> Iterator[None]:
+    """A first start's background preparation does not run on into the next test (or past the run's end)."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == preparation.THREAD_NAME:
+            thread.join(300)
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,8 @@ def _print_summary(result: Ingested, out: TextIO, err: TextIO) -> None:
         out.write(f"精度: {result.precision.passages_label}（{result.precision.passages_reason}）\n")
         out.write(f"質問の精度: {result.precision.questions_label}（{result.precision.questions_reason}）\n")
         out.write(f"トークンの数え方: {result.token_counting}\n")
+        if result.precision.preparing:
+            err.write(f"{words.FINISHING_PREPARATION}\n")
     for warning in result.warnings:
         err.write(f"注意: {warning}\n")
 

@@ -25,6 +25,7 @@ from pipelines.model.hardware import usable_cpus
 from pipelines.model.int8_session import Int8Session
 from pipelines.model.pooling import Span, pool_spans
 from pipelines.model.precision import RANKING_PASSAGES, PrecisionChoice, PrecisionPolicy, VerdictCache, cpu_has_bf16
+from pipelines.model.preparation import SERVING, Kept, Preparation
 from pipelines.model.text_embedder import FINGERPRINT_TEXT, EmbeddingStats, Progress, Stage, TextEmbedder
 from pipelines.model.tokens import LUKE_TEXT_KWARGS, Tokens, luke_ids, luke_pieces
 
@@ -57,8 +58,10 @@ class Embedder:
 
     ``cache_dir`` keeps the precision verdict and the int8 export between processes (``VerdictCache``):
     a start that finds both embeds through ONNX Runtime without loading torch's copy of the model at
-    all. Without it, they are kept for this process only. ``threads``: the CPU threads of torch and
-    ONNX Runtime (0: the CPUs this process may use).
+    all. Without it, they are kept for this process only. A start with ``precision="auto"`` and no kept
+    verdict serves float32 at once and prepares the faster paths in the background
+    (``pipelines/model/preparation.py``); ``wait_prepared`` waits for that. ``threads``: the CPU
+    threads of torch and ONNX Runtime (0: the CPUs this process may use).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class Embedder:
         self._weights = "float32"  # bfloat16 once the linear layers' weights are stored so
         self._int8 = Int8Session(self.files, self.threads)
         self._shape: tuple[int, int] | None = None  # (dimension, max tokens) when no torch model is loaded
+        self.preparation: Preparation | None = None  # a first start's, in the background
 
     # Loading ---------------------------------------------------------------------------------
 
@@ -148,6 +152,13 @@ class Embedder:
             return
         _ = self.model  # loads it (downloading a hub model the first time)
         folder = folder or self.files.cache_folder()  # a hub model is in the local cache now
+        if kept is None and self.policy.requested == "auto":
+            self._precision = SERVING  # needs no check: the faster paths are prepared behind it
+            where = Kept(self.cache, folder, device, requested, self.threads) if self.cache and folder else None
+            self.preparation = Preparation(self.policy, device, self, where, self._switch, self._usable).start()
+            self._ready = True
+            logger.info("loaded %s in %.1f s, float32 while preparing", self.model_name, time.perf_counter() - started)
+            return
         if kept is None or folder is None:
             stage("計算精度を選んでいます（初回のみ）" if self.cache else "計算精度を選んでいます")
             kept = self.policy.choose(device, self)
@@ -162,6 +173,29 @@ class Embedder:
             self._weights = "bfloat16"
         self._ready = True
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _usable(self, choice: PrecisionChoice) -> bool:
+        """Whether ``choice`` (kept by another process meanwhile) can be computed here: its int8 export opens."""
+        return "int8" not in (choice.passages, choice.questions) or self.unavailable("int8") is None
+
+    def _switch(self, choice: PrecisionChoice) -> None:
+        """Serve ``choice`` from the next embedding call on (the preparation's thread calls this).
+
+        The int8 session the preparation opened runs its threads at the preparation's low priority:
+        it is let go, and the first call that needs int8 opens its own, at the caller's priority.
+        """
+        if "int8" in (choice.passages, choice.questions):
+            self._int8.reopen_in_caller()
+        self._precision = choice
+
+    @property
+    def preparing(self) -> bool:
+        """Whether a faster precision is being prepared in the background (float32 is served meanwhile)."""
+        return self.preparation is not None and not self.preparation.finished
+
+    def wait_prepared(self, timeout: float | None = None) -> bool:
+        """Wait for a first start's background preparation (none: at once); False on timeout."""
+        return self.preparation is None or self.preparation.wait(timeout)
 
     def _open_int8_alone(self, folder: Path | None) -> bool:
         """Open the kept int8 export with a LUKE model's sentencepiece ids, without torch; False if not possible."""
@@ -285,13 +319,17 @@ class Embedder:
         texts: Sequence[str],
         token_counts: Sequence[int] | None = None,
         progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
         """Embed passages in batches of similar length; returns unit vectors in the order given.
 
         ``token_counts`` (each text's ``count_tokens``, when the caller has them) sort the batches
-        and feed the statistics without tokenizing twice.
+        and feed the statistics without tokenizing twice. ``precision``: the one to compute in
+        (``precision.passages`` read by the caller, who records it); None: the passages' precision
+        when the call begins. Either way every batch of one call is computed in the same one.
         """
-        return self._embed_batches([self.document_prefix + t for t in texts], token_counts, progress)
+        return self._embed_batches([self.document_prefix + t for t in texts], token_counts, progress, precision)
 
     def embed_passages(
         self,
@@ -299,6 +337,8 @@ class Embedder:
         spans: Sequence[Sequence[Span]],
         token_counts: Sequence[int] | None = None,
         progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """``embed_documents``, and for each text a unit vector per span of ``spans`` (its sentences),
         pooled from the same forward pass (``pooling.pool_spans``); None for a text whose spans cannot be
@@ -306,7 +346,7 @@ class Embedder:
         prefixed = [self.document_prefix + t for t in texts]
         shift = len(self.document_prefix)
         moved = [[(a + shift, b + shift) for a, b in row] for row in spans]
-        return self._run_batches(prefixed, token_counts, progress, None, moved)
+        return self._run_batches(prefixed, token_counts, progress, precision, moved)
 
     def embed_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Embed questions, batched like passages, with the model's query prefix (GLuCoSE has none)."""
@@ -340,6 +380,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32), sentences
         self.load()
+        precision = precision or self._precision.passages  # read once: a switch meanwhile waits for the next call
         counts = list(token_counts) if token_counts is not None else [self._counter().count(t) for t in texts]
         order = batching.longest_first(counts)
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -353,7 +394,7 @@ class Embedder:
                 if spans is None:
                     vectors[batch] = self._encode([texts[i] for i in batch], precision)
                 else:
-                    vectors[batch], pooled = self._encode_pooled(texts, spans, batch)
+                    vectors[batch], pooled = self._encode_pooled(texts, spans, batch, precision)
                     for i, found in zip(batch, pooled, strict=True):
                         sentences[i] = found
             except RuntimeError as error:  # a GPU's memory: halve the batch and go on
@@ -371,11 +412,10 @@ class Embedder:
         return vectors, sentences
 
     def _encode_pooled(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch: Sequence[int]
+        self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch: Sequence[int], precision: str
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """Unit vectors of a batch of passages and their spans' pooled vectors, from one forward pass."""
         chosen = [texts[i] for i in batch]
-        precision = self._precision.passages
         tokens = self._counter()
         if precision == "int8":
             vectors, states = self._int8.encode_with_states(chosen, tokens)

@@ -89,7 +89,9 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
         )
         os.replace(partial, exported.path)
     meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
-    (directory / META_FILE).write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
+    partial_meta = directory / f"{META_FILE}.{os.getpid()}.tmp"
+    partial_meta.write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
+    os.replace(partial_meta, directory / META_FILE)  # renamed too: a reader never sees half of it
     return exported
 
 

@@ -33,15 +33,29 @@ class Int8Session:
         self.files = files
         self.threads = threads
         self.runner: int8.Int8Runner | None = None
+        self._exported: int8.Int8Model | None = None  # set once opened: a runner let go is opened again from it
         self._scratch: Path | None = None
 
     @property
     def opened(self) -> bool:
-        return self.runner is not None
+        return self._exported is not None
 
     def open_kept(self, exported: int8.Int8Model) -> None:
         """Open an export found on disk (``int8.find``)."""
         self.runner = int8.Int8Runner(exported, self.threads)
+        self._exported = exported
+
+    def reopen_in_caller(self) -> None:
+        """Let the session go; the next ``encode`` opens another, whose threads the calling thread starts
+        (ONNX Runtime's threads keep the priority of the thread that opened the session)."""
+        self.runner = None
+
+    def _runner(self) -> int8.Int8Runner:
+        runner = self.runner
+        if runner is None:
+            assert self._exported is not None, "the int8 path is not open"
+            runner = self.runner = int8.Int8Runner(self._exported, self.threads)
+        return runner
 
     def open(self, model: SentenceTransformer, weights: str) -> str | None:
         """Open the path, exporting ``model`` first where no export is kept; why it cannot, in Japanese, or None.
@@ -52,37 +66,48 @@ class Int8Session:
         if reason is not None:
             return reason
         try:
-            self.runner = int8.Int8Runner(self._export(model, weights), self.threads)
+            self.open_kept(self._export(model, weights))
         except (ImportError, OSError, RuntimeError, ValueError) as error:
             return f"ONNX への書き出しに失敗しました（{type(error).__name__}: {str(error)[:120]}）"
         return None
 
     def _export(self, model: SentenceTransformer, weights: str) -> int8.Int8Model:
-        """The int8 export of the model: the one kept in the cache, else written now (seconds, once)."""
+        """The int8 export of the model: the one kept in the cache, else written now (seconds, once).
+
+        A cache folder that cannot be written is no error: the export goes to this session's own folder.
+        """
         folder = self.files.cache_folder()
-        if folder is None:
-            if self._scratch is None:
-                self._scratch = Path(tempfile.mkdtemp(prefix="int8-"))
-                weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
-            folder = self._scratch
-        kept = int8.find(folder)
+        kept = int8.find(folder) if folder is not None else None
         if kept is not None:
             return kept
         if weights != "float32":
             raise RuntimeError("the weights are stored in bfloat16: the float32 model is no longer there to export")
         started = time.perf_counter()
-        exported = int8.export(model, folder)
+        try:
+            exported = int8.export(model, folder or self._scratch_folder())
+        except OSError as error:
+            if folder is None:
+                raise
+            logger.warning("%s cannot be written (%s): the int8 export is kept for this process only", folder, error)
+            exported = int8.export(model, self._scratch_folder())
         logger.info("%s: int8 export in %.1f s", self.files.name, time.perf_counter() - started)
         return exported
 
+    def _scratch_folder(self) -> Path:
+        """A folder of this session's own, removed with it."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="int8-"))
+            weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+        return self._scratch
+
     def encode(self, texts: Sequence[str], tokens: Tokens) -> np.ndarray:
         """Vectors (not normalised) for ``texts`` as one batch, fed by ``tokens``, each cut at the model's limit."""
-        assert self.runner is not None, "the int8 path is not open"
-        return self.runner(*tokens.feed(texts, self.runner.model.max_tokens))
+        runner = self._runner()
+        return runner(*tokens.feed(texts, runner.model.max_tokens))
 
     def encode_with_states(self, texts: Sequence[str], tokens: Tokens) -> tuple[np.ndarray, list[np.ndarray]]:
         """``encode``'s vectors and, for each text, its tokens' states (its own length, special tokens included)."""
-        assert self.runner is not None, "the int8 path is not open"
-        ids, mask = tokens.feed(texts, self.runner.model.max_tokens)
-        pooled, states = self.runner.with_states(ids, mask)
+        runner = self._runner()
+        ids, mask = tokens.feed(texts, runner.model.max_tokens)
+        pooled, states = runner.with_states(ids, mask)
         return pooled, [row[: int(length)] for row, length in zip(states, mask.sum(axis=1), strict=True)]

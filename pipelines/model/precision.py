@@ -12,16 +12,21 @@ and where it is measured to be faster on this machine:
 
 The verdict is a ``PrecisionChoice``, which every embedder exposes (a remote one says the server
 decides), so that faces show it without knowing which embedder they have. Checking and timing take
-seconds, so a verdict is kept on disk (``VerdictCache``) keyed by the model's files, this CPU's
-features and the libraries' versions, and later starts reuse it.
+seconds, so a verdict is kept on disk (``VerdictCache``, one per machine: the user's cache
+directory) keyed by the model's files, this CPU's features and the libraries' versions, and later
+starts, of any data directory or process, reuse it. A start that finds none serves in float32 at
+once and prepares the faster paths in the background (``pipelines/model/preparation.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +35,8 @@ from typing import Protocol
 import numpy as np
 
 from pipelines.choices import PRECISIONS, QUERY_PRECISIONS, Precision, QueryPrecision
+
+logger = logging.getLogger(__name__)
 
 # Texts whose token ids are checked against sentencepiece when a LUKE model loads: full-width and
 # half-width forms, a character outside the vocabulary, and strings that look like special tokens.
@@ -106,11 +113,14 @@ NAMES = {"int8": "int8（ONNX Runtime）", "bfloat16": "bfloat16", "float16": "f
 SERVER = "server"
 # What a person reads for a precision where its machine value is no word of theirs; the others are shown as they are.
 LABELS = {SERVER: "埋め込みサーバー"}
+# after the label of a precision served while a faster one is prepared in the background
+PREPARING_LABEL = "より速い精度を準備中"
 
 
-def precision_label(precision: str) -> str:
+def precision_label(precision: str, preparing: bool = False) -> str:
     """``precision`` (``PrecisionChoice.passages`` or ``.questions``) as the faces show it, in Japanese where it is a word."""
-    return LABELS.get(precision, precision)
+    label = LABELS.get(precision, precision)
+    return f"{label}（{PREPARING_LABEL}）" if preparing else label
 
 
 @dataclass(frozen=True)
@@ -119,22 +129,25 @@ class PrecisionChoice:
 
     ``passages`` and ``questions`` are machine values (``int8``, ``float32``, ``server``…), kept as
     they are in JSON; ``passages_label`` and ``questions_label`` are what a person reads.
+    ``preparing``: a faster precision is being checked in the background (a first start on this
+    machine); this choice is what is served meanwhile, and is replaced when the check ends.
     """
 
     passages: str
     passages_reason: str
     questions: str
     questions_reason: str
+    preparing: bool = False
 
     @property
     def passages_label(self) -> str:
         """What passages are computed in, as the faces show it (``precision_label``)."""
-        return precision_label(self.passages)
+        return precision_label(self.passages, self.preparing)
 
     @property
     def questions_label(self) -> str:
         """What questions are computed in, as the faces show it (``precision_label``)."""
-        return precision_label(self.questions)
+        return precision_label(self.questions, self.preparing)
 
     @classmethod
     def undecided(cls) -> PrecisionChoice:
@@ -223,8 +236,12 @@ class PrecisionPolicy:
         self.requested = requested
         self.requested_questions = requested_questions
 
-    def choose(self, device: str, paths: Paths) -> PrecisionChoice:
-        """The precisions for a model on ``device`` (``cpu``, ``cuda``, …), checked and timed through ``paths``."""
+    def choose(self, device: str, paths: Paths, exclude: Collection[str] = ()) -> PrecisionChoice:
+        """The precisions for a model on ``device`` (``cpu``, ``cuda``, …), checked and timed through ``paths``.
+
+        ``exclude``: paths not considered this time (a first start checks bfloat16, which needs no
+        export, before it exports int8).
+        """
         vectors: dict[str, np.ndarray] = {}
 
         def calibrated(precision: str) -> np.ndarray:
@@ -234,11 +251,13 @@ class PrecisionPolicy:
                 vectors[precision] = paths.encode(texts, precision)
             return vectors[precision]
 
-        passages, why = self._passages(device, paths, calibrated)
-        questions, question_why = self._questions(device, passages, paths, calibrated)
+        passages, why = self._passages(device, paths, calibrated, exclude)
+        questions, question_why = self._questions(device, passages, paths, calibrated, exclude)
         return PrecisionChoice(passages, why, questions, question_why)
 
-    def _passages(self, device: str, paths: Paths, calibrated: Callable[[str], np.ndarray]) -> tuple[str, str]:
+    def _passages(
+        self, device: str, paths: Paths, calibrated: Callable[[str], np.ndarray], exclude: Collection[str]
+    ) -> tuple[str, str]:
         requested = self.requested
         if requested == "float32":
             return "float32", "RAG_PRECISION=float32"
@@ -247,7 +266,7 @@ class PrecisionPolicy:
             if missing is not None:
                 return "float32", f"RAG_PRECISION={requested} は使えません（{missing}）"
             return requested, f"RAG_PRECISION={requested}（検査なし）"
-        candidates = CPU_PATHS if device == "cpu" else ("float16",)
+        candidates = [p for p in (CPU_PATHS if device == "cpu" else ("float16",)) if p not in exclude]
         refused: list[str] = []
         passed: list[tuple[str, str]] = []
         for precision in candidates:
@@ -273,7 +292,12 @@ class PrecisionPolicy:
         return fastest, f"{dict(passed)[fastest]}。{rates}" + "".join(f"。{r}" for r in refused)
 
     def _questions(
-        self, device: str, passages: str, paths: Paths, calibrated: Callable[[str], np.ndarray]
+        self,
+        device: str,
+        passages: str,
+        paths: Paths,
+        calibrated: Callable[[str], np.ndarray],
+        exclude: Collection[str],
     ) -> tuple[str, str]:
         requested = self.requested_questions
         if requested == "auto" and self.requested == "float32":
@@ -287,6 +311,8 @@ class PrecisionPolicy:
             return passages, "文書と同じ精度（int8 は CPU だけ）"
         if passages == "int8":
             return "int8", "文書と同じ int8（ONNX Runtime）"
+        if "int8" in exclude:
+            return passages, "文書と同じ精度"
         missing = paths.unavailable("int8")
         if missing is not None:
             return passages, f"int8 は使えません（{missing}）。文書と同じ精度"
@@ -346,12 +372,17 @@ def digest(*parts: object) -> str:
 
 
 class VerdictCache:
-    """Precision verdicts and int8 exports on disk, under ``directory`` (``RAG_DATA_DIR/models`` by default).
+    """Precision verdicts and int8 exports on disk, under ``directory`` (one per machine by default:
+    ``Settings.verdict_dir``, the user's cache directory).
 
     ``model_dir(files)`` is the folder of one model's files with these libraries: its int8 export and
     one verdict per CPU and request. A model whose files change gets a new folder; old ones stay
-    until deleted by hand (they are listed in the README).
+    until deleted by hand (they are listed in the README). Several processes may share it: each file
+    is written beside its name and renamed, and ``preparing`` lets one of them prepare at a time.
+    A directory that cannot be written is no error: the verdict is then kept for this process only.
     """
+
+    LOCK_FILE = "prepare.lock"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -374,11 +405,37 @@ class VerdictCache:
 
     def write(
         self, folder: Path, device: str, requested: tuple[str, str], threads: int, choice: PrecisionChoice
-    ) -> None:
-        """Keep ``choice``; written beside its name and renamed, so that a reader never sees half a file."""
-        folder.mkdir(parents=True, exist_ok=True)
+    ) -> bool:
+        """Keep ``choice``; written beside its name and renamed, so that a reader never sees half a file.
+
+        False, with a log line, where the folder cannot be written (the verdict then lasts this process).
+        """
         path = self._verdict_path(folder, device, requested, threads)
         record = {"choice": asdict(choice), "cpu": cpu_features(), "device": device, "libraries": library_versions()}
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(partial, path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as error:
+            logger.warning("the precision verdict is not kept (%s: %s): the next start checks again", folder, error)
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def preparing(self, folder: Path) -> Iterator[bool]:
+        """Held while this process exports and checks the model of ``folder``: another process (or
+        embedder) that asks waits here until it is done, then finds the verdict and the export kept.
+
+        Yields whether the lock is held: False where the folder cannot be written (each prepares alone).
+        """
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / self.LOCK_FILE, "a+b")  # noqa: SIM115  # closed below, after the lock
+        except OSError as error:
+            logger.warning("no lock on %s (%s): preparing without it", folder, error)
+            yield False
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process ends
+            yield True

@@ -234,7 +234,12 @@ class RemoteEmbedder:
         return [float(x) for x in self._probe]
 
     def embed_documents(
-        self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
         return self._embed([self.document_prefix + t for t in texts], "passage", progress)
 
@@ -244,6 +249,8 @@ class RemoteEmbedder:
         spans: Sequence[Sequence[tuple[int, int]]],
         token_counts: Sequence[int] | None = None,
         progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """The passages' vectors; a server gives no token states, so no sentences (embedded alone when needed)."""
         return self.embed_documents(texts, token_counts, progress), [None] * len(texts)

@@ -68,8 +68,16 @@ class TextEmbedder(Protocol):
     def fingerprint(self) -> list[float]: ...
 
     def embed_documents(
-        self, texts: Sequence[str], token_counts: Sequence[int] | None = None, progress: Progress | None = None
-    ) -> np.ndarray: ...
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int] | None = None,
+        progress: Progress | None = None,
+        *,
+        precision: str | None = None,
+    ) -> np.ndarray:
+        """Unit vectors of passages, all computed in ``precision`` (a value ``precision.passages`` had; None:
+        the one it has when the call begins), so that a caller records what its vectors were computed in."""
+        ...
 
     def embed_passages(
         self,
@@ -77,6 +85,8 @@ class TextEmbedder(Protocol):
         spans: Sequence[Sequence[tuple[int, int]]],
         token_counts: Sequence[int] | None = None,
         progress: Progress | None = None,
+        *,
+        precision: str | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """``embed_documents``, and for each text a unit vector per span (its sentences) pooled from the same
         pass, or None where this embedder cannot pool them (then they are embedded alone when needed)."""

@@ -27,7 +27,7 @@ from pipelines.search.retrieval import Fusion, Searcher
 from pipelines.service import audit
 from pipelines.service.audit import AuditLog
 from pipelines.service.querylog import FILE_NAME, QueryLog
-from pipelines.settings import LIMITS, Settings
+from pipelines.settings import LIMITS, Settings, machine_cache_dir
 from pipelines.store.chroma import ChromaStore
 from pipelines.store.collections import LEGACY, Collections, keyword_path
 from pipelines.store.indexing import Indexer
@@ -67,7 +67,7 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         precision=settings.precision,
         query_precision=settings.query_precision,
         threads=settings.threads,
-        cache_dir=settings.cache_dir or settings.data_dir / "cache",
+        cache_dir=settings.cache_dir or machine_cache_dir(),
     )
 
 

@@ -104,6 +104,10 @@ MCP_KEY_UNKNOWN = (
 )
 MCP_FAILED = "予期しないエラーで処理できませんでした。サーバーのログを確かめてください。"
 NOTHING_TO_EMBED = "なし（ベクトルにする文章がなく、モデルを読み込んでいません）"
+# a command that ends while the first start on this machine still prepares the faster precision
+FINISHING_PREPARATION = (
+    "より速い計算精度の準備を終えてから終了します（この PC で一度だけです。次からは初めから使います）"
+)
 
 
 def place(rank: int | None) -> str:

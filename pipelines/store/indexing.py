@@ -290,7 +290,9 @@ class Indexer:
         contexts, embedded, tokens = self.passages(loaded.source, chunks)
         hashes = [text_hash(text) for text in embedded]
         spans = [sentence_spans(chunk.text) for chunk in chunks]
-        vectors, pooled = self._vectors(embedded, hashes, tokens, progress, spans, contexts)
+        # read once: a first start switches to a faster precision between two calls, never within one
+        precision = self.embedder.precision.passages
+        vectors, pooled = self._vectors(embedded, hashes, tokens, progress, spans, contexts, precision)
         records = [
             ChunkRecord(
                 id=chunk_id(version, chunk.index),
@@ -308,7 +310,7 @@ class Indexer:
                     "tokens": chunk.tokens,
                     "text_hash": digest,
                     "embedding_model": self.embedder.model_name,
-                    "embedding_precision": self.embedder.precision.passages,
+                    "embedding_precision": precision,
                 },
             )
             for chunk, context, digest, vector in zip(chunks, contexts, hashes, vectors, strict=True)
@@ -323,7 +325,7 @@ class Indexer:
             added_at=datetime.now(UTC).isoformat(timespec="seconds"),
             embedding_model=self.embedder.model_name,
             kind=loaded.kind,
-            precision=self.embedder.precision.passages,
+            precision=precision,
         )
         if self.sentences is not None:  # before the commit: a visible chunk has its sentences (or none yet)
             self.sentences.put(self.embedder.model_name, pooled)
@@ -406,10 +408,11 @@ class Indexer:
         progress: Progress | None,
         spans: Sequence[Sequence[tuple[int, int]]],
         contexts: Sequence[str],
+        precision: str,
     ) -> tuple[list[np.ndarray], dict[str, Sentences]]:
-        """A vector per text (``hashes`` its digests), embedding each distinct text once and reusing vectors
-        already stored; and, with a ``sentences`` file, the sentences (``spans`` in each chunk's own text,
-        after its context) of the texts embedded now, pooled from the same pass, by digest."""
+        """A vector per text (``hashes`` its digests), embedding each distinct text once, in ``precision``, and
+        reusing vectors already stored; and, with a ``sentences`` file, the sentences (``spans`` in each chunk's
+        own text, after its context) of the texts embedded now, pooled from the same pass, by digest."""
         known = self.store.reader.vectors_for(hashes)
         missing: dict[str, tuple[str, int, tuple[tuple[int, int], ...], int]] = {}
         for digest, text, count, row, context in zip(hashes, texts, tokens, spans, contexts, strict=True):
@@ -420,10 +423,12 @@ class Indexer:
             todo = list(missing.values())
             embedded, counts = [t for t, _, _, _ in todo], [n for _, n, _, _ in todo]
             if self.sentences is None:
-                fresh = self.embedder.embed_documents(embedded, counts, progress)
+                fresh = self.embedder.embed_documents(embedded, counts, progress, precision=precision)
             else:
                 shifted = [[(a + shift, b + shift) for a, b in row] for _, _, row, shift in todo]
-                fresh, sentences = self.embedder.embed_passages(embedded, shifted, counts, progress)
+                fresh, sentences = self.embedder.embed_passages(
+                    embedded, shifted, counts, progress, precision=precision
+                )
                 for digest, (_, _, row, _), found in zip(missing, todo, sentences, strict=True):
                     if found is not None:
                         pooled[digest] = Sentences(row, found)

@@ -1,0 +1,293 @@
+"""A first start: float32 served at once, the faster precisions prepared in the background, kept per machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.model import int8, preparation
+from pipelines.model.embedder import Embedder
+from pipelines.model.precision import Paths, PrecisionChoice, PrecisionPolicy
+from pipelines.service import words
+from pipelines.service.compose import make_embedder
+from pipelines.settings import Settings, machine_cache_dir
+from pipelines.store.chroma import ChromaStore
+from pipelines.store.indexing import Indexer
+from testkit.cli import run
+
+FIRST = "有給休暇は入社して六か月後に十日付与します。申請は上長に行ってください。" * 6
+SECOND = "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルと日本で最も高い。" * 6
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The preparation waits, before it does anything, until the test sets this event."""
+    go = threading.Event()
+    lower = preparation._lower_priority
+
+    def waiting() -> None:
+        go.wait(120)
+        lower()
+
+    monkeypatch.setattr(preparation, "_lower_priority", waiting)
+    yield go
+    go.set()  # a test that failed early does not leave a thread waiting
+
+
+@pytest.fixture
+def exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Each int8 export this process writes, by folder."""
+    made: list[Path] = []
+    real = int8.export
+
+    def counted(model: object, directory: Path) -> int8.Int8Model:
+        made.append(directory)
+        return real(model, directory)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(int8, "export", counted)
+    return made
+
+
+def test_a_first_start_answers_in_float32_before_the_preparation_ends_and_switches_after(
+    model_dir: Path, embedder: Embedder, tmp_path: Path, held: threading.Event
+) -> None:
+    first = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
+    first.load()
+    assert first.preparing
+    assert (first.precision.passages, first.precision.questions) == ("float32", "float32")
+    assert first.precision.passages_label == "float32（より速い精度を準備中）"
+    assert "バックグラウンド" in first.precision.passages_reason
+    # the reference embedder computes float32 exactly: the first start answers in it, now
+    question = "有給休暇は何日ですか"
+    assert np.allclose(first.embed_query(question), embedder.embed_query(question), atol=1e-6)
+    assert not list(tmp_path.glob("*/verdict-*.json"))
+    held.set()
+    assert first.wait_prepared(300)
+    assert not first.preparing
+    assert not first.precision.preparing
+    assert first.precision.passages in ("int8", "bfloat16", "float32")
+    assert "バックグラウンド" not in first.precision.passages_reason
+    assert len(list(tmp_path.glob("*/verdict-*.json"))) == 1
+    # questions switch too: they are computed in the verdict's precision from now on
+    after = first.embed_query(question)
+    assert np.allclose(after, first.encode([question], first.precision.questions)[0], atol=1e-5)
+
+
+def test_a_second_embedder_or_data_dir_on_the_machine_does_not_prepare_again(
+    model_dir: Path, tmp_path: Path, exports: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = [Settings(embedding_model=str(model_dir), device="cpu", data_dir=tmp_path / name) for name in "ab"]
+    first = make_embedder(settings[0])
+    assert isinstance(first, Embedder)
+    first.load()
+    assert first.wait_prepared(300)
+    kept = machine_cache_dir()
+    assert list(kept.glob("*/verdict-*.json")), "kept in the user's cache directory, not in the data directory"
+    assert not (tmp_path / "a" / "cache").exists()
+    assert len(exports) <= 1  # none where another test of this run already exported the model here
+
+    def no_checks(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the verdict was kept: nothing to check again")
+
+    monkeypatch.setattr(PrecisionPolicy, "choose", no_checks)
+    second = make_embedder(settings[1])
+    assert isinstance(second, Embedder)
+    second.load()
+    assert second.preparation is None
+    assert second.precision == first.precision
+    assert len(exports) <= 1
+
+
+@pytest.mark.slow
+def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: Path) -> None:
+    """Two first starts on one machine: one exports and checks, the other serves float32, then takes its verdict."""
+    cache, log = tmp_path / "cache", tmp_path / "exports.log"
+    script = (
+        "import json, os\n"
+        "from pathlib import Path\n"
+        "from pipelines.model import int8\n"
+        "from pipelines.model.embedder import Embedder\n"
+        "real = int8.export\n"
+        "def counted(model, directory):\n"
+        f"    with open({str(log)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "    return real(model, directory)\n"
+        "int8.export = counted\n"
+        f"e = Embedder({str(model_dir)!r}, device='cpu', cache_dir=Path({str(cache)!r}))\n"
+        "e.load()\n"
+        "first = e.precision.passages\n"
+        "e.embed_documents(['富士山は日本一高い山です。'])\n"
+        "e.wait_prepared()\n"
+        "print(json.dumps({'first': first, 'then': [e.precision.passages, e.precision.questions]}))\n"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [json.loads(run.communicate(timeout=600)[0].strip().splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert [out["first"] for out in outs] == ["float32", "float32"]
+    assert outs[0]["then"] == outs[1]["then"]
+    exported = log.read_text().split() if log.exists() else []
+    assert len(exported) <= 1
+    if "int8" in outs[0]["then"]:
+        assert len(exported) == 1
+    assert len(list(cache.glob("*/model.int8.onnx"))) == (1 if exported else 0)
+
+
+@pytest.mark.parametrize("store", ["embedded"], indirect=True)
+def test_a_document_records_the_precision_each_of_its_passages_was_computed_in(
+    model_dir: Path, tmp_path: Path, store: ChromaStore, held: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed: list[str] = []
+    encode = Embedder.encode
+
+    def spied(self: Embedder, texts: list[str], precision: str) -> np.ndarray:
+        if threading.current_thread() is threading.main_thread():
+            computed.append(precision)
+        return encode(self, texts, precision)
+
+    monkeypatch.setattr(Embedder, "encode", spied)
+    monkeypatch.setattr(Embedder, "_encode_pooled", lambda *a: pytest.fail("no sentences file here"))
+    # bfloat16 is checked first where the CPU has it: int8 alone, so that the switch is seen for certain
+    monkeypatch.setattr(PrecisionPolicy, "choose", _int8_only(PrecisionPolicy.choose))
+    first = Embedder(str(model_dir), device="cpu", batch_size=2, cache_dir=tmp_path / "cache")
+    indexer = Indexer(first, store, 32, 0)
+
+    def switch_midway(done: int, total: int) -> None:
+        if not held.is_set():  # after the first batch: the preparation ends and switches before the next
+            held.set()
+            assert first.wait_prepared(300)
+            assert first.precision.passages == "int8"
+
+    computed.clear()
+    assert indexer.ingest_text("休暇.txt", FIRST, switch_midway).chunks > 2
+    assert set(computed[1:]) == {"float32"}  # the fingerprint, then every batch of the document
+    assert first.precision.passages == "int8"
+    computed.clear()
+    indexer.ingest_text("富士山.txt", SECOND)
+    assert set(computed) == {"int8"}
+    recorded = {d.source: d.precision for d in store.documents()}
+    assert recorded == {"休暇.txt": "float32", "富士山.txt": "int8"}
+
+
+def _int8_only(choose: Callable[..., PrecisionChoice]) -> Callable[..., PrecisionChoice]:
+    """The policy, bfloat16 left out and int8 taken once its export opens (the tiny model's rounding aside)."""
+
+    def only(self: PrecisionPolicy, device: str, paths: Paths, exclude: tuple[str, ...] = ()) -> PrecisionChoice:
+        if "int8" in exclude:
+            return choose(self, device, paths, exclude=("int8", "bfloat16"))
+        assert paths.unavailable("int8") is None
+        return PrecisionChoice("int8", "テストで int8", "int8", "テストで int8")
+
+    return only
+
+
+def test_a_failed_preparation_leaves_float32_serving_with_the_reason(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("検査が壊れました")
+
+    monkeypatch.setattr(PrecisionPolicy, "choose", broken)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.wait_prepared(300)
+    assert (first.precision.passages, first.precision.questions) == ("float32", "float32")
+    assert not first.precision.preparing
+    assert "準備できませんでした" in first.precision.passages_reason
+    assert "検査が壊れました" in first.precision.passages_reason
+    assert first.embed_documents(["それでも埋め込めます。"]).shape == (1, first.dimension)
+    assert not list(tmp_path.glob("*/verdict-*.json"))  # nothing kept: the next start tries again
+    assert "could not be prepared" in caplog.text
+
+
+@pytest.mark.slow
+def test_an_export_that_fails_is_a_reason_not_an_error(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(model: object, directory: Path) -> None:
+        raise RuntimeError("書き出せません")
+
+    monkeypatch.setattr(int8, "export", broken)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.wait_prepared(300)
+    assert first.precision.passages != "int8"
+    assert "ONNX への書き出しに失敗しました" in first.precision.passages_reason
+    assert first.embed_documents(["それでも埋め込めます。"]).shape == (1, first.dimension)
+
+
+def test_an_unwritable_cache_is_logged_and_the_start_goes_on(
+    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    first = Embedder(str(model_dir), device="cpu", cache_dir=blocked / "cache")
+    first.load()
+    assert first.wait_prepared(300)
+    assert not first.precision.preparing
+    assert "準備できませんでした" not in first.precision.passages_reason
+    assert first.embed_documents(["書けない場所でも動きます。"]).shape == (1, first.dimension)
+    assert "no lock on" in caplog.text or "not kept" in caplog.text
+
+
+def test_the_machine_cache_is_the_users_cache_directory(tmp_path: Path) -> None:
+    home = Path.home()
+    assert machine_cache_dir({}) == home / ".cache" / "japanese-document-search"
+    assert machine_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "japanese-document-search"
+    assert machine_cache_dir({"XDG_CACHE_HOME": "relative"}) == home / ".cache" / "japanese-document-search"
+
+
+def test_the_preparation_runs_at_low_priority_until_someone_waits(
+    model_dir: Path, tmp_path: Path, held: threading.Event
+) -> None:
+    import os
+
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.preparation is not None
+    held.set()
+    thread = first.preparation._thread
+    for _ in range(200):  # the thread lowers itself as it starts
+        if thread.native_id and os.getpriority(os.PRIO_PROCESS, thread.native_id) == preparation.NICENESS:
+            break
+        threading.Event().wait(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, thread.native_id or 0) == preparation.NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the caller's own is untouched
+    assert first.wait_prepared(300)
+
+
+def test_ingest_says_a_faster_precision_is_being_prepared(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "休暇.txt").write_text(FIRST, encoding="utf-8")
+    try:
+        status, out, err = run("ingest", str(docs))
+        assert status == 0, err
+        assert "精度: float32（より速い精度を準備中）（より速い計算精度をバックグラウンドで確かめています。" in out
+        assert "質問の精度: float32（より速い精度を準備中）" in out
+        assert words.FINISHING_PREPARATION in err
+        monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "another-data-dir"))
+        status, out, err = run("ingest", str(docs), "--json")
+        assert status == 0, err
+        precision = json.loads(out)["precision"]
+        assert (precision["passages"], precision["preparing"]) == ("float32", True)
+        assert json.loads(out)["files"][0]["status"] == "added"
+    finally:
+        held.set()
+        for thread in threading.enumerate():
+            if thread.name == preparation.THREAD_NAME:
+                thread.join(300)
+    assert len(list((tmp_path / "a-new-machine").glob("*/*/verdict-*.json"))) == 1
