@@ -55,8 +55,14 @@ def share(tmp_path: Path) -> Path:
 
 
 def make_service(tmp_path: Path, model_dir: Path, embedder: Embedder, **settings: object) -> Service:
+    # sentence_refine off: the tests count what a sync embeds; a search's idle-time refining would add to it
     made = Settings.from_env(
-        {}, data_dir=tmp_path / "data", embedding_model=str(model_dir), chunk_tokens=48, chunk_overlap=8, **settings
+        {},
+        data_dir=tmp_path / "data",
+        embedding_model=str(model_dir),
+        chunk_tokens=48,
+        chunk_overlap=8,
+        **({"sentence_refine": False} | settings),
     )
     return Service(Library(made, embedder=embedder))
 
