@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,17 @@ def fill(
     embedder: Embedder,
     pooled: list[np.ndarray | None] | None = None,
     sentences: SentenceVectors | None = None,
-) -> None:
-    """Write ``size`` chunks: copies of the base chunks with their own words and nudged vectors; with
-    ``sentences``, each copy's sentences with its base chunk's ``pooled`` vectors."""
+    start: int = 0,
+    progress: Callable[[int], bool] | None = None,
+) -> int:
+    """Write chunks ``start`` to ``size``: copies of the base chunks with their own words and nudged vectors;
+    with ``sentences``, each copy's sentences with its base chunk's ``pooled`` vectors. After each
+    document ``progress(written)`` is called, and the fill stops early when it returns False; returns
+    how many chunks the store then holds."""
     store.writer.bind_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
-    rng = np.random.default_rng(0)
-    written = 0
-    number = 0
+    written = start
+    number = start // DOCUMENT_CHUNKS
+    rng = np.random.default_rng(number)
     while written < size:
         count = min(DOCUMENT_CHUNKS, size - written)
         source = f"資料{number:06d}.txt"
@@ -118,6 +123,9 @@ def fill(
         store.replace(document, records)
         written += count
         number += 1
+        if progress is not None and not progress(written):
+            break
+    return written
 
 
 def base_chunks(
