@@ -26,7 +26,10 @@ store's size on disk.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -39,9 +42,15 @@ sys.path.insert(0, str(REPO))
 
 from bench.ingest_speed import JSQUAD, glucose_sized_model, read_articles  # noqa: E402
 from bench.search_latency import base_chunks, fill  # noqa: E402
+from pipelines import evaluation  # noqa: E402
 from pipelines.model.embedder import Embedder  # noqa: E402
 from pipelines.store.chroma import ChromaStore  # noqa: E402
+from pipelines.store.collections import keyword_path  # noqa: E402
+from pipelines.store.keyword import KeywordIndex, SudachiAnalyzer  # noqa: E402
 from pipelines.store.sentences import FILE_NAME, SentenceVectors  # noqa: E402
+
+# a copy's own words, after its base chunk's text (search_latency.fill)
+COPY = re.compile(r"(.*)(（第\d+版・[^（）]+）)", re.DOTALL)
 
 
 def model(cache: Path) -> Embedder:
@@ -91,7 +100,7 @@ def do_fill(args: argparse.Namespace) -> None:
             print(
                 f"{time.strftime('%H:%M:%S')} {written:,} chunks; {now - began:,.0f} s this run, the last "
                 f"{written - mark:,} in {now - last:.0f} s; RSS {rss:,.0f} MiB (anon {anon:,.0f}); "
-                f"chroma.sqlite3 {disk_mib(args.data / 'chroma.sqlite3'):,.0f} MiB; load {os.getloadavg()[0]:.2f}",
+                f"on disk {disk_mib(args.data):,.0f} MiB; load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             last, mark = now, written
@@ -102,17 +111,176 @@ def do_fill(args: argparse.Namespace) -> None:
     print(f"filled: {written:,} chunks, {time.perf_counter() - began:,.0f} s this run", flush=True)
 
 
+class CopyAnalyzer:
+    """Sudachi, run once per distinct base chunk and once per copy's own words; the words of the whole
+    text where the two parts would not give them (checked on each base chunk's first copy)."""
+
+    def __init__(self) -> None:
+        self.sudachi = SudachiAnalyzer()
+        self.name = self.sudachi.name
+        self._parts: dict[str, list[str] | None] = {}  # None: this base chunk's copies analysed whole
+        self.whole = 0
+
+    def words(self, text: str) -> list[str]:
+        found = COPY.fullmatch(text)
+        if found is None:
+            return self.sudachi.words(text)
+        base, own = found.groups()
+        if base not in self._parts:
+            parts = self.sudachi.words(base) + self.sudachi.words(own)
+            self._parts[base] = parts[: len(parts) - len(self.sudachi.words(own))] if parts == self.sudachi.words(text) else None
+        kept = self._parts[base]
+        if kept is None:
+            self.whole += 1
+            return self.sudachi.words(text)
+        return kept + self._own(own)
+
+    def _own(self, own: str) -> list[str]:
+        if own not in self._parts:
+            self._parts[own] = self.sudachi.words(own)
+        return list(self._parts[own] or [])
+
+
+def do_keyword(args: argparse.Namespace) -> None:
+    path = keyword_path(args.data / "keyword", "documents")
+    analyzer = CopyAnalyzer()
+    began = time.perf_counter()
+    index = KeywordIndex(analyzer, path)
+    opened = time.perf_counter() - began
+    store = ChromaStore.persistent(args.data)
+    changed = index.sync(store.reader)
+    store.close()
+    print(
+        f"keyword index: opened in {opened:.1f} s, synced ({changed}) in {time.perf_counter() - began:,.0f} s: "
+        f"{len(index):,} chunks, {disk_mib(path.parent):,.0f} MiB on disk; copies analysed whole: {analyzer.whole:,}",
+        flush=True,
+    )
+
+
+def percentiles(times: list[float]) -> str:
+    return f"p50 {statistics.median(times):.1f} ms, p95 {float(np.percentile(times, 95)):.1f} ms"
+
+
+def questions(count: int) -> list[str]:
+    _, qa = evaluation.load_qa(JSQUAD)
+    return [q.question for q in qa[:: max(1, len(qa) // count)]][:count]
+
+
+def serving_env(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAG_DATA_DIR": str(args.data),
+        "RAG_EMBEDDING_MODEL": str(args.cache / "glucose-sized-model"),
+        "RAG_CACHE_DIR": str(args.cache / "verdicts"),
+        "RAG_BATCH_SIZE": "16",
+    }
+
+
+def do_page(args: argparse.Namespace) -> None:
+    """A page's server process, as ``app.open_service`` sets it up (``Library``, ``Service``), its searches timed; JSON on stdout."""
+    from pipelines.service.library import Library
+    from pipelines.service.results import Caller, Question
+    from pipelines.service.service import Service
+    from pipelines.settings import Settings
+
+    asked = questions(args.questions + 1)
+    service = Service(Library(Settings.from_env()))
+    caller = Caller("page", "bench")
+    service.search(caller, "default", Question(asked[0], k=5, mode="hybrid"))
+    first = time.time()  # the wall clock: the parent compares it with its own
+    times = []
+    for question in asked[1:]:
+        t0 = time.perf_counter()
+        service.search(caller, "default", Question(question, k=5, mode="hybrid"))
+        times.append((time.perf_counter() - t0) * 1000)
+    rss, anon = rss_mib()
+    print(json.dumps({"first": first, "times": times, "rss": rss, "anon": anon}))
+
+
+def do_measure(args: argparse.Namespace) -> None:
+    import httpx
+
+    env = serving_env(args)
+    asked = questions(args.questions + 1)
+    store = ChromaStore.persistent(args.data)
+    chunks = store.count()
+    store.close()
+    print(f"{chunks:,} chunks in {args.data}; load average {os.getloadavg()[0]:.2f} (2 shared cores)", flush=True)
+
+    # the API: from the command to its first answered search
+    port = 8765
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(args.data.parent / "serve.log", "w"),  # noqa: SIM115
+    )
+    url = f"http://127.0.0.1:{port}/v1/collections/default/search"
+    try:
+        with httpx.Client(timeout=120) as http:
+            while True:
+                try:
+                    answer = http.post(url, json={"question": asked[0], "k": 5, "mode": "hybrid"})
+                    if answer.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            ready = time.perf_counter() - started
+            times = []
+            for question in asked[1:]:
+                t0 = time.perf_counter()
+                answer = http.post(url, json={"question": question, "k": 5, "mode": "hybrid"})
+                answer.raise_for_status()
+                times.append((time.perf_counter() - t0) * 1000)
+            hits = answer.json()["hits"]
+        rss, anon = rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait()
+    print(
+        f"API (python -m pipelines serve): first search answered {ready:.1f} s after the start; "
+        f"hybrid k 5 with best sentences over HTTP, {len(times)} questions: {percentiles(times)}; "
+        f"VmRSS {rss:,.0f} MiB, RssAnon {anon:,.0f} MiB; best sentence of the last hit: {bool(hits and hits[0].get('best_sentence'))}",
+        flush=True,
+    )
+
+    # the page: a process that sets up the service as the page does and searches
+    started = time.time()
+    page = subprocess.run(
+        [sys.executable, __file__, "page", "--data", str(args.data), "--cache", str(args.cache), "--questions", str(args.questions)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(page.stdout.strip().splitlines()[-1])
+    print(
+        f"page (Library + Service, as app.open_service): first search answered "
+        f"{found['first'] - started:.1f} s after the start (process start to answer); hybrid k 5 with best sentences, "
+        f"{len(found['times'])} questions: {percentiles(found['times'])}; VmRSS {found['rss']:,.0f} MiB, "
+        f"RssAnon {found['anon']:,.0f} MiB",
+        flush=True,
+    )
+    print(
+        f"on disk: keyword index {disk_mib(args.data / 'keyword'):,.0f} MiB, Chroma {disk_mib(args.data / 'chroma'):,.0f} MiB, "
+        f"sentences {disk_mib(args.data / FILE_NAME):,.0f} MiB; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["fill", "keyword", "measure"])
+    parser.add_argument("step", choices=["fill", "keyword", "measure", "page"])
     parser.add_argument("--data", type=Path, default=Path("/work/million/data"))
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out")
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--questions", type=int, default=200)
     args = parser.parse_args()
-    if args.step == "fill":
-        do_fill(args)
+    {"fill": do_fill, "keyword": do_keyword, "measure": do_measure, "page": do_page}[args.step](args)
 
 
 if __name__ == "__main__":
