@@ -43,7 +43,8 @@ def form(module_file: str) -> ModuleType:
 
         return keyword
     spec = importlib.util.spec_from_file_location("keyword_before", module_file)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -66,8 +67,8 @@ def documents(base: list[str], rows: int, first: int = 0) -> list[tuple[str, str
 
 def base_texts() -> list[str]:
     """The JSQuAD chunks as ``million.py fill`` cut them (kept by it beside the model)."""
-    from bench.search_latency import base_chunks
     from bench.million import model
+    from bench.search_latency import base_chunks
 
     cache = Path(os.environ.get("MILLION_CACHE", REPO / "bench-out"))
     from bench.ingest_speed import JSQUAD, read_articles
@@ -101,7 +102,11 @@ def serve(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     index.search(asked[1], 100)
     after = time.perf_counter() - t0
-    print(json.dumps({"opened": opened, "first": first, "times": times, "rss": rss, "anon": anon, "saved": saved, "after": after}))
+    print(
+        json.dumps(
+            {"opened": opened, "first": first, "times": times, "rss": rss, "anon": anon, "saved": saved, "after": after}
+        )
+    )
 
 
 def main() -> None:
@@ -119,8 +124,12 @@ def main() -> None:
         return
     base = base_texts()
     docs = documents(base, args.rows)
-    print(f"{args.rows:,} chunks in {len(docs):,} documents of {DOCUMENT_CHUNKS}; load average {os.getloadavg()[0]:.2f} (2 shared cores)")
-    print("\n| form | add s | save s | on disk MiB | open s | first search s | search p50 / p95 ms | VmRSS (RssAnon) MiB | a document replaced and saved, s | the search after it, s |")
+    print(
+        f"{args.rows:,} chunks in {len(docs):,} documents of {DOCUMENT_CHUNKS}; load average {os.getloadavg()[0]:.2f} (2 shared cores)"
+    )
+    print(
+        "\n| form | add s | save s | on disk MiB | open s | first search s | search p50 / p95 ms | VmRSS (RssAnon) MiB | a document replaced and saved, s | the search after it, s |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(dir=args.scratch, prefix="keyword-scale-") as scratch:
         texts = Path(scratch) / "base.json"
@@ -142,7 +151,18 @@ def main() -> None:
             saved = time.perf_counter() - t0
             del index
             child = subprocess.run(
-                [sys.executable, __file__, "--serve", str(path), "--before-module", module, "--texts", str(texts), "--questions", str(args.questions)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    str(path),
+                    "--before-module",
+                    module,
+                    "--texts",
+                    str(texts),
+                    "--questions",
+                    str(args.questions),
+                ],
                 capture_output=True,
                 text=True,
                 check=True,

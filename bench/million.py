@@ -56,7 +56,9 @@ COPY = re.compile(r"(.*)(（第\d+版・[^（）]+）)", re.DOTALL)
 def model(cache: Path) -> Embedder:
     """The GLuCoSE-shaped random-weight model of the other benches, loaded (precision verdicts kept in ``cache``)."""
     corpus = "\n".join(text for _, text in read_articles(JSQUAD, None))
-    embedder = Embedder(str(glucose_sized_model(cache / "glucose-sized-model", corpus)), batch_size=16, cache_dir=cache / "verdicts")
+    embedder = Embedder(
+        str(glucose_sized_model(cache / "glucose-sized-model", corpus)), batch_size=16, cache_dir=cache / "verdicts"
+    )
     embedder.load()
     return embedder
 
@@ -86,8 +88,8 @@ def do_fill(args: argparse.Namespace) -> None:
     store = ChromaStore.persistent(args.data)
     sentences = SentenceVectors(args.data / FILE_NAME)
     start = store.count()
-    start -= start % 200
-    print(f"store holds {start:,} chunks; filling to {args.size:,}", flush=True)
+    documents = len(store.documents())
+    print(f"store holds {start:,} chunks in {documents:,} documents; filling to {args.size:,}", flush=True)
     began = last = time.perf_counter()
     mark = start
     stop = args.data.parent / "STOP"
@@ -106,7 +108,9 @@ def do_fill(args: argparse.Namespace) -> None:
             last, mark = now, written
         return not stop.exists()
 
-    written = fill(store, base, args.size, embedder, pooled, sentences, start=start, progress=progress)
+    written = fill(
+        store, base, args.size, embedder, pooled, sentences, start, progress, args.document_chunks, documents
+    )
     store.close()
     print(f"filled: {written:,} chunks, {time.perf_counter() - began:,.0f} s this run", flush=True)
 
@@ -128,7 +132,9 @@ class CopyAnalyzer:
         base, own = found.groups()
         if base not in self._parts:
             parts = self.sudachi.words(base) + self.sudachi.words(own)
-            self._parts[base] = parts[: len(parts) - len(self.sudachi.words(own))] if parts == self.sudachi.words(text) else None
+            self._parts[base] = (
+                parts[: len(parts) - len(self.sudachi.words(own))] if parts == self.sudachi.words(text) else None
+            )
         kept = self._parts[base]
         if kept is None:
             self.whole += 1
@@ -250,7 +256,17 @@ def do_measure(args: argparse.Namespace) -> None:
     # the page: a process that sets up the service as the page does and searches
     started = time.time()
     page = subprocess.run(
-        [sys.executable, __file__, "page", "--data", str(args.data), "--cache", str(args.cache), "--questions", str(args.questions)],
+        [
+            sys.executable,
+            __file__,
+            "page",
+            "--data",
+            str(args.data),
+            "--cache",
+            str(args.cache),
+            "--questions",
+            str(args.questions),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -278,6 +294,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=REPO / "bench-out")
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=10_000)
+    parser.add_argument("--document-chunks", type=int, default=200, help="chunks a document (fewer, larger writes)")
     parser.add_argument("--questions", type=int, default=200)
     args = parser.parse_args()
     {"fill": do_fill, "keyword": do_keyword, "measure": do_measure, "page": do_page}[args.step](args)

@@ -47,7 +47,7 @@ SKIPPED_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空�
 # document-sized text is cut into pieces of this many characters.
 _PIECE = 8000
 _FORMAT = 2  # 1: one file with every chunk's word ids (read still, as a delta, and saved as a base)
-MERGE_ROWS = 20_000  # delta chunks past which a save (or search) folds the delta into a new base
+MERGE_ROWS = 50_000  # delta chunks past which a save (or search) folds the delta into a new base
 _BASE_ARRAYS = ("indptr", "rows", "counts", "lengths", "id_blob", "id_offsets", "id_hashes", "id_order")
 
 
@@ -119,7 +119,6 @@ class ChunkSource(Protocol):
     def chunk_texts(self, source: str, version: str) -> list[tuple[str, str]]: ...
 
 
-
 @dataclass
 class _Document:
     version: str
@@ -151,27 +150,41 @@ class _Base:
         cls,
         matrix: Any,
         lengths: np.ndarray,
-        ids: Sequence[str],
+        ids: tuple[np.ndarray, np.ndarray, np.ndarray],
         vocab: list[str],
         documents: dict[str, _Document],
     ) -> _Base:
-        """A base from a CSC matrix of term counts, the rows' lengths and record ids."""
-        encoded = [i.encode("utf-8") for i in ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        hashes = np.fromiter((_id_hash(i) for i in ids), dtype=np.uint64, count=len(ids))
+        """A base from a CSC matrix of term counts, the rows' lengths and record ids (``(blob, offsets,
+        each row's hash)``: ``_id_arrays``)."""
+        blob, offsets, hashes = ids
         order = np.argsort(hashes, kind="stable")
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "indptr": np.asarray(matrix.indptr, dtype=np.int64),
             "rows": np.asarray(matrix.indices, dtype=np.int32),
             "counts": np.asarray(matrix.data, dtype=np.float32),
             "lengths": np.asarray(lengths, dtype=np.float32),
-            "id_blob": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            "id_blob": blob,
             "id_offsets": offsets,
             "id_hashes": hashes[order],
             "id_order": order.astype(np.int64),
         }
         return cls(arrays, vocab, documents)
+
+    def id_arrays(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The record ids of rows ``keep`` as ``_id_arrays`` gives them, without decoding them."""
+        offsets = np.asarray(self.arrays["id_offsets"])
+        sizes = np.diff(offsets)
+        blob = np.asarray(self.arrays["id_blob"])[np.repeat(self._alive_mask(keep), sizes)]
+        kept = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(sizes[keep], out=kept[1:])
+        by_row = np.empty(self.rows, dtype=np.uint64)
+        by_row[np.asarray(self.arrays["id_order"])] = self.arrays["id_hashes"]
+        return blob, kept, by_row[keep]
+
+    def _alive_mask(self, keep: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.rows, dtype=bool)
+        mask[keep] = True
+        return mask
 
     @classmethod
     def open(cls, folder: Path, analyzer: str) -> _Base | None:
@@ -250,6 +263,15 @@ class _Base:
                 return row
             at += 1
         return None
+
+
+def _id_arrays(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Record ids as one UTF-8 blob, the offsets of each in it, and each one's ``_id_hash``."""
+    encoded = [i.encode("utf-8") for i in ids]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    hashes = np.fromiter((_id_hash(i) for i in ids), dtype=np.uint64, count=len(ids))
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets, hashes
 
 
 class _Rows(Mapping[str, int]):
@@ -425,23 +447,43 @@ class KeywordIndex:
         return matrix, lengths
 
     def _merge(self) -> None:
-        """Fold the live base rows and the delta into a new base (in memory; ``save`` writes it)."""
+        """Fold the live base rows and the delta into a new base (in memory; ``save`` writes it).
+
+        The term counts are put together as coordinates, the base's first (its rows in order) and the
+        delta's after, so the CSC matrix comes out sorted and is built in one pass.
+        """
         live = [i for i, alive in enumerate(self._alive) if alive]
-        delta, delta_lengths = self._counts(live)
         vocab = list(self._vocab)
         keep = np.flatnonzero(self._base_alive)
-        parts, lengths, ids = [], [], []
+        rows, cols, data, lengths = [], [], [], []
+        blob, offsets, hashes = _id_arrays([self._row_ids[r] for r in live])
         if self._base is not None:
-            old = self._base.matrix().tocsr()
+            base = self._base.arrays
+            indptr = np.asarray(base["indptr"])
+            old_rows, old_data = np.asarray(base["rows"]), np.asarray(base["counts"])
+            old_cols = np.repeat(np.arange(self._base.words, dtype=np.int32), np.diff(indptr))
             if len(keep) < self._base_rows:
-                old = old[keep]
-            parts.append(scipy.sparse.csr_matrix((old.data, old.indices, old.indptr), shape=(len(keep), len(vocab))))
-            lengths.append(np.asarray(self._base.arrays["lengths"])[keep])
-            ids.extend(self._base.row_id(int(r)) for r in keep)
-        parts.append(delta.tocsr()[live])
+                kept = self._base_alive[old_rows]
+                old_rows, old_cols, old_data = old_rows[kept], old_cols[kept], old_data[kept]
+                old_rows = (np.cumsum(self._base_alive) - 1)[old_rows]
+            rows.append(old_rows.astype(np.int64))
+            cols.append(old_cols)
+            data.append(old_data)
+            lengths.append(np.asarray(base["lengths"])[keep])
+            old_blob, old_offsets, old_hashes = self._base.id_arrays(keep)
+            blob = np.concatenate([old_blob, blob])
+            offsets = np.concatenate([old_offsets, old_offsets[-1] + offsets[1:]])
+            hashes = np.concatenate([old_hashes, hashes])
+        delta, delta_lengths = self._counts(live)
+        delta = delta.tocoo()
+        rows.append(np.searchsorted(live, delta.row).astype(np.int64) + len(keep))  # live rows renumbered from 0
+        cols.append(delta.col.astype(np.int32))
+        data.append(delta.data)
         lengths.append(delta_lengths[live])
-        ids.extend(self._row_ids[r] for r in live)
-        matrix = scipy.sparse.vstack(parts, format="csr").tocsc() if parts else None
+        matrix = scipy.sparse.coo_matrix(
+            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(len(keep) + len(live), len(vocab)),
+        ).tocsc()
         # every document's rows renumbered: the base's in order, then the delta's
         new_base = np.cumsum(self._base_alive) - 1
         new_delta = np.cumsum(np.asarray(self._alive, dtype=bool)) - 1 + len(keep)
@@ -452,8 +494,7 @@ class KeywordIndex:
             else:
                 first = int(new_delta[doc.first - self._base_rows])
             documents[source] = _Document(doc.version, first, doc.count)
-        base = _Base.build(matrix, np.concatenate(lengths), ids, vocab, documents)
-        self._clear(base)
+        self._clear(_Base.build(matrix, np.concatenate(lengths), (blob, offsets, hashes), vocab, documents))
 
     def query_words(self, question: str) -> list[str]:
         """The question's indexed words, each once."""
@@ -472,25 +513,35 @@ class KeywordIndex:
             if ids and live:
                 average = (self._base_length + float(self._delta_lengths.sum(dtype=np.float64))) / live
                 masked = self._base_live_rows < self._base_rows
+                rows: list[np.ndarray] = []
+                tfs: list[np.ndarray] = []
+                lengths: list[np.ndarray] = []
+                weights: list[np.ndarray] = []
                 for word in ids:
-                    rows, tf = base.postings(word) if base is not None else (np.zeros(0, np.int32), None)
-                    if masked and len(rows):
-                        keep = self._base_alive[rows]
-                        rows, tf = rows[keep], tf[keep]  # type: ignore[index]
+                    found, tf = base.postings(word) if base is not None else (np.zeros(0, np.int32), np.zeros(0))
+                    if masked and len(found):
+                        keep = self._base_alive[found]
+                        found, tf = found[keep], tf[keep]
                     begin, end = delta.indptr[word], delta.indptr[word + 1]
                     extra = delta.indices[begin:end]
-                    df = len(rows) + len(extra)
+                    df = len(found) + len(extra)
                     if not df:
                         continue
-                    idf = np.log(1.0 + (live - df + 0.5) / (df + 0.5))
-                    if len(rows):
-                        lengths = base.arrays["lengths"][rows]  # type: ignore[union-attr]
-                        norm = self.k1 * (1.0 - self.b + self.b * lengths / average)
-                        scores[rows] += (idf * tf / (tf + norm)).astype(np.float32)
+                    if len(found):
+                        rows.append(found)
+                        tfs.append(tf)
+                        lengths.append(base.arrays["lengths"][found])  # type: ignore[union-attr]
                     if len(extra):
-                        tf = delta.data[begin:end]
-                        norm = self.k1 * (1.0 - self.b + self.b * self._delta_lengths[extra] / average)
-                        scores[extra + offset] += (idf * tf / (tf + norm)).astype(np.float32)
+                        rows.append(extra + offset)
+                        tfs.append(delta.data[begin:end])
+                        lengths.append(self._delta_lengths[extra])
+                    weights.append(np.full(df, np.log(1.0 + (live - df + 0.5) / (df + 0.5))))
+                if rows:
+                    tf = np.concatenate(tfs)
+                    norm = self.k1 * (1.0 - self.b + self.b * np.concatenate(lengths) / average)
+                    parts = (np.concatenate(weights) * tf / (tf + norm)).astype(np.float32)
+                    # each word's part, summed per chunk in one pass (a chunk appears once per word)
+                    scores = np.bincount(np.concatenate(rows), weights=parts, minlength=len(scores)).astype(np.float32)
             candidates = scores
             if sources is not None:
                 mask = np.zeros(len(scores), dtype=bool)
@@ -531,14 +582,17 @@ class KeywordIndex:
         with self._lock:
             if self._retired:
                 raise CollectionNotFoundError(self._retired)
-            if self._merge_due():
+            base = self._base
+            unsaved = base is not None and base.folder is None  # merged by a search, changed since perhaps
+            if self._merge_due() or (unsaved and (self._row_ids or self._base_live_rows < self._base_rows)):
                 self._merge()
             self._compact()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             base = self._base
             if base is not None and base.folder is None:
-                base.save(self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:12]}.base"), self.analyzer.name)
-                self._clear(_Base.open(base.folder, self.analyzer.name) or base)  # type: ignore[arg-type]
+                folder = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:12]}.base")
+                base.save(folder, self.analyzer.name)
+                self._clear(_Base.open(folder, self.analyzer.name) or base)  # just merged: nothing masked, no delta
                 base = self._base
             in_base = set(base.documents) if base is not None else set()
             state = {
@@ -553,7 +607,9 @@ class KeywordIndex:
                     for s, d in self._documents.items()
                     if d.first >= self._base_rows
                 },
-                "masked": sorted(s for s in in_base if s not in self._documents or self._documents[s].first >= self._base_rows),
+                "masked": sorted(
+                    s for s in in_base if s not in self._documents or self._documents[s].first >= self._base_rows
+                ),
             }
             lengths = np.asarray([len(w) for w in self._row_words], dtype=np.int64)
             words = np.concatenate(self._row_words) if self._row_words else np.zeros(0, np.int32)

@@ -303,7 +303,8 @@ def test_base_and_delta_score_as_a_rebuilt_index(analyzer: SudachiAnalyzer, tmp_
     index = KeywordIndex(analyzer, tmp_path / "keyword.npz", merge_rows=merge_rows)
     _fill(index)
     rebuilt = _rebuilt(analyzer, index)
-    assert index.versions == rebuilt.versions and len(index) == len(rebuilt)
+    assert index.versions == rebuilt.versions
+    assert len(index) == len(rebuilt)
     for question in QUESTIONS:
         assert _scores(index, question) == _scores(rebuilt, question), question
         found, expected = index.search(question, 100), rebuilt.search(question, 100)
@@ -321,7 +322,8 @@ def test_base_is_saved_mapped_and_reloaded(analyzer: SudachiAnalyzer, tmp_path: 
     bases = sorted(tmp_path.glob("keyword.npz.*.base"))
     assert 1 <= len(bases) <= 2  # the newest and the one before it; older ones removed
     reloaded = KeywordIndex(analyzer, path, merge_rows=3)
-    assert reloaded._base is not None and isinstance(reloaded._base.arrays["rows"], np.memmap)
+    assert reloaded._base is not None
+    assert isinstance(reloaded._base.arrays["rows"], np.memmap)
     assert reloaded.versions == index.versions
     for question in QUESTIONS:
         assert _scores(reloaded, question) == _scores(index, question)
@@ -401,3 +403,18 @@ def test_an_index_saved_in_the_old_single_file_form_is_read(analyzer: SudachiAna
     old.save()
     assert list(tmp_path.glob("keyword.npz.*.base"))
     assert _scores(KeywordIndex(analyzer, path), "富士山の標高") == _scores(index, "富士山の標高")
+
+
+def test_a_base_merged_by_a_search_keeps_later_changes_when_saved(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=2)
+    _fill(index)  # the last changes: a delta of two rows, one base document masked
+    index.search("富士山", 3)  # merged in memory, not saved
+    index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
+    index.remove_document("doc0.txt")
+    index.save()
+    reloaded = KeywordIndex(analyzer, path)
+    assert reloaded.versions == index.versions
+    assert "late.txt" in reloaded.versions
+    assert "doc0.txt" not in reloaded.versions
+    assert _scores(reloaded, "富士山の麓") == _scores(index, "富士山の麓")
