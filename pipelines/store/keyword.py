@@ -193,7 +193,8 @@ class _Base:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             if meta.get("format") != _FORMAT or meta.get("analyzer") != analyzer:
                 return None
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _BASE_ARRAYS}
+            # plain arrays over the mapping: numpy's memmap subclass slows every operation on its slices
+            arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _BASE_ARRAYS}
         except (OSError, ValueError, KeyError, UnicodeDecodeError):
             return None
         documents = {s: _Document(v, first, count) for s, (v, first, count) in meta["documents"].items()}
@@ -516,7 +517,8 @@ class KeywordIndex:
                 rows: list[np.ndarray] = []
                 tfs: list[np.ndarray] = []
                 lengths: list[np.ndarray] = []
-                weights: list[np.ndarray] = []
+                idfs: list[float] = []
+                dfs: list[int] = []
                 for word in ids:
                     found, tf = base.postings(word) if base is not None else (np.zeros(0, np.int32), np.zeros(0))
                     if masked and len(found):
@@ -535,11 +537,12 @@ class KeywordIndex:
                         rows.append(extra + offset)
                         tfs.append(delta.data[begin:end])
                         lengths.append(self._delta_lengths[extra])
-                    weights.append(np.full(df, np.log(1.0 + (live - df + 0.5) / (df + 0.5))))
+                    idfs.append(float(np.log(1.0 + (live - df + 0.5) / (df + 0.5))))
+                    dfs.append(df)
                 if rows:
                     tf = np.concatenate(tfs)
                     norm = self.k1 * (1.0 - self.b + self.b * np.concatenate(lengths) / average)
-                    parts = (np.concatenate(weights) * tf / (tf + norm)).astype(np.float32)
+                    parts = (np.repeat(np.asarray(idfs), dfs) * tf / (tf + norm)).astype(np.float32)
                     # each word's part, summed per chunk in one pass (a chunk appears once per word)
                     scores = np.bincount(np.concatenate(rows), weights=parts, minlength=len(scores)).astype(np.float32)
             candidates = scores
