@@ -20,12 +20,14 @@ freshly started process answers its first search (the API: ``python -m pipelines
 first ``/v1`` search; the page: a process that builds the page's ``Library`` and searches), hybrid
 search with best sentences (k 5) p50/p95 over JSQuAD questions in the API process, and the resident
 memory (VmRSS and RssAnon) of each serving process after its searches; and the keyword index's and the
-store's size on disk.
+store's size on disk. Then ``--clients`` clients ask the API at once (5 questions each, none asked
+before): searches a second and each one's wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -204,6 +206,28 @@ def do_page(args: argparse.Namespace) -> None:
     print(json.dumps({"first": first, "times": times, "rss": rss, "anon": anon}))
 
 
+async def crowd(url: str, asked: list[list[str]]) -> tuple[list[float], float, int]:
+    """Clients asking at once, each on its own connection: each search's milliseconds, the seconds for
+    all, and how many failed."""
+    import httpx
+
+    times: list[float] = []
+    failed = 0
+
+    async def client(questions: list[str]) -> None:
+        nonlocal failed
+        async with httpx.AsyncClient(timeout=120) as http:
+            for question in questions:
+                t0 = time.perf_counter()
+                answer = await http.post(url, json={"question": question, "k": 5, "mode": "hybrid"})
+                failed += answer.status_code != 200
+                times.append((time.perf_counter() - t0) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(questions) for questions in asked))
+    return times, time.perf_counter() - started, failed
+
+
 def do_measure(args: argparse.Namespace) -> None:
     import httpx
 
@@ -243,6 +267,8 @@ def do_measure(args: argparse.Namespace) -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             hits = answer.json()["hits"]
         rss, anon = rss_mib(server.pid)
+        more = questions(args.questions + 1 + args.clients * 5)[args.questions + 1 :]
+        together, took, failed = asyncio.run(crowd(url, [more[i :: args.clients] for i in range(args.clients)]))
     finally:
         server.terminate()
         server.wait()
@@ -250,6 +276,11 @@ def do_measure(args: argparse.Namespace) -> None:
         f"API (python -m pipelines serve): first search answered {ready:.1f} s after the start; "
         f"hybrid k 5 with best sentences over HTTP, {len(times)} questions: {percentiles(times)}; "
         f"VmRSS {rss:,.0f} MiB, RssAnon {anon:,.0f} MiB; best sentence of the last hit: {bool(hits and hits[0].get('best_sentence'))}",
+        flush=True,
+    )
+    print(
+        f"API, {args.clients} clients at once, {len(together)} searches (each client's one after another): "
+        f"{len(together) / took:.1f} searches/s, {percentiles(together)} as each client waited; errors {failed}",
         flush=True,
     )
 
@@ -296,6 +327,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--document-chunks", type=int, default=200, help="chunks a document (fewer, larger writes)")
     parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20, help="API clients asking at once, 5 questions each")
     args = parser.parse_args()
     {"fill": do_fill, "keyword": do_keyword, "measure": do_measure, "page": do_page}[args.step](args)
 
