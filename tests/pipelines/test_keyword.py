@@ -418,3 +418,20 @@ def test_a_base_merged_by_a_search_keeps_later_changes_when_saved(analyzer: Suda
     assert "late.txt" in reloaded.versions
     assert "doc0.txt" not in reloaded.versions
     assert _scores(reloaded, "富士山の麓") == _scores(index, "富士山の麓")
+
+
+def test_remove_files_takes_the_base_folders_with_the_file(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    """A deleted collection leaves no keyword file and no base folder (``Collections.delete``)."""
+    from pipelines.store.keyword import remove_files
+
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=1)
+    _fill(index)
+    index.save()
+    other = tmp_path / "other.npz"
+    KeywordIndex(analyzer, other, merge_rows=1).save()
+    assert list(tmp_path.glob("keyword.npz.*.base"))
+    remove_files(path)
+    assert not path.exists()
+    assert not list(tmp_path.glob("keyword.npz.*"))
+    assert other.exists()  # another collection's index is left alone
