@@ -19,7 +19,8 @@ processes that search it. The *delta* holds the documents added since, word ids 
 memory; a removed or replaced document of the base is only masked. The file at ``path`` (small,
 replaced atomically) names the base folder and holds the delta and the masked documents; once the
 delta passes ``merge_rows`` chunks (or half the base is masked), a save writes a new base with
-everything and the old folder goes (the one before it is kept for a process still opening it). A
+everything, merged outside the lock while searches go on, and the old folder goes (the one before it
+is kept for a process still opening it). A
 save killed at any point leaves the previous file and the base it names.
 """
 
@@ -299,6 +300,82 @@ class _Rows(Mapping[str, int]):
         return (self._base.rows if self._base is not None else 0) + len(self._delta)
 
 
+@dataclass
+class _Snapshot:
+    """An index's state as a merge reads it: taken under the lock, merged outside it."""
+
+    base: _Base | None
+    base_alive: np.ndarray
+    alive: list[bool]
+    row_words: list[np.ndarray]
+    row_ids: list[str]
+    vocab: list[str]
+    documents: dict[str, _Document]
+
+
+def _term_counts(row_words: Sequence[np.ndarray], vocab_size: int, rows: Sequence[int]) -> tuple[Any, np.ndarray]:
+    """Term counts (CSC, one row per entry of ``row_words``, those not in ``rows`` empty) and their lengths."""
+    counts = [len(row_words[r]) for r in rows]
+    words = np.concatenate([row_words[r] for r in rows]) if rows else np.zeros(0, np.int32)
+    row_of = np.repeat(np.asarray(rows, dtype=np.int64), counts)
+    matrix = scipy.sparse.coo_matrix(
+        (np.ones(len(words), dtype=np.float32), (row_of, words)),
+        shape=(len(row_words), max(vocab_size, 1)),
+    ).tocsc()
+    matrix.sum_duplicates()
+    lengths = np.zeros(len(row_words), dtype=np.float32)
+    lengths[list(rows)] = counts
+    return matrix, lengths
+
+
+def _merged(state: _Snapshot) -> _Base:
+    """A new base of the live base rows and the live delta rows of ``state`` (held in memory).
+
+    The term counts are put together as coordinates, the base's first (its rows in order) and the
+    delta's after, so the CSC matrix comes out sorted and is built in one pass.
+    """
+    live = [i for i, alive in enumerate(state.alive) if alive]
+    base_rows = len(state.base_alive)
+    keep = np.flatnonzero(state.base_alive)
+    rows, cols, data, lengths = [], [], [], []
+    blob, offsets, hashes = _id_arrays([state.row_ids[r] for r in live])
+    if state.base is not None:
+        base = state.base.arrays
+        indptr = np.asarray(base["indptr"])
+        old_rows, old_data = np.asarray(base["rows"]), np.asarray(base["counts"])
+        old_cols = np.repeat(np.arange(state.base.words, dtype=np.int32), np.diff(indptr))
+        if len(keep) < base_rows:
+            kept = state.base_alive[old_rows]
+            old_rows, old_cols, old_data = old_rows[kept], old_cols[kept], old_data[kept]
+            old_rows = (np.cumsum(state.base_alive) - 1)[old_rows]
+        rows.append(old_rows.astype(np.int64))
+        cols.append(old_cols)
+        data.append(old_data)
+        lengths.append(np.asarray(base["lengths"])[keep])
+        old_blob, old_offsets, old_hashes = state.base.id_arrays(keep)
+        blob = np.concatenate([old_blob, blob])
+        offsets = np.concatenate([old_offsets, old_offsets[-1] + offsets[1:]])
+        hashes = np.concatenate([old_hashes, hashes])
+    delta, delta_lengths = _term_counts(state.row_words, len(state.vocab), live)
+    delta = delta.tocoo()
+    rows.append(np.searchsorted(live, delta.row).astype(np.int64) + len(keep))  # live rows renumbered from 0
+    cols.append(delta.col.astype(np.int32))
+    data.append(delta.data)
+    lengths.append(delta_lengths[live])
+    matrix = scipy.sparse.coo_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(keep) + len(live), len(state.vocab)),
+    ).tocsc()
+    # every document's rows renumbered: the base's in order, then the delta's
+    new_base = np.cumsum(state.base_alive) - 1
+    new_delta = np.cumsum(np.asarray(state.alive, dtype=bool)) - 1 + len(keep)
+    documents = {}
+    for source, doc in state.documents.items():
+        first = int(new_base[doc.first]) if doc.first < base_rows else int(new_delta[doc.first - base_rows])
+        documents[source] = _Document(doc.version, first, doc.count)
+    return _Base.build(matrix, np.concatenate(lengths), (blob, offsets, hashes), state.vocab, documents)
+
+
 class KeywordIndex:
     """BM25 over chunk words, kept in step with the store's live document versions."""
 
@@ -322,11 +399,13 @@ class KeywordIndex:
         self._loaded: tuple[int, int] | None = None  # the saved file's (inode, mtime) when read or written
         self._synced: str | None = None  # the store's change token when this index last matched it
         self._retired = ""  # why the index may no longer be saved: its collection was deleted
+        self._changes = 0  # counts changes, so that a merge done outside the lock knows whether it still holds
         if path is not None:
             self._load()
 
     def _clear(self, base: _Base | None = None) -> None:
         """Hold ``base`` (or nothing) and an empty delta."""
+        self._changes = getattr(self, "_changes", 0) + 1
         self._base = base
         self._base_rows = base.rows if base is not None else 0
         self._base_alive = np.ones(self._base_rows, dtype=bool)
@@ -365,6 +444,7 @@ class KeywordIndex:
             self._alive.extend([True] * len(chunks))
             self._documents[source] = _Document(version, first, len(chunks))
             self._delta = None
+            self._changes += 1
 
     def remove_document(self, source: str) -> None:
         """Forget a document."""
@@ -375,6 +455,7 @@ class KeywordIndex:
         old = self._documents.pop(source, None)
         if old is None:
             return
+        self._changes += 1
         if old.first < self._base_rows:
             assert self._base is not None
             self._base_alive[old.first : old.first + old.count] = False
@@ -425,8 +506,12 @@ class KeywordIndex:
         return live_delta >= self.merge_rows or (self._base_rows > 0 and self._base_live_rows < self._base_rows // 2)
 
     def _delta_matrix(self) -> Any:
-        """The delta's term counts (rows numbered from 0), its live rows only; the delta folded into a new base first when due."""
-        if self._merge_due():
+        """The delta's term counts (rows numbered from 0), its live rows only.
+
+        An index without a file folds a due delta into a new base here; one with a file does in ``save``
+        (outside the lock, so a search never waits for a merge).
+        """
+        if self.path is None and self._merge_due():
             self._merge()
         if self._delta is None:
             rows = [i for i, alive in enumerate(self._alive) if alive]
@@ -435,67 +520,23 @@ class KeywordIndex:
 
     def _counts(self, rows: Sequence[int]) -> tuple[Any, np.ndarray]:
         """Term counts (CSC, one row per delta row, those not in ``rows`` empty) and lengths of delta rows."""
-        counts = [len(self._row_words[r]) for r in rows]
-        words = np.concatenate([self._row_words[r] for r in rows]) if rows else np.zeros(0, np.int32)
-        row_of = np.repeat(np.asarray(rows, dtype=np.int64), counts)
-        matrix = scipy.sparse.coo_matrix(
-            (np.ones(len(words), dtype=np.float32), (row_of, words)),
-            shape=(len(self._alive), max(len(self._vocab), 1)),
-        ).tocsc()
-        matrix.sum_duplicates()
-        lengths = np.zeros(len(self._alive), dtype=np.float32)
-        lengths[list(rows)] = counts
-        return matrix, lengths
+        return _term_counts(self._row_words, len(self._vocab), rows)
 
     def _merge(self) -> None:
-        """Fold the live base rows and the delta into a new base (in memory; ``save`` writes it).
+        """Fold the live base rows and the delta into a new base (in memory; ``save`` writes it)."""
+        self._clear(_merged(self._snapshot()))
 
-        The term counts are put together as coordinates, the base's first (its rows in order) and the
-        delta's after, so the CSC matrix comes out sorted and is built in one pass.
-        """
-        live = [i for i, alive in enumerate(self._alive) if alive]
-        vocab = list(self._vocab)
-        keep = np.flatnonzero(self._base_alive)
-        rows, cols, data, lengths = [], [], [], []
-        blob, offsets, hashes = _id_arrays([self._row_ids[r] for r in live])
-        if self._base is not None:
-            base = self._base.arrays
-            indptr = np.asarray(base["indptr"])
-            old_rows, old_data = np.asarray(base["rows"]), np.asarray(base["counts"])
-            old_cols = np.repeat(np.arange(self._base.words, dtype=np.int32), np.diff(indptr))
-            if len(keep) < self._base_rows:
-                kept = self._base_alive[old_rows]
-                old_rows, old_cols, old_data = old_rows[kept], old_cols[kept], old_data[kept]
-                old_rows = (np.cumsum(self._base_alive) - 1)[old_rows]
-            rows.append(old_rows.astype(np.int64))
-            cols.append(old_cols)
-            data.append(old_data)
-            lengths.append(np.asarray(base["lengths"])[keep])
-            old_blob, old_offsets, old_hashes = self._base.id_arrays(keep)
-            blob = np.concatenate([old_blob, blob])
-            offsets = np.concatenate([old_offsets, old_offsets[-1] + offsets[1:]])
-            hashes = np.concatenate([old_hashes, hashes])
-        delta, delta_lengths = self._counts(live)
-        delta = delta.tocoo()
-        rows.append(np.searchsorted(live, delta.row).astype(np.int64) + len(keep))  # live rows renumbered from 0
-        cols.append(delta.col.astype(np.int32))
-        data.append(delta.data)
-        lengths.append(delta_lengths[live])
-        matrix = scipy.sparse.coo_matrix(
-            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(keep) + len(live), len(vocab)),
-        ).tocsc()
-        # every document's rows renumbered: the base's in order, then the delta's
-        new_base = np.cumsum(self._base_alive) - 1
-        new_delta = np.cumsum(np.asarray(self._alive, dtype=bool)) - 1 + len(keep)
-        documents = {}
-        for source, doc in self._documents.items():
-            if doc.first < self._base_rows:
-                first = int(new_base[doc.first])
-            else:
-                first = int(new_delta[doc.first - self._base_rows])
-            documents[source] = _Document(doc.version, first, doc.count)
-        self._clear(_Base.build(matrix, np.concatenate(lengths), (blob, offsets, hashes), vocab, documents))
+    def _snapshot(self) -> _Snapshot:
+        """What a merge reads, copied (cheaply: the delta's arrays are shared, never changed in place)."""
+        return _Snapshot(
+            self._base,
+            self._base_alive.copy(),
+            list(self._alive),
+            list(self._row_words),
+            list(self._row_ids),
+            list(self._vocab),
+            {s: _Document(d.version, d.first, d.count) for s, d in self._documents.items()},
+        )
 
     def query_words(self, question: str) -> list[str]:
         """The question's indexed words, each once."""
@@ -587,8 +628,25 @@ class KeywordIndex:
                 raise CollectionNotFoundError(self._retired)
             base = self._base
             unsaved = base is not None and base.folder is None  # merged by a search, changed since perhaps
-            if self._merge_due() or (unsaved and (self._row_ids or self._base_live_rows < self._base_rows)):
-                self._merge()
+            due = self._merge_due() or (unsaved and (self._row_ids or self._base_live_rows < self._base_rows))
+            snapshot, changes = (self._snapshot(), self._changes) if due else (None, 0)
+        if snapshot is not None:
+            # the merge and the new base's files outside the lock: searches go on over the old base meanwhile
+            merged = _merged(snapshot)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            folder = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:12]}.base")
+            merged.save(folder, self.analyzer.name)
+            merged = _Base.open(folder, self.analyzer.name) or merged
+        with self._lock:
+            if self._retired:
+                if snapshot is not None:
+                    shutil.rmtree(folder, ignore_errors=True)  # its collection was deleted meanwhile
+                raise CollectionNotFoundError(self._retired)
+            if snapshot is not None:
+                if self._changes == changes:
+                    self._clear(merged)
+                else:  # changed while merging (another thread): merge again, under the lock this time
+                    self._merge()
             self._compact()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             base = self._base

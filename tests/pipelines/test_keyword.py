@@ -286,8 +286,9 @@ def _rebuilt(analyzer: SudachiAnalyzer, index: KeywordIndex) -> KeywordIndex:
     fresh = KeywordIndex(analyzer)
     texts = {f"d{i}-0": t for i, t in enumerate(CORPUS)} | {f"d{i}-1": MORE[i % len(MORE)] for i in range(len(CORPUS))}
     texts |= {"d1-new": "東京の本社では在宅勤務が週二日までです。", "x0": "富士山と京都の写真を社内報に載せます。"}
+    texts |= {"l0": "富士山の麓で会議を開きます。"}
     for source in index.versions:
-        ids = {"doc1.txt": ["d1-new"], "extra.txt": ["x0"]}.get(source)
+        ids = {"doc1.txt": ["d1-new"], "extra.txt": ["x0"], "late.txt": ["l0"]}.get(source)
         number = source.removeprefix("doc").removesuffix(".txt")
         ids = ids or [f"d{number}-0", f"d{number}-1"]
         fresh.add_document(source, index.versions[source], [(i, texts[i]) for i in ids])
@@ -405,11 +406,11 @@ def test_an_index_saved_in_the_old_single_file_form_is_read(analyzer: SudachiAna
     assert _scores(KeywordIndex(analyzer, path), "富士山の標高") == _scores(index, "富士山の標高")
 
 
-def test_a_base_merged_by_a_search_keeps_later_changes_when_saved(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+def test_changes_after_a_merge_are_kept_when_saved(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
     path = tmp_path / "keyword.npz"
     index = KeywordIndex(analyzer, path, merge_rows=2)
     _fill(index)  # the last changes: a delta of two rows, one base document masked
-    index.search("富士山", 3)  # merged in memory, not saved
+    index.search("富士山", 3)
     index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
     index.remove_document("doc0.txt")
     index.save()
@@ -435,3 +436,29 @@ def test_remove_files_takes_the_base_folders_with_the_file(analyzer: SudachiAnal
     assert not path.exists()
     assert not list(tmp_path.glob("keyword.npz.*"))
     assert other.exists()  # another collection's index is left alone
+
+
+def test_a_change_made_while_a_merge_runs_outside_the_lock_is_kept(
+    analyzer: SudachiAnalyzer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save merges without holding the index (searches go on); a document added meanwhile is not lost."""
+    from pipelines.store import keyword
+
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=2)
+    _fill(index)
+    merged = keyword._merged
+
+    def slow_merge(state: keyword._Snapshot) -> keyword._Base:
+        found = index.search("富士山", 10)  # a search does not wait for the merge
+        assert found.hits
+        if "late.txt" not in index.versions:
+            index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
+        return merged(state)
+
+    monkeypatch.setattr(keyword, "_merged", slow_merge)
+    index.save()
+    reloaded = KeywordIndex(analyzer, path)
+    assert "late.txt" in reloaded.versions
+    assert reloaded.versions == index.versions
+    assert _scores(reloaded, "富士山の麓") == _scores(_rebuilt(analyzer, index), "富士山の麓")
