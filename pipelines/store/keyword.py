@@ -395,24 +395,26 @@ class KeywordIndex:
         self._lock = threading.RLock()
         self._vocab: dict[str, int] = {}
         self._documents: dict[str, _Document] = {}
+        self._changes = 0  # counts changes, so that a merge done outside the lock knows whether it still holds
         self._clear()
         self._loaded: tuple[int, int] | None = None  # the saved file's (inode, mtime) when read or written
         self._synced: str | None = None  # the store's change token when this index last matched it
         self._retired = ""  # why the index may no longer be saved: its collection was deleted
-        self._changes = 0  # counts changes, so that a merge done outside the lock knows whether it still holds
         if path is not None:
             self._load()
 
     def _clear(self, base: _Base | None = None) -> None:
         """Hold ``base`` (or nothing) and an empty delta."""
-        self._changes = getattr(self, "_changes", 0) + 1
+        self._changes += 1
         self._base = base
         self._base_rows = base.rows if base is not None else 0
         self._base_alive = np.ones(self._base_rows, dtype=bool)
         self._base_live_rows = self._base_rows
         self._base_length = float(base.arrays["lengths"].sum(dtype=np.float64)) if base is not None else 0.0
         self._vocab = {w: i for i, w in enumerate(base.vocab)} if base is not None else {}
-        self._documents = {s: _Document(d.version, d.first, d.count) for s, d in base.documents.items()} if base else {}
+        self._documents = (
+            {s: _Document(d.version, d.first, d.count) for s, d in base.documents.items()} if base is not None else {}
+        )
         # the delta: documents since the base, rows numbered on from the base's
         self._row_ids: list[str] = []
         self._row_of: dict[str, int] = {}
@@ -469,6 +471,7 @@ class KeywordIndex:
 
     def _word_ids(self, words: Iterable[str]) -> np.ndarray:
         with self._lock:
+            self._changes += 1  # new words: a merge that started before must not drop them
             return np.fromiter((self._vocab.setdefault(w, len(self._vocab)) for w in words), dtype=np.int32)
 
     # Keeping in step with the store -------------------------------------------------------------
