@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +72,22 @@ def fill(
     embedder: Embedder,
     pooled: list[np.ndarray | None] | None = None,
     sentences: SentenceVectors | None = None,
-) -> None:
-    """Write ``size`` chunks: copies of the base chunks with their own words and nudged vectors; with
-    ``sentences``, each copy's sentences with its base chunk's ``pooled`` vectors."""
+    start: int = 0,
+    progress: Callable[[int], bool] | None = None,
+    document_chunks: int = DOCUMENT_CHUNKS,
+    number: int | None = None,
+) -> int:
+    """Write chunks ``start`` to ``size``: copies of the base chunks with their own words and nudged vectors;
+    with ``sentences``, each copy's sentences with its base chunk's ``pooled`` vectors. After each
+    document ``progress(written)`` is called, and the fill stops early when it returns False; returns
+    how many chunks the store then holds. Documents hold ``document_chunks`` chunks each and are
+    numbered from ``number`` (by default, as if every document before ``start`` held as many)."""
     store.writer.bind_model(embedder.model_name, embedder.dimension, embedder.fingerprint())
-    rng = np.random.default_rng(0)
-    written = 0
-    number = 0
+    written = start
+    number = start // document_chunks if number is None else number
+    rng = np.random.default_rng(number)
     while written < size:
-        count = min(DOCUMENT_CHUNKS, size - written)
+        count = min(document_chunks, size - written)
         source = f"資料{number:06d}.txt"
         version = f"{number:032x}-bench"
         records = []
@@ -118,6 +126,9 @@ def fill(
         store.replace(document, records)
         written += count
         number += 1
+        if progress is not None and not progress(written):
+            break
+    return written
 
 
 def base_chunks(

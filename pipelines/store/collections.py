@@ -27,6 +27,7 @@ from typing import Any
 
 from pipelines.errors import CollectionExistsError, CollectionNameError, CollectionNotFoundError
 from pipelines.store.chroma import ChromaStore
+from pipelines.store.keyword import remove_files as remove_keyword_files
 
 DEFAULT = "default"
 # the Chroma name of the default collection: the one stores used before there were collections
@@ -206,7 +207,7 @@ class Collections:
             location.store.writer.drop()
         finally:
             location.store.close()
-        location.keyword_path.unlink(missing_ok=True)
+        remove_keyword_files(location.keyword_path)
         if location.originals_dir != self.originals_dir:  # a collection made before collections shares the root
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(location.originals_dir)

@@ -253,3 +253,212 @@ def test_writes_in_a_batch_save_the_index_once_and_a_killed_batch_is_caught_up(
         assert _all_hits(behind, "京都の神社") == _all_hits(keyword, "京都の神社") != []
     assert KeywordIndex(SudachiAnalyzer(), path).versions == store.reader.live_versions()
     assert set(store.reader.live_versions()) == {"京都.txt", "規程.txt"}
+
+
+# The saved base and the delta ----------------------------------------------------------------
+
+MORE = [
+    "在宅勤務は週三日まで認められます。申請は前日までに行います。",
+    "富士山の山頂には郵便局があり、夏の間だけ開いています。",
+    "経費の精算は月末締めで、領収書の原本が必要です。",
+    "京都の紅葉は十一月下旬が見頃で、寺の庭園が特に美しい。",
+]
+
+
+def _fill(index: KeywordIndex) -> None:
+    """Documents added, replaced and removed, with base merges between them when ``merge_rows`` is small."""
+    for i, text in enumerate(CORPUS):
+        index.add_document(f"doc{i}.txt", "v1", [(f"d{i}-0", text), (f"d{i}-1", MORE[i % len(MORE)])])
+        index.search("富士山", 3)  # a search folds a due delta into a base
+        index.save()
+    index.add_document("doc1.txt", "v2", [("d1-new", "東京の本社では在宅勤務が週二日までです。")])
+    index.remove_document("doc3.txt")
+    index.add_document("extra.txt", "v1", [("x0", "富士山と京都の写真を社内報に載せます。")])
+
+
+def _scores(index: KeywordIndex, question: str) -> dict[str, float]:
+    found = index.search(question, 100)
+    return {h.chunk_id: round(h.score, 5) for h in found.hits}
+
+
+def _rebuilt(analyzer: SudachiAnalyzer, index: KeywordIndex) -> KeywordIndex:
+    """A fresh index holding only ``index``'s live documents, as a sync from the store would build it."""
+    fresh = KeywordIndex(analyzer)
+    texts = {f"d{i}-0": t for i, t in enumerate(CORPUS)} | {f"d{i}-1": MORE[i % len(MORE)] for i in range(len(CORPUS))}
+    texts |= {"d1-new": "東京の本社では在宅勤務が週二日までです。", "x0": "富士山と京都の写真を社内報に載せます。"}
+    texts |= {"l0": "富士山の麓で会議を開きます。"}
+    for source in index.versions:
+        ids = {"doc1.txt": ["d1-new"], "extra.txt": ["x0"], "late.txt": ["l0"]}.get(source)
+        number = source.removeprefix("doc").removesuffix(".txt")
+        ids = ids or [f"d{number}-0", f"d{number}-1"]
+        fresh.add_document(source, index.versions[source], [(i, texts[i]) for i in ids])
+    return fresh
+
+
+QUESTIONS = ["富士山の標高は？", "在宅勤務は何日まで", "京都の寺", "有給休暇", "経費精算の領収書"]
+
+
+@pytest.mark.parametrize("merge_rows", [1, 3, 100])
+def test_base_and_delta_score_as_a_rebuilt_index(analyzer: SudachiAnalyzer, tmp_path: Path, merge_rows: int) -> None:
+    """Merged bases, masked documents and a delta give the scores of an index built from the live documents alone."""
+    index = KeywordIndex(analyzer, tmp_path / "keyword.npz", merge_rows=merge_rows)
+    _fill(index)
+    rebuilt = _rebuilt(analyzer, index)
+    assert index.versions == rebuilt.versions
+    assert len(index) == len(rebuilt)
+    for question in QUESTIONS:
+        assert _scores(index, question) == _scores(rebuilt, question), question
+        found, expected = index.search(question, 100), rebuilt.search(question, 100)
+        for chunk_id in ["d0-0", "d1-new", "x0", "d3-0", "nothing"]:
+            assert found.score(chunk_id) == pytest.approx(expected.score(chunk_id), abs=1e-6)
+    assert index.search("有給休暇", 10, sources=["doc3.txt"]).hits == []  # removed from the base: masked
+    assert [h.chunk_id for h in index.search("富士山", 10, sources=["extra.txt"]).hits] == ["x0"]
+
+
+def test_base_is_saved_mapped_and_reloaded(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=3)
+    _fill(index)
+    index.save()
+    bases = sorted(tmp_path.glob("keyword.npz.*.base"))
+    assert 1 <= len(bases) <= 2  # the newest and the one before it; older ones removed
+    reloaded = KeywordIndex(analyzer, path, merge_rows=3)
+    assert reloaded._base is not None
+    assert not reloaded._base.arrays["rows"].flags.owndata  # mapped from the file, not read into memory
+    assert reloaded.versions == index.versions
+    for question in QUESTIONS:
+        assert _scores(reloaded, question) == _scores(index, question)
+    # a change in one process is seen by another that reads the file again, without a new base
+    index.remove_document("doc0.txt")
+    index.add_document("new.txt", "v1", [("n0", "富士山の新しい登山道が開通しました。")])
+    index.save()
+    assert reloaded._file_changed()
+    reloaded._load()
+    assert reloaded.versions == index.versions
+    assert _scores(reloaded, "富士山の登山道") == _scores(index, "富士山の登山道")
+
+
+def test_a_save_killed_midway_leaves_the_previous_index(
+    analyzer: SudachiAnalyzer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=1)
+    _fill(index)
+    index.save()
+    before = _scores(KeywordIndex(analyzer, path), "富士山")
+    index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt  # as a kill after the new base was written, before the file naming it
+
+    monkeypatch.setattr("pipelines.store.keyword.os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index.save()
+    monkeypatch.undo()
+    assert list(tmp_path.glob("*.partial"))  # the unfinished file is left beside the index
+    survivor = KeywordIndex(analyzer, path)
+    assert "late.txt" not in survivor.versions
+    assert _scores(survivor, "富士山") == before
+    index.save()  # the next save goes through
+    assert "late.txt" in KeywordIndex(analyzer, path).versions
+
+
+def test_a_file_naming_a_missing_base_reads_as_empty(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    """A base folder gone (removed by hand, a full disk): the index is empty and ``sync`` refills it from the store."""
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=1)
+    _fill(index)
+    index.save()
+    for folder in tmp_path.glob("keyword.npz.*.base"):
+        for array in folder.iterdir():
+            array.unlink()
+        folder.rmdir()
+    assert KeywordIndex(analyzer, path).versions == {}
+
+
+def test_an_index_saved_in_the_old_single_file_form_is_read(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    """Format 1 (every chunk's word ids in one file) is read as a delta; the next save writes the base form."""
+    import json
+
+    index = _index(analyzer)
+    words = [analyzer.words(t) for t in CORPUS]
+    vocab = list(dict.fromkeys(w for row in words for w in row))
+    state = {
+        "format": 1,
+        "analyzer": analyzer.name,
+        "vocab": vocab,
+        "row_ids": [f"c{i}" for i in range(len(CORPUS))],
+        "documents": {"doc.txt": ["v1", 0, len(CORPUS)]},
+    }
+    path = tmp_path / "keyword.npz"
+    with path.open("wb") as handle:
+        np.savez(
+            handle,
+            state=np.frombuffer(json.dumps(state, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
+            lengths=np.array([len(r) for r in words], dtype=np.int64),
+            words=np.array([vocab.index(w) for row in words for w in row], dtype=np.int32),
+        )
+    old = KeywordIndex(analyzer, path, merge_rows=1)
+    assert old.versions == {"doc.txt": "v1"}
+    assert _scores(old, "富士山の標高") == _scores(index, "富士山の標高")
+    old.save()
+    assert list(tmp_path.glob("keyword.npz.*.base"))
+    assert _scores(KeywordIndex(analyzer, path), "富士山の標高") == _scores(index, "富士山の標高")
+
+
+def test_changes_after_a_merge_are_kept_when_saved(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=2)
+    _fill(index)  # the last changes: a delta of two rows, one base document masked
+    index.search("富士山", 3)
+    index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
+    index.remove_document("doc0.txt")
+    index.save()
+    reloaded = KeywordIndex(analyzer, path)
+    assert reloaded.versions == index.versions
+    assert "late.txt" in reloaded.versions
+    assert "doc0.txt" not in reloaded.versions
+    assert _scores(reloaded, "富士山の麓") == _scores(index, "富士山の麓")
+
+
+def test_remove_files_takes_the_base_folders_with_the_file(analyzer: SudachiAnalyzer, tmp_path: Path) -> None:
+    """A deleted collection leaves no keyword file and no base folder (``Collections.delete``)."""
+    from pipelines.store.keyword import remove_files
+
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=1)
+    _fill(index)
+    index.save()
+    other = tmp_path / "other.npz"
+    KeywordIndex(analyzer, other, merge_rows=1).save()
+    assert list(tmp_path.glob("keyword.npz.*.base"))
+    remove_files(path)
+    assert not path.exists()
+    assert not list(tmp_path.glob("keyword.npz.*"))
+    assert other.exists()  # another collection's index is left alone
+
+
+def test_a_change_made_while_a_merge_runs_outside_the_lock_is_kept(
+    analyzer: SudachiAnalyzer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save merges without holding the index (searches go on); a document added meanwhile is not lost."""
+    from pipelines.store import keyword
+
+    path = tmp_path / "keyword.npz"
+    index = KeywordIndex(analyzer, path, merge_rows=2)
+    _fill(index)
+    merged = keyword._merged
+
+    def slow_merge(state: keyword._Snapshot) -> keyword._Base:
+        found = index.search("富士山", 10)  # a search does not wait for the merge
+        assert found.hits
+        if "late.txt" not in index.versions:
+            index.add_document("late.txt", "v1", [("l0", "富士山の麓で会議を開きます。")])
+        return merged(state)
+
+    monkeypatch.setattr(keyword, "_merged", slow_merge)
+    index.save()
+    reloaded = KeywordIndex(analyzer, path)
+    assert "late.txt" in reloaded.versions
+    assert reloaded.versions == index.versions
+    assert _scores(reloaded, "富士山の麓") == _scores(_rebuilt(analyzer, index), "富士山の麓")
