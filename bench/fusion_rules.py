@@ -105,16 +105,52 @@ def minmax(weight: float) -> Order:
     return order
 
 
+def keep(weight: float, kept: int, within: int) -> Order:
+    """The product's convex rule, then keyword search's best ``kept`` moved up to place ``within`` where
+    that order put them lower (so that BM25's strong hits are shown in the first five)."""
+    convex = Fusion(weight).order
+
+    def order(pool: Sequence[Row]) -> list[Row]:
+        ordered = convex(pool)
+        head = ordered[:within]
+        missing = [r for r in keyword(pool)[:kept] if r not in head]
+        if not missing:
+            return ordered
+        head = head[: within - len(missing)] + missing
+        return head + [r for r in ordered if r not in head]
+
+    return order
+
+
+def first_bonus(weight: float, bonus: float) -> Order:
+    """The product's convex rule, plus ``bonus`` for keyword search's first hit."""
+
+    def order(pool: Sequence[Row]) -> list[Row]:
+        if not pool:
+            return []
+        hi_k = max(r.keyword_score for r in pool) or 1.0
+        hi_c = max(max(r.cosine for r in pool), 1e-6)
+
+        def fused(r: Row) -> float:
+            extra = bonus if r.keyword_rank == 1 else 0.0
+            return weight * r.keyword_score / hi_k + (1 - weight) * r.cosine / hi_c + extra
+
+        return sorted(pool, key=lambda r: (-fused(r), -r.cosine, r.chunk_id))
+
+    return order
+
+
 def candidates(names: Sequence[str]) -> dict[str, dict[str, Order]]:
     weights = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
     rules: dict[str, dict[str, Order]] = {
         "dense": {"": dense},
         "keyword": {"": keyword},
-        "convex": {f"w={w}": Fusion(w).order for w in weights},  # type: ignore[dict-item]
+        "convex": {f"w={w}": Fusion(w).order for w in weights},
         "minmax": {f"w={w}": minmax(w) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
         "rrf": {f"w={w}": rrf(w) for w in (0.5, 0.6, 0.7, 0.8)},
+        "bonus": {f"w={w} bonus={b}": first_bonus(w, b) for w in weights for b in (0.01, 0.02, 0.05)},
         "keep": {
-            f"w={w} kept={t} within={n}": Fusion(w, t, n).order  # type: ignore[misc]
+            f"w={w} kept={t} within={n}": keep(w, t, n)
             for w, t, n in itertools.product(weights, (1, 2, 3), (3, 4, 5))
             if t < n
         },
@@ -125,7 +161,7 @@ def candidates(names: Sequence[str]) -> dict[str, dict[str, Order]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pools", type=Path, nargs="+")
-    parser.add_argument("--rules", nargs="+", default=["dense", "keyword", "convex", "minmax", "rrf", "keep"])
+    parser.add_argument("--rules", nargs="+", default=["dense", "keyword", "convex", "minmax", "rrf", "bonus", "keep"])
     parser.add_argument("--show", nargs="*", default=[], help="also print these variants (e.g. 'convex w=0.2')")
     args = parser.parse_args()
     for path in args.pools:

@@ -166,15 +166,11 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``; then keyword
-    search's best ``keyword_kept`` candidates, where that order put them lower, are moved up to the last of
-    its first ``kept_within`` places (BM25's first hit is right more often than the fusion's fifth)."""
+    """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``."""
 
-    # tuned on JSQuAD with a semantic stand-in, on both paths with each chunk's context (bench/quality_paths.py,
-    # bench/fusion_rules.py; docs/evaluation.md, "Context in the chunk, and every path alike" and after)
+    # tuned on JSQuAD with a semantic stand-in, on both paths with each chunk's context (bench/quality_paths.py;
+    # docs/evaluation.md, "Context in the chunk, and every path alike")
     keyword_weight: float = 0.2
-    keyword_kept: int = 0
-    kept_within: int = 5
 
     def order(self, candidates: Sequence[S]) -> list[S]:
         """Candidates best first under this rule (ties: higher cosine, then earlier chunk)."""
@@ -187,21 +183,7 @@ class Fusion:
         def fused(hit: S) -> float:
             return w * (hit.keyword_score or 0.0) / top_keyword + (1.0 - w) * hit.cosine / top_cosine
 
-        ordered = sorted(candidates, key=lambda h: (-fused(h), -h.cosine, h.chunk_id))
-        return self._keep_keyword(ordered) if self.keyword_kept > 0 else ordered
-
-    def _keep_keyword(self, ordered: list[S]) -> list[S]:
-        """``ordered`` with keyword's best candidates in its first ``kept_within`` places."""
-        within = max(self.kept_within, self.keyword_kept)
-        strong = sorted((h for h in ordered if h.keyword_rank is not None), key=lambda h: h.keyword_rank or 0)
-        head = ordered[:within]
-        shown = {h.chunk_id for h in head}
-        missing = [h for h in strong[: self.keyword_kept] if h.chunk_id not in shown]
-        if not missing:
-            return ordered
-        head = head[: within - len(missing)] + missing
-        placed = {h.chunk_id for h in head}
-        return head + [h for h in ordered if h.chunk_id not in placed]
+        return sorted(candidates, key=lambda h: (-fused(h), -h.cosine, h.chunk_id))
 
 
 DEFAULT_FUSION = Fusion()
@@ -401,12 +383,7 @@ class Searcher:
             "質問と共通の単語がない文章は出ません。",
             "hybrid": f"意味検索とキーワード検索の上位 {n} 件ずつを合わせ、"
             f"BM25 とコサイン類似度をそれぞれ候補中の最高値で割って "
-            f"{self.fusion.keyword_weight:g} : {1 - self.fusion.keyword_weight:g} で足した値の高い順。"
-            + (
-                f"ただしキーワード検索の上位 {self.fusion.keyword_kept} 件は {self.fusion.kept_within} 位以内に入れる。"
-                if self.fusion.keyword_kept > 0
-                else ""
-            ),
+            f"{self.fusion.keyword_weight:g} : {1 - self.fusion.keyword_weight:g} で足した値の高い順。",
         }
         text = rules[mode]
         if self.reranker is not None:

@@ -135,36 +135,6 @@ def test_fusion_prefers_what_both_lists_rank_high() -> None:
     assert Fusion().order([]) == []
 
 
-def test_fusion_keeps_keyword_best_in_the_first_places() -> None:
-    """Keyword search's best candidates are moved up to the last of the first places when the fused order
-    put them lower; the rest keep their order, and nothing moves when they are already there."""
-
-    def hit(name: str, cosine: float, bm25: float, keyword_rank: int | None) -> Hit:
-        return Hit(stored_chunk(name, "s", chunk_id=name), 0, cosine, bm25, None, keyword_rank)
-
-    pool = [
-        hit("a", 0.90, 0.0, None),
-        hit("b", 0.89, 1.0, 3),
-        hit("c", 0.88, 0.0, None),
-        hit("words", 0.40, 10.0, 1),
-        hit("second", 0.30, 9.0, 2),
-    ]
-    assert [h.chunk_id for h in Fusion(0.1).order(pool)] == ["a", "b", "c", "words", "second"]
-    kept = Fusion(0.1, keyword_kept=1, kept_within=3).order(pool)
-    assert [h.chunk_id for h in kept] == ["a", "b", "words", "c", "second"]
-    two = Fusion(0.1, keyword_kept=2, kept_within=3).order(pool)
-    assert [h.chunk_id for h in two] == ["a", "words", "second", "b", "c"]
-    assert [h.chunk_id for h in Fusion(0.1, keyword_kept=1, kept_within=4).order(pool)] == [
-        "a",
-        "b",
-        "c",
-        "words",
-        "second",
-    ]
-    assert Fusion(0.1, keyword_kept=1, kept_within=1).order(pool)[0].chunk_id == "words"
-    assert Fusion(0.1, keyword_kept=1).order([hit("a", 0.9, 0.0, None)])[0].chunk_id == "a"  # no keyword list
-
-
 def test_rules_are_written_for_each_mode(library: Searcher) -> None:
     assert "コサイン類似度" in library.rule("dense")
     assert "BM25" in library.rule("keyword")
