@@ -1,7 +1,7 @@
 """Fusion rules tried on saved candidate pools, without ingesting again.
 
     .venv/bin/python bench/quality_paths.py --paths in-process --configs 168/42/on 210/0/on --pools bench-out/pools
-    .venv/bin/python bench/fusion_rules.py bench-out/pools/pools-*.json [--tune even] [--rules convex keep]
+    .venv/bin/python bench/fusion_rules.py bench-out/pools/pools-*.json [--rules by-best stretched keep] [--show 'by-best w=0.2']
 
 Each pools file holds, per JSQuAD question, every candidate of the product's pool (the best 50 by cosine
 and the best 50 by BM25) with its cosine, BM25 score, places in the two lists, length and whether it
@@ -87,18 +87,17 @@ def rrf(weight: float, c: int = 60) -> Order:
     return order
 
 
-def minmax(weight: float) -> Order:
-    """Both scores stretched to 0…1 over the pool (the cosines of one question lie close together)."""
+def by_best(weight: float) -> Order:
+    """The rule before 2026-12-07: both scores divided by the pool's best (``w·bm25/max + (1 − w)·cos/max``)."""
 
     def order(pool: Sequence[Row]) -> list[Row]:
         if not pool:
             return []
-        lo_c, hi_c = min(r.cosine for r in pool), max(r.cosine for r in pool)
         hi_k = max(r.keyword_score for r in pool) or 1.0
-        span = (hi_c - lo_c) or 1.0
+        hi_c = max(max(r.cosine for r in pool), 1e-6)
 
         def fused(r: Row) -> float:
-            return weight * r.keyword_score / hi_k + (1 - weight) * (r.cosine - lo_c) / span
+            return weight * r.keyword_score / hi_k + (1 - weight) * r.cosine / hi_c
 
         return sorted(pool, key=lambda r: (-fused(r), -r.cosine, r.chunk_id))
 
@@ -106,12 +105,12 @@ def minmax(weight: float) -> Order:
 
 
 def keep(weight: float, kept: int, within: int) -> Order:
-    """The product's convex rule, then keyword search's best ``kept`` moved up to place ``within`` where
+    """The rule before (each score divided by its best), then keyword search's best ``kept`` moved up to place ``within`` where
     that order put them lower (so that BM25's strong hits are shown in the first five)."""
-    convex = Fusion(weight).order
+    before = by_best(weight)
 
     def order(pool: Sequence[Row]) -> list[Row]:
-        ordered = convex(pool)
+        ordered = before(pool)
         head = ordered[:within]
         missing = [r for r in keyword(pool)[:kept] if r not in head]
         if not missing:
@@ -123,7 +122,7 @@ def keep(weight: float, kept: int, within: int) -> Order:
 
 
 def first_bonus(weight: float, bonus: float) -> Order:
-    """The product's convex rule, plus ``bonus`` for keyword search's first hit."""
+    """The rule before (each score divided by its best), plus ``bonus`` for keyword search's first hit."""
 
     def order(pool: Sequence[Row]) -> list[Row]:
         if not pool:
@@ -145,8 +144,9 @@ def candidates(names: Sequence[str]) -> dict[str, dict[str, Order]]:
     rules: dict[str, dict[str, Order]] = {
         "dense": {"": dense},
         "keyword": {"": keyword},
-        "convex": {f"w={w}": Fusion(w).order for w in weights},
-        "minmax": {f"w={w}": minmax(w) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
+        "by-best": {f"w={w}": by_best(w) for w in weights},
+        # the product's: the cosine stretched from the pool's least (0) to its best (1)
+        "stretched": {f"w={w}": Fusion(w).order for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
         "rrf": {f"w={w}": rrf(w) for w in (0.5, 0.6, 0.7, 0.8)},
         "bonus": {f"w={w} bonus={b}": first_bonus(w, b) for w in weights for b in (0.01, 0.02, 0.05)},
         "keep": {
@@ -161,7 +161,9 @@ def candidates(names: Sequence[str]) -> dict[str, dict[str, Order]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pools", type=Path, nargs="+")
-    parser.add_argument("--rules", nargs="+", default=["dense", "keyword", "convex", "minmax", "rrf", "bonus", "keep"])
+    parser.add_argument(
+        "--rules", nargs="+", default=["dense", "keyword", "by-best", "stretched", "rrf", "bonus", "keep"]
+    )
     parser.add_argument("--show", nargs="*", default=[], help="also print these variants (e.g. 'convex w=0.2')")
     args = parser.parse_args()
     for path in args.pools:
