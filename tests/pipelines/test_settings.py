@@ -22,7 +22,7 @@ def test_each_setting_is_parsed_by_its_type() -> None:
     settings = Settings.from_env(
         {
             "RAG_CHUNK_TOKENS": "64",
-            "RAG_KEYWORD_WEIGHT": "0.5",
+            "RAG_KEYWORD_WEIGHT": "0.3",
             "RAG_CHUNK_CONTEXT": "off",
             "RAG_DATA_DIR": "~/文書",
             "RAG_ORIGINALS_DIR": "/srv/原本",
@@ -34,7 +34,7 @@ def test_each_setting_is_parsed_by_its_type() -> None:
     )
     assert settings.policy_file == Path("/etc/rag/権限.txt")
     assert Settings.from_env({}).policy_file is None
-    assert (settings.chunk_tokens, settings.keyword_weight, settings.chunk_context) == (64, 0.5, False)
+    assert (settings.chunk_tokens, settings.keyword_weight, settings.chunk_context) == (64, 0.3, False)
     assert settings.data_dir == Path("~/文書").expanduser()
     assert settings.originals_dir == Path("/srv/原本")
     assert (settings.retrieval_mode, settings.query_prefix, settings.threads) == ("keyword", "", 0)
