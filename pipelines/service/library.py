@@ -126,5 +126,9 @@ class Library:
                 self._deleting.discard(key)
 
     def close(self) -> None:
-        """End what the collections' parts hold open: the file reader's child process (their one reader)."""
+        """End what the collections' parts hold open: the file reader's child process (their one reader), and
+        their idle-time sentence refiners (each ends after the hit it is embedding)."""
+        for parts in list(self._parts.values()):
+            if parts.searcher.refiner is not None:
+                parts.searcher.refiner.stop()
         self.reader.close()
