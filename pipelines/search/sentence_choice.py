@@ -19,12 +19,13 @@ close the gap:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,40 +187,51 @@ class RefineReport:
 
 
 def refine_all(
-    chunks: Sequence[tuple[str, str]],
+    chunks: Iterable[tuple[str, str]],
     sentences: SentenceVectors,
     model: str,
     embed: Callable[[list[str]], np.ndarray],
     *,
+    total: int = 0,
     batch_sentences: int = 64,
+    group: int = 500,
     progress: Callable[[int, int], None] | None = None,
 ) -> RefineReport:
     """Embed alone the sentences of every passage in ``chunks`` (``(key, text)`` pairs) not yet exact, and keep them.
 
-    Passages are taken in batches of about ``batch_sentences`` sentences, each batch kept before the next,
-    so a run that is stopped keeps what it did and the next run goes on from there.
+    ``chunks`` is read ``group`` passages at a time, and only their kept rows are read, so a collection of a
+    million passages is never in memory at once. Passages are embedded in batches of about
+    ``batch_sentences`` sentences, each batch kept before the next, so a run that is stopped keeps what it
+    did and the next run goes on from there. ``progress`` hears the passages looked at, of ``total``.
     """
-    unique = dict(chunks)
-    todo: list[Pending] = []
-    kept = sentences.get(model, list(unique))
-    already = 0
-    for key, text in unique.items():
-        spans = tuple(sentence_spans(text))
-        row = kept.get(key)
-        if len(spans) < 2 or (row is not None and not row.pooled and row.spans == spans):
-            already += 1
-            continue
-        todo.append(Pending(key, tuple(text[a:b] for a, b in spans), spans))
-    done = embedded = 0
-    while done < len(todo):
-        batch: list[Pending] = []
-        while done < len(todo) and (not batch or sum(len(p.texts) for p in batch) < batch_sentences):
-            batch.append(todo[done])
-            done += 1
-        vectors = iter(embed([t for p in batch for t in p.texts]))
-        rows = {p.key: Sentences(p.spans, np.stack([next(vectors) for _ in p.texts]), False) for p in batch}
-        sentences.put(model, rows)
-        embedded += sum(len(p.texts) for p in batch)
+    seen: set[str] = set()
+    refined = already = embedded = looked = 0
+    stream = iter(chunks)
+    while items := list(itertools.islice(stream, group)):
+        fresh = {key: text for key, text in items if key not in seen}
+        seen.update(fresh)
+        kept = sentences.get(model, list(fresh))
+        todo: list[Pending] = []
+        for key, text in fresh.items():
+            spans = tuple(sentence_spans(text))
+            row = kept.get(key)
+            if len(spans) < 2 or (row is not None and not row.pooled and row.spans == spans):
+                already += 1
+            else:
+                todo.append(Pending(key, tuple(text[a:b] for a, b in spans), spans))
+        done = 0
+        while done < len(todo):
+            batch: list[Pending] = []
+            while done < len(todo) and (not batch or sum(len(p.texts) for p in batch) < batch_sentences):
+                batch.append(todo[done])
+                done += 1
+            vectors = iter(embed([t for p in batch for t in p.texts]))
+            sentences.put(
+                model, {p.key: Sentences(p.spans, np.stack([next(vectors) for _ in p.texts]), False) for p in batch}
+            )
+            embedded += sum(len(p.texts) for p in batch)
+            refined += len(batch)
+        looked += len(items)
         if progress is not None:
-            progress(done, len(todo))
-    return RefineReport(len(todo), already, embedded)
+            progress(looked, max(total, looked))
+    return RefineReport(refined, already, embedded)

@@ -226,13 +226,19 @@ class Service(Passages, People, Sources, ServiceCore):
             return RefineReport(0, 0, 0)
         with self._recorded(caller, "refine_sentences", parts.settings.collection, before=False) as note:
             store = parts.store
-            chunks = [
+            documents = store.documents()
+            chunks = (  # read a document at a time
                 (Searcher.sentence_key_of(chunk), chunk.text)
-                for document in store.documents()
+                for document in documents
                 for chunk in store.reader.document_chunks(document.source, document.version)
-            ]
+            )
             report = refine_all(
-                chunks, searcher.sentences, searcher.embedder.model_name, searcher.gate.documents, progress=progress
+                chunks,
+                searcher.sentences,
+                searcher.embedder.model_name,
+                searcher.gate.documents,
+                total=sum(d.chunks for d in documents),
+                progress=progress,
             )
             note.detail = words.REFINED.format(**report.to_dict())
             return report

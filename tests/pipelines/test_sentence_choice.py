@@ -128,6 +128,20 @@ def test_refine_all_goes_on_where_a_stopped_run_left(embedder: Embedder, tmp_pat
     assert (report.refined, report.already, report.sentences) == (1, 2, 2)  # "a" kept, "c" has one sentence
     again = refine_all(chunks, sentences, embedder.model_name, embedder.embed_documents)
     assert again.to_dict() == {"refined": 0, "already": 3, "sentences": 0}
+    # read one passage at a time (a large collection is never all in memory): the same outcome
+    one_by_one = SentenceVectors(tmp_path / "one.sqlite3")
+    heard: list[tuple[int, int]] = []
+    report = refine_all(
+        iter(chunks),
+        one_by_one,
+        embedder.model_name,
+        embedder.embed_documents,
+        total=4,
+        group=1,
+        progress=lambda done, total: heard.append((done, total)),
+    )
+    assert report.to_dict() == {"refined": 2, "already": 1, "sentences": 5}  # a repeated passage counted once
+    assert heard == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
 def test_sentences_refine_from_the_cli_is_an_audited_admin_act(
