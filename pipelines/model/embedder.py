@@ -9,10 +9,11 @@ pipelines need from any embedder, this one or a server).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,11 @@ class Embedder:
         self.policy = PrecisionPolicy(precision, query_precision)
         self._precision = PrecisionChoice.undecided()
         self._loading = threading.RLock()  # reentrant: loading itself reads ``model``
+        # timing a precision (the policy's choice, kept for the machine) waits for the batches in flight and
+        # holds new ones back, so a first start's ingest running meanwhile does not decide the verdict
+        self._quiet = threading.Condition()
+        self._timing = False
+        self._batches = 0
         self.model_name = model_name
         self.device = device or None
         self.batch_size = batch_size
@@ -296,11 +302,39 @@ class Embedder:
         """
         tokens = sum(min(self._counter().count(t), self.max_tokens) for t in RANKING_PASSAGES)
         best = float("inf")
-        for _ in range(2):
-            started = time.perf_counter()
-            self.encode(RANKING_PASSAGES, precision)
-            best = min(best, time.perf_counter() - started)
+        with self._alone():
+            for _ in range(2):
+                started = time.perf_counter()
+                self.encode(RANKING_PASSAGES, precision)
+                best = min(best, time.perf_counter() - started)
         return tokens / best
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        """No batch of this embedder runs meanwhile: those in flight end first, new ones wait."""
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._timing)
+            self._timing = True
+            self._quiet.wait_for(lambda: self._batches == 0)
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._timing = False
+                self._quiet.notify_all()
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """One batch, held back while a precision is being timed (``_alone``)."""
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._timing)
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._batches -= 1
+                self._quiet.notify_all()
 
     # Embedding ---------------------------------------------------------------------------------
 
@@ -391,12 +425,13 @@ class Embedder:
                 batch = batching.cut(batch, counts, self.max_tokens)
             started = time.perf_counter()
             try:
-                if spans is None:
-                    vectors[batch] = self._encode([texts[i] for i in batch], precision)
-                else:
-                    vectors[batch], pooled = self._encode_pooled(texts, spans, batch, precision)
-                    for i, found in zip(batch, pooled, strict=True):
-                        sentences[i] = found
+                with self._batch():
+                    if spans is None:
+                        vectors[batch] = self._encode([texts[i] for i in batch], precision)
+                    else:
+                        vectors[batch], pooled = self._encode_pooled(texts, spans, batch, precision)
+                        for i, found in zip(batch, pooled, strict=True):
+                            sentences[i] = found
             except RuntimeError as error:  # a GPU's memory: halve the batch and go on
                 if "out of memory" not in str(error) or size == 1:
                     raise

@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from pipelines.model import int8, preparation
 from pipelines.model.embedder import Embedder
-from pipelines.model.precision import Paths, PrecisionChoice, PrecisionPolicy
+from pipelines.model.precision import RANKING_PASSAGES, Paths, PrecisionChoice, PrecisionPolicy
 from pipelines.service import words
 from pipelines.service.compose import make_embedder
 from pipelines.settings import Settings, machine_cache_dir
@@ -291,3 +292,29 @@ def test_ingest_says_a_faster_precision_is_being_prepared(
             if thread.name == preparation.THREAD_NAME:
                 thread.join(300)
     assert len(list((tmp_path / "a-new-machine").glob("*/*/verdict-*.json"))) == 1
+
+
+def test_timing_a_precision_holds_the_embedders_batches_back(model_dir: Path) -> None:
+    """The verdict is kept for the machine: a first start's ingest running meanwhile must not decide it."""
+    embedder = Embedder(str(model_dir), precision="float32", query_precision="float32", cache_dir=None)
+    embedder.load()
+    timing = threading.Event()
+    original = embedder.encode
+    order: list[str] = []
+
+    def encode(texts: Sequence[str], precision: str) -> np.ndarray:
+        if texts is RANKING_PASSAGES:
+            order.append("timing")
+            timing.set()
+            time.sleep(0.2)
+        else:
+            order.append("batch")
+        return original(texts, precision)
+
+    embedder.encode = encode  # type: ignore[method-assign]
+    timer = threading.Thread(target=embedder.tokens_per_second, args=("float32",))
+    timer.start()
+    assert timing.wait(30)
+    embedder.embed_documents(["吾輩は猫である。"])  # asked while the timing runs: waits for it
+    timer.join(30)
+    assert order == ["timing", "timing", "batch"]
