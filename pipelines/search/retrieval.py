@@ -438,7 +438,7 @@ class Searcher:
         if self.refiner is not None:
             self.refiner.offer(
                 [
-                    Pending(self._sentence_key(h), t, row)
+                    Pending(self.sentence_key_of(h.chunk), t, row)
                     for h, t, row, p in zip(hits, texts, spans, pooled, strict=True)
                     if p and len(row) > 1
                 ]
@@ -449,10 +449,6 @@ class Searcher:
     def sentence_key_of(chunk: StoredChunk) -> str:
         """A passage's key in the sentences file: the digest of the text that was embedded."""
         return chunk.text_hash or f"chunk:{chunk.chunk_id}"
-
-    @classmethod
-    def _sentence_key(cls, hit: Hit) -> str:
-        return cls.sentence_key_of(hit.chunk)
 
     def _checked_choices(
         self,
@@ -484,7 +480,7 @@ class Searcher:
     def _sentence_vectors(self, hits: Sequence[Hit], spans: Sequence[tuple[tuple[int, int], ...]]) -> list[Sentences]:
         """Each hit's sentences (``spans``): the kept ones where they match, the others embedded alone now."""
         model = self.embedder.model_name
-        keys = [self._sentence_key(h) for h in hits]
+        keys = [self.sentence_key_of(h.chunk) for h in hits]
         kept = self.sentences.get(model, keys) if self.sentences is not None else {}
         found: list[Sentences | None] = [
             kept[key] if key in kept and kept[key].spans == row else None for key, row in zip(keys, spans, strict=True)
