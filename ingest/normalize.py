@@ -137,16 +137,16 @@ class _Line:
 
 
 def _unwrap(paragraph: str, rejoin: bool = True) -> str:
-    lines = paragraph.split("\n")
-    out = [_Line(lines[0].strip())]
+    # Spaces are collapsed before any line is judged, so that a second pass judges the same lines
+    # (a heading is measured by its length: "ア  あ" and "ア あ" must get the same answer).
+    lines = [_SPACES.sub(" ", line).strip() for line in paragraph.split("\n")]
+    out = [_Line(lines[0])]
     for line in lines[1:]:
         if rejoin and continues(out[-1].view(), line):
-            piece = line.strip()
-            out[-1].add(_joiner(out[-1].tail, piece) + piece)
+            out[-1].add(_joiner(out[-1].tail, line) + line)
         else:
-            out.append(_Line(line.strip()))
-    cleaned = (_SPACES.sub(" ", line.text()).strip() for line in out)
-    return "\n".join(line for line in cleaned if line)
+            out.append(_Line(line))
+    return "\n".join(text for text in (line.text() for line in out) if text)
 
 
 def normalize_text(text: str, rejoin: bool = True) -> str:

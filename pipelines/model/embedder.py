@@ -10,6 +10,7 @@ pipelines need from any embedder, this one or a server).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.choices import Precision, QueryPrecision
-from pipelines.model import batching, hardware, int8, torch_path
+from pipelines.model import batching, first_check, hardware, int8, onnx_graph, torch_path
 from pipelines.model.files import ModelFiles
 from pipelines.model.hardware import usable_cpus
 from pipelines.model.int8_session import Int8Session
@@ -151,9 +152,15 @@ class Embedder:
         requested = (self.policy.requested, self.policy.requested_questions)
         device = self._device()
         kept = self.cache.read(folder, device, requested, self.threads) if self.cache and folder else None
+        pending = self.cache.pending(folder, device, requested, self.threads) if kept and self.cache and folder else ()
+        if kept is None and self.policy.requested == "auto" and device == "cpu":
+            checked = self._check_without_torch(folder, device, requested, stage)
+            if checked is not None:
+                kept, pending = checked
         if kept is not None and kept.passages == kept.questions == "int8" and self._open_int8_alone(folder):
-            self._precision = kept  # checked and timed by an earlier start on this CPU: no torch needed
-            logger.info("%s: %s (kept), int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
+            self._precision = kept  # checked (and timed) on this CPU without torch: none is loaded
+            logger.info("%s: %s, int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
+            self._prepare_later(kept, pending, folder, device, requested)
             self._ready = True
             return
         _ = self.model  # loads it (downloading a hub model the first time)
@@ -177,8 +184,62 @@ class Embedder:
         if self._precision.passages == "bfloat16" and self._precision.questions != "float32":
             torch_path.store_weights_in_bfloat16(self.model)
             self._weights = "bfloat16"
+        self._prepare_later(self._precision, pending, folder, device, requested)
         self._ready = True
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _check_without_torch(
+        self, folder: Path | None, device: str, requested: tuple[str, str], stage: Stage
+    ) -> tuple[PrecisionChoice, tuple[str, ...]] | None:
+        """A first start's check on graphs written from the weights (``first_check``): the verdict and what it
+        left for later, kept; None where it cannot be made so (not a LUKE model on disk, another shape of
+        model, a failure), and torch then loads as before.
+
+        Under the cache's lock: a process that waited there while another checked takes that one's verdict.
+        """
+        directory = self.files.directory()
+        pieces = luke_pieces(directory) if directory else None
+        if directory is None or pieces is None:
+            return None
+        reason = onnx_graph.unsupported(directory)
+        if reason is not None:
+            logger.info("%s: checked with torch (%s)", self.model_name, reason)
+            return None
+        lock = self.cache.preparing(folder) if self.cache and folder else contextlib.nullcontext(False)
+        with lock:
+            if self.cache and folder and (found := self.cache.read(folder, device, requested, self.threads)):
+                return found, self.cache.pending(folder, device, requested, self.threads)
+            stage("計算精度を選んでいます（この PC で初回のみ、数秒）")
+            tokens = Tokens(pieces=pieces)
+            try:
+                choice = first_check.check(directory, self.policy, self._int8, tokens, self.threads)
+            except Exception:  # whatever it was, torch's path is still there: float32 at once, checks behind it
+                logger.exception("%s: the check without torch failed; torch loads", self.model_name)
+                self._int8 = Int8Session(self.files, self.threads)
+                return None
+            pending = first_check.LATER if cpu_has_bf16() else ()
+            if pending:
+                later = f"。{first_check.CHECKED_LATER}"
+                choice = dataclasses.replace(choice, passages_reason=choice.passages_reason + later)
+            if self.cache and folder:
+                self.cache.write(folder, device, requested, self.threads, choice, pending)
+            return choice, pending
+
+    def _prepare_later(
+        self,
+        served: PrecisionChoice,
+        pending: tuple[str, ...],
+        folder: Path | None,
+        device: str,
+        requested: tuple[str, str],
+    ) -> None:
+        """Where the verdict served left precisions for later (bfloat16), check them in the background."""
+        if not pending or self.preparation is not None:
+            return
+        where = Kept(self.cache, folder, device, requested, self.threads) if self.cache and folder else None
+        self.preparation = Preparation(
+            self.policy, device, self, where, self._switch, self._usable, after=served
+        ).start()
 
     def _usable(self, choice: PrecisionChoice) -> bool:
         """Whether ``choice`` (kept by another process meanwhile) can be computed here: its int8 export opens."""
@@ -204,14 +265,16 @@ class Embedder:
         return self.preparation is None or self.preparation.wait(timeout)
 
     def _open_int8_alone(self, folder: Path | None) -> bool:
-        """Open the kept int8 export with a LUKE model's sentencepiece ids, without torch; False if not possible."""
-        exported = int8.find(folder) if folder else None
+        """Open the kept int8 export (or the one the first start's check opened) with a LUKE model's
+        sentencepiece ids, without torch; False if not possible."""
+        exported = self._int8.exported or (int8.find(folder) if folder else None)
         directory = self.files.directory()
         pieces = luke_pieces(directory) if directory else None
         if exported is None or pieces is None:
             return False
         self._tokens = Tokens(pieces=pieces)
-        self._int8.open_kept(exported)
+        if not self._int8.opened:
+            self._int8.open_kept(exported)
         self._shape = (exported.dimension, exported.max_tokens)
         return True
 

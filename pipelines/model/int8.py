@@ -29,9 +29,12 @@ import numpy as np
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from pipelines.model.onnx_graph import Graph
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.int8.onnx"
+DATA_FILE = "model.int8.onnx.data"  # a graph written from the weights keeps its constants here
 META_FILE = "int8.json"
 # Raised when the export or the graph changes, so that an old file on disk is not used.
 # 2: the graph also gives each token's state (``token_embeddings``), which a passage's sentences are pooled from.
@@ -88,11 +91,35 @@ def export(model: SentenceTransformer, directory: Path) -> Int8Model:
             pooling=pooling,
         )
         os.replace(partial, exported.path)
-    meta = {"revision": EXPORT_REVISION, "dimension": exported.dimension, "max_tokens": exported.max_tokens}
-    partial_meta = directory / f"{META_FILE}.{os.getpid()}.tmp"
-    partial_meta.write_text(json.dumps({**meta, "pooling": exported.pooling}), encoding="utf-8")
-    os.replace(partial_meta, directory / META_FILE)  # renamed too: a reader never sees half of it
+    (directory / DATA_FILE).unlink(missing_ok=True)  # a graph written from the weights before kept its constants there
+    _write_meta(exported, "torch", None)
     return exported
+
+
+def write_built(directory: Path, graph: Graph, dimension: int, max_tokens: int, pooling: str) -> Int8Model:
+    """Keep a graph written from the weights (``onnx_graph.build``) in ``directory``, as ``export`` keeps its own:
+    its constants in ``DATA_FILE`` beside it, both renamed into place before the facts that make it found."""
+    directory.mkdir(parents=True, exist_ok=True)
+    built = Int8Model(directory / MODEL_FILE, dimension=dimension, max_tokens=max_tokens, pooling=pooling)
+    (directory / META_FILE).unlink(missing_ok=True)  # an older export's facts must not name the new files meanwhile
+    graph.write(built.path)
+    _write_meta(built, "weights", graph.data_file)
+    return built
+
+
+def _write_meta(exported: Int8Model, made_by: str, data_file: str | None) -> None:
+    """The export's facts beside it, written last: a graph without them is not used (``find``)."""
+    meta = {
+        "revision": EXPORT_REVISION,
+        "dimension": exported.dimension,
+        "max_tokens": exported.max_tokens,
+        "pooling": exported.pooling,
+        "made_from": made_by,
+        "data": data_file,
+    }
+    partial_meta = exported.path.parent / f"{META_FILE}.{os.getpid()}.tmp"
+    partial_meta.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(partial_meta, exported.path.parent / META_FILE)  # renamed too: a reader never sees half of it
 
 
 def quantize(float_path: Path, path: Path, at_once: bool = True) -> None:
@@ -239,13 +266,18 @@ def find(directory: Path) -> Int8Model | None:
     path = directory / MODEL_FILE
     if meta.get("revision") != EXPORT_REVISION or not path.is_file():
         return None
+    if meta.get("data") and not (directory / str(meta["data"])).is_file():
+        return None
     return Int8Model(path, int(meta["dimension"]), int(meta["max_tokens"]), str(meta["pooling"]))
 
 
 class Int8Runner:
-    """One ONNX Runtime session of an exported model: token ids in, sentence vectors (not normalised) out."""
+    """One ONNX Runtime session of an exported model: token ids in, sentence vectors (not normalised) out.
 
-    def __init__(self, exported: Int8Model, threads: int = 0) -> None:
+    ``graph``: the model in memory, where it is at hand (a graph just written), instead of its file.
+    """
+
+    def __init__(self, exported: Int8Model, threads: int = 0, graph: Graph | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -254,7 +286,9 @@ class Int8Runner:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.model = exported
-        self._session = ort.InferenceSession(str(exported.path), options, providers=["CPUExecutionProvider"])
+        self._values = graph.add_to(options) if graph is not None else []  # the session reads them: kept alive
+        source = graph.model if graph is not None else str(exported.path)
+        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}

@@ -7,13 +7,13 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipelines.model import int8
+from pipelines.model import int8, onnx_graph
 from pipelines.model.files import ModelFiles
 from pipelines.model.tokens import Tokens
 
@@ -40,10 +40,23 @@ class Int8Session:
     def opened(self) -> bool:
         return self._exported is not None
 
-    def open_kept(self, exported: int8.Int8Model) -> None:
-        """Open an export found on disk (``int8.find``)."""
-        self.runner = int8.Int8Runner(exported, self.threads)
+    @property
+    def exported(self) -> int8.Int8Model | None:
+        """The export this session opened, or None."""
+        return self._exported
+
+    def open_kept(self, exported: int8.Int8Model, graph: onnx_graph.Graph | None = None) -> None:
+        """Open an export found on disk (``int8.find``); ``graph``: it in memory, where it is at hand."""
+        self.runner = int8.Int8Runner(exported, self.threads, graph)
         self._exported = exported
+
+    def open_built(self, graph: onnx_graph.Graph, shape: onnx_graph.Shape) -> None:
+        """Keep a graph written from the model's weights (``onnx_graph.build_from``) in the cache, and open it.
+
+        A cache folder that cannot be written is no error: the graph goes to this session's own folder.
+        """
+        facts = (shape.hidden, shape.max_tokens, shape.pooling)
+        self.open_kept(self._in_cache(lambda directory: int8.write_built(directory, graph, *facts)), graph)
 
     def reopen_in_caller(self) -> None:
         """Let the session go; the next ``encode`` opens another, whose threads the calling thread starts
@@ -72,7 +85,7 @@ class Int8Session:
         return None
 
     def _export(self, model: SentenceTransformer, weights: str) -> int8.Int8Model:
-        """The int8 export of the model: the one kept in the cache, else written now (seconds, once).
+        """The int8 export of the model: the one kept in the cache, else written now (once).
 
         A cache folder that cannot be written is no error: the export goes to this session's own folder.
         """
@@ -80,18 +93,31 @@ class Int8Session:
         kept = int8.find(folder) if folder is not None else None
         if kept is not None:
             return kept
-        if weights != "float32":
-            raise RuntimeError("the weights are stored in bfloat16: the float32 model is no longer there to export")
         started = time.perf_counter()
+        exported = self._in_cache(lambda directory: self._write(model, weights, directory))
+        logger.info("%s: int8 export in %.1f s", self.files.name, time.perf_counter() - started)
+        return exported
+
+    def _in_cache(self, write: Callable[[Path], int8.Int8Model]) -> int8.Int8Model:
+        """``write`` into the cache folder; where it cannot be written, into this session's own folder."""
+        folder = self.files.cache_folder()
         try:
-            exported = int8.export(model, folder or self._scratch_folder())
+            return write(folder or self._scratch_folder())
         except OSError as error:
             if folder is None:
                 raise
             logger.warning("%s cannot be written (%s): the int8 export is kept for this process only", folder, error)
-            exported = int8.export(model, self._scratch_folder())
-        logger.info("%s: int8 export in %.1f s", self.files.name, time.perf_counter() - started)
-        return exported
+            return write(self._scratch_folder())
+
+    def _write(self, model: SentenceTransformer, weights: str, directory: Path) -> int8.Int8Model:
+        """The graph written from the weights on disk where ``onnx_graph`` can (a second, no tracing), else torch's export."""
+        source = self.files.directory()
+        if source is not None and onnx_graph.unsupported(source) is None:
+            graph, shape = onnx_graph.build(source, int8.DATA_FILE)
+            return int8.write_built(directory, graph, shape.hidden, shape.max_tokens, shape.pooling)
+        if weights != "float32":
+            raise RuntimeError("the weights are stored in bfloat16: the float32 model is no longer there to export")
+        return int8.export(model, directory)
 
     def _scratch_folder(self) -> Path:
         """A folder of this session's own, removed with it."""

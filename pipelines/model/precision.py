@@ -397,21 +397,47 @@ class VerdictCache:
 
     def read(self, folder: Path, device: str, requested: tuple[str, str], threads: int) -> PrecisionChoice | None:
         """The verdict kept for this CPU, device, request and threads, or None."""
+        kept = self._record(folder, device, requested, threads)
         try:
-            kept = json.loads(self._verdict_path(folder, device, requested, threads).read_text(encoding="utf-8"))
-            return PrecisionChoice(**kept["choice"])
-        except (OSError, ValueError, TypeError, KeyError):
+            return PrecisionChoice(**kept["choice"]) if kept else None
+        except (TypeError, KeyError):
             return None
 
+    def pending(self, folder: Path, device: str, requested: tuple[str, str], threads: int) -> tuple[str, ...]:
+        """The precisions the kept verdict has not considered yet (a first start's check left bfloat16 for later)."""
+        kept = self._record(folder, device, requested, threads)
+        found = kept.get("pending", []) if kept else []
+        return tuple(str(p) for p in found) if isinstance(found, list) else ()
+
+    def _record(self, folder: Path, device: str, requested: tuple[str, str], threads: int) -> dict | None:
+        try:
+            kept = json.loads(self._verdict_path(folder, device, requested, threads).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return kept if isinstance(kept, dict) else None
+
     def write(
-        self, folder: Path, device: str, requested: tuple[str, str], threads: int, choice: PrecisionChoice
+        self,
+        folder: Path,
+        device: str,
+        requested: tuple[str, str],
+        threads: int,
+        choice: PrecisionChoice,
+        pending: Sequence[str] = (),
     ) -> bool:
         """Keep ``choice``; written beside its name and renamed, so that a reader never sees half a file.
 
+        ``pending``: precisions not considered yet, to be checked by a later start (``pending``).
         False, with a log line, where the folder cannot be written (the verdict then lasts this process).
         """
         path = self._verdict_path(folder, device, requested, threads)
-        record = {"choice": asdict(choice), "cpu": cpu_features(), "device": device, "libraries": library_versions()}
+        record = {
+            "choice": asdict(choice),
+            "pending": list(pending),
+            "cpu": cpu_features(),
+            "device": device,
+            "libraries": library_versions(),
+        }
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -85,8 +85,11 @@ class Kept:
     def read(self) -> PrecisionChoice | None:
         return self.cache.read(self.folder, self.device, self.requested, self.threads)
 
-    def write(self, choice: PrecisionChoice) -> None:
-        self.cache.write(self.folder, self.device, self.requested, self.threads, choice)
+    def pending(self) -> tuple[str, ...]:
+        return self.cache.pending(self.folder, self.device, self.requested, self.threads)
+
+    def write(self, choice: PrecisionChoice, pending: Sequence[str] = ()) -> None:
+        self.cache.write(self.folder, self.device, self.requested, self.threads, choice, pending)
 
 
 class Preparation:
@@ -94,6 +97,11 @@ class Preparation:
 
     ``usable(choice)``: whether a verdict kept by another process can be served here (its int8 export
     opens); ``kept``: where verdicts are kept (None: nowhere, this process only).
+
+    ``after``: what is served already, checked by the first start without torch (``first_check``), with
+    precisions left to consider (bfloat16); the preparation then runs the whole policy once, with
+    torch's float32 as the reference, and switches only if its verdict differs. A command does not
+    wait for it at its end: the verdict it serves is kept as pending, and a later start finishes it.
     """
 
     def __init__(
@@ -104,8 +112,10 @@ class Preparation:
         kept: Kept | None,
         switch: Callable[[PrecisionChoice], None],
         usable: Callable[[PrecisionChoice], bool],
+        after: PrecisionChoice | None = None,
     ) -> None:
         self.policy = policy
+        self.after = after
         self.device = device
         self.paths = _Remembered(paths)
         self.kept = kept
@@ -117,7 +127,8 @@ class Preparation:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     def start(self) -> Preparation:
-        atexit.register(self.wait)
+        if self.after is None:
+            atexit.register(self.wait)
         self._thread.start()
         return self
 
@@ -137,23 +148,30 @@ class Preparation:
 
     def _run(self) -> None:
         started = time.perf_counter()
+        choice: PrecisionChoice | None
         _lower_priority()
         try:
             choice = self._prepare()
         except Exception as error:  # a background thread: float32 keeps serving, the reason is shown
             logger.exception("the faster precisions could not be prepared")
-            choice = failed(error)
+            choice = failed(error) if self.after is None else None  # checked already: it stays served
         self.seconds = time.perf_counter() - started
         logger.info("precision prepared in %.1f s: %s", self.seconds, choice)
-        self.switch(choice)
+        if choice is not None:  # None: the check in the background failed, what was served stays
+            self.switch(choice)
         self._done.set()
 
     def _prepare(self) -> PrecisionChoice:
         lock = self.kept.cache.preparing(self.kept.folder) if self.kept else contextlib.nullcontext(False)
         with lock:
             found = self.kept.read() if self.kept else None
-            if found is not None and self.usable(found):
+            if found is not None and self.kept and not self.kept.pending() and self.usable(found):
                 return found  # another process (or embedder) prepared it while this one waited
+            if self.after is not None:  # int8 served already: the whole policy, bfloat16 included, then kept
+                choice = self.policy.choose(self.device, self.paths)
+                if self.kept:
+                    self.kept.write(choice)
+                return choice
             cheap = self.policy.choose(self.device, self.paths, exclude=("int8",))
             if cheap.passages != "float32" or cheap.questions != "float32":
                 self.switch(dataclasses.replace(cheap, preparing=True))

@@ -87,6 +87,21 @@ def test_normalize_is_idempotent() -> None:
     assert normalize_text(once) == once
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # a short line and a next line of runs of spaces: the heading rule measures the line as it is kept
+        ("あ/\nア  あ", "あ/ア あ"),
+        ("社内規程\n全角　　空白を　挟む長い行です。", "社内規程\n全角 空白を 挟む長い行です。"),
+        ("見出し\nこの  行  は", "見出しこの 行 は"),
+    ],
+)
+def test_spaces_collapse_before_lines_are_judged(raw: str, expected: str) -> None:
+    once = normalize_text(raw)
+    assert once == expected
+    assert normalize_text(once) == once
+
+
 def test_normalize_huge_input_is_linear_enough() -> None:
     raw = "長い文書の一行で、句点がないまま続きます\n" * 20_000
     text = normalize_text(raw)

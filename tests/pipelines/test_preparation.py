@@ -1,4 +1,5 @@
-"""A first start: float32 served at once, the faster precisions prepared in the background, kept per machine."""
+"""A first start: int8 checked without torch in seconds, or float32 served at once while the faster precisions are
+prepared in the background; the verdict kept per machine."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.model import int8, preparation
+from pipelines.model import embedder as embedder_module
+from pipelines.model import first_check, int8, onnx_graph, preparation, torch_path
 from pipelines.model.embedder import Embedder
 from pipelines.model.precision import RANKING_PASSAGES, Paths, PrecisionChoice, PrecisionPolicy
 from pipelines.service import words
@@ -43,6 +45,13 @@ def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
 
 
 @pytest.fixture
+def torch_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model the first start cannot check without torch (a shape ``onnx_graph`` does not write): float32
+    is served through torch at once and every faster precision is prepared in the background."""
+    monkeypatch.setattr(onnx_graph, "unsupported", lambda directory: "テストでは書けない形のモデル")
+
+
+@pytest.fixture
 def exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Each int8 export this process writes, by folder."""
     made: list[Path] = []
@@ -57,7 +66,7 @@ def exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_a_first_start_answers_in_float32_before_the_preparation_ends_and_switches_after(
-    model_dir: Path, embedder: Embedder, tmp_path: Path, held: threading.Event
+    model_dir: Path, embedder: Embedder, tmp_path: Path, held: threading.Event, torch_first: None
 ) -> None:
     first = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
     first.load()
@@ -107,20 +116,24 @@ def test_a_second_embedder_or_data_dir_on_the_machine_does_not_prepare_again(
 
 
 @pytest.mark.slow
-def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: Path) -> None:
-    """Two first starts on one machine: one exports and checks, the other serves float32, then takes its verdict."""
+@pytest.mark.parametrize("without_torch", [True, False], ids=["checked-without-torch", "torch-first"])
+def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: Path, without_torch: bool) -> None:
+    """Two first starts on one machine: one writes the int8 graph and checks; the other waits for it (the check
+    without torch takes seconds) or serves float32 meanwhile (torch's path), then takes its verdict."""
     cache, log = tmp_path / "cache", tmp_path / "exports.log"
     script = (
         "import json, os\n"
         "from pathlib import Path\n"
-        "from pipelines.model import int8\n"
+        "from pipelines.model import int8, onnx_graph\n"
         "from pipelines.model.embedder import Embedder\n"
-        "real = int8.export\n"
-        "def counted(model, directory):\n"
-        f"    with open({str(log)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
-        "    return real(model, directory)\n"
-        "int8.export = counted\n"
-        f"e = Embedder({str(model_dir)!r}, device='cpu', cache_dir=Path({str(cache)!r}))\n"
+        "def counted(real):\n"
+        "    def write(*args):\n"
+        f"        with open({str(log)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "        return real(*args)\n"
+        "    return write\n"
+        "int8.export, int8.write_built = counted(int8.export), counted(int8.write_built)\n"
+        + ("" if without_torch else "onnx_graph.unsupported = lambda directory: 'torch first'\n")
+        + f"e = Embedder({str(model_dir)!r}, device='cpu', cache_dir=Path({str(cache)!r}))\n"
         "e.load()\n"
         "first = e.precision.passages\n"
         "e.embed_documents(['富士山は日本一高い山です。'])\n"
@@ -133,7 +146,10 @@ def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: P
     ]
     outs = [json.loads(run.communicate(timeout=600)[0].strip().splitlines()[-1]) for run in runs]
     assert all(run.returncode == 0 for run in runs)
-    assert [out["first"] for out in outs] == ["float32", "float32"]
+    if without_torch:  # both serve the verdict of the one check: the second waited for it
+        assert outs[0]["first"] == outs[1]["first"]
+    else:
+        assert [out["first"] for out in outs] == ["float32", "float32"]
     assert outs[0]["then"] == outs[1]["then"]
     exported = log.read_text().split() if log.exists() else []
     assert len(exported) <= 1
@@ -144,7 +160,12 @@ def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: P
 
 @pytest.mark.parametrize("store", ["embedded"], indirect=True)
 def test_a_document_records_the_precision_each_of_its_passages_was_computed_in(
-    model_dir: Path, tmp_path: Path, store: ChromaStore, held: threading.Event, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path,
+    tmp_path: Path,
+    store: ChromaStore,
+    held: threading.Event,
+    monkeypatch: pytest.MonkeyPatch,
+    torch_first: None,
 ) -> None:
     computed: list[str] = []
     encode = Embedder.encode
@@ -191,7 +212,11 @@ def _int8_only(choose: Callable[..., PrecisionChoice]) -> Callable[..., Precisio
 
 
 def test_a_failed_preparation_leaves_float32_serving_with_the_reason(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    torch_first: None,
 ) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("検査が壊れました")
@@ -211,7 +236,7 @@ def test_a_failed_preparation_leaves_float32_serving_with_the_reason(
 
 @pytest.mark.slow
 def test_an_export_that_fails_is_a_reason_not_an_error(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torch_first: None
 ) -> None:
     def broken(model: object, directory: Path) -> None:
         raise RuntimeError("書き出せません")
@@ -247,7 +272,7 @@ def test_the_machine_cache_is_the_users_cache_directory(tmp_path: Path) -> None:
 
 
 def test_the_preparation_runs_at_low_priority_until_someone_waits(
-    model_dir: Path, tmp_path: Path, held: threading.Event
+    model_dir: Path, tmp_path: Path, held: threading.Event, torch_first: None
 ) -> None:
     import os
 
@@ -266,7 +291,7 @@ def test_the_preparation_runs_at_low_priority_until_someone_waits(
 
 
 def test_ingest_says_a_faster_precision_is_being_prepared(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, torch_first: None
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
@@ -318,3 +343,129 @@ def test_timing_a_precision_holds_the_embedders_batches_back(model_dir: Path) ->
     embedder.embed_documents(["吾輩は猫である。"])  # asked while the timing runs: waits for it
     timer.join(30)
     assert order == ["timing", "timing", "batch"]
+
+
+# A first start of a LUKE model on a CPU: int8 checked on graphs written from the weights, without torch ------
+
+
+@pytest.fixture
+def no_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU without native bfloat16, whatever this one has: nothing is left for later."""
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: False)
+
+
+@pytest.fixture
+def int8_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny model's timings aside (its matrices are too small for int8 to pay): int8 is the faster path."""
+    speeds = {"int8": 2_000.0, "float32": 800.0}
+    monkeypatch.setattr(first_check.GraphPaths, "tokens_per_second", lambda self, precision: speeds[precision])
+
+
+def _no_torch(*args: object, **kwargs: object) -> None:
+    raise AssertionError("torch's model is not loaded")
+
+
+def _verdict(cache: Path) -> dict:
+    (path,) = cache.glob("*/verdict-*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_a_first_start_checks_int8_without_torch_and_the_next_opens_it(
+    model_dir: Path,
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_bfloat16: None,
+    int8_faster: None,
+) -> None:
+    monkeypatch.setattr(torch_path, "open_model", _no_torch)
+    first = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
+    stages: list[str] = []
+    first.load(stages.append)
+    assert "計算精度を選んでいます（この PC で初回のみ、数秒）" in stages  # before anything is embedded
+    assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
+    assert not first.precision.preparing
+    assert first.preparation is None  # nothing left for later on this CPU
+    assert "float32 とのコサイン最小" in first.precision.passages_reason
+    assert "int8 2,000、float32 800" in first.precision.passages_reason.replace("（ONNX Runtime）", "")
+    assert _verdict(tmp_path)["pending"] == []
+    (folder,) = tmp_path.glob("*/int8.json")
+    assert json.loads(folder.read_text())["made_from"] == "weights"
+    texts = [FIRST, SECOND]
+    vectors = first.embed_documents(texts)
+    assert ((vectors * embedder.embed_documents(texts)).sum(axis=1) > 0.99).all()  # float32 in torch
+
+    monkeypatch.setattr(PrecisionPolicy, "choose", _no_checks)
+    second = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
+    second.load()
+    assert second.precision == first.precision
+    assert np.array_equal(second.embed_documents(texts), vectors)
+
+
+def _no_checks(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the verdict was kept: nothing to check again")
+
+
+def test_bfloat16_is_checked_later_behind_int8_and_then_kept(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
+) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    first = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
+    first.load()
+    assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
+    assert not first.precision.preparing  # int8 is checked: served as it is, not as a stand-in
+    assert first.precision.passages_reason.endswith(first_check.CHECKED_LATER)
+    assert _verdict(tmp_path)["pending"] == ["bfloat16"]  # a start that ends before the check finishes it later
+    assert first.preparing
+    assert first.embed_documents([FIRST]).shape == (1, first.dimension)  # served meanwhile
+    held.set()
+    assert first.wait_prepared(300)
+    assert first_check.CHECKED_LATER not in first.precision.passages_reason
+    assert "bfloat16" in first.precision.passages_reason  # timed or refused, with torch's float32 as the reference
+    assert _verdict(tmp_path)["pending"] == []
+    monkeypatch.setattr(PrecisionPolicy, "choose", _no_checks)
+    second = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
+    second.load()
+    assert second.preparation is None
+    assert second.precision == first.precision
+
+
+def test_ingest_on_a_new_machine_embeds_in_int8_and_does_not_wait_at_its_end(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
+) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "休暇.txt").write_text(FIRST, encoding="utf-8")
+    try:
+        status, out, err = run("ingest", str(docs), "--json")
+        assert status == 0, err
+        report = json.loads(out)
+        assert (report["precision"]["passages"], report["precision"]["preparing"]) == ("int8", False)
+        assert first_check.CHECKED_LATER in report["precision"]["passages_reason"]
+        assert words.FINISHING_PREPARATION not in err
+    finally:
+        held.set()
+        for thread in threading.enumerate():
+            if thread.name == preparation.THREAD_NAME:
+                thread.join(300)
+
+
+def test_a_check_without_torch_that_fails_leaves_torchs_path(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise OSError("重みを読めません")
+
+    monkeypatch.setattr(first_check, "check", unreadable)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.precision.passages == "float32"  # torch's, at once; the faster paths prepared behind it
+    assert first.precision.preparing
+    assert "the check without torch failed" in caplog.text
+    assert first.wait_prepared(300)
+    assert not first.precision.preparing
+    assert first.embed_documents([FIRST]).shape == (1, first.dimension)
