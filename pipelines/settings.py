@@ -81,6 +81,9 @@ class Settings:
     sentence_check: int = 0
     # shown hits' pooled sentences embedded alone when no search is using the model, and kept (exact from then on)
     sentence_refine: bool = True
+    # a faster precision the first start's check left for later (bfloat16, which needs torch) is checked in a
+    # serving process's background; one-shot commands leave it to the next serving process
+    background_checks: bool = True
     # an OpenAI-compatible embeddings endpoint instead of the in-process model, e.g. http://127.0.0.1:8080/v1
     embedding_url: str = ""
     embedding_api_key: str = field(default="", metadata=SECRET)

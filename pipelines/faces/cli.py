@@ -86,8 +86,9 @@ class Meter:
 
 
 def _service(settings: Settings) -> Service:
-    # a command ends with its answer: no idle time to embed shown sentences in (a serving process has it)
-    return Service(Library(dataclasses.replace(settings, sentence_refine=False)))
+    # a command ends with its answer: no idle time to embed shown sentences or check bfloat16 in (a serving
+    # process has it; a check cut short by the command's end would be wasted)
+    return Service(Library(dataclasses.replace(settings, sentence_refine=False, background_checks=False)))
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,9 +61,11 @@ class Embedder:
     ``cache_dir`` keeps the precision verdict and the int8 export between processes (``VerdictCache``):
     a start that finds both embeds through ONNX Runtime without loading torch's copy of the model at
     all. Without it, they are kept for this process only. A start with ``precision="auto"`` and no kept
-    verdict serves float32 at once and prepares the faster paths in the background
-    (``pipelines/model/preparation.py``); ``wait_prepared`` waits for that. ``threads``: the CPU
-    threads of torch and ONNX Runtime (0: the CPUs this process may use).
+    verdict checks int8 on graphs written from the weights, without torch, in seconds, where the model
+    is a LUKE model on disk and the device a CPU (``first_check``), and leaves bfloat16 for later, in the
+    background where ``background_checks``; any other serves float32 at once and prepares the faster
+    paths in the background (``pipelines/model/preparation.py``); ``wait_prepared`` waits for either.
+    ``threads``: the CPU threads of torch and ONNX Runtime (0: the CPUs this process may use).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Embedder:
         query_precision: QueryPrecision = "auto",
         threads: int = 0,
         cache_dir: Path | None = None,
+        background_checks: bool = True,
     ) -> None:
         self.policy = PrecisionPolicy(precision, query_precision)
         self._precision = PrecisionChoice.undecided()
@@ -94,6 +97,7 @@ class Embedder:
         self.document_prefix = document_prefix
         self.threads = threads or usable_cpus()
         self.cache = VerdictCache(cache_dir) if cache_dir is not None else None
+        self.background_checks = background_checks
         self.stats = EmbeddingStats()
         self.files = ModelFiles(model_name, self.cache)
         self._model: SentenceTransformer | None = None
@@ -195,7 +199,8 @@ class Embedder:
         left for later, kept; None where it cannot be made so (not a LUKE model on disk, another shape of
         model, a failure), and torch then loads as before.
 
-        Under the cache's lock: a process that waited there while another checked takes that one's verdict.
+        Under the cache's lock: a process that finds it held (another process checking, or checking
+        bfloat16 after its own first start) takes the verdict that one keeps as soon as it is there.
         """
         directory = self.files.directory()
         pieces = luke_pieces(directory) if directory else None
@@ -205,25 +210,42 @@ class Embedder:
         if reason is not None:
             logger.info("%s: checked with torch (%s)", self.model_name, reason)
             return None
-        lock = self.cache.preparing(folder) if self.cache and folder else contextlib.nullcontext(False)
-        with lock:
+        while True:
             if self.cache and folder and (found := self.cache.read(folder, device, requested, self.threads)):
                 return found, self.cache.pending(folder, device, requested, self.threads)
-            stage("計算精度を選んでいます（この PC で初回のみ、数秒）")
-            tokens = Tokens(pieces=pieces)
-            try:
-                choice = first_check.check(directory, self.policy, self._int8, tokens, self.threads)
-            except Exception:  # whatever it was, torch's path is still there: float32 at once, checks behind it
-                logger.exception("%s: the check without torch failed; torch loads", self.model_name)
-                self._int8 = Int8Session(self.files, self.threads)
-                return None
-            pending = first_check.LATER if cpu_has_bf16() else ()
-            if pending:
-                later = f"。{first_check.CHECKED_LATER}"
-                choice = dataclasses.replace(choice, passages_reason=choice.passages_reason + later)
-            if self.cache and folder:
-                self.cache.write(folder, device, requested, self.threads, choice, pending)
-            return choice, pending
+            lock = self.cache.preparing(folder, block=False) if self.cache and folder else contextlib.nullcontext(False)
+            with lock as held:
+                if held is not None:
+                    return self._check_here(directory, pieces, folder, device, requested, stage)
+            time.sleep(0.1)
+
+    def _check_here(
+        self,
+        directory: Path,
+        pieces: Any,
+        folder: Path | None,
+        device: str,
+        requested: tuple[str, str],
+        stage: Stage,
+    ) -> tuple[PrecisionChoice, tuple[str, ...]] | None:
+        """``_check_without_torch`` under the lock (or where there is none to take)."""
+        if self.cache and folder and (found := self.cache.read(folder, device, requested, self.threads)):
+            return found, self.cache.pending(folder, device, requested, self.threads)
+        stage("計算精度を選んでいます（この PC で初回のみ、数秒）")
+        tokens = Tokens(pieces=pieces)
+        try:
+            choice = first_check.check(directory, self.policy, self._int8, tokens, self.threads)
+        except Exception:  # whatever it was, torch's path is still there: float32 at once, checks behind it
+            logger.exception("%s: the check without torch failed; torch loads", self.model_name)
+            self._int8 = Int8Session(self.files, self.threads)
+            return None
+        pending = first_check.LATER if cpu_has_bf16() else ()
+        if pending:
+            later = f"。{first_check.CHECKED_LATER}"
+            choice = dataclasses.replace(choice, passages_reason=choice.passages_reason + later)
+        if self.cache and folder:
+            self.cache.write(folder, device, requested, self.threads, choice, pending)
+        return choice, pending
 
     def _prepare_later(
         self,
@@ -233,8 +255,9 @@ class Embedder:
         device: str,
         requested: tuple[str, str],
     ) -> None:
-        """Where the verdict served left precisions for later (bfloat16), check them in the background."""
-        if not pending or self.preparation is not None:
+        """Where the verdict served left precisions for later (bfloat16), check them in the background
+        (``background_checks``: a serving process; a one-shot command leaves them to the next one)."""
+        if not pending or not self.background_checks or self.preparation is not None:
             return
         where = Kept(self.cache, folder, device, requested, self.threads) if self.cache and folder else None
         self.preparation = Preparation(

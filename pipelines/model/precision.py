@@ -449,11 +449,12 @@ class VerdictCache:
         return True
 
     @contextlib.contextmanager
-    def preparing(self, folder: Path) -> Iterator[bool]:
+    def preparing(self, folder: Path, block: bool = True) -> Iterator[bool | None]:
         """Held while this process exports and checks the model of ``folder``: another process (or
         embedder) that asks waits here until it is done, then finds the verdict and the export kept.
 
-        Yields whether the lock is held: False where the folder cannot be written (each prepares alone).
+        Yields whether the lock is held: False where the folder cannot be written (each prepares alone);
+        None, without waiting, where ``block`` is False and another holds it.
         """
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -463,5 +464,9 @@ class VerdictCache:
             yield False
             return
         with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process ends
+            try:  # released when the file is closed, or the process ends
+                fcntl.flock(handle, fcntl.LOCK_EX if block else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield None
+                return
             yield True

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.model import first_check
 from pipelines.model.precision import Paths, PrecisionChoice, PrecisionPolicy, VerdictCache
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,26 @@ def failed(error: BaseException) -> PrecisionChoice:
     return PrecisionChoice("float32", reason, "float32", reason)
 
 
-class _Remembered:
-    """``paths`` with each result kept: the cheap step's float32 vectors and timings serve the whole policy."""
+class Stopped(Exception):
+    """The preparation was asked to stop (its process is ending) between two of its steps."""
 
-    def __init__(self, paths: Paths) -> None:
+
+class _Remembered:
+    """``paths`` with each result kept: the cheap step's float32 vectors and timings serve the whole policy.
+
+    Each step (loading the model and computing, timing) first and last checks ``stop``: a process that ends
+    waits for one step at most, never for the whole preparation, and never ends while a step runs.
+    """
+
+    def __init__(self, paths: Paths, stop: threading.Event) -> None:
         self.paths = paths
+        self.stop = stop
         self._vectors: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         self._speeds: dict[str, float] = {}
+
+    def _go_on(self) -> None:
+        if self.stop.is_set():
+            raise Stopped
 
     def unavailable(self, precision: str) -> str | None:
         return self.paths.unavailable(precision)
@@ -63,12 +77,16 @@ class _Remembered:
     def encode(self, texts: Sequence[str], precision: str) -> np.ndarray:
         key = (tuple(texts), precision)
         if key not in self._vectors:
+            self._go_on()
             self._vectors[key] = self.paths.encode(texts, precision)
+            self._go_on()
         return self._vectors[key]
 
     def tokens_per_second(self, precision: str) -> float:
         if precision not in self._speeds:
+            self._go_on()
             self._speeds[precision] = self.paths.tokens_per_second(precision)
+            self._go_on()
         return self._speeds[precision]
 
 
@@ -117,7 +135,8 @@ class Preparation:
         self.policy = policy
         self.after = after
         self.device = device
-        self.paths = _Remembered(paths)
+        self._stop = threading.Event()
+        self.paths = _Remembered(paths, self._stop)
         self.kept = kept
         self.switch = switch
         self.usable = usable
@@ -127,10 +146,16 @@ class Preparation:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     def start(self) -> Preparation:
-        if self.after is None:
-            atexit.register(self.wait)
+        # a command that ends first waits for a first start's whole preparation (the next start has it);
+        # a check left for later only ends its step (a later start does it again)
+        atexit.register(self.wait if self.after is None else self.stop)
         self._thread.start()
         return self
+
+    def stop(self, timeout: float = 120) -> None:
+        """End at the end of the current step; nothing is switched or kept. Waits for that step."""
+        self._stop.set()
+        self.wait(timeout)
 
     @property
     def finished(self) -> bool:
@@ -152,14 +177,28 @@ class Preparation:
         _lower_priority()
         try:
             choice = self._prepare()
-        except Exception as error:  # a background thread: float32 keeps serving, the reason is shown
+        except Stopped:
+            logger.info("the precision check was stopped: a later start does it")
+            choice = None
+        except Exception as error:  # a background thread: what is served goes on, the reason is shown
             logger.exception("the faster precisions could not be prepared")
-            choice = failed(error) if self.after is None else None  # checked already: it stays served
+            choice = failed(error) if self.after is None else self._kept_without_later(error)
         self.seconds = time.perf_counter() - started
         logger.info("precision prepared in %.1f s: %s", self.seconds, choice)
-        if choice is not None:  # None: the check in the background failed, what was served stays
+        if choice is not None:  # None: stopped, what is served stays and nothing is kept
             self.switch(choice)
         self._done.set()
+
+    def _kept_without_later(self, error: BaseException) -> PrecisionChoice:
+        """What is served (checked already) kept as the verdict, with why what was left for later could not be
+        checked: another start would fail the same way (a kept verdict is per library versions)."""
+        assert self.after is not None
+        reason = self.after.passages_reason.replace(f"。{first_check.CHECKED_LATER}", "")
+        reason += f"。bfloat16 を確かめられませんでした（{type(error).__name__}: {str(error)[:160]}）"
+        choice = dataclasses.replace(self.after, passages_reason=reason)
+        if self.kept:
+            self.kept.write(choice)
+        return choice
 
     def _prepare(self) -> PrecisionChoice:
         lock = self.kept.cache.preparing(self.kept.folder) if self.kept else contextlib.nullcontext(False)

@@ -68,6 +68,7 @@ def make_embedder(settings: Settings) -> TextEmbedder:
         query_precision=settings.query_precision,
         threads=settings.threads,
         cache_dir=settings.cache_dir or machine_cache_dir(),
+        background_checks=settings.background_checks,
     )
 
 

@@ -146,10 +146,10 @@ def test_two_processes_starting_at_once_export_once(model_dir: Path, tmp_path: P
     ]
     outs = [json.loads(run.communicate(timeout=600)[0].strip().splitlines()[-1]) for run in runs]
     assert all(run.returncode == 0 for run in runs)
-    if without_torch:  # both serve the verdict of the one check: the second waited for it
-        assert outs[0]["first"] == outs[1]["first"]
-    else:
+    if not without_torch:
         assert [out["first"] for out in outs] == ["float32", "float32"]
+    # checked without torch, the second serves the first one's verdict: as it was kept before bfloat16 was
+    # checked, or after (the first's check of bfloat16 held the lock meanwhile); then both serve the last
     assert outs[0]["then"] == outs[1]["then"]
     exported = log.read_text().split() if log.exists() else []
     assert len(exported) <= 1
@@ -430,7 +430,7 @@ def test_bfloat16_is_checked_later_behind_int8_and_then_kept(
     assert second.precision == first.precision
 
 
-def test_ingest_on_a_new_machine_embeds_in_int8_and_does_not_wait_at_its_end(
+def test_ingest_on_a_new_machine_embeds_in_int8_and_leaves_bfloat16_to_a_serving_process(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
 ) -> None:
     monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
@@ -447,6 +447,10 @@ def test_ingest_on_a_new_machine_embeds_in_int8_and_does_not_wait_at_its_end(
         assert (report["precision"]["passages"], report["precision"]["preparing"]) == ("int8", False)
         assert first_check.CHECKED_LATER in report["precision"]["passages_reason"]
         assert words.FINISHING_PREPARATION not in err
+        # a one-shot command does not start the check it would cut short: the next serving process does it
+        assert not any(thread.name == preparation.THREAD_NAME for thread in threading.enumerate())
+        (verdict,) = (tmp_path / "a-new-machine").glob("*/*/verdict-*.json")
+        assert json.loads(verdict.read_text(encoding="utf-8"))["pending"] == ["bfloat16"]
     finally:
         held.set()
         for thread in threading.enumerate():
@@ -469,3 +473,18 @@ def test_a_check_without_torch_that_fails_leaves_torchs_path(
     assert first.wait_prepared(300)
     assert not first.precision.preparing
     assert first.embed_documents([FIRST]).shape == (1, first.dimension)
+
+
+def test_a_check_left_for_later_ends_at_its_step_when_its_process_ends(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
+) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    served = first.precision
+    assert first.preparation is not None
+    first.preparation._stop.set()  # as ``stop`` does at the process's end (it would wait here for the step)
+    held.set()
+    assert first.wait_prepared(300)
+    assert first.precision == served  # nothing switched
+    assert _verdict(tmp_path)["pending"] == ["bfloat16"]  # nothing kept: the next serving process checks it
