@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.model import onnx_proto
+
 # model_type → where its token positions start: "padding" counts from the padding id + 1 (fairseq's
 # RoBERTa and LUKE), "zero" from 0 (BERT)
 POSITIONS = {"luke": "padding", "xlm-roberta": "padding", "roberta": "padding", "bert": "zero"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 OPSET = 17
+PRODUCER = "japanese-document-search"
 
 
 @dataclass(frozen=True)
@@ -193,15 +196,12 @@ class Graph:
 
 
 class _Graph:
-    """Nodes and constants of one ONNX graph, named as they are added."""
+    """Nodes and constants of one ONNX graph, named as they are added (``onnx_proto`` encodes them)."""
 
     def __init__(self, data_file: str) -> None:
-        from onnx import TensorProto, helper, numpy_helper
-
-        self.helper, self.numpy_helper, self.TensorProto = helper, numpy_helper, TensorProto
         self.data_file = data_file
-        self.nodes: list = []
-        self.initializers: list = []
+        self.nodes: list[bytes] = []
+        self.initializers: list[bytes] = []
         self.outside: dict[str, np.ndarray] = {}
         self._offset = 0
         self._count = 0
@@ -209,18 +209,13 @@ class _Graph:
     def constant(self, name: str, value: np.ndarray) -> str:
         value = np.asarray(value)
         if value.nbytes < OUTSIDE_BYTES:
-            self.initializers.append(self.numpy_helper.from_array(value, name))
+            self.initializers.append(onnx_proto.tensor(name, value))
             return name
         value = np.ascontiguousarray(value)
         self._offset += -self._offset % ALIGN
-        tensor = self.TensorProto(name=name, data_type=self.helper.np_dtype_to_tensor_dtype(value.dtype))
-        tensor.dims.extend(value.shape)
-        tensor.data_location = self.TensorProto.EXTERNAL
-        for key, text in (("location", self.data_file), ("offset", self._offset), ("length", value.nbytes)):
-            entry = tensor.external_data.add()
-            entry.key, entry.value = key, str(text)
+        where = (self.data_file, self._offset, value.nbytes)
+        self.initializers.append(onnx_proto.tensor(name, dtype=value.dtype, shape=value.shape, outside=where))
         self._offset += value.nbytes
-        self.initializers.append(tensor)
         self.outside[name] = value
         return name
 
@@ -232,7 +227,7 @@ class _Graph:
         """One node of ``count`` outputs; returns their names."""
         self._count += 1
         names = [f"{op.lower()}_{self._count}_{i}" for i in range(count)]
-        self.nodes.append(self.helper.make_node(op, inputs, names, domain=domain or None, **attributes))
+        self.nodes.append(onnx_proto.node(op, inputs, names, domain, **attributes))
         return names
 
 
@@ -246,8 +241,6 @@ def build(directory: Path, data_file: str, quantized: bool = True) -> tuple[Grap
 
 def build_from(weights: dict[str, np.ndarray], shape: Shape, data_file: str, quantized: bool) -> Graph:
     """``build``'s graph from weights already read (``read_weights``)."""
-    from onnx import TensorProto, helper
-
     graph = _Graph(data_file)
     g = graph.node
     d, heads = shape.hidden, shape.heads
@@ -264,8 +257,9 @@ def build_from(weights: dict[str, np.ndarray], shape: Shape, data_file: str, qua
         )
 
     def linear(x: str, name: str) -> str:
-        if not quantized:
-            product = g("MatMul", [x, graph.constant(f"{name}.wt", np.ascontiguousarray(weights[f"{name}.weight"].T))])
+        if not quantized:  # the (out × in) matrix as it is, read transposed: no copy of 340 MB to make
+            weight = graph.constant(f"{name}.weight", weights[f"{name}.weight"])
+            product = g("FusedMatMul", [x, weight], domain="com.microsoft", transB=1, alpha=1.0)
             return g("Add", [product, graph.constant(f"{name}.bias", weights[f"{name}.bias"])])
         return g("DynamicQuantizeMatMul", [x, *quantized_matrix(name)], domain="com.microsoft")
 
@@ -289,7 +283,7 @@ def build_from(weights: dict[str, np.ndarray], shape: Shape, data_file: str, qua
     # token positions, as the model's embeddings compute them
     if POSITIONS[shape.model_type] == "padding":
         padding = g("Equal", ["input_ids", graph.constant("pad_id", np.array(shape.pad_id))])
-        real = g("Cast", [g("Not", [padding])], to=TensorProto.INT64)
+        real = g("Cast", [g("Not", [padding])], to=onnx_proto.INT64)
         counted = g("Mul", [g("CumSum", [real, graph.constant("axis1", np.array(1))]), real])
         positions = g("Add", [counted, graph.constant("pad_offset", np.array(shape.pad_id))])
     else:
@@ -306,7 +300,7 @@ def build_from(weights: dict[str, np.ndarray], shape: Shape, data_file: str, qua
     x = layer_norm(summed, "embeddings.LayerNorm")
 
     # the additive mask over keys: 0 for a token, float32's lowest for padding (as transformers adds it)
-    mask_float = g("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    mask_float = g("Cast", ["attention_mask"], to=onnx_proto.FLOAT)
     lowest = graph.constant("lowest", np.array(np.finfo(np.float32).min, dtype=np.float32))
     one = graph.constant("one_float", np.array(1.0, dtype=np.float32))
     blocked = g("Mul", [g("Sub", [one, mask_float]), lowest])
@@ -346,17 +340,15 @@ def build_from(weights: dict[str, np.ndarray], shape: Shape, data_file: str, qua
         count = g("ReduceSum", [weights_of, graph.constant("axis_tokens2", np.array([1]))], keepdims=0)
         floor = graph.constant("floor", np.array(1e-9, dtype=np.float32))
         pooled = g("Div", [total, g("Max", [count, floor])])
-    graph.nodes.append(helper.make_node("Identity", [pooled], ["sentence_embedding"]))
-    graph.nodes.append(helper.make_node("Identity", [tokens], ["token_embeddings"]))
+    graph.nodes.append(onnx_proto.node("Identity", [pooled], ["sentence_embedding"]))
+    graph.nodes.append(onnx_proto.node("Identity", [tokens], ["token_embeddings"]))
     inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        onnx_proto.value_info(name, onnx_proto.INT64, ["batch", "tokens"]) for name in ("input_ids", "attention_mask")
     ]
     outputs = [
-        helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", d]),
-        helper.make_tensor_value_info("token_embeddings", TensorProto.FLOAT, ["batch", "tokens", d]),
+        onnx_proto.value_info("sentence_embedding", onnx_proto.FLOAT, ["batch", d]),
+        onnx_proto.value_info("token_embeddings", onnx_proto.FLOAT, ["batch", "tokens", d]),
     ]
-    onnx_graph = helper.make_graph(graph.nodes, "encoder", inputs, outputs, graph.initializers)
-    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="japanese-document-search")
-    return Graph(bytes(model.SerializeToString()), data_file, graph.outside)
+    opsets = {"": OPSET, "com.microsoft": 1}
+    model = onnx_proto.model(graph.nodes, graph.initializers, inputs, outputs, opsets, "encoder", PRODUCER)
+    return Graph(model, data_file, graph.outside)

@@ -156,3 +156,41 @@ def test_a_model_of_another_shape_is_left_to_torch(model_dir: Path, tmp_path: Pa
     (copy / "config.json").write_text(json.dumps({**config, **change}))
     assert reason in (onnx_graph.unsupported(copy) or "")
     assert onnx_graph.unsupported(model_dir) is None
+
+
+def test_the_graph_is_written_without_the_onnx_package_and_onnx_reads_it(model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pipelines.model import onnx_graph\n"
+        f"onnx_graph.build(Path({str(model_dir)!r}), 'weights.data')\n"
+        "assert 'onnx' not in sys.modules, 'onnx was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import onnx
+
+    graph, shape = onnx_graph.build(model_dir, "weights.data")
+    model = onnx.load_from_string(graph.model)
+    assert model.ir_version == 8
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", 17), ("com.microsoft", 1)}
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in model.graph.output] == ["sentence_embedding", "token_embeddings"]
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 3 * shape.layers  # query, key, value: one quantization of x
+    assert ops.count("DynamicQuantizeMatMul") == 3 * shape.layers  # the attention's output and the two of the MLP
+    norm = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in norm.attribute} == pytest.approx(
+        {"axis": -1, "epsilon": 1e-12}
+    )
+    outside = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {t.name for t in outside} == set(graph.outside)
+    for entry in outside:
+        where = {e.key: e.value for e in entry.external_data}
+        assert where["location"] == "weights.data"
+        assert int(where["offset"]) % onnx_graph.ALIGN == 0
+        assert int(where["length"]) == graph.outside[entry.name].nbytes
+        assert list(entry.dims) == list(graph.outside[entry.name].shape)
