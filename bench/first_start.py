@@ -8,9 +8,11 @@ with ``RAG_PRECISION=auto``, each run a whole process timed from outside. Each r
 user cache directory (``XDG_CACHE_HOME``; ``RAG_CACHE_DIR`` unset, so the product's own default is
 what is measured):
 
-1. first start: the ingest into a fresh data directory with the cache empty. The product serves
-   float32 at once and prepares the faster precision in the background; the process waits for that
-   preparation at its end, if it is still running, so its time includes all of it;
+1. first start: the ingest into a fresh data directory with the cache empty. With the GLuCoSE-shaped
+   (LUKE) model on a CPU, the product writes the int8 and float32 graphs from the weights and checks
+   int8 before it embeds anything (``pipelines/model/first_check.py``); bfloat16 is left to a serving
+   process, so the command's time includes the whole check. With another model it serves float32 at
+   once and waits at its end for the preparation still running, which its time then includes;
 2. the next start: a fresh process into another fresh data directory, the same cache;
 3. what the second data directory cost: whether it exported again (the int8 export's file and the
    verdict are the same ones, untouched) and the precisions each run's documents recorded.
