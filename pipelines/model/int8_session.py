@@ -53,10 +53,12 @@ class Int8Session:
     def open_built(self, graph: onnx_graph.Graph, shape: onnx_graph.Shape) -> None:
         """Keep a graph written from the model's weights (``onnx_graph.build_from``) in the cache, and open it.
 
-        A cache folder that cannot be written is no error: the graph goes to this session's own folder.
+        Opened from its files, as a later start opens it: a session fed from memory keeps the caller's
+        arrays as well as its own copies (300 MB more for GLuCoSE). A cache folder that cannot be written
+        is no error: the graph goes to this session's own folder.
         """
         facts = (shape.hidden, shape.max_tokens, shape.pooling)
-        self.open_kept(self._in_cache(lambda directory: int8.write_built(directory, graph, *facts)), graph)
+        self.open_kept(self._in_cache(lambda directory: int8.write_built(directory, graph, *facts)))
 
     def reopen_in_caller(self) -> None:
         """Let the session go; the next ``encode`` opens another, whose threads the calling thread starts
