@@ -261,7 +261,7 @@ class Embedder:
             return
         where = Kept(self.cache, folder, device, requested, self.threads) if self.cache and folder else None
         self.preparation = Preparation(
-            self.policy, device, self, where, self._switch, self._usable, after=served
+            self.policy, device, self, where, self._switch_after_check, self._usable, after=served
         ).start()
 
     def _usable(self, choice: PrecisionChoice) -> bool:
@@ -277,6 +277,15 @@ class Embedder:
         if "int8" in (choice.passages, choice.questions):
             self._int8.reopen_in_caller()
         self._precision = choice
+
+    def _switch_after_check(self, choice: PrecisionChoice) -> None:
+        """Serve the verdict of a check left for later (``_prepare_later``): the int8 session stays (the
+        foreground opened it); where int8 stays served for both, torch's copy of the model, loaded only
+        for the check, is let go (0.5 GB for GLuCoSE)."""
+        served, self._precision = self._precision, choice
+        if served.passages == served.questions == choice.passages == choice.questions == "int8":
+            with self._loading:
+                self._model = None
 
     @property
     def preparing(self) -> bool:

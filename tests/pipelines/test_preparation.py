@@ -410,6 +410,8 @@ def test_bfloat16_is_checked_later_behind_int8_and_then_kept(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
 ) -> None:
     monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    speeds = {"int8": 3_000.0, "bfloat16": 1_500.0, "float32": 800.0}  # the check with torch, timings aside
+    monkeypatch.setattr(Embedder, "tokens_per_second", lambda self, precision: speeds[precision])
     first = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
     first.load()
     assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
@@ -423,6 +425,9 @@ def test_bfloat16_is_checked_later_behind_int8_and_then_kept(
     assert first_check.CHECKED_LATER not in first.precision.passages_reason
     assert "bfloat16" in first.precision.passages_reason  # timed or refused, with torch's float32 as the reference
     assert _verdict(tmp_path)["pending"] == []
+    assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
+    assert first._model is None  # torch's copy served the check only
+    assert first.embed_documents([SECOND]).shape == (1, first.dimension)
     monkeypatch.setattr(PrecisionPolicy, "choose", _no_checks)
     second = Embedder(str(model_dir), device="cpu", batch_size=4, cache_dir=tmp_path)
     second.load()
