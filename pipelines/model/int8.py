@@ -104,9 +104,25 @@ def write_built(directory: Path, graph: Graph, dimension: int, max_tokens: int, 
     directory.mkdir(parents=True, exist_ok=True)
     built = Int8Model(directory / MODEL_FILE, dimension=dimension, max_tokens=max_tokens, pooling=pooling)
     (directory / META_FILE).unlink(missing_ok=True)  # an older export's facts must not name the new files meanwhile
+    for partial in [*directory.glob(f"{DATA_FILE}.*.tmp"), *directory.glob(f"{MODEL_FILE}.*.tmp")]:
+        if not _alive(partial.name.rsplit(".", 2)[-2]):
+            partial.unlink(missing_ok=True)  # what a writer killed halfway left (0.2 GB)
     graph.write(built.path)
     _write_meta(built, "weights", graph.data_file)
     return built
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (a number from a file's name) is running; False for no number."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _write_meta(exported: Int8Model, made_by: str, data_file: str | None) -> None:

@@ -127,7 +127,19 @@ def test_per_channel_quantization_is_onnx_runtimes() -> None:
 
 def test_a_kept_graph_opens_from_its_files_and_half_files_are_never_found(model_dir: Path, tmp_path: Path) -> None:
     graph, shape = onnx_graph.build(model_dir, int8.DATA_FILE)
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp_path / f"{int8.DATA_FILE}.{gone.stdout.strip()}.tmp"  # what a writer killed halfway left
+    killed.write_bytes(b"\0" * 1024)
+    writing = tmp_path / f"{int8.DATA_FILE}.{os.getppid()}.tmp"  # a live process's, being written
+    writing.write_bytes(b"\0" * 1024)
     kept = int8.write_built(tmp_path, graph, shape.hidden, shape.max_tokens, shape.pooling)
+    assert not killed.exists()
+    assert writing.exists()
+    writing.unlink()
     found = int8.find(tmp_path)
     assert found == kept
     assert (tmp_path / int8.DATA_FILE).stat().st_size > 0
