@@ -290,15 +290,22 @@ def test_the_preparation_runs_at_low_priority_until_someone_waits(
     assert first.wait_prepared(300)
 
 
-def test_ingest_says_a_faster_precision_is_being_prepared(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, torch_first: None
-) -> None:
+@pytest.fixture
+def new_machine(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of one document to ingest on a machine whose user cache (``a-new-machine``) is empty."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
     monkeypatch.setenv("RAG_DEVICE", "cpu")
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "休暇.txt").write_text(FIRST, encoding="utf-8")
+    return docs
+
+
+def test_ingest_says_a_faster_precision_is_being_prepared(
+    new_machine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, torch_first: None
+) -> None:
+    docs = new_machine
     try:
         status, out, err = run("ingest", str(docs))
         assert status == 0, err
@@ -436,15 +443,10 @@ def test_bfloat16_is_checked_later_behind_int8_and_then_kept(
 
 
 def test_ingest_on_a_new_machine_embeds_in_int8_and_leaves_bfloat16_to_a_serving_process(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
+    new_machine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
 ) -> None:
     monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-new-machine"))
-    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(model_dir))
-    monkeypatch.setenv("RAG_DEVICE", "cpu")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "休暇.txt").write_text(FIRST, encoding="utf-8")
+    docs = new_machine
     try:
         status, out, err = run("ingest", str(docs), "--json")
         assert status == 0, err
