@@ -7,7 +7,8 @@ folder: ``onnx_graph.build`` (what a first start writes now) and ``int8.export``
 and ONNX Runtime's quantizer, what it wrote before). Both run in this process through the product's
 ``Int8Runner`` (ONNX Runtime's ``SkipLayerNormFusion`` left out), and the written graph also with that
 rewrite, for batches shaped as ingest's (16 × 128 and 16 × 64 tokens, 8 × 256) and as questions
-(1 × 20, 1 × 40): each shape ``--rounds`` times in turn, the first of each left out. Prints the medians
+(1 × 20, 1 × 40): each shape ``--rounds`` times in turn (a question's ten times as many), the first of each
+left out. Prints the medians
 and the ratio written ÷ traced. ``--without avx512`` runs it as an AVX2-only CPU would (``bench/cpu_mask.py``).
 """
 
@@ -68,7 +69,7 @@ def main() -> None:
         ids[:, 0] = 0
         mask = np.ones_like(ids)
         times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.rounds):
+        for _ in range(args.rounds * (10 if rows == 1 else 1)):  # a question takes milliseconds: more of them
             for name, run in runners.items():
                 started = time.perf_counter()
                 run(ids, mask)
