@@ -495,3 +495,66 @@ def test_a_check_left_for_later_ends_at_its_step_when_its_process_ends(
     assert first.wait_prepared(300)
     assert first.precision == served  # nothing switched
     assert _verdict(tmp_path)["pending"] == ["bfloat16"]  # nothing kept: the next serving process checks it
+
+
+KILL_POINTS = {
+    # the int8 graph's weights half written (a partial file beside their name)
+    "writing": (
+        "from pipelines.model import onnx_graph\n"
+        "def write(self, path):\n"
+        "    (path.parent / f'{self.data_file}.{os.getpid()}.tmp').write_bytes(b'half' * 1000)\n"
+        "    stop()\n"
+        "onnx_graph.Graph.write = write\n"
+    ),
+    # the graph on disk, its facts (which make it found) not yet
+    "before-its-facts": ("from pipelines.model import int8\nint8._write_meta = lambda *args: stop()\n"),
+    # the graph kept, int8 being checked: no verdict yet
+    "checking": ("from pipelines.model import first_check\nfirst_check.GraphPaths.encode = lambda *args: stop()\n"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_first_start_killed_halfway_leaves_nothing_the_next_trips_on(
+    model_dir: Path, tmp_path: Path, point: str, int8_faster: None, no_bfloat16: None
+) -> None:
+    import os
+    import signal
+
+    cache, stopped = tmp_path / "cache", tmp_path / "stopped"
+    script = (
+        "import os, time\n"
+        "from pathlib import Path\n"
+        f"def stop(*args):\n    Path({str(stopped)!r}).touch()\n    time.sleep(600)\n"
+        + KILL_POINTS[point]
+        + "from pipelines.model.embedder import Embedder\n"
+        f"Embedder({str(model_dir)!r}, device='cpu', cache_dir=Path({str(cache)!r})).load()\n"
+    )
+    log = tmp_path / "child.log"
+    with log.open("wb") as errors:
+        child = subprocess.Popen([sys.executable, "-c", script], stderr=errors)
+        for _ in range(1200):
+            if stopped.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert stopped.exists(), log.read_text(errors="replace")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    assert not list(cache.glob("*/verdict-*.json"))  # nothing was decided
+    left = {path.name for path in cache.glob("*/*") if path.name != "prepare.lock"}
+    assert (
+        left
+        == {
+            "writing": {f"{int8.DATA_FILE}.{child.pid}.tmp"},
+            "before-its-facts": {int8.MODEL_FILE, int8.DATA_FILE},
+            "checking": {int8.MODEL_FILE, int8.DATA_FILE, int8.META_FILE},
+        }[point]
+    )
+
+    again = Embedder(str(model_dir), device="cpu", cache_dir=cache)
+    again.load()  # the dead process's lock is gone with it
+    assert (again.precision.passages, again.precision.questions) == ("int8", "int8")
+    assert not list(cache.glob("*/*.tmp"))  # what it left half written is gone
+    fresh = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path / "another-machine")
+    fresh.load()
+    assert np.array_equal(again.embed_documents([FIRST, SECOND]), fresh.embed_documents([FIRST, SECOND]))
