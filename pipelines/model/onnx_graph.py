@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.model import onnx_proto
+from pipelines.model import onnx_proto, torch_file
 
 # model_type → where its token positions start: "padding" counts from the padding id + 1 (fairseq's
 # RoBERTa and LUKE), "zero" from 0 (BERT)
@@ -122,11 +122,14 @@ def read_weights(directory: Path) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
         weights = load_file(str(path))
-    else:  # an older hub model: torch's file (torch reads it; no model class is built)
-        import torch
+    else:  # an older hub model (GLuCoSE): torch's file, read without torch where it is in torch's zip form
+        try:
+            weights = torch_file.read(directory / "pytorch_model.bin")
+        except ValueError:
+            import torch
 
-        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
-        weights = {name: value.float().numpy() for name, value in state.items()}
+            state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            weights = {name: value.float().numpy() for name, value in state.items()}
     out: dict[str, np.ndarray] = {}
     for name, value in weights.items():
         if not name.startswith(("embeddings.", "encoder.")):
