@@ -85,6 +85,8 @@ def _shape(directory: Path) -> Shape:
     pooling = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(modes[0]) if modes else None
     if len(modes) != 1 or pooling is None:
         raise ValueError(f"プーリング（{', '.join(modes)}）に対応していません")
+    if pooling_config.get("include_prompt", True) is False:
+        raise ValueError("前置きの語をプーリングから除くモデルです")
     st_config = json.loads((directory / "sentence_bert_config.json").read_text(encoding="utf-8"))
     if st_config.get("do_lower_case"):
         raise ValueError("小文字化するモデルです")

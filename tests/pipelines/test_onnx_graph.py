@@ -170,6 +170,17 @@ def test_a_model_of_another_shape_is_left_to_torch(model_dir: Path, tmp_path: Pa
     assert onnx_graph.unsupported(model_dir) is None
 
 
+def test_a_pooling_that_leaves_out_the_prompt_is_left_to_torch(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    pooling = json.loads((copy / "1_Pooling" / "config.json").read_text())
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "include_prompt": False}))
+    assert "前置き" in (onnx_graph.unsupported(copy) or "")
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "pooling_mode_max_tokens": True}))
+    assert "プーリング" in (onnx_graph.unsupported(copy) or "")
+
+
 def test_the_graph_is_written_without_the_onnx_package_and_onnx_reads_it(model_dir: Path) -> None:
     import subprocess
     import sys
