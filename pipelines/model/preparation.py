@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,8 @@ class _Remembered:
         self._vectors: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         self._speeds: dict[str, float] = {}
 
-    def _go_on(self) -> None:
+    def go_on(self) -> None:
+        """Raises ``Stopped`` where the preparation was asked to stop."""
         if self.stop.is_set():
             raise Stopped
 
@@ -77,16 +78,16 @@ class _Remembered:
     def encode(self, texts: Sequence[str], precision: str) -> np.ndarray:
         key = (tuple(texts), precision)
         if key not in self._vectors:
-            self._go_on()
+            self.go_on()
             self._vectors[key] = self.paths.encode(texts, precision)
-            self._go_on()
+            self.go_on()
         return self._vectors[key]
 
     def tokens_per_second(self, precision: str) -> float:
         if precision not in self._speeds:
-            self._go_on()
+            self.go_on()
             self._speeds[precision] = self.paths.tokens_per_second(precision)
-            self._go_on()
+            self.go_on()
         return self._speeds[precision]
 
 
@@ -118,8 +119,9 @@ class Preparation:
 
     ``after``: what is served already, checked by the first start without torch (``first_check``), with
     precisions left to consider (bfloat16); the preparation then runs the whole policy once, with
-    torch's float32 as the reference, and switches only if its verdict differs. A command does not
-    wait for it at its end: the verdict it serves is kept as pending, and a later start finishes it.
+    torch's float32 as the reference, keeps its verdict and serves it (the same precisions with their
+    reasons, or a faster one). A process that ends meanwhile stops it at the end of a step, keeping
+    nothing: the verdict served stays kept as pending, and a later start checks again.
     """
 
     def __init__(
@@ -200,9 +202,23 @@ class Preparation:
             self.kept.write(choice)
         return choice
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The cache's lock, asked for again every 0.2 s rather than waited on: a process that ends while
+        another holds it (another process's check) stops here too, at once (``Stopped``)."""
+        while True:
+            lock = (
+                self.kept.cache.preparing(self.kept.folder, block=False) if self.kept else contextlib.nullcontext(False)
+            )
+            with lock as held:
+                if held is not None:
+                    yield
+                    return
+            self.paths.go_on()
+            time.sleep(0.2)
+
     def _prepare(self) -> PrecisionChoice:
-        lock = self.kept.cache.preparing(self.kept.folder) if self.kept else contextlib.nullcontext(False)
-        with lock:
+        with self._locked():
             found = self.kept.read() if self.kept else None
             if found is not None and self.kept and not self.kept.pending() and self.usable(found):
                 return found  # another process (or embedder) prepared it while this one waited

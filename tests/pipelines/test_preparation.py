@@ -558,3 +558,23 @@ def test_a_first_start_killed_halfway_leaves_nothing_the_next_trips_on(
     fresh = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path / "another-machine")
     fresh.load()
     assert np.array_equal(again.embed_documents([FIRST, SECOND]), fresh.embed_documents([FIRST, SECOND]))
+
+
+def test_a_check_left_for_later_waiting_for_the_lock_stops_at_once(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event, int8_faster: None
+) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert first.preparation is not None
+    assert first.cache is not None
+    (folder,) = {path.parent for path in tmp_path.glob("*/verdict-*.json")}
+    with first.cache.preparing(folder) as locked:  # another process's check holds it
+        assert locked
+        held.set()
+        time.sleep(0.5)  # the check asks for the lock meanwhile
+        started = time.perf_counter()
+        first.preparation.stop(timeout=30)  # as the process's end does
+        assert first.preparation.finished
+        assert time.perf_counter() - started < 5
+    assert _verdict(tmp_path)["pending"] == ["bfloat16"]
