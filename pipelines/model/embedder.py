@@ -157,18 +157,24 @@ class Embedder:
         device = self._device()
         kept = self.cache.read(folder, device, requested, self.threads) if self.cache and folder else None
         pending = self.cache.pending(folder, device, requested, self.threads) if kept and self.cache and folder else ()
-        if kept is None and self.policy.requested == "auto" and device == "cpu":
+        here = self.files.directory() is not None  # a hub model's files are fetched by torch's load below
+        checks = kept is None and self.policy.requested == "auto" and device == "cpu"
+        if checks:
             checked = self._check_without_torch(folder, device, requested, stage)
             if checked is not None:
                 kept, pending = checked
-        if kept is not None and kept.passages == kept.questions == "int8" and self._open_int8_alone(folder):
-            self._precision = kept  # checked (and timed) on this CPU without torch: none is loaded
-            logger.info("%s: %s, int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
-            self._prepare_later(kept, pending, folder, device, requested)
-            self._ready = True
+        if self._serve_int8_alone(kept, pending, folder, device, requested, started):
             return
         _ = self.model  # loads it (downloading a hub model the first time)
         folder = folder or self.files.cache_folder()  # a hub model is in the local cache now
+        if checks and not here:  # a hub model fetched by this load: checked as one on disk is
+            checked = self._check_without_torch(folder, device, requested, stage)
+            if checked is not None:
+                kept, pending = checked
+                if not pending and self._serve_int8_alone(kept, pending, folder, device, requested, started):
+                    with self._loading:
+                        self._model = None  # torch's copy only fetched the files: int8 alone serves
+                    return
         if kept is None and self.policy.requested == "auto":
             self._precision = SERVING  # needs no check: the faster paths are prepared behind it
             where = Kept(self.cache, folder, device, requested, self.threads) if self.cache and folder else None
@@ -191,6 +197,24 @@ class Embedder:
         self._prepare_later(self._precision, pending, folder, device, requested)
         self._ready = True
         logger.info("loaded %s in %.1f s", self.model_name, time.perf_counter() - started)
+
+    def _serve_int8_alone(
+        self,
+        kept: PrecisionChoice | None,
+        pending: tuple[str, ...],
+        folder: Path | None,
+        device: str,
+        requested: tuple[str, str],
+        started: float,
+    ) -> bool:
+        """Serve ``kept`` through ONNX Runtime alone where it is int8 for both and the int8 graph opens."""
+        if kept is None or not kept.passages == kept.questions == "int8" or not self._open_int8_alone(folder):
+            return False
+        self._precision = kept  # checked (and timed) on this CPU without torch: none is needed
+        logger.info("%s: %s, int8 only, %.1f s", self.model_name, kept, time.perf_counter() - started)
+        self._prepare_later(kept, pending, folder, device, requested)
+        self._ready = True
+        return True
 
     def _check_without_torch(
         self, folder: Path | None, device: str, requested: tuple[str, str], stage: Stage

@@ -578,3 +578,29 @@ def test_a_check_left_for_later_waiting_for_the_lock_stops_at_once(
         assert first.preparation.finished
         assert time.perf_counter() - started < 5
     assert _verdict(tmp_path)["pending"] == ["bfloat16"]
+
+
+def test_a_hub_model_fetched_by_the_first_start_is_checked_without_torch_once_it_is_here(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_bfloat16: None, int8_faster: None
+) -> None:
+    from pipelines.model.files import ModelFiles
+
+    fetched: list[bool] = []
+    on_disk, load = ModelFiles.directory, torch_path.open_model
+
+    def fetching(*args: object, **kwargs: object) -> object:
+        fetched.append(True)  # sentence-transformers downloads a hub model's files as it loads it
+        return load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ModelFiles, "directory", lambda self: on_disk(self) if fetched else None)
+    monkeypatch.setattr(torch_path, "open_model", fetching)
+    first = Embedder(str(model_dir), device="cpu", cache_dir=tmp_path)
+    first.load()
+    assert fetched
+    assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
+    assert "float32 とのコサイン最小" in first.precision.passages_reason  # checked, not served unchecked
+    assert not first.precision.preparing
+    assert first.preparation is None
+    assert first._model is None  # torch's copy fetched the files only
+    assert _verdict(tmp_path)["pending"] == []
+    assert first.embed_documents([FIRST]).shape == (1, first.dimension)
