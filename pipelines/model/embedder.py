@@ -182,7 +182,7 @@ class Embedder:
             self._ready = True
             logger.info("loaded %s in %.1f s, float32 while preparing", self.model_name, time.perf_counter() - started)
             return
-        if kept is None or folder is None:
+        if kept is None:  # decided neither by an earlier start nor by the check without torch
             stage("計算精度を選んでいます（初回のみ）" if self.cache else "計算精度を選んでいます")
             kept = self.policy.choose(device, self)
             if self.cache and folder:
@@ -304,11 +304,13 @@ class Embedder:
 
     def _switch_after_check(self, choice: PrecisionChoice) -> None:
         """Serve the verdict of a check left for later (``_prepare_later``): the int8 session stays (the
-        foreground opened it); where int8 stays served for both, torch's copy of the model, loaded only
-        for the check, is let go (0.5 GB for GLuCoSE)."""
-        served, self._precision = self._precision, choice
-        if served.passages == served.questions == choice.passages == choice.questions == "int8":
+        foreground opened it); where int8 is served for both, torch's copy of the model is let go (0.5 GB
+        for GLuCoSE): nothing computes in torch from the next call on."""
+        self._precision = choice
+        exported = self._int8.exported
+        if choice.passages == choice.questions == "int8" and exported:  # a call still in torch keeps its copy
             with self._loading:
+                self._shape = (exported.dimension, exported.max_tokens)  # what the model told before
                 self._model = None
 
     @property

@@ -604,3 +604,22 @@ def test_a_hub_model_fetched_by_the_first_start_is_checked_without_torch_once_it
     assert first._model is None  # torch's copy fetched the files only
     assert _verdict(tmp_path)["pending"] == []
     assert first.embed_documents([FIRST]).shape == (1, first.dimension)
+
+
+def test_without_a_cache_the_checks_verdict_is_served_and_a_later_int8_lets_torch_go(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: threading.Event
+) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: True)
+    slower = {"int8": 500.0, "float32": 800.0}  # the check without torch finds int8 no faster for passages
+    monkeypatch.setattr(first_check.GraphPaths, "tokens_per_second", lambda self, precision: slower[precision])
+    faster = {"int8": 3_000.0, "bfloat16": 1_500.0, "float32": 800.0}  # the check with torch, later
+    monkeypatch.setattr(Embedder, "tokens_per_second", lambda self, precision: faster[precision])
+    first = Embedder(str(model_dir), device="cpu", cache_dir=None)
+    first.load()
+    assert (first.precision.passages, first.precision.questions) == ("float32", "int8")  # not decided twice
+    assert first.precision.passages_reason.endswith(first_check.CHECKED_LATER)
+    held.set()
+    assert first.wait_prepared(300)
+    assert (first.precision.passages, first.precision.questions) == ("int8", "int8")
+    assert first._model is None  # int8 alone from now on
+    assert first.embed_documents([FIRST, SECOND]).shape == (2, first.dimension)
